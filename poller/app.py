@@ -1,0 +1,48 @@
+"""The Celery app: ``celery -A poller worker`` starts a worker.
+
+Configuration comes from :func:`poller.settings.get_settings`, read lazily when Celery first needs
+it (so a process can set ``POLLER_*`` variables before that, as the test fixtures do). Anything
+here can still be overridden with ``app.conf.update(...)`` or Celery's own config module.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+
+from poller.settings import get_settings
+
+
+def celery_config() -> dict[str, Any]:
+    """Celery settings derived from poller's settings."""
+    settings = get_settings()
+    transport = {"visibility_timeout": settings.visibility_timeout}
+    return {
+        "broker_url": settings.broker_url.get_secret_value(),
+        "result_backend": settings.effective_result_backend,
+        # JSON only, on the wire and in results: pickle would let a broker message run code.
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        # A message is acked only after its task finished, and put back when a worker dies:
+        # no job is forgotten by a crash (the lifecycle makes redelivery harmless).
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        # Countdown messages stay unacked until due: the broker must not redeliver them earlier.
+        "broker_transport_options": transport,
+        "result_backend_transport_options": transport,
+        "result_expires": settings.record_ttl,
+        "result_extended": True,
+        # Events for Flower: every submit and check is visible, with its arguments.
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "task_track_started": True,
+        "broker_connection_retry_on_startup": True,
+        "worker_hijack_root_logger": False,
+    }
+
+
+app = Celery("poller", include=["poller.tasks"])
+app.add_defaults(celery_config)

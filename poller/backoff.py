@@ -1,0 +1,49 @@
+"""The countdown policy between two status checks of a job: exponential, jittered, capped."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+
+def compute_delay(
+    check_number: int,
+    *,
+    initial_delay: float,
+    max_delay: float,
+    factor: float = 2.0,
+    jitter: float = 0.2,
+    rand: Callable[[], float] = random.random,
+) -> float:
+    """Return the seconds to wait before check number ``check_number`` (0 for the first check).
+
+    The base delay grows from ``initial_delay`` by ``factor`` per check and is capped at
+    ``max_delay``; jitter then takes away up to ``jitter`` (a share of the delay) so that jobs
+    submitted together do not all call AWS in the same second. Jitter only ever shortens the
+    delay, so ``max_delay`` stays a hard cap that the broker's visibility timeout can rely on.
+
+    Worked example, ``initial_delay=5, max_delay=60, factor=2, jitter=0.2``:
+
+    ========  ==========  ==================
+    check     base delay  delay after jitter
+    ========  ==========  ==================
+    0         5           4.0 .. 5.0
+    1         10          8.0 .. 10.0
+    2         20          16.0 .. 20.0
+    3         40          32.0 .. 40.0
+    4 and on  60 (cap)    48.0 .. 60.0
+    ========  ==========  ==================
+
+    >>> compute_delay(3, initial_delay=5, max_delay=60, factor=2, jitter=0.2, rand=lambda: 0.5)
+    36.0
+    """
+    if check_number < 0:
+        raise ValueError(f"check_number must be >= 0, got {check_number}")
+    # Compare exponents rather than computing factor**n, which overflows for long-running jobs.
+    base = initial_delay
+    for _ in range(check_number):
+        base *= factor
+        if base >= max_delay:
+            break
+    base = min(base, max_delay)
+    return base * (1.0 - jitter * rand())

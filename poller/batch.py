@@ -1,0 +1,200 @@
+"""The only module that talks to AWS Batch. AWS's camelCase stays inside it.
+
+boto3 finds the region, credentials and endpoint (``AWS_ENDPOINT_URL_BATCH``) through its own
+chain. botocore's ``standard`` retry mode absorbs short bursts of throttling and 5xx; what is left
+is raised as :class:`BatchUnavailable` (try again later), while a client error on submit is
+:class:`SubmitRejected` (do not try again).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from poller.errors import BatchUnavailable, SubmitRejected
+from poller.models import JobSpec, JobStatus
+
+if TYPE_CHECKING:
+    from mypy_boto3_batch import BatchClient as Boto3BatchClient
+
+logger = logging.getLogger(__name__)
+
+DESCRIBE_PAGE = 100  # DescribeJobs takes at most 100 job ids per call
+# Error codes AWS uses for "slow down"; botocore's standard mode retries these too.
+THROTTLING_CODES = frozenset(
+    {"TooManyRequestsException", "ThrottlingException", "Throttling", "RequestLimitExceeded"}
+)
+
+# snake_case JobSpec field -> SubmitJob parameter
+_SUBMIT_FIELDS = {
+    "job_name": "jobName",
+    "job_queue": "jobQueue",
+    "job_definition": "jobDefinition",
+    "parameters": "parameters",
+    "container_overrides": "containerOverrides",
+    "node_overrides": "nodeOverrides",
+    "array_properties": "arrayProperties",
+    "depends_on": "dependsOn",
+    "retry_strategy": "retryStrategy",
+    "timeout": "timeout",
+    "tags": "tags",
+    "propagate_tags": "propagateTags",
+    "share_identifier": "shareIdentifier",
+    "scheduling_priority_override": "schedulingPriorityOverride",
+    "ecs_properties_override": "ecsPropertiesOverride",
+    "eks_properties_override": "eksPropertiesOverride",
+}
+
+
+def submit_request(spec: JobSpec, extra_tags: dict[str, str] | None = None) -> dict[str, Any]:
+    """Map a JobSpec to SubmitJob's keyword arguments, leaving out fields that are not set."""
+    request = {
+        aws_name: getattr(spec, field)
+        for field, aws_name in _SUBMIT_FIELDS.items()
+        if getattr(spec, field) is not None
+    }
+    if extra_tags:
+        request["tags"] = {**request.get("tags", {}), **extra_tags}
+    return request
+
+
+@dataclass(frozen=True)
+class BatchJobView:
+    """What DescribeJobs said about one job, in poller's terms."""
+
+    job_id: str
+    status: JobStatus
+    status_reason: str | None = None
+    exit_code: int | None = None
+    container_reason: str | None = None
+    attempts: int = 0
+    log_stream_name: str | None = None
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    stopped_at: datetime | None = None
+    array_status_summary: dict[str, int] | None = None
+
+    @classmethod
+    def from_api(cls, job: dict[str, Any]) -> BatchJobView:
+        """Build a view from one item of DescribeJobs' ``jobs`` list."""
+        attempts = job.get("attempts") or []
+        last_container = (attempts[-1].get("container") if attempts else None) or {}
+        container = job.get("container") or {}
+        exit_code = container.get("exitCode", last_container.get("exitCode"))
+        summary = (job.get("arrayProperties") or {}).get("statusSummary")
+        return cls(
+            job_id=job["jobId"],
+            status=JobStatus(job["status"]),
+            status_reason=job.get("statusReason"),
+            exit_code=exit_code,
+            container_reason=last_container.get("reason") or container.get("reason"),
+            attempts=len(attempts),
+            log_stream_name=container.get("logStreamName") or last_container.get("logStreamName"),
+            created_at=_from_millis(job.get("createdAt")),
+            started_at=_from_millis(job.get("startedAt")),
+            stopped_at=_from_millis(job.get("stoppedAt")),
+            array_status_summary=dict(summary) if summary else None,
+        )
+
+
+def _from_millis(value: int | None) -> datetime | None:
+    if not value:
+        return None
+    return datetime.fromtimestamp(value / 1000, tz=UTC)
+
+
+def _chunks(ids: list[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(ids), size):
+        yield ids[start : start + size]
+
+
+def _is_transient(err: ClientError) -> bool:
+    code = err.response.get("Error", {}).get("Code", "")
+    status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+    return code in THROTTLING_CODES or status == 429 or status >= 500
+
+
+def _error_text(err: ClientError) -> str:
+    error = err.response.get("Error", {})
+    return f"{error.get('Code', 'ClientError')}: {error.get('Message', str(err))}"
+
+
+class BatchClient:
+    """A small typed wrapper around boto3's Batch client, translating its errors."""
+
+    def __init__(self, client: Boto3BatchClient) -> None:
+        self._client = client
+
+    @classmethod
+    def create(cls, max_attempts: int = 3, **client_kwargs: Any) -> BatchClient:
+        """Create a client from boto3's usual configuration chain, with standard retries."""
+        config = Config(retries={"mode": "standard", "max_attempts": max_attempts})
+        return cls(boto3.client("batch", config=config, **client_kwargs))
+
+    def submit(self, spec: JobSpec, extra_tags: dict[str, str] | None = None) -> str:
+        """Submit the job and return its Batch job id."""
+        request = submit_request(spec, extra_tags)
+        try:
+            response = self._client.submit_job(**request)
+        except ClientError as err:
+            if _is_transient(err):
+                raise BatchUnavailable(f"SubmitJob: {_error_text(err)}") from err
+            raise SubmitRejected(
+                f"AWS Batch refused job {spec.job_name!r}: {_error_text(err)}"
+            ) from err
+        except BotoCoreError as err:
+            raise BatchUnavailable(f"SubmitJob: {err}") from err
+        return response["jobId"]
+
+    def describe(self, job_ids: Iterable[str]) -> dict[str, BatchJobView]:
+        """Describe jobs, 100 ids per call; ids Batch does not know are absent from the result."""
+        views: dict[str, BatchJobView] = {}
+        for page in _chunks(list(dict.fromkeys(job_ids)), DESCRIBE_PAGE):
+            try:
+                response = self._client.describe_jobs(jobs=page)
+            except ClientError as err:
+                raise BatchUnavailable(f"DescribeJobs: {_error_text(err)}") from err
+            except BotoCoreError as err:
+                raise BatchUnavailable(f"DescribeJobs: {err}") from err
+            for job in response["jobs"]:
+                view = BatchJobView.from_api(dict(job))
+                views[view.job_id] = view
+        return views
+
+    def find_by_name(self, job_queue: str, job_name: str) -> list[str]:
+        """Return the ids of the jobs in ``job_queue`` named ``job_name`` (any status)."""
+        ids: list[str] = []
+        try:
+            paginator = self._client.get_paginator("list_jobs")
+            pages = paginator.paginate(
+                jobQueue=job_queue, filters=[{"name": "JOB_NAME", "values": [job_name]}]
+            )
+            for page in pages:
+                ids.extend(item["jobId"] for item in page["jobSummaryList"])
+        except ClientError as err:
+            raise BatchUnavailable(f"ListJobs: {_error_text(err)}") from err
+        except BotoCoreError as err:
+            raise BatchUnavailable(f"ListJobs: {err}") from err
+        return ids
+
+    def terminate(self, job_id: str, reason: str) -> None:
+        """Stop a job with TerminateJob, which AWS also applies to jobs not yet STARTING (cancel).
+
+        CancelJob is not used: it is a silent no-op once a job reached STARTING, a race that
+        would leave a cancelled job running.
+        """
+        try:
+            self._client.terminate_job(jobId=job_id, reason=reason)
+        except ClientError as err:
+            if _is_transient(err):
+                raise BatchUnavailable(f"TerminateJob {job_id}: {_error_text(err)}") from err
+            raise SubmitRejected(f"AWS Batch refused to stop {job_id}: {_error_text(err)}") from err
+        except BotoCoreError as err:
+            raise BatchUnavailable(f"TerminateJob {job_id}: {err}") from err

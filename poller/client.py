@@ -1,0 +1,93 @@
+"""JobHandle: read, await and cancel a tracked job from any process, no worker needed."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+from poller import lifecycle
+from poller.errors import WaitTimeout
+from poller.models import JobRecord, JobStatus
+from poller.store import JobStore
+
+logger = logging.getLogger(__name__)
+
+
+class JobHandle:
+    """A tracked job, by its tracking id (the task id of its ``submit_job`` call).
+
+    >>> handle = JobHandle(submit_job.delay("report", "queue", "definition").id)  # doctest: +SKIP
+    >>> handle.wait(timeout=600).status                                           # doctest: +SKIP
+    <JobStatus.SUCCEEDED: 'SUCCEEDED'>
+    """
+
+    def __init__(self, tracking_id: str, store: JobStore | None = None) -> None:
+        self.tracking_id = tracking_id
+        self._store = store
+
+    @property
+    def store(self) -> JobStore:
+        """The job store this handle reads (the configured one unless given)."""
+        if self._store is None:
+            self._store = lifecycle.store_from_settings(lifecycle.get_settings())
+        return self._store
+
+    @classmethod
+    def from_job_id(cls, job_id: str, store: JobStore | None = None) -> JobHandle:
+        """The handle of the tracked job whose Batch job id is ``job_id``; JobNotFound if none."""
+        handle = cls("", store)
+        handle.tracking_id = handle.store.tracking_id_for_job(job_id)
+        return handle
+
+    def record(self) -> JobRecord:
+        """The job's stored record; JobNotFound when there is none."""
+        return self.store.get(self.tracking_id)
+
+    @property
+    def status(self) -> JobStatus:
+        """The job's current status."""
+        return self.record().status
+
+    def wait(self, timeout: float | None = None) -> JobRecord:
+        """Block until the job reaches a terminal status and return its record.
+
+        Wakes on the Redis event channel rather than re-reading the record in a loop (a slow
+        re-read every few seconds only guards against a missed message). Raises WaitTimeout.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self.store.subscribe() as pubsub:
+            # Subscribed before reading, so an event sent in between is not missed.
+            while True:
+                record = self.record()
+                if record.is_terminal:
+                    return record
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise WaitTimeout(
+                        f"job {self.tracking_id} still {record.status.value} after {timeout}s"
+                    )
+                self._next_event(pubsub, min(remaining or 5.0, 5.0))
+
+    def _next_event(self, pubsub: object, timeout: float) -> None:
+        """Return when an event of this job arrives, or after ``timeout`` seconds."""
+        end = time.monotonic() + timeout
+        while (left := end - time.monotonic()) > 0:
+            message = pubsub.get_message(timeout=left)  # type: ignore[attr-defined]
+            if message is None:
+                continue
+            if json.loads(message["data"]).get("tracking_id") == self.tracking_id:
+                return
+
+    def cancel(self, reason: str = "cancelled through poller") -> JobRecord:
+        """Stop the Batch job (TerminateJob) and record why; the outcome follows as FAILED."""
+        return lifecycle.cancel(self._runtime(), self.tracking_id, reason)
+
+    def _runtime(self) -> lifecycle.Runtime:
+        runtime = lifecycle.get_runtime()
+        if self._store is None or self._store is runtime.store:
+            return runtime
+        return lifecycle.Runtime(settings=runtime.settings, store=self._store, batch=runtime.batch)
+
+    def __repr__(self) -> str:
+        return f"JobHandle({self.tracking_id!r})"

@@ -1,0 +1,50 @@
+"""The poller error tree.
+
+Every error poller raises derives from :class:`PollerError`. Errors from boto3 and redis-py are
+translated at the module that talks to them (``batch.py``, ``store.py``) with ``raise ... from err``.
+
+Errors that travel through Celery's result backend are rebuilt from their ``args`` on the caller's
+side, so each takes a single message argument and puts everything the caller needs into it.
+"""
+
+from __future__ import annotations
+
+
+class PollerError(Exception):
+    """Base class of every error raised by poller."""
+
+
+class ConfigurationError(PollerError):
+    """Settings that cannot work (alone or together); the message names them."""
+
+
+class InvalidJobSpec(PollerError, ValueError):
+    """A job spec broke AWS Batch's rules or poller's; the message names the field."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class SubmitRejected(PollerError):
+    """AWS Batch refused the submission (unknown queue or definition, bad request, ...)."""
+
+
+class JobFailed(PollerError):
+    """The Batch job ended FAILED; the message names the job id, statusReason and exit code."""
+
+
+class JobTimedOut(PollerError):
+    """poller gave up waiting for the Batch job (max_checks or max_wait reached)."""
+
+
+class JobNotFound(PollerError, LookupError):
+    """No job record is stored under this tracking id or Batch job id."""
+
+
+class BatchUnavailable(PollerError):
+    """AWS Batch throttled the call, answered 5xx or could not be reached; try again later."""
+
+
+class WaitTimeout(PollerError, TimeoutError):
+    """A wait for a job to finish ran out of time before the job did."""

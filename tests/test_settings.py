@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import pytest
+
+from poller.errors import ConfigurationError
+from poller.settings import Settings, get_settings
+
+
+def test_defaults_are_consistent() -> None:
+    settings = Settings()
+    assert settings.poll_max_delay < settings.visibility_timeout
+    assert settings.effective_redis_url == settings.broker_url.get_secret_value()
+    assert settings.effective_result_backend == settings.effective_redis_url
+
+
+def test_a_backoff_cap_at_the_visibility_timeout_is_refused_naming_both(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a cap that would outlive the broker's visibility timeout
+    monkeypatch.setenv("POLLER_POLL_MAX_DELAY", "3600")
+    monkeypatch.setenv("POLLER_VISIBILITY_TIMEOUT", "3600")
+    get_settings.cache_clear()
+    try:
+        # When the settings are read, Then start-up is refused naming both settings
+        with pytest.raises(ConfigurationError, match="poll_max_delay.*visibility_timeout"):
+            get_settings()
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+
+
+def test_secrets_are_masked_in_repr() -> None:
+    settings = Settings(broker_url="redis://:hunter2@host:6379/0")  # type: ignore[arg-type]
+    assert "hunter2" not in repr(settings)
+    assert settings.effective_redis_url == "redis://:hunter2@host:6379/0"
