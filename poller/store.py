@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -192,11 +193,23 @@ class JobStore:
         return [JobRecord.model_validate_json(raw) for raw in raws if raw is not None]
 
     @contextmanager
-    def subscribe(self) -> Iterator[redis.client.PubSub]:
-        """Subscribe to the event channel; yields a PubSub already listening."""
-        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
-        pubsub.subscribe(self.channel)
+    def subscribe(self, timeout: float = 5.0) -> Iterator[redis.client.PubSub]:
+        """Subscribe to the event channel; yields once Redis confirmed the subscription.
+
+        Waiting for the confirmation means any event published after this returns is seen,
+        so a reader can subscribe, then read the record, without a gap between the two.
+        """
+        pubsub = self.redis.pubsub()  # type: ignore[no-untyped-call]
         try:
+            pubsub.subscribe(self.channel)
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                message = pubsub.get_message(timeout=deadline - time.monotonic())
+                if message is not None and message["type"] == "subscribe":
+                    break
+            else:
+                raise TimeoutError(f"Redis did not confirm the subscription to {self.channel}")
+            pubsub.ignore_subscribe_messages = True
             yield pubsub
         finally:
             pubsub.close()

@@ -103,6 +103,11 @@ def check_job(self: Task[Any, Any], tracking_id: str, check_no: int = 0, failure
     dropped without a result, so it sends no signal and schedules nothing. ``failures`` counts
     consecutive transient AWS errors, for their backoff.
     """
+    if self.request.id != tracking_id:
+        # The job's result lives under its tracking id: a check under any other id would
+        # resolve the wrong result and leave the caller's waiting forever.
+        logger.error("job %s: dropping a check sent under task id %s", tracking_id, self.request.id)
+        raise Ignore()
     rt = lifecycle.get_runtime()
     try:
         result = lifecycle.check(rt, tracking_id, check_no)

@@ -156,7 +156,9 @@ def poller_worker_includes() -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def poller_worker(poller_env: dict[str, str], poller_worker_includes: list[str]) -> Iterator[Worker]:
+def poller_worker(
+    poller_env: dict[str, str], poller_worker_includes: list[str]
+) -> Iterator[Worker]:
     """A real Celery worker for the session, connected to the embedded servers."""
     worker = Worker(poller_env, poller_worker_includes)
     try:

@@ -23,7 +23,9 @@ def test_jitter_only_shortens_and_stays_within_its_share() -> None:
 @pytest.mark.parametrize("rand", [0.0, 0.3, 0.999])
 def test_never_exceeds_the_cap_even_after_many_checks(rand: float) -> None:
     # When a job has been checked a very long time, Then no overflow and the cap holds
-    delay = compute_delay(100_000, initial_delay=1, max_delay=300, factor=3, jitter=0.5, rand=lambda: rand)
+    delay = compute_delay(
+        100_000, initial_delay=1, max_delay=300, factor=3, jitter=0.5, rand=lambda: rand
+    )
     assert 150 <= delay <= 300
 
 

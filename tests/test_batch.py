@@ -40,21 +40,32 @@ def test_submit_sends_the_mapped_request(stubbed: tuple[BatchClient, Stubber]) -
     stubber.add_response(
         "submit_job",
         {"jobName": "n", "jobId": "id-1", "jobArn": "arn:aws:batch:us-east-1:1:job/id-1"},
-        {"jobName": "n", "jobQueue": "q", "jobDefinition": "d", "containerOverrides": {"command": ["x"]}},
+        {
+            "jobName": "n",
+            "jobQueue": "q",
+            "jobDefinition": "d",
+            "containerOverrides": {"command": ["x"]},
+        },
     )
     spec = validate_spec("n", "q", "d", container_overrides={"command": ["x"]})
     assert batch.submit(spec) == "id-1"
 
 
-def test_a_client_error_on_submit_is_a_rejection_with_aws_message(stubbed: tuple[BatchClient, Stubber]) -> None:
+def test_a_client_error_on_submit_is_a_rejection_with_aws_message(
+    stubbed: tuple[BatchClient, Stubber],
+) -> None:
     batch, stubber = stubbed
     stubber.add_client_error("submit_job", "ClientException", "Job queue nope does not exist", 400)
     with pytest.raises(SubmitRejected, match="ClientException: Job queue nope does not exist"):
         batch.submit(validate_spec("n", "nope", "d"))
 
 
-@pytest.mark.parametrize(("code", "status"), [("TooManyRequestsException", 429), ("ServerException", 500)])
-def test_throttling_and_5xx_are_transient(stubbed: tuple[BatchClient, Stubber], code: str, status: int) -> None:
+@pytest.mark.parametrize(
+    ("code", "status"), [("TooManyRequestsException", 429), ("ServerException", 500)]
+)
+def test_throttling_and_5xx_are_transient(
+    stubbed: tuple[BatchClient, Stubber], code: str, status: int
+) -> None:
     batch, stubber = stubbed
     stubber.add_client_error("submit_job", code, "slow down", status)
     with pytest.raises(BatchUnavailable, match=code):
@@ -75,7 +86,12 @@ def test_describe_parses_the_fields_poller_records(stubbed: tuple[BatchClient, S
     assert set(views) == {"id-1"}
     view = views["id-1"]
     assert isinstance(view, BatchJobView)
-    assert (view.status, view.exit_code, view.container_reason, view.attempts) == (JobStatus.FAILED, 2, "OOM", 1)
+    assert (view.status, view.exit_code, view.container_reason, view.attempts) == (
+        JobStatus.FAILED,
+        2,
+        "OOM",
+        1,
+    )
     assert view.started_at is not None and view.stopped_at is not None
     assert (view.stopped_at - view.started_at).total_seconds() == 1
 

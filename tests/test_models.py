@@ -15,8 +15,8 @@ POLL = {
 
 
 def test_statuses_split_into_terminal_and_active() -> None:
-    assert JobStatus.TERMINAL == {"SUCCEEDED", "FAILED", "REJECTED", "TIMED_OUT"}
-    assert JobStatus.ACTIVE | JobStatus.TERMINAL == set(JobStatus)
+    assert {"SUCCEEDED", "FAILED", "REJECTED", "TIMED_OUT"} == JobStatus.TERMINAL
+    assert set(JobStatus) == JobStatus.ACTIVE | JobStatus.TERMINAL
     assert JobStatus.RUNNING.rank > JobStatus.RUNNABLE.rank > JobStatus.SUBMITTED.rank
     assert JobStatus("RUNNING") == "RUNNING"
 

@@ -7,8 +7,7 @@ import os
 import pytest
 import redis
 
-from poller.local import LocalStackError
-from poller.local import redis_server
+from poller.local import LocalStackError, redis_server
 from poller.local.redis_server import EmbeddedRedis, find_server_binary
 
 

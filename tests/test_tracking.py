@@ -18,14 +18,17 @@ POLICY = PollPolicy(
 
 def submitted_record() -> JobRecord:
     record = tracking.new_record(
-        JobRecord(tracking_id="t1", job_name="n", job_queue="q", job_definition="d", poll=POLICY), T0
+        JobRecord(tracking_id="t1", job_name="n", job_queue="q", job_definition="d", poll=POLICY),
+        T0,
     )
     change = tracking.submitted(record, "job-1", T0, T0 + timedelta(seconds=1))
     assert change is not None
     return change.record
 
 
-def check(record: JobRecord, view: BatchJobView | None, at: float, limits: tracking.Limits = LIMITS):
+def check(
+    record: JobRecord, view: BatchJobView | None, at: float, limits: tracking.Limits = LIMITS
+):
     now = T0 + timedelta(seconds=at)
     return tracking.checked(
         record, view, check_no=record.checks, now=now, next_check_at=now, limits=limits
@@ -34,7 +37,8 @@ def check(record: JobRecord, view: BatchJobView | None, at: float, limits: track
 
 def test_submission_records_the_job_id_and_events_in_order() -> None:
     record = tracking.new_record(
-        JobRecord(tracking_id="t1", job_name="n", job_queue="q", job_definition="d", poll=POLICY), T0
+        JobRecord(tracking_id="t1", job_name="n", job_queue="q", job_definition="d", poll=POLICY),
+        T0,
     )
     change = tracking.submitted(record, "job-1", T0, T0)
     assert change is not None
@@ -69,7 +73,10 @@ def test_the_same_check_number_applies_only_once() -> None:
     first = tracking.checked(record, view, check_no=0, now=T0, next_check_at=T0, limits=LIMITS)
     assert first is not None
     # A duplicate delivery of check 0 finds check 0 already applied
-    assert tracking.checked(first.record, view, check_no=0, now=T0, next_check_at=T0, limits=LIMITS) is None
+    assert (
+        tracking.checked(first.record, view, check_no=0, now=T0, next_check_at=T0, limits=LIMITS)
+        is None
+    )
 
 
 def test_failure_keeps_exit_code_reason_and_sends_outcome_signals() -> None:
@@ -128,13 +135,21 @@ def test_stuck_may_give_up() -> None:
 def test_give_up_on_checks_and_on_wait() -> None:
     record = submitted_record()
     assert tracking.give_up_reason(record, T0) is None
-    assert "max_checks=5" in (tracking.give_up_reason(record.model_copy(update={"checks": 5}), T0) or "")
+    assert "max_checks=5" in (
+        tracking.give_up_reason(record.model_copy(update={"checks": 5}), T0) or ""
+    )
     assert "max_wait" in (tracking.give_up_reason(record, T0 + timedelta(hours=2)) or "")
 
 
 def test_array_summary_is_recorded_on_every_check() -> None:
-    record = check(submitted_record(), BatchJobView("job-1", JobStatus.PENDING, array_status_summary={"RUNNING": 2}), 1).record
-    again = check(record, BatchJobView("job-1", JobStatus.PENDING, array_status_summary={"SUCCEEDED": 2}), 2)
+    record = check(
+        submitted_record(),
+        BatchJobView("job-1", JobStatus.PENDING, array_status_summary={"RUNNING": 2}),
+        1,
+    ).record
+    again = check(
+        record, BatchJobView("job-1", JobStatus.PENDING, array_status_summary={"SUCCEEDED": 2}), 2
+    )
     assert again is not None and again.record.array_status_summary == {"SUCCEEDED": 2}
 
 
@@ -144,5 +159,9 @@ def test_finish_and_cancel_requested() -> None:
     assert cancelled is not None and cancelled.events == []
     assert tracking.cancel_requested(cancelled.record, "user asked") is None
     done = tracking.finish(record, JobStatus.REJECTED, "bad", T0)
-    assert done is not None and [e.name for e in done.events] == ["job_status_changed", "job_failed", "job_finished"]
+    assert done is not None and [e.name for e in done.events] == [
+        "job_status_changed",
+        "job_failed",
+        "job_finished",
+    ]
     assert tracking.finish(done.record, JobStatus.TIMED_OUT, "x", T0) is None

@@ -1,0 +1,74 @@
+"""The `poller` command as a real subprocess: the local stack's servers in the foreground."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+
+import boto3
+import redis
+from click.testing import CliRunner
+
+from poller.cli import main
+from poller.local import free_port
+
+POLLER = [sys.executable, "-m", "poller.cli"]
+
+
+def first_line(process: subprocess.Popen[str]) -> str:
+    assert process.stderr is not None
+    return process.stderr.readline()
+
+
+def stop(process: subprocess.Popen[str]) -> int:
+    process.send_signal(signal.SIGTERM)
+    code = process.wait(timeout=20)
+    if process.stderr is not None:
+        process.stderr.close()
+    return code
+
+
+def test_poller_redis_serves_until_stopped(tmp_path) -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [*POLLER, "redis", "--port", str(port)], stderr=subprocess.PIPE, text=True, cwd=tmp_path
+    )
+    try:
+        assert f"127.0.0.1:{port}" in first_line(process)
+        with redis.Redis(port=port) as client:
+            assert client.ping()
+    finally:
+        assert stop(process) == 0
+
+
+def test_poller_local_batch_serves_the_batch_api() -> None:
+    process = subprocess.Popen(
+        [*POLLER, "local-batch", "--port", "0", "--runtime", "simulated"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = first_line(process)
+        url = re.search(r"http://127\.0\.0\.1:\d+", line)
+        assert url, line
+        client = boto3.client(
+            "batch", endpoint_url=url.group(0), region_name="us-east-1",
+            aws_access_key_id="testing", aws_secret_access_key="testing",
+        )  # fmt: skip
+        queues = client.describe_job_queues()["jobQueues"]
+        assert "poller-local" in [q["jobQueueName"] for q in queues]
+    finally:
+        stop(process)
+
+
+def test_bad_throttle_option_is_a_usage_error() -> None:
+    result = CliRunner().invoke(main, ["local-batch", "--throttle", "SubmitJob=fast"])
+    assert result.exit_code == 2
+    assert "OP=RATE" in result.output
+
+
+def test_version() -> None:
+    result = CliRunner().invoke(main, ["--version"])
+    assert result.exit_code == 0 and "poller" in result.output

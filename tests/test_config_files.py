@@ -1,0 +1,41 @@
+"""config/ mirrors the settings object field for field, so the two cannot drift."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import SecretStr
+
+from poller.settings import Settings
+
+EXAMPLE = Path(__file__).parent.parent / "config" / "poller.env.example"
+
+
+def example_values() -> dict[str, str]:
+    # Settings without a default are shown commented out: "#POLLER_REDIS_URL="
+    lines = [line.removeprefix("#") for line in EXAMPLE.read_text().splitlines()]
+    pairs = (line.split("=", 1) for line in lines if line.startswith("POLLER_"))
+    return dict(pairs)
+
+
+def test_every_setting_is_documented_with_its_default() -> None:
+    values = example_values()
+    expected = {f"POLLER_{name.upper()}" for name in Settings.model_fields}
+    assert set(values) == expected
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        if isinstance(default, SecretStr):
+            default = default.get_secret_value()
+        shown = (
+            ""
+            if default is None
+            else str(default).lower()
+            if isinstance(default, bool)
+            else str(default)
+        )
+        assert values[f"POLLER_{name.upper()}"] == shown, name
+
+
+def test_the_example_file_loads_as_settings() -> None:
+    settings = Settings(_env_file=EXAMPLE)  # type: ignore[call-arg]
+    assert settings == Settings()

@@ -1,0 +1,124 @@
+"""The job store against a real Redis: records, indexes, events, and the optimistic fence."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import redis
+
+from poller import tracking
+from poller.batch import BatchJobView
+from poller.errors import JobNotFound
+from poller.models import JobRecord, JobStatus, PollPolicy
+from poller.store import Change, JobStore
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+POLICY = PollPolicy(
+    initial_delay=1, max_delay=10, factor=2, jitter=0, max_checks=5, max_wait=3600,
+    terminate_on_give_up=False,
+)  # fmt: skip
+
+
+@pytest.fixture
+def store(redis_client: redis.Redis) -> JobStore:
+    return JobStore(redis_client, prefix="poller", record_ttl=60)
+
+
+def make(tracking_id: str = "t1") -> JobRecord:
+    return tracking.new_record(
+        JobRecord(
+            tracking_id=tracking_id, job_name="n", job_queue="q", job_definition="d", poll=POLICY
+        ),
+        T0,
+    )
+
+
+def test_create_get_and_find_by_job_id(store: JobStore) -> None:
+    store.create(make())
+    assert store.get("t1").status is JobStatus.QUEUED
+    assert store.active() == ["t1"]
+    store.update("t1", lambda r: tracking.submitted(r, "job-9", T0, T0 + timedelta(seconds=5)))
+    assert store.tracking_id_for_job("job-9") == "t1"
+    with pytest.raises(JobNotFound):
+        store.get("nope")
+    with pytest.raises(JobNotFound):
+        store.tracking_id_for_job("nope")
+
+
+def test_a_redelivered_create_keeps_the_first_record(store: JobStore) -> None:
+    store.create(make())
+    store.update("t1", lambda r: tracking.submitted(r, "job-1", T0, T0))
+    again = store.create(make())
+    assert again.job_id == "job-1"
+
+
+def test_an_idempotency_key_returns_its_owner(store: JobStore) -> None:
+    first = store.create(make("t1"), idempotency_key="k")
+    second = store.create(make("t2"), idempotency_key="k")
+    assert second.tracking_id == first.tracking_id == "t1"
+    assert store.find("t2") is None
+
+
+def test_events_are_published_with_the_change(store: JobStore) -> None:
+    store.create(make())
+    with store.subscribe() as pubsub:
+        store.update("t1", lambda r: tracking.submitted(r, "job-1", T0, T0))
+        messages = []
+        deadline = time.monotonic() + 5
+        while len(messages) < 2 and time.monotonic() < deadline:
+            if (message := pubsub.get_message(timeout=0.5)) is not None:
+                messages.append(json.loads(message["data"]))
+    assert [m["event"] for m in messages] == ["job_submitted", "job_status_changed"]
+    assert messages[1]["status"] == "SUBMITTED" and messages[1]["previous"] == "QUEUED"
+
+
+def test_finished_records_expire_and_leave_the_active_index(
+    store: JobStore, redis_client: redis.Redis
+) -> None:
+    store.create(make())
+    store.update("t1", lambda r: tracking.finish(r, JobStatus.REJECTED, "bad", T0))
+    assert store.active() == []
+    assert 0 < redis_client.ttl("poller:job:t1") <= 60
+
+
+def test_concurrent_updates_apply_one_transition_once(store: JobStore) -> None:
+    # Given one record and 8 threads that all try to apply the same check
+    store.create(make())
+    store.update("t1", lambda r: tracking.submitted(r, "job-1", T0, T0))
+    view = BatchJobView("job-1", JobStatus.RUNNING)
+    limits = tracking.Limits(60, 600, False)
+    applied: list[Change] = []
+    barrier = threading.Barrier(8)
+
+    def race() -> None:
+        barrier.wait()
+        change = store.update(
+            "t1",
+            lambda r: tracking.checked(
+                r, view, check_no=0, now=T0, next_check_at=T0, limits=limits
+            ),
+        )
+        if change is not None:
+            applied.append(change)
+
+    threads = [threading.Thread(target=race) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # Then exactly one of them stored it
+    assert len(applied) == 1
+    record = store.get("t1")
+    assert record.checks == 1 and record.status is JobStatus.RUNNING
+    assert [t.status for t in record.history].count(JobStatus.RUNNING) == 1
+
+
+def test_records_fetches_many_at_once(store: JobStore) -> None:
+    store.create(make("a"))
+    store.create(make("b"))
+    assert [r.tracking_id for r in store.records(["a", "missing", "b"])] == ["a", "b"]
+    assert store.records([]) == []
