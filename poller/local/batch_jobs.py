@@ -1,0 +1,427 @@
+"""Job models of the local Batch endpoint: moto's `Job` with a lifecycle driven by us.
+
+moto's own `Job` either runs Docker or (``batch_simple``) finishes at once. `LocalJob` keeps
+moto's construction, ARNs, tags and container details, and replaces the status, timestamps,
+attempts and describe output with values driven by a local runtime (see `batch_process` and
+`batch_simulated`). `ArrayParentJob` derives an array job's state from its children.
+
+Every method that reads or changes job state expects the owning backend's lock to be held.
+"""
+
+from __future__ import annotations
+
+import copy
+import fnmatch
+import re
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from moto.batch.models import Job, JobDefinition, JobQueue
+
+if TYPE_CHECKING:
+    from poller.local.batch_runtime import LocalBatchBackend
+
+SUBMITTED = "SUBMITTED"
+PENDING = "PENDING"
+RUNNABLE = "RUNNABLE"
+STARTING = "STARTING"
+RUNNING = "RUNNING"
+SUCCEEDED = "SUCCEEDED"
+FAILED = "FAILED"
+STATUSES = (SUBMITTED, PENDING, RUNNABLE, STARTING, RUNNING, SUCCEEDED, FAILED)
+"""Every Batch job status, in lifecycle order."""
+TERMINAL = frozenset({SUCCEEDED, FAILED})
+"""Statuses a job never leaves."""
+CANCELLABLE = frozenset({SUBMITTED, PENDING, RUNNABLE})
+"""Statuses in which CancelJob fails a job (it is a no-op later, as on AWS)."""
+
+ESSENTIAL_CONTAINER_EXITED = "Essential container in task exited"
+"""statusReason AWS gives a job whose container exited by itself, whatever the exit code."""
+TIMEOUT_REASON = "Job attempt duration exceeded timeout"
+"""statusReason of an attempt killed by timeout.attemptDurationSeconds."""
+DEPENDENCY_FAILED = "Dependent Job failed"
+"""statusReason of a job failed because one of its dependencies failed."""
+KILLED_EXIT_CODE = 137
+"""Exit code a container reports when SIGKILLed (128 + 9)."""
+
+
+@dataclass(frozen=True)
+class AttemptOutcome:
+    """How one attempt ended."""
+
+    exit_code: int | None
+    """Container exit code (None if the container never started)."""
+    status_reason: str
+    """The attempt's statusReason."""
+    container_reason: str | None = None
+    """container.reason: why the container was stopped by Batch (timeout, TerminateJob)."""
+    retryable: bool = True
+    """False when AWS never retries this kind of end (timeout, TerminateJob)."""
+
+    @property
+    def succeeded(self) -> bool:
+        """True for a clean exit 0 that nobody killed."""
+        return self.exit_code == 0 and self.container_reason is None
+
+
+def epoch_ms(seconds: float) -> int:
+    """Epoch seconds -> the epoch milliseconds Batch reports."""
+    return int(seconds * 1000)
+
+
+def substitute_parameters(command: Sequence[str], parameters: Mapping[str, str]) -> list[str]:
+    """Replace every ``Ref::<name>`` whose name is a parameter, anywhere in each argument.
+
+    moto only replaces the first placeholder of an argument, which breaks
+    ``sh -c "sleep Ref::seconds; exit Ref::exit_code"``; unknown names stay as they are (AWS).
+    """
+    if not parameters:
+        return list(command)
+    # Longest names first, so Ref::ab is not read as Ref::a followed by "b".
+    names = "|".join(re.escape(name) for name in sorted(parameters, key=len, reverse=True))
+    pattern = re.compile(f"Ref::({names})")
+    return [pattern.sub(lambda match: parameters[match.group(1)], part) for part in command]
+
+
+def _rule_matches(rule: Mapping[str, Any], outcome: AttemptOutcome) -> bool:
+    """Does an evaluateOnExit rule match an attempt? (AWS patterns: glob with a trailing *)."""
+    checks = (
+        ("onExitCode", "" if outcome.exit_code is None else str(outcome.exit_code)),
+        ("onReason", outcome.container_reason or ""),
+        ("onStatusReason", outcome.status_reason),
+    )
+    return all(fnmatch.fnmatchcase(value, str(rule[key])) for key, value in checks if key in rule)
+
+
+class LocalJob(Job):
+    """A moto Job whose status, timestamps and attempts come from the local runtime."""
+
+    def __init__(
+        self,
+        *,
+        backend: LocalBatchBackend,
+        name: str,
+        job_def: JobDefinition,
+        queue: JobQueue,
+        parameters: dict[str, str] | None = None,
+        container_overrides: dict[str, Any] | None = None,
+        eks_properties_override: dict[str, Any] | None = None,
+        depends_on: list[dict[str, str]] | None = None,
+        dependencies: Sequence[LocalJob] = (),
+        timeout: dict[str, int] | None = None,
+        retry_strategy: dict[str, Any] | None = None,
+        array_properties: dict[str, Any] | None = None,
+        provided_job_id: str | None = None,
+        tags: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(
+            name,
+            job_def,
+            queue,
+            backend,
+            log_backend=backend.logs_backend,
+            container_overrides=container_overrides,
+            eks_properties_override=eks_properties_override,
+            depends_on=depends_on,
+            parameters=parameters,
+            all_jobs=backend._jobs,
+            timeout=timeout,
+            array_properties=array_properties or {},
+            provided_job_id=provided_job_id,
+            tags=tags,
+        )
+        self.local_backend = backend
+        self._status: str = SUBMITTED
+        self.created_s = time.time()
+        self.started_s: float | None = None
+        self.stopped_s: float | None = None
+        self.container_reason: str | None = None
+        self.dependencies = list(dependencies)
+        self.retry_strategy: dict[str, Any] = dict(retry_strategy or job_def.retry_strategy or {})
+        index = self.array_properties.get("index")
+        self.array_index: int | None = index if isinstance(index, int) else None
+
+    # moto's ManagedState computes status on read; ours is set by the runtime (or by refresh()).
+    @property
+    def status(self) -> str:
+        """Current status (call `refresh` first for runtimes that compute it lazily)."""
+        return self._status
+
+    @status.setter
+    def status(self, value: str) -> None:
+        self._status = value
+
+    @property
+    def is_final(self) -> bool:
+        """True once the job is SUCCEEDED or FAILED."""
+        return self.job_stopped
+
+    @property
+    def max_attempts(self) -> int:
+        """retryStrategy.attempts, within AWS's 1..10."""
+        try:
+            attempts = int(self.retry_strategy.get("attempts", 1))
+        except (TypeError, ValueError):
+            attempts = 1
+        return min(max(attempts, 1), 10)
+
+    @property
+    def stage_seconds(self) -> float:
+        """How long each pre-RUNNING stage lasts."""
+        return self.local_backend.settings.stage_seconds
+
+    def launch(self) -> None:
+        """Start the job's lifecycle after it is registered with the backend."""
+
+    def refresh(self) -> None:
+        """Bring lazily computed state up to date (no-op for jobs driven by a thread)."""
+
+    def shutdown(self) -> None:
+        """Release OS resources (processes) because the server stops."""
+
+    def stage_status(self, now: float) -> str:
+        """SUBMITTED for the first stage after submission, PENDING afterwards."""
+        return SUBMITTED if now < self.created_s + self.stage_seconds else PENDING
+
+    def dependency_state(self) -> tuple[str, float]:
+        """("failed" | "waiting" | "ready", time of the latest relevant dependency end)."""
+        verdict, latest = "ready", 0.0
+        for dependency in self.dependencies:
+            dependency.refresh()
+            if dependency.status == FAILED:
+                return "failed", dependency.stopped_s or time.time()
+            if dependency.status != SUCCEEDED:
+                verdict = "waiting"
+            latest = max(latest, dependency.stopped_s or 0.0)
+        return verdict, latest
+
+    def should_retry(self, attempt_number: int, outcome: AttemptOutcome) -> bool:
+        """Apply retryStrategy: attempts left, then the first matching evaluateOnExit rule."""
+        if outcome.succeeded or not outcome.retryable or attempt_number >= self.max_attempts:
+            return False
+        for rule in self.retry_strategy.get("evaluateOnExit") or []:
+            if isinstance(rule, Mapping) and _rule_matches(rule, outcome):
+                return str(rule.get("action", "")).upper() == "RETRY"
+        return True
+
+    def cancel(self, reason: str) -> None:
+        """CancelJob: fail a job that has not reached STARTING; otherwise do nothing (AWS)."""
+        self.refresh()
+        if self._status in CANCELLABLE and not self.is_final:
+            self.finish(FAILED, reason)
+
+    def terminate(self, reason: str) -> None:
+        """TerminateJob: fail any job that is not finished yet."""
+        self.refresh()
+        if not self.is_final:
+            self.finish(FAILED, reason)
+
+    def finish(
+        self,
+        status: str,
+        reason: str | None,
+        *,
+        at: float | None = None,
+        exit_code: int | None = None,
+    ) -> None:
+        """Move to a terminal status and wake whoever waits on the backend."""
+        self._status = status
+        self.job_stopped = True
+        self.stopped_s = time.time() if at is None else at
+        self.job_stopped_reason = reason
+        self.exit_code = exit_code
+        self.local_backend.changed.notify_all()
+
+    def begin_attempt(self, started: float) -> dict[str, Any]:
+        """Record an attempt reaching RUNNING (AWS AttemptDetail shape)."""
+        self.log_stream_name = self._stream_name
+        self.started_s = started
+        self.exit_code = None
+        self.container_reason = None
+        record: dict[str, Any] = {
+            "container": {
+                "containerInstanceArn": self.local_backend.container_instance_arn,
+                "taskArn": self.local_backend.task_arn(self.job_id),
+                "logStreamName": self.log_stream_name,
+                "networkInterfaces": [],
+            },
+            "startedAt": epoch_ms(started),
+        }
+        self.latest_attempt = record
+        self.attempts.append(record)
+        return record
+
+    def end_attempt(self, record: dict[str, Any], stopped: float, outcome: AttemptOutcome) -> None:
+        """Record how an attempt ended."""
+        record["stoppedAt"] = epoch_ms(stopped)
+        record["statusReason"] = outcome.status_reason
+        if outcome.exit_code is not None:
+            record["container"]["exitCode"] = outcome.exit_code
+        if outcome.container_reason is not None:
+            record["container"]["reason"] = outcome.container_reason
+        self.exit_code = outcome.exit_code
+        self.container_reason = outcome.container_reason
+
+    def _get_attempt_duration(self) -> int | None:
+        # moto indexes timeout["attemptDurationSeconds"] blindly; `timeout: {}` is valid input.
+        for source in (self.timeout, self.job_definition.timeout):
+            if source and source.get("attemptDurationSeconds") is not None:
+                return int(source["attemptDurationSeconds"])
+        return None
+
+    def _add_parameters_to_command(self, command: str | list[str]) -> list[str]:
+        return substitute_parameters(
+            [command] if isinstance(command, str) else command, self.parameters
+        )
+
+    def _get_container_property(self, p: str, default: Any) -> Any:
+        # moto appends to the override's environment list on every describe; build a fresh one.
+        if p == "environment":
+            return [{"name": key, "value": value} for key, value in self.environment().items()]
+        if p == "command":
+            return self.command()
+        return super()._get_container_property(p, default)
+
+    def command(self) -> list[str]:
+        """Container command: override or definition command, with Ref:: parameters filled."""
+        definition = self.job_definition.container_properties or {}
+        command = self.container_overrides.get("command") or definition.get("command") or []
+        return substitute_parameters([str(part) for part in command], self.parameters)
+
+    def environment(self) -> dict[str, str]:
+        """Container environment: definition, then containerOverrides, then AWS_BATCH_JOB_ID."""
+        merged: dict[str, str] = {}
+        definition = self.job_definition.container_properties or {}
+        for source in (definition.get("environment"), self.container_overrides.get("environment")):
+            for item in source or []:
+                merged[str(item["name"])] = str(item.get("value", ""))
+        merged["AWS_BATCH_JOB_ID"] = self.job_id
+        return merged
+
+    def describe_short(self) -> dict[str, Any]:
+        """ListJobs summary, with our status, timestamps, container and array fields."""
+        self.refresh()
+        result = super().describe_short()
+        self._amend(result)
+        result.pop("container", None)
+        container = self._container_outcome(detail=False)
+        if container:
+            result["container"] = container
+        array = self._array_properties(detail=False)
+        if array:
+            result["arrayProperties"] = array
+        return result
+
+    def describe(self) -> dict[str, Any]:
+        """DescribeJobs detail, with our status, timestamps, attempts and array fields."""
+        self.refresh()
+        result = super().describe()
+        self._amend(result)
+        container = result.get("container")
+        if isinstance(container, dict):
+            container.update(self._container_outcome(detail=True))
+        result["attempts"] = copy.deepcopy(self.attempts)
+        array = self._array_properties(detail=True)
+        if array:
+            result["arrayProperties"] = array
+        if self.retry_strategy:
+            result["retryStrategy"] = self._retry_strategy_out()
+        return result
+
+    def _amend(self, result: dict[str, Any]) -> None:
+        result["status"] = self._status
+        result["createdAt"] = epoch_ms(self.created_s)
+        for key, value in (("startedAt", self.started_s), ("stoppedAt", self.stopped_s)):
+            if value is None:
+                result.pop(key, None)
+            else:
+                result[key] = epoch_ms(value)
+        if self.job_stopped_reason:
+            result["statusReason"] = self.job_stopped_reason
+        else:
+            result.pop("statusReason", None)
+
+    def _container_outcome(self, *, detail: bool) -> dict[str, Any]:
+        outcome: dict[str, Any] = {}
+        if detail and self.log_stream_name:
+            outcome["logStreamName"] = self.log_stream_name
+        if self.is_final and self.exit_code is not None:
+            outcome["exitCode"] = self.exit_code
+        if self.is_final and self.container_reason:
+            outcome["reason"] = self.container_reason
+        return outcome
+
+    def _array_properties(self, *, detail: bool) -> dict[str, Any]:
+        return {} if self.array_index is None else {"index": self.array_index}
+
+    def _retry_strategy_out(self) -> dict[str, Any]:
+        strategy = copy.deepcopy(self.retry_strategy)
+        for rule in strategy.get("evaluateOnExit") or []:
+            if isinstance(rule, dict) and "action" in rule:
+                rule["action"] = str(rule["action"]).upper()
+        return strategy
+
+
+class ArrayParentJob(LocalJob):
+    """The parent of an array job: it runs nothing; its state is derived from its children."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.children: list[LocalJob] = []
+        self._stop_reason: str | None = None
+
+    def adopt(self, children: list[LocalJob]) -> None:
+        """Attach the child jobs (moto's `_child_jobs` too, for its describe code)."""
+        self.children = children
+        self._child_jobs = list(children)
+
+    def refresh(self) -> None:
+        """Derive status: PENDING until a child runs, RUNNING, then SUCCEEDED/FAILED."""
+        if self.is_final:
+            return
+        for child in self.children:
+            child.refresh()
+        started = [child.started_s for child in self.children if child.started_s is not None]
+        self.started_s = min(started) if started else None
+        if self.children and all(child.is_final for child in self.children):
+            ok = all(child.status == SUCCEEDED for child in self.children)
+            last = max(child.stopped_s or self.created_s for child in self.children)
+            self.finish(SUCCEEDED if ok else FAILED, None if ok else self._stop_reason, at=last)
+        elif any(child.status in (RUNNING, *TERMINAL) for child in self.children):
+            self._status = RUNNING
+        else:
+            self._status = self.stage_status(time.time())
+
+    def status_summary(self) -> dict[str, int]:
+        """Children per status, every status present (AWS statusSummary)."""
+        summary = dict.fromkeys(STATUSES, 0)
+        for child in self.children:
+            summary[child.status] += 1
+        return summary
+
+    def cancel(self, reason: str) -> None:
+        """Cancelling an array job cancels its children that have not started."""
+        self.refresh()
+        if self.is_final:
+            return
+        self._stop_reason = reason
+        for child in self.children:
+            child.cancel(reason)
+        self.refresh()
+
+    def terminate(self, reason: str) -> None:
+        """Terminating an array job terminates every unfinished child."""
+        self.refresh()
+        if self.is_final:
+            return
+        self._stop_reason = reason
+        for child in self.children:
+            child.terminate(reason)
+        self.refresh()
+
+    def _array_properties(self, *, detail: bool) -> dict[str, Any]:
+        if not detail:
+            return {"size": len(self.children)}
+        return {"statusSummary": self.status_summary(), "size": len(self.children)}

@@ -1,0 +1,446 @@
+"""Serve the local AWS Batch endpoint, in the foreground or as a child process.
+
+``serve()`` runs moto's server (with `poller.local.batch_runtime` installed and
+`poller.local.faults.FaultMiddleware` in front) until SIGINT/SIGTERM. `LocalBatch` starts the
+same thing as a child process (``python -m poller.local.batch_server``) and gives tests and
+tools a handle on it: URL, boto3 clients, call counters and fault switches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import TYPE_CHECKING, Any
+
+from poller.local import LocalStackError, resources
+from poller.local.faults import FaultConfig, FaultMiddleware
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+logger = logging.getLogger(__name__)
+
+RUNTIMES = ("process", "simulated")
+"""Job runtimes: run each job's command as a subprocess, or simulate it from parameters."""
+
+READY_LINE = "poller local Batch endpoint listening on {url} (runtime={runtime})"
+"""Printed (and flushed) on stdout once the server accepts connections."""
+_READY_PATTERN = re.compile(r"poller local Batch endpoint listening on (http://\S+)")
+
+# moto picks the service from the SigV4 credential scope: unsigned calls would go to S3.
+_UNSIGNED_BATCH_AUTH = (
+    f"AWS4-HMAC-SHA256 Credential={resources.ACCESS_KEY_ID}/20240101/{resources.REGION}/batch/aws4_request, "
+    "SignedHeaders=host, Signature=0"
+)
+
+
+class _BatchRouting:
+    """Send Batch calls straight to moto's Batch app, everything else to moto's dispatcher.
+
+    moto's dispatcher works the service out on every request, listing its own package
+    directory to do so (about 1 ms a call); Batch calls are most of our traffic. Unsigned
+    calls under /v1/ (curl, urllib) are treated as Batch calls in the default region.
+    """
+
+    def __init__(self, dispatcher: WSGIApplication, batch_app: WSGIApplication) -> None:
+        self._dispatcher = dispatcher
+        self._batch_app = batch_app
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if str(environ.get("PATH_INFO", "")).startswith("/v1/"):
+            auth = str(environ.get("HTTP_AUTHORIZATION") or "")
+            if not auth:
+                environ["HTTP_AUTHORIZATION"] = _UNSIGNED_BATCH_AUTH
+                return self._batch_app(environ, start_response)
+            if "/batch/aws4_request" in auth:
+                return self._batch_app(environ, start_response)
+        return self._dispatcher(environ, start_response)
+
+
+def serve(
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    runtime: str = "process",
+    concurrency: int = 4,
+    stage_seconds: float = 0.2,
+    sim_seconds: float = 1.0,
+    faults: FaultConfig | None = None,
+    on_ready: Callable[[str], None] | None = None,
+) -> None:
+    """Serve the local Batch endpoint in the foreground until SIGINT/SIGTERM; on_ready(endpoint_url) once listening (port 0 = a free port)."""
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+    from werkzeug.serving import make_server
+
+    from poller.local.batch_runtime import RuntimeSettings, install
+
+    settings = RuntimeSettings(runtime, concurrency, stage_seconds, sim_seconds)
+    engine = install(settings)
+    engine.backend(resources.ACCOUNT_ID, resources.REGION)  # ready-made resources before ready
+    if logging.getLogger("werkzeug").level == logging.NOTSET:
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
+    routing = _BatchRouting(
+        DomainDispatcherApplication(create_backend_app), create_backend_app("batch")
+    )
+    app = FaultMiddleware(routing, faults)
+    server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
+    restore = _stop_on_signals(server.shutdown)
+    try:
+        url = f"http://{host}:{server.port}"
+        logger.info("local Batch endpoint on %s (%s)", url, settings)
+        if on_ready is not None:
+            on_ready(url)
+        server.serve_forever(poll_interval=0.1)  # how fast a stop signal is noticed
+    finally:
+        restore()
+        engine.shutdown()
+        server.server_close()
+
+
+def _stop_on_signals(shutdown: Callable[[], None]) -> Callable[[], None]:
+    """Make SIGINT/SIGTERM stop the server; return a function restoring the old handlers."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        # shutdown() waits for serve_forever() to return, so it cannot run in this thread.
+        threading.Thread(target=shutdown, name="batch-server-shutdown", daemon=True).start()
+
+    previous: dict[int, Any] = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        # Outside the main thread signal() raises ValueError: the caller handles signals then.
+        with contextlib.suppress(ValueError):
+            previous[signum] = signal.signal(signum, handler)
+
+    def restore() -> None:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+    return restore
+
+
+class LocalBatch:
+    """Handle on a local Batch endpoint running as a child process (`python -m poller.local.batch_server ...`)."""
+
+    def __init__(
+        self,
+        *,
+        port: int | None = None,
+        runtime: str = "process",
+        concurrency: int = 4,
+        stage_seconds: float = 0.2,
+        sim_seconds: float = 1.0,
+        faults: FaultConfig | None = None,
+        region: str = "us-east-1",
+        startup_timeout: float = 30.0,
+    ) -> None:
+        if runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
+        self.port = port or 0
+        """Port the endpoint listens on (the one the child picked, after start() with port 0)."""
+        self.endpoint_url = ""
+        """``http://127.0.0.1:<port>``, set by start()."""
+        self.pid: int | None = None
+        """Process id of the server child while it runs."""
+        self.runtime = runtime
+        self.concurrency = concurrency
+        self.stage_seconds = stage_seconds
+        self.sim_seconds = sim_seconds
+        self.initial_faults = faults or FaultConfig()
+        self.region = region
+        self.startup_timeout = startup_timeout
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._workdir: Path | None = None
+
+    def __enter__(self) -> LocalBatch:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def command(self) -> list[str]:
+        """Command line of the server child."""
+        faults = self.initial_faults
+        command = [sys.executable, "-m", "poller.local.batch_server", "--host", "127.0.0.1"]
+        command += [
+            "--port",
+            str(self.port),
+            "--runtime",
+            self.runtime,
+            "--concurrency",
+            str(self.concurrency),
+        ]
+        command += [
+            "--stage-seconds",
+            str(self.stage_seconds),
+            "--sim-seconds",
+            str(self.sim_seconds),
+        ]
+        for operation, rate in faults.throttle.items():
+            command += ["--throttle", f"{operation}={rate}"]
+        command += ["--error-rate", str(faults.error_rate), "--latency", str(faults.latency)]
+        if faults.seed is not None:
+            command += ["--seed", str(faults.seed)]
+        if faults.outage:
+            command.append("--outage")
+        return command
+
+    def start(self) -> LocalBatch:
+        """Spawn the server and wait until /_poller/health answers; LocalStackError on failure."""
+        if self._proc is not None:
+            return self
+        self._workdir = Path(tempfile.mkdtemp(prefix="poller-local-batch-"))
+        # Files, not pipes: nobody reads the child's output after start, and a full pipe would block it.
+        with (
+            open(self._workdir / "stdout.log", "wb") as out,
+            open(self._workdir / "stderr.log", "wb") as err,
+        ):
+            self._proc = subprocess.Popen(
+                self.command(),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                env=self._child_env(),
+            )
+        self.pid = self._proc.pid
+        try:
+            self.endpoint_url = self._await_ready_line(time.monotonic() + self.startup_timeout)
+            self.port = int(self.endpoint_url.rsplit(":", 1)[1])
+            self._await_health(time.monotonic() + self.startup_timeout)
+        except LocalStackError:
+            self.stop()
+            raise
+        logger.info("local Batch endpoint %s started (pid %s)", self.endpoint_url, self.pid)
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM the server (it kills its jobs), SIGKILL after `timeout`; idempotent."""
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=timeout)
+                except subprocess.TimeoutExpired:
+                    logger.warning(
+                        "local Batch endpoint pid %s ignored SIGTERM; killing it", proc.pid
+                    )
+                    proc.kill()
+                    proc.wait()
+            self.pid = None
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        """Counters per Batch operation: ``calls``, ``throttled``, ``errors``."""
+        stats: dict[str, dict[str, int]] = self._admin("GET", "stats")
+        return stats
+
+    def calls(self, operation: str) -> int:
+        """How many calls of `operation` (e.g. ``SubmitJob``) the endpoint received."""
+        return int(self.stats()["calls"].get(operation, 0))
+
+    def reset_stats(self) -> None:
+        """Zero every counter."""
+        self._admin("POST", "stats/reset")
+
+    def set_faults(self, **changes: Any) -> None:
+        """Change fault fields (see `FaultConfig`); ValueError naming a bad field."""
+        self._admin("POST", "faults", changes)
+
+    def faults(self) -> FaultConfig:
+        """The fault configuration in force."""
+        return FaultConfig.from_json(self._admin("GET", "faults"))
+
+    def client(self, service: str = "batch", **config: Any) -> Any:
+        """A boto3 client for this endpoint (dummy credentials); `config` goes to botocore's Config."""
+        import boto3
+        from botocore.config import Config
+
+        session = boto3.session.Session()  # a session per client: sessions are not thread-safe
+        return session.client(  # type: ignore[call-overload]
+            service,
+            endpoint_url=self._require_url(),
+            region_name=self.region,
+            aws_access_key_id=resources.ACCESS_KEY_ID,
+            aws_secret_access_key=resources.SECRET_ACCESS_KEY,
+            config=Config(**config) if config else None,
+        )
+
+    def environ(self) -> dict[str, str]:
+        """Environment variables pointing AWS SDKs in child processes at this endpoint."""
+        url = self._require_url()
+        return {
+            "AWS_ENDPOINT_URL_BATCH": url,
+            "AWS_ENDPOINT_URL_LOGS": url,
+            "AWS_DEFAULT_REGION": self.region,
+            "AWS_ACCESS_KEY_ID": resources.ACCESS_KEY_ID,
+            "AWS_SECRET_ACCESS_KEY": resources.SECRET_ACCESS_KEY,
+        }
+
+    def _require_url(self) -> str:
+        if not self.endpoint_url:
+            raise LocalStackError("the local Batch endpoint is not started")
+        return self.endpoint_url
+
+    def _child_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        # The child imports poller from the same tree as this process, installed or not.
+        root = str(Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
+
+    def _await_ready_line(self, deadline: float) -> str:
+        assert self._workdir is not None
+        assert self._proc is not None
+        stdout = self._workdir / "stdout.log"
+        while time.monotonic() < deadline:
+            match = _READY_PATTERN.search(stdout.read_text(errors="replace"))
+            if match:
+                return match.group(1)
+            if self._proc.poll() is not None:
+                raise LocalStackError(
+                    f"local Batch endpoint exited with code {self._proc.returncode}:\n{self._stderr_tail()}"
+                )
+            time.sleep(0.05)
+        raise LocalStackError(
+            f"local Batch endpoint not listening after {self.startup_timeout}s:\n{self._stderr_tail()}"
+        )
+
+    def _await_health(self, deadline: float) -> None:
+        while time.monotonic() < deadline:
+            try:
+                if self._admin("GET", "health").get("ok"):
+                    return
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.05)
+        raise LocalStackError(
+            f"local Batch endpoint not healthy after {self.startup_timeout}s:\n{self._stderr_tail()}"
+        )
+
+    def _stderr_tail(self, lines: int = 40) -> str:
+        if self._workdir is None:
+            return ""
+        try:
+            text = (self._workdir / "stderr.log").read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def _admin(self, method: str, route: str, body: Any = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(  # noqa: S310 - our own http:// URL
+            f"{self._require_url()}/_poller/{route}",
+            data=data if data is not None else (b"" if method == "POST" else None),
+            method=method,
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+                return json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as err:
+            detail = err.read().decode(errors="replace")
+            if err.code == 400:
+                raise ValueError(json.loads(detail).get("message", detail)) from None
+            raise
+
+
+def _throttle_arg(text: str) -> tuple[str, float]:
+    operation, sep, rate = text.partition("=")
+    try:
+        if not sep or not operation:
+            raise ValueError(text)
+        return operation, float(rate)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected OPERATION=RATE, got {text!r}") from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m poller.local.batch_server", description=__doc__
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=0, help="port (default 0: a free port)")
+    parser.add_argument("--runtime", choices=RUNTIMES, default="process")
+    parser.add_argument(
+        "--concurrency", type=int, default=4, help="jobs running at once (process runtime)"
+    )
+    parser.add_argument(
+        "--stage-seconds", type=float, default=0.2, help="length of each pre-RUNNING stage"
+    )
+    parser.add_argument(
+        "--sim-seconds", type=float, default=1.0, help="default run time of simulated jobs"
+    )
+    parser.add_argument(
+        "--throttle", type=_throttle_arg, action="append", default=[], metavar="OP=RATE"
+    )
+    parser.add_argument("--error-rate", type=float, default=0.0, help="share of calls answered 500")
+    parser.add_argument(
+        "--latency", type=float, default=0.0, help="seconds added to each Batch call"
+    )
+    parser.add_argument("--seed", type=int, default=None, help="seed of the error-rate RNG")
+    parser.add_argument("--outage", action="store_true", help="answer every Batch call 503")
+    parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Command-line entry point: parse options and serve until SIGINT/SIGTERM."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        faults = FaultConfig(
+            throttle=dict(args.throttle),
+            error_rate=args.error_rate,
+            latency=args.latency,
+            outage=args.outage,
+            seed=args.seed,
+        )
+    except ValueError as err:
+        _parser().error(str(err))
+
+    def announce(url: str) -> None:
+        print(READY_LINE.format(url=url, runtime=args.runtime), flush=True)
+
+    serve(
+        host=args.host,
+        port=args.port,
+        runtime=args.runtime,
+        concurrency=args.concurrency,
+        stage_seconds=args.stage_seconds,
+        sim_seconds=args.sim_seconds,
+        faults=faults,
+        on_ready=announce,
+    )
+
+
+if __name__ == "__main__":
+    main()

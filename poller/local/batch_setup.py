@@ -1,0 +1,73 @@
+"""Create the ready-made resources of `poller.local.resources` in a moto Batch backend."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from moto.batch.models import BatchBackend
+from moto.iam.exceptions import NotFoundException as IAMNotFoundException
+from moto.iam.models import iam_backends
+
+from poller.local import resources
+
+logger = logging.getLogger(__name__)
+
+
+def create_default_resources(backend: BatchBackend) -> None:
+    """Create the compute environment, job queue and job definitions of `resources`."""
+    logger.debug("creating the ready-made Batch resources in %s", backend.region_name)
+    role_arn = _ensure_service_role(backend.account_id, backend.partition)
+    environment = backend.create_compute_environment(
+        compute_environment_name=resources.COMPUTE_ENVIRONMENT,
+        _type="UNMANAGED",
+        state="ENABLED",
+        compute_resources=None,  # type: ignore[arg-type]  # UNMANAGED environments have none
+        service_role=role_arn,
+    )
+    backend.create_job_queue(
+        queue_name=resources.JOB_QUEUE,
+        priority="1",
+        schedule_policy=None,
+        state="ENABLED",
+        compute_env_order=[{"order": "1", "computeEnvironment": environment.arn}],
+    )
+    for spec in resources.JOB_DEFINITIONS:
+        backend.register_job_definition(
+            def_name=spec.name,
+            parameters=dict(spec.parameters),
+            _type="container",
+            tags={},
+            retry_strategy=None,  # type: ignore[arg-type]  # moto accepts None (no strategy)
+            container_properties={
+                "image": spec.image,
+                "command": list(spec.command),
+                "resourceRequirements": [
+                    {"type": "VCPU", "value": spec.vcpus},
+                    {"type": "MEMORY", "value": spec.memory},
+                ],
+            },
+            node_properties=None,
+            eks_properties=None,
+            timeout=None,  # type: ignore[arg-type]  # moto accepts None (no timeout)
+            platform_capabilities=["EC2"],
+            propagate_tags=False,
+        )
+
+
+def _ensure_service_role(account_id: str, partition: str) -> str:
+    iam = iam_backends[account_id][partition]
+    try:
+        return str(iam.get_role(resources.SERVICE_ROLE_NAME).arn)
+    except IAMNotFoundException:
+        pass
+    role = iam.create_role(
+        role_name=resources.SERVICE_ROLE_NAME,
+        assume_role_policy_document=json.dumps({"Version": "2012-10-17", "Statement": []}),
+        path="/",
+        permissions_boundary=None,
+        description="Service role of the poller local Batch compute environment",
+        tags=[],
+        max_session_duration=None,
+    )
+    return str(role.arn)

@@ -1,0 +1,196 @@
+"""The ``simulated`` runtime: no process and no thread; status is computed from the clock.
+
+A job's timeline is planned once its dependencies are met: each attempt spends one
+``stage_seconds`` in RUNNABLE and in STARTING, then RUNNING for ``sim_seconds`` (job parameter,
+default from the server option), and ends with exit code ``sim_exit_code`` (parameter, default 0).
+Describing a job reads the plan against the clock, so thousands of jobs cost nothing while idle.
+The compute environment's concurrency limit is not simulated.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from moto.batch.exceptions import ClientException
+
+from poller.local import resources
+from poller.local.batch_jobs import (
+    DEPENDENCY_FAILED,
+    ESSENTIAL_CONTAINER_EXITED,
+    FAILED,
+    KILLED_EXIT_CODE,
+    RUNNABLE,
+    RUNNING,
+    STARTING,
+    SUCCEEDED,
+    TIMEOUT_REASON,
+    AttemptOutcome,
+    LocalJob,
+    epoch_ms,
+)
+
+logger = logging.getLogger(__name__)
+
+SIM_SECONDS_PARAMETER = "sim_seconds"
+"""Job parameter: how long a simulated attempt stays RUNNING (seconds, float)."""
+SIM_EXIT_CODE_PARAMETER = "sim_exit_code"
+"""Job parameter: the exit code a simulated attempt ends with (int)."""
+
+_LOGS_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class PlannedAttempt:
+    """When one simulated attempt enters each stage, and how it ends."""
+
+    runnable_at: float
+    starting_at: float
+    running_at: float
+    stopped_at: float
+    outcome: AttemptOutcome
+
+
+def simulation_parameters(
+    parameters: Mapping[str, str], default_seconds: float
+) -> tuple[float, int]:
+    """Read (sim_seconds, sim_exit_code) from job parameters; ClientException if malformed."""
+    raw_seconds = parameters.get(SIM_SECONDS_PARAMETER, default_seconds)
+    raw_code = parameters.get(SIM_EXIT_CODE_PARAMETER, 0)
+    try:
+        seconds = float(raw_seconds)
+    except (TypeError, ValueError):
+        raise ClientException(
+            f"parameter {SIM_SECONDS_PARAMETER} must be a number, got {raw_seconds!r}"
+        ) from None
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ClientException(
+            f"parameter {SIM_SECONDS_PARAMETER} must be >= 0, got {raw_seconds!r}"
+        )
+    try:
+        code = int(raw_code)
+    except (TypeError, ValueError):
+        raise ClientException(
+            f"parameter {SIM_EXIT_CODE_PARAMETER} must be an integer, got {raw_code!r}"
+        ) from None
+    return seconds, code
+
+
+class SimulatedJob(LocalJob):
+    """A job whose lifecycle is read off a precomputed timeline whenever it is looked at."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        default_seconds = self.local_backend.settings.sim_seconds
+        self.sim_seconds, self.sim_exit_code = simulation_parameters(
+            self.parameters, default_seconds
+        )
+        self._plan: list[PlannedAttempt] | None = None
+
+    def refresh(self) -> None:
+        """Compute the status at the current time."""
+        if self.is_final:
+            return
+        now = time.time()
+        if self._plan is None:
+            self._plan = self._make_plan(now)
+            if self._plan is None:
+                return
+        self._follow(self._plan, now)
+
+    def terminate(self, reason: str) -> None:
+        """TerminateJob: freeze the job FAILED now; a running attempt ends killed."""
+        self.refresh()
+        if self.is_final:
+            return
+        now = time.time()
+        if self._status == RUNNING and self.latest_attempt is not None:
+            outcome = AttemptOutcome(KILLED_EXIT_CODE, reason, reason, retryable=False)
+            self.end_attempt(self.latest_attempt, now, outcome)
+            self.finish(FAILED, reason, at=now, exit_code=KILLED_EXIT_CODE)
+            return
+        self.finish(FAILED, reason, at=now)
+
+    def _make_plan(self, now: float) -> list[PlannedAttempt] | None:
+        """Plan the attempts once dependencies allow; None while the job still waits."""
+        verdict, latest = self.dependency_state()
+        stage = self.stage_seconds
+        if verdict == "failed":
+            fail_at = max(self.created_s + stage, latest)
+            if now >= fail_at:
+                self.finish(FAILED, DEPENDENCY_FAILED, at=fail_at)
+            else:
+                self._status = self.stage_status(now)
+            return None
+        if verdict == "waiting":
+            self._status = self.stage_status(now)
+            return None
+        return self._attempts_from(max(self.created_s + 2 * stage, latest))
+
+    def _attempts_from(self, ready: float) -> list[PlannedAttempt]:
+        stage, limit = self.stage_seconds, self._get_attempt_duration()
+        plan: list[PlannedAttempt] = []
+        begin = ready
+        for number in range(1, self.max_attempts + 1):
+            running_at = begin + 2 * stage
+            if limit is not None and limit < self.sim_seconds:
+                outcome = AttemptOutcome(
+                    KILLED_EXIT_CODE, TIMEOUT_REASON, TIMEOUT_REASON, retryable=False
+                )
+                stopped_at = running_at + limit
+            else:
+                outcome = AttemptOutcome(self.sim_exit_code, ESSENTIAL_CONTAINER_EXITED)
+                stopped_at = running_at + self.sim_seconds
+            plan.append(PlannedAttempt(begin, begin + stage, running_at, stopped_at, outcome))
+            if not self.should_retry(number, outcome):
+                break
+            begin = stopped_at
+        return plan
+
+    def _follow(self, plan: list[PlannedAttempt], now: float) -> None:
+        """Set status, attempts and timestamps for `now` from the plan."""
+        if now < plan[0].runnable_at:
+            self._status = self.stage_status(now)
+            return
+        self.attempts = []
+        for step in plan:
+            if now < step.starting_at:
+                self._status = RUNNABLE
+                return
+            if now < step.running_at:
+                self._status = STARTING
+                return
+            record = self.begin_attempt(step.running_at)
+            if now < step.stopped_at:
+                self._status = RUNNING
+                return
+            self.end_attempt(record, step.stopped_at, step.outcome)
+        self._log_finished_attempts(plan)
+        last = plan[-1]
+        status = SUCCEEDED if last.outcome.succeeded else FAILED
+        self.finish(
+            status, last.outcome.status_reason, at=last.stopped_at, exit_code=last.outcome.exit_code
+        )
+
+    def _log_finished_attempts(self, plan: list[PlannedAttempt]) -> None:
+        """Leave one line per attempt in the job's log stream, so readers find the stream."""
+        events = [
+            {
+                "timestamp": epoch_ms(step.running_at),
+                "message": f"simulated attempt {number}: ran {step.stopped_at - step.running_at:.3f}s, "
+                f"exit code {step.outcome.exit_code}",
+            }
+            for number, step in enumerate(plan, 1)
+        ]
+        try:
+            with _LOGS_LOCK:
+                self._log_backend.ensure_log_group(resources.LOG_GROUP)
+                self._log_backend.ensure_log_stream(resources.LOG_GROUP, self._stream_name)
+                self._log_backend.put_log_events(resources.LOG_GROUP, self._stream_name, events)
+        except Exception:
+            logger.debug("could not store the log of job %s", self.job_id, exc_info=True)
