@@ -30,7 +30,7 @@ class JobHandle:
     def store(self) -> JobStore:
         """The job store this handle reads (the configured one unless given)."""
         if self._store is None:
-            self._store = lifecycle.store_from_settings(lifecycle.get_settings())
+            self._store = lifecycle.get_store()
         return self._store
 
     @classmethod

@@ -27,8 +27,6 @@ from poller.models import (
     validate_spec,
 )
 from poller.settings import Settings, get_settings
-
-__all__ = ["Runtime", "get_runtime", "get_settings", "store_from_settings"]
 from poller.store import Change, JobStore
 
 logger = logging.getLogger(__name__)
@@ -62,12 +60,18 @@ def store_from_settings(settings: Settings) -> JobStore:
 
 
 @lru_cache(maxsize=1)
+def get_store() -> JobStore:
+    """This process's job store, created on first use (after a worker forks, never before)."""
+    return store_from_settings(get_settings())
+
+
+@lru_cache(maxsize=1)
 def get_runtime() -> Runtime:
     """This process's runtime, created on first use (after a worker forks, never before)."""
     settings = get_settings()
     return Runtime(
         settings=settings,
-        store=store_from_settings(settings),
+        store=get_store(),
         batch=BatchClient.create(max_attempts=settings.aws_max_attempts),
     )
 
@@ -126,9 +130,13 @@ def _commit(rt: Runtime, tracking_id: str, change: Change | None) -> JobRecord:
 
 
 def accept(
-    rt: Runtime, tracking_id: str, spec: JobSpec, policy: PollPolicy, key: str | None
+    store: JobStore, tracking_id: str, spec: JobSpec, policy: PollPolicy, key: str | None
 ) -> JobRecord:
-    """Create the job's QUEUED record (or return the record a redelivery or the key already has)."""
+    """Create the job's QUEUED record (or return the record a redelivery or the key already has).
+
+    Called in the caller's process before the message is sent, so a tracking id can be read
+    at once, and again by the worker (a no-op then, unless the message bypassed apply_async).
+    """
     record = JobRecord(
         tracking_id=tracking_id,
         job_name=spec.job_name,
@@ -138,7 +146,7 @@ def accept(
         poll=policy,
         idempotency_key=key,
     )
-    return rt.store.create(tracking.new_record(record, utcnow()), idempotency_key=key)
+    return store.create(tracking.new_record(record, utcnow()), idempotency_key=key)
 
 
 def reject(rt: Runtime, tracking_id: str, reason: str) -> JobRecord:

@@ -13,6 +13,7 @@ from typing import Any
 
 from celery import Task
 from celery.exceptions import Ignore
+from kombu.utils.uuid import uuid
 
 from poller import lifecycle
 from poller.app import app
@@ -27,12 +28,25 @@ _EXPECTED = (JobFailed, JobTimedOut, SubmitRejected, InvalidJobSpec)
 
 
 class SubmitJobTask(Task[Any, Any]):
-    """Validates a submission in the caller's process, so a bad spec is never enqueued."""
+    """Validates and records a submission in the caller's process before it is enqueued."""
 
     def apply_async(self, args: Any = None, kwargs: Any = None, **options: Any) -> Any:  # type: ignore[override]
-        """Raise InvalidJobSpec (naming the field) before sending; otherwise as Celery does."""
-        lifecycle.validate(get_settings(), tuple(args or ()), dict(kwargs or {}))
-        return super().apply_async(args, kwargs, **options)
+        """Send the submission, after validating it and storing its QUEUED record.
+
+        A bad spec raises InvalidJobSpec (naming the field) and nothing is sent. The record
+        is stored before the message exists, so ``JobHandle(result.id)`` works at once. When
+        the idempotency key already belongs to another job, that job's result is returned and
+        nothing is sent.
+        """
+        spec, policy, key = lifecycle.validate(
+            get_settings(), tuple(args or ()), dict(kwargs or {})
+        )
+        tracking_id = options.get("task_id") or uuid()
+        record = lifecycle.accept(lifecycle.get_store(), tracking_id, spec, policy, key)
+        if record.tracking_id != tracking_id:
+            logger.info("idempotency key %r already used by job %s", key, record.tracking_id)
+            return self.AsyncResult(record.tracking_id)
+        return super().apply_async(args, kwargs, **{**options, "task_id": tracking_id})
 
 
 def _aws_retry_delay(failures: int) -> float:
@@ -68,7 +82,7 @@ def submit_job(self: Task[Any, Any], *args: Any, **kwargs: Any) -> Any:
     except InvalidJobSpec as err:
         lifecycle.reject_unstored(rt, tracking_id, args, kwargs, str(err))
         raise
-    record = lifecycle.accept(rt, tracking_id, spec, policy, key)
+    record = lifecycle.accept(rt.store, tracking_id, spec, policy, key)
     if record.tracking_id != tracking_id:
         logger.info(
             "job %s: idempotency key %r already used by job %s",

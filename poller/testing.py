@@ -105,6 +105,7 @@ def configure_process(env: dict[str, str]) -> None:
     os.environ.update(env)
     get_settings.cache_clear()
     lifecycle.get_runtime.cache_clear()
+    lifecycle.get_store.cache_clear()
     settings = get_settings()
     app.conf.update(
         broker_url=settings.broker_url.get_secret_value(),

@@ -1,9 +1,19 @@
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from poller.errors import ConfigurationError
 from poller.settings import Settings, get_settings
+
+
+@pytest.fixture(autouse=True)
+def _no_poller_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings tests see defaults, not the variables other tests' fixtures exported."""
+    for name in list(os.environ):
+        if name.startswith("POLLER_"):
+            monkeypatch.delenv(name)
 
 
 def test_defaults_are_consistent() -> None:

@@ -207,6 +207,19 @@ def test_a_receiver_that_raises_does_not_disturb_tracking(redis_client: redis.Re
     assert [e["signal"] for e in signals_of(redis_client, result.id)][-1] == "job_finished"
 
 
+def test_the_record_exists_as_soon_as_delay_returns() -> None:
+    result = submit_job.apply_async(("queued-1", JOB_QUEUE, SLEEP_JOB_DEFINITION), countdown=30)
+    assert JobHandle(result.id).status is JobStatus.QUEUED
+    result.revoke()
+
+
+def test_a_second_submission_with_the_same_key_returns_the_first_job() -> None:
+    first = sleep_job("idem-1", seconds=0.2, idempotency_key="order-42")
+    second = sleep_job("idem-1", seconds=0.2, idempotency_key="order-42")
+    assert second.id == first.id
+    assert first.get(timeout=RESULT_TIMEOUT)["status"] == "SUCCEEDED"
+
+
 def test_wait_wakes_on_the_event_and_returns_the_terminal_record() -> None:
     result = sleep_job("wait-1", seconds=1)
     record = JobHandle(result.id).wait(timeout=RESULT_TIMEOUT)
