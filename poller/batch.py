@@ -138,6 +138,25 @@ class BatchClient:
         config = Config(retries={"mode": "standard", "max_attempts": max_attempts})
         return cls(boto3.client("batch", config=config, **client_kwargs))
 
+    @property
+    def endpoint_url(self) -> str:
+        """The endpoint boto3 resolved (AWS's, or AWS_ENDPOINT_URL_BATCH's)."""
+        return str(self._client.meta.endpoint_url)
+
+    @property
+    def region(self) -> str:
+        """The region boto3 resolved."""
+        return str(self._client.meta.region_name)
+
+    def ping(self) -> None:
+        """Make one cheap call (DescribeJobQueues); BatchUnavailable when it fails."""
+        try:
+            self._client.describe_job_queues(maxResults=1)
+        except ClientError as err:
+            raise BatchUnavailable(f"DescribeJobQueues: {_error_text(err)}") from err
+        except BotoCoreError as err:
+            raise BatchUnavailable(f"DescribeJobQueues: {err}") from err
+
     def submit(self, spec: JobSpec, extra_tags: dict[str, str] | None = None) -> str:
         """Submit the job and return its Batch job id."""
         request = submit_request(spec, extra_tags)

@@ -1,23 +1,330 @@
-"""The ``poller`` command line."""
+"""The ``poller`` command line: submit, inspect, await and cancel jobs; run the local stack.
+
+Human output by default (rich), ``--json`` for scripts. Exit codes: 0 success; for ``submit
+--wait`` and ``wait``, 1 when the job FAILED or was REJECTED and 2 when poller gave up
+(TIMED_OUT); 3 for an unknown id, an unreachable server or bad settings (one line, no traceback).
+"""
 
 from __future__ import annotations
 
+import json
 import signal
 import sys
+import time
+from collections.abc import Callable
 from types import FrameType
+from typing import Any
 
 import click
+import redis
+from botocore.exceptions import BotoCoreError
 from rich.console import Console
 
 from poller import __version__
+from poller import console as view
+from poller.errors import ConfigurationError, PollerError
+from poller.models import JobRecord, JobStatus
 
-console = Console(stderr=True)
+console = Console(stderr=True)  # progress and tables; stdout stays clean for ids and --json
+out = Console()
 
 
-@click.group()
+class PollerGroup(click.Group):
+    """Turns poller, Redis and AWS errors into one line and exit code 3, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (PollerError, ConfigurationError, redis.RedisError, BotoCoreError) as err:
+            console.print(f"[bold red]error:[/] {err}", highlight=False)
+            ctx.exit(view.EXIT_ERROR)
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+
+
+@click.group(cls=PollerGroup)
 @click.version_option(__version__, prog_name="poller")
 def main() -> None:
     """Run AWS Batch jobs from Celery and know when they are done."""
+
+
+def _pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
+    pairs: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint=option)
+        pairs[key] = value
+    return pairs
+
+
+def _handle(identifier: str) -> Any:
+    """The job handle of a tracking id or a Batch job id."""
+    from poller.client import JobHandle
+
+    handle = JobHandle(identifier)
+    if handle.store.find(identifier) is not None:
+        return handle
+    return JobHandle.from_job_id(identifier, handle.store)
+
+
+def _follow(handle: Any, timeout: float | None, as_json: bool) -> None:
+    """Show progress until the job ends, then exit with its outcome's code."""
+    record: JobRecord | None = None
+    with console.status("waiting") as status:
+        for record in handle.watch(timeout):
+            status.update(
+                f"{record.job_name}: [bold]{record.status.value}[/] "
+                f"(checks {record.checks}, elapsed {view.elapsed(record)})"
+            )
+    assert record is not None
+    _show(record, as_json)
+    sys.exit(view.exit_code(record))
+
+
+def _show(record: JobRecord, as_json: bool) -> None:
+    if as_json:
+        out.print_json(view.to_json(record))
+    else:
+        console.print(view.record_table(record))
+
+
+@main.command()
+@click.argument("name")
+@click.option("--queue", "-q", required=True, help="Job queue name or ARN.")
+@click.option(
+    "--definition", "-d", required=True, help="Job definition name, name:revision or ARN."
+)
+@click.option(
+    "--param", "-p", multiple=True, metavar="KEY=VALUE", help="A job parameter (Ref::KEY)."
+)
+@click.option(
+    "--env", "-e", multiple=True, metavar="NAME=VALUE", help="A container environment variable."
+)
+@click.option("--tag", "-t", multiple=True, metavar="KEY=VALUE", help="A tag on the Batch job.")
+@click.option(
+    "--wait", "wait_", is_flag=True, help="Show progress until the job ends; exit with its outcome."
+)
+@click.option(
+    "--timeout", type=float, default=None, help="With --wait: give up waiting after SECONDS."
+)
+@json_option
+def submit(
+    name: str,
+    queue: str,
+    definition: str,
+    param: tuple[str, ...],
+    env: tuple[str, ...],
+    tag: tuple[str, ...],
+    wait_: bool,
+    timeout: float | None,
+    as_json: bool,
+) -> None:
+    """Submit a Batch job through the workers; print its tracking id."""
+    from poller.client import JobHandle
+    from poller.tasks import submit_job
+
+    kwargs: dict[str, Any] = {}
+    if param:
+        kwargs["parameters"] = _pairs(param, "--param")
+    if env:
+        variables = _pairs(env, "--env")
+        kwargs["container_overrides"] = {
+            "environment": [{"name": k, "value": v} for k, v in variables.items()]
+        }
+    if tag:
+        kwargs["tags"] = _pairs(tag, "--tag")
+    result = submit_job.delay(name, queue, definition, **kwargs)
+    if as_json and not wait_:
+        out.print_json(json.dumps({"tracking_id": result.id}))
+    elif not as_json:
+        out.print(result.id, highlight=False)
+    if wait_:
+        _follow(JobHandle(result.id), timeout, as_json)
+
+
+@main.command()
+@click.argument("identifier", metavar="ID")
+@json_option
+def status(identifier: str, as_json: bool) -> None:
+    """Show a job (by tracking id or Batch job id)."""
+    _show(_handle(identifier).record(), as_json)
+
+
+@main.command()
+@click.argument("identifier", metavar="ID")
+@click.option("--timeout", type=float, default=None, help="Give up waiting after SECONDS.")
+@json_option
+def wait(identifier: str, timeout: float | None, as_json: bool) -> None:
+    """Wait for a job to end, showing progress; exit 0 / 1 (failed) / 2 (timed out)."""
+    _follow(_handle(identifier), timeout, as_json)
+
+
+@main.command()
+@click.argument("identifier", metavar="ID")
+@click.option("--reason", default="cancelled with the poller CLI", show_default=True)
+@json_option
+def cancel(identifier: str, reason: str, as_json: bool) -> None:
+    """Stop a job's Batch job and record why."""
+    record = _handle(identifier).cancel(reason)
+    if as_json:
+        out.print_json(view.to_json(record))
+    else:
+        console.print(f"cancel requested for {record.job_name} ({record.tracking_id}): {reason}")
+
+
+@main.command()
+@click.option("--active", is_flag=True, help="Only jobs still being tracked.")
+@click.option(
+    "--status",
+    "status_",
+    type=click.Choice([s.value for s in JobStatus]),
+    help="Only jobs in this status.",
+)
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@json_option
+def jobs(active: bool, status_: str | None, limit: int, as_json: bool) -> None:
+    """List tracked jobs, most recent first."""
+    from poller.lifecycle import get_store
+
+    records = get_store().list(active_only=active, limit=10_000 if status_ else limit)
+    if status_:
+        records = [r for r in records if r.status.value == status_][:limit]
+    if as_json:
+        out.print_json(view.to_json(records))
+    else:
+        console.print(view.jobs_table(records, title=f"{len(records)} job(s)"))
+
+
+@main.command()
+@click.option("--count", type=int, default=None, help="Stop after this many events.")
+@json_option
+def events(count: int | None, as_json: bool) -> None:
+    """Follow the job event channel (Ctrl-C stops)."""
+    from poller.lifecycle import get_store
+
+    seen = 0
+    with get_store().subscribe() as pubsub:
+        console.print("following job events (Ctrl-C stops)")
+        try:
+            while count is None or seen < count:
+                message = pubsub.get_message(timeout=1.0)
+                if message is None:
+                    continue
+                seen += 1
+                event = json.loads(message["data"])
+                if as_json:
+                    out.print(json.dumps(event), highlight=False)
+                else:
+                    out.print(
+                        f"{time.strftime('%H:%M:%S')} {event['event']:<20} {event['status']:<10} "
+                        f"{event['tracking_id']} {event.get('job_id') or ''}",
+                        highlight=False,
+                    )
+        except KeyboardInterrupt:
+            pass
+
+
+@main.command()
+@click.argument("identifier", metavar="ID")
+@json_option
+def logs(identifier: str, as_json: bool) -> None:
+    """Print a job's output from CloudWatch Logs."""
+    from poller.logs import log_events
+
+    record = _handle(identifier).record()
+    if not record.log_stream_name:
+        raise click.ClickException(
+            f"job {record.tracking_id} has no log stream yet ({record.status.value})"
+        )
+    for at, message in log_events(record.log_stream_name):
+        if as_json:
+            out.print(
+                json.dumps({"timestamp": at.isoformat(), "message": message}), highlight=False
+            )
+        else:
+            out.print(f"{at:%H:%M:%S} {message}", highlight=False, markup=False)
+
+
+@main.command()
+@json_option
+def check(as_json: bool) -> None:
+    """Check that Redis (broker and records) and AWS Batch answer; exit 3 when not."""
+    from poller.batch import BatchClient
+    from poller.settings import get_settings, mask_url
+
+    settings = get_settings()
+    probes: dict[str, tuple[str, Callable[[], Any]]] = {
+        "broker": (
+            mask_url(settings.broker_url.get_secret_value()),
+            lambda: redis.Redis.from_url(
+                settings.broker_url.get_secret_value(), socket_timeout=3
+            ).ping(),
+        ),
+        "records": (
+            mask_url(settings.effective_redis_url),
+            lambda: redis.Redis.from_url(settings.effective_redis_url, socket_timeout=3).ping(),
+        ),
+    }
+    batch = BatchClient.create(max_attempts=1)
+    probes["batch"] = (f"{batch.endpoint_url} ({batch.region})", batch.ping)
+    results = {}
+    for name, (target, probe) in probes.items():
+        try:
+            probe()
+            results[name] = {"target": target, "ok": True}
+        except Exception as err:  # report every failure, whatever the client raised
+            results[name] = {"target": target, "ok": False, "error": str(err)}
+    if as_json:
+        out.print_json(json.dumps(results))
+    else:
+        for name, result in results.items():
+            mark = "[green]ok[/]" if result["ok"] else f"[red]FAILED[/] {result.get('error')}"
+            console.print(f"{name:<8} {result['target']}: {mark}", highlight=False)
+    if not all(r["ok"] for r in results.values()):
+        sys.exit(view.EXIT_ERROR)
+
+
+@main.command("config")
+@json_option
+def config_command(as_json: bool) -> None:
+    """Show the effective settings (passwords masked)."""
+    from poller.settings import get_settings
+
+    shown = get_settings().masked()
+    if as_json:
+        out.print_json(json.dumps(shown))
+    else:
+        for name, value in shown.items():
+            out.print(f"POLLER_{name.upper()}={'' if value is None else value}", highlight=False)
+
+
+@main.command()
+@click.option(
+    "--jobs",
+    "successes",
+    type=click.IntRange(1, 50),
+    default=3,
+    show_default=True,
+    help="Jobs that succeed (plus a failing one, an array job and a chain).",
+)
+@click.option(
+    "--keep",
+    is_flag=True,
+    help="Leave the stack running afterwards, to explore Flower (Ctrl-C stops).",
+)
+@click.option(
+    "--flower-port",
+    type=int,
+    default=None,
+    help="Flower's port on 127.0.0.1 (default: a free one).",
+)
+def demo(successes: int, keep: bool, flower_port: int | None) -> None:
+    """Start Redis, a local AWS Batch, a worker and Flower, and run real jobs through them."""
+    from poller.demo import run
+
+    sys.exit(run(successes=successes, keep=keep, flower_port=flower_port))
 
 
 @main.command("redis")
@@ -140,4 +447,4 @@ def _wait_for_stop_signal() -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Iterator
+from typing import Any
 
 from poller import lifecycle
 from poller.errors import WaitTimeout
@@ -12,6 +14,8 @@ from poller.models import JobRecord, JobStatus
 from poller.store import JobStore
 
 logger = logging.getLogger(__name__)
+
+_RESYNC_SECONDS = 5.0  # re-read the record at least this often while waiting
 
 
 class JobHandle:
@@ -49,10 +53,10 @@ class JobHandle:
         """The job's current status."""
         return self.record().status
 
-    def wait(self, timeout: float | None = None) -> JobRecord:
-        """Block until the job reaches a terminal status and return its record.
+    def watch(self, timeout: float | None = None) -> Iterator[JobRecord]:
+        """Yield the record now and after each of its events, ending with the terminal one.
 
-        Wakes on the Redis event channel rather than re-reading the record in a loop (a slow
+        Wakes on the Redis event channel rather than re-reading the record in a loop (a
         re-read every few seconds only guards against a missed message). Raises WaitTimeout.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -60,20 +64,28 @@ class JobHandle:
             # Subscribed before reading, so an event sent in between is not missed.
             while True:
                 record = self.record()
+                yield record
                 if record.is_terminal:
-                    return record
+                    return
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     raise WaitTimeout(
                         f"job {self.tracking_id} still {record.status.value} after {timeout}s"
                     )
-                self._next_event(pubsub, min(remaining or 5.0, 5.0))
+                self._next_event(pubsub, min(remaining or _RESYNC_SECONDS, _RESYNC_SECONDS))
 
-    def _next_event(self, pubsub: object, timeout: float) -> None:
+    def wait(self, timeout: float | None = None) -> JobRecord:
+        """Block until the job reaches a terminal status and return its record (WaitTimeout)."""
+        record = self.record()
+        for record in self.watch(timeout):  # noqa: B007 - the last one is the terminal record
+            pass
+        return record
+
+    def _next_event(self, pubsub: Any, timeout: float) -> None:
         """Return when an event of this job arrives, or after ``timeout`` seconds."""
         end = time.monotonic() + timeout
         while (left := end - time.monotonic()) > 0:
-            message = pubsub.get_message(timeout=left)  # type: ignore[attr-defined]
+            message = pubsub.get_message(timeout=left)
             if message is None:
                 continue
             if json.loads(message["data"]).get("tracking_id") == self.tracking_id:

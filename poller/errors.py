@@ -48,3 +48,11 @@ class BatchUnavailable(PollerError):
 
 class WaitTimeout(PollerError, TimeoutError):
     """A wait for a job to finish ran out of time before the job did."""
+
+
+class CheckScheduled(PollerError):
+    """Not a failure: a check found the job still active and scheduled the next one.
+
+    Raised through ``Task.retry(exc=...)`` so that Flower and the worker log show the job's
+    Batch status and the time of its next check on each rescheduled check.
+    """

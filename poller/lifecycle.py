@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -293,3 +293,8 @@ def outcome(record: JobRecord) -> dict[str, Any]:
     if record.status is JobStatus.REJECTED:
         raise SubmitRejected(message)
     raise JobFailed(message)
+
+
+def stamp(when: datetime | None) -> str:
+    """A short human form of a timestamp for logs and Flower."""
+    return when.isoformat(timespec="seconds") if when else "-"

@@ -9,6 +9,8 @@ endpoint) are deliberately not here: boto3 reads them through its own chain (``A
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -105,6 +107,15 @@ class Settings(BaseSettings):
             )
         return self
 
+    def masked(self) -> dict[str, Any]:
+        """Every setting for display, with passwords in URLs replaced by ``***``."""
+        shown: dict[str, Any] = {}
+        for name, value in self.model_dump().items():
+            if isinstance(value, SecretStr):
+                value = mask_url(value.get_secret_value())
+            shown[name] = value
+        return shown
+
     @property
     def effective_redis_url(self) -> str:
         """The Redis URL for job records: ``redis_url``, else ``broker_url``."""
@@ -116,6 +127,15 @@ class Settings(BaseSettings):
         if self.result_backend is not None:
             return self.result_backend.get_secret_value()
         return self.effective_redis_url
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its password (if any) replaced by ``***``."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 @lru_cache(maxsize=1)

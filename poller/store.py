@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import redis
@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 
 ACTIVE_INDEX = "active"
 EVENTS_CHANNEL = "events"
+_EPOCH = datetime.fromtimestamp(0, tz=UTC)
 _MAX_CONFLICT_RETRIES = 50  # optimistic-lock retries before giving up; conflicts are rare and short
 
 
@@ -191,6 +192,22 @@ class JobStore:
             return []
         raws = self.redis.mget([self.key("job", t) for t in tracking_ids])
         return [JobRecord.model_validate_json(raw) for raw in raws if raw is not None]
+
+    def list(self, *, active_only: bool = False, limit: int = 50) -> list[JobRecord]:
+        """Up to ``limit`` records, most recently accepted first.
+
+        Active jobs come from their index; all jobs need a SCAN of the job keys, which is meant
+        for operators' listings, not for hot paths.
+        """
+        if active_only:
+            ids = [str(i) for i in self.redis.zrange(self.key(ACTIVE_INDEX), 0, -1)]
+        else:
+            prefix = self.key("job", "")
+            keys = self.redis.scan_iter(match=self.key("job", "*"), count=1000)
+            ids = [str(key)[len(prefix) :] for key in keys]
+        records = self.records(ids)
+        records.sort(key=lambda r: r.history[0].observed_at if r.history else _EPOCH, reverse=True)
+        return records[:limit]
 
     @contextmanager
     def subscribe(self, timeout: float = 5.0) -> Iterator[redis.client.PubSub]:

@@ -18,7 +18,14 @@ from kombu.utils.uuid import uuid
 from poller import lifecycle
 from poller.app import app
 from poller.backoff import compute_delay
-from poller.errors import BatchUnavailable, InvalidJobSpec, JobFailed, JobTimedOut, SubmitRejected
+from poller.errors import (
+    BatchUnavailable,
+    CheckScheduled,
+    InvalidJobSpec,
+    JobFailed,
+    JobTimedOut,
+    SubmitRejected,
+)
 from poller.settings import get_settings
 
 logger = logging.getLogger(__name__)
@@ -138,4 +145,9 @@ def check_job(self: Task[Any, Any], tracking_id: str, check_no: int = 0, failure
         raise Ignore()
     if result.next_delay is None:
         return lifecycle.outcome(result.record)
-    raise self.retry(args=(tracking_id, check_no + 1, 0), countdown=result.next_delay)
+    record, delay = result.record, result.next_delay
+    scheduled = CheckScheduled(
+        f"Batch job {record.job_id} is {record.status.value}; check {check_no + 2} in "
+        f"{delay:.1f}s at {lifecycle.stamp(record.next_check_at)}"
+    )
+    raise self.retry(args=(tracking_id, check_no + 1, 0), countdown=delay, exc=scheduled)

@@ -1,0 +1,48 @@
+"""Wiring the local stack together: the environment that points poller at its servers."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from poller.local.batch_server import LocalBatch
+    from poller.local.redis_server import EmbeddedRedis
+
+
+def stack_env(
+    redis_server: EmbeddedRedis, batch: LocalBatch, *, initial_delay: float, max_delay: float
+) -> dict[str, str]:
+    """Environment for poller processes using these servers, with short poll delays.
+
+    The broker uses Redis db 0 and the job records and results db 1, so tests can flush the
+    records without touching the broker's queues and bindings under a running worker.
+    """
+    base = redis_server.url.rsplit("/", 1)[0]
+    return {
+        **batch.environ(),
+        "POLLER_BROKER_URL": f"{base}/0",
+        "POLLER_REDIS_URL": f"{base}/1",
+        "POLLER_POLL_INITIAL_DELAY": str(initial_delay),
+        "POLLER_POLL_MAX_DELAY": str(max_delay),
+        "POLLER_POLL_JITTER": "0.1",
+        "POLLER_AWS_RETRY_DELAY": "0.2",
+        "POLLER_NOT_FOUND_GRACE": "5",
+    }
+
+
+def configure_process(env: dict[str, str]) -> None:
+    """Point this process's poller (settings, Celery app, boto3) at the given environment."""
+    from poller import lifecycle
+    from poller.app import app
+    from poller.settings import get_settings
+
+    os.environ.update(env)
+    get_settings.cache_clear()
+    lifecycle.get_runtime.cache_clear()
+    lifecycle.get_store.cache_clear()
+    settings = get_settings()
+    app.conf.update(
+        broker_url=settings.broker_url.get_secret_value(),
+        result_backend=settings.effective_result_backend,
+    )

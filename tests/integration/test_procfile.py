@@ -1,0 +1,91 @@
+"""The Procfile's topology runs for real under honcho, and a job submitted by the CLI succeeds."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from poller.local import free_port
+from tests.conftest import eventually
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).parent.parent.parent
+BIN = Path(sys.executable).parent
+
+
+def test_procfile_runs_a_job_end_to_end(tmp_path: Path) -> None:
+    # Given the Procfile started with honcho on free ports
+    redis_port, batch_port, flower_port = free_port(), free_port(), free_port()
+    env_file = tmp_path / "procfile.env"
+    values = (ROOT / "config" / "local.env").read_text()
+    values = values.replace("6379", str(redis_port)).replace("4566", str(batch_port))
+    values = values.replace("FLOWER_PORT=5555", f"FLOWER_PORT={flower_port}")
+    env_file.write_text(
+        values
+        + "FLOWER_BASIC_AUTH=admin:test-only\nPOLLER_POLL_INITIAL_DELAY=0.5\nPOLLER_POLL_MAX_DELAY=1\n"
+    )
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("POLLER_", "AWS_"))},
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+    }
+    for line in env_file.read_text().splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            env[key] = value
+    log = tmp_path / "honcho.log"
+    with log.open("wb") as out:
+        honcho = subprocess.Popen(
+            [str(BIN / "honcho"), "-f", "Procfile", "-e", str(env_file), "start"],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        # When every service answers
+        def healthy() -> bool:
+            check = subprocess.run(
+                [str(BIN / "poller"), "check"], env=env, capture_output=True, cwd=tmp_path
+            )
+            assert honcho.poll() is None, log.read_text()
+            return check.returncode == 0
+
+        eventually(healthy, timeout=60, interval=0.5)
+        # And a job is submitted through the CLI and awaited
+        submitted = subprocess.run(
+            [str(BIN / "poller"), "submit", "procfile-job", "-q", "poller-local", "-d", "poller-sleep",
+             "-p", "seconds=2", "--wait", "--timeout", "60", "--json"],
+            env=env, capture_output=True, text=True, cwd=tmp_path, timeout=90,
+        )  # fmt: skip
+        # Then it succeeded
+        assert submitted.returncode == 0, submitted.stderr + log.read_text()[-3000:]
+        assert '"status": "SUCCEEDED"' in submitted.stdout
+        # And Flower, behind basic auth, shows the job's task (submit, then its checks, under
+        # the tracking id) from task events
+        request = urllib.request.Request(f"http://127.0.0.1:{flower_port}/api/tasks")
+        request.add_header(
+            "Authorization", "Basic " + base64.b64encode(b"admin:test-only").decode()
+        )
+        with urllib.request.urlopen(request, timeout=5) as page:
+            tasks = json.loads(page.read())
+        tracking_id = json.loads(submitted.stdout)["tracking_id"]
+        assert tasks[tracking_id]["name"] == "poller.check_job"
+        assert tasks[tracking_id]["state"] == "SUCCESS"
+        # And each rescheduled check said the Batch status and the next check's time
+        assert re.search(r"CheckScheduled\('Batch job \S+ is [A-Z]+; check \d+ in", log.read_text())
+    finally:
+        # Then honcho stops every process cleanly
+        honcho.send_signal(signal.SIGTERM)
+        assert honcho.wait(timeout=30) is not None
+    output = log.read_text()
+    for name in ("redis", "batch", "worker", "flower"):
+        assert f"{name}.1" in output
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", redis_port), timeout=1)
