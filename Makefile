@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck unit install clean
+.PHONY: demo test lint typecheck install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,9 @@ lint: $(STAMP)  ## ruff lint and format check
 
 typecheck: $(STAMP)  ## mypy --strict on the package
 	$(VENV)/bin/mypy
+
+demo: $(STAMP)  ## the whole stack on this machine, real jobs going through their states
+	$(VENV)/bin/poller demo
 
 test: lint typecheck  ## everything CI runs: lint, types, the whole test suite
 	$(PY) -m pytest

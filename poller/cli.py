@@ -26,7 +26,7 @@ from poller.errors import ConfigurationError, PollerError
 from poller.models import JobRecord, JobStatus
 
 console = Console(stderr=True)  # progress and tables; stdout stays clean for ids and --json
-out = Console()
+out = Console(soft_wrap=True)  # plain lines (ids, JSON, logs) are never wrapped
 
 
 class PollerGroup(click.Group):
@@ -59,6 +59,18 @@ def _pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
     return pairs
 
 
+def _number(value: str) -> float | bool:
+    """A --poll value: true/false, or a number (the policy validates ranges)."""
+    if value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    try:
+        return float(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"expected a number or true/false, got {value!r}", param_hint="--poll"
+        ) from None
+
+
 def _handle(identifier: str) -> Any:
     """The job handle of a tracking id or a Batch job id."""
     from poller.client import JobHandle
@@ -87,7 +99,7 @@ def _show(record: JobRecord, as_json: bool) -> None:
     if as_json:
         out.print_json(view.to_json(record))
     else:
-        console.print(view.record_table(record))
+        out.print(view.record_table(record))
 
 
 @main.command()
@@ -104,6 +116,9 @@ def _show(record: JobRecord, as_json: bool) -> None:
 )
 @click.option("--tag", "-t", multiple=True, metavar="KEY=VALUE", help="A tag on the Batch job.")
 @click.option(
+    "--poll", multiple=True, metavar="KEY=VALUE", help="Poll policy override, e.g. max_wait=3600."
+)
+@click.option(
     "--wait", "wait_", is_flag=True, help="Show progress until the job ends; exit with its outcome."
 )
 @click.option(
@@ -117,6 +132,7 @@ def submit(
     param: tuple[str, ...],
     env: tuple[str, ...],
     tag: tuple[str, ...],
+    poll: tuple[str, ...],
     wait_: bool,
     timeout: float | None,
     as_json: bool,
@@ -135,6 +151,8 @@ def submit(
         }
     if tag:
         kwargs["tags"] = _pairs(tag, "--tag")
+    if poll:
+        kwargs["poll"] = {key: _number(value) for key, value in _pairs(poll, "--poll").items()}
     result = submit_job.delay(name, queue, definition, **kwargs)
     if as_json and not wait_:
         out.print_json(json.dumps({"tracking_id": result.id}))
@@ -194,7 +212,7 @@ def jobs(active: bool, status_: str | None, limit: int, as_json: bool) -> None:
     if as_json:
         out.print_json(view.to_json(records))
     else:
-        console.print(view.jobs_table(records, title=f"{len(records)} job(s)"))
+        out.print(view.jobs_table(records, title=f"{len(records)} job(s)"))
 
 
 @main.command()
@@ -353,8 +371,12 @@ def redis_command(port: int, password: str | None, appendonly: bool) -> None:
 
 @main.command("local-batch")
 @click.option(
-    "--port", type=int, default=4566, show_default=True, help="Port on 127.0.0.1 (0: any free one)."
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to bind (0.0.0.0 only in a container).",
 )
+@click.option("--port", type=int, default=4566, show_default=True, help="Port (0: any free one).")
 @click.option(
     "--runtime",
     type=click.Choice(["process", "simulated"]),
@@ -388,6 +410,7 @@ def redis_command(port: int, password: str | None, appendonly: bool) -> None:
 )
 @click.option("--seed", type=int, default=None, help="Seed of the fault generator.")
 def local_batch_command(
+    host: str,
     port: int,
     runtime: str,
     concurrency: int,
@@ -419,10 +442,18 @@ def local_batch_command(
     def ready(url: str) -> None:
         console.print(
             f"Local AWS Batch endpoint on [bold]{url}[/] (runtime={runtime}); "
-            f"use it with AWS_ENDPOINT_URL_BATCH={url} AWS_ENDPOINT_URL_LOGS={url}"
+            f"use it with AWS_ENDPOINT_URL_BATCH={url} AWS_ENDPOINT_URL_CLOUDWATCH_LOGS={url}"
         )
 
+    from poller.flower import is_loopback
+
+    if not is_loopback(host):
+        console.print(
+            f"[bold yellow]warning:[/] the local Batch endpoint has no authentication and is "
+            f"bound to {host}: anyone who can reach it can run commands on this machine"
+        )
     serve(
+        host=host,
         port=port,
         runtime=runtime,
         concurrency=concurrency,

@@ -296,7 +296,7 @@ class LocalBatch:
         url = self._require_url()
         return {
             "AWS_ENDPOINT_URL_BATCH": url,
-            "AWS_ENDPOINT_URL_LOGS": url,
+            "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS": url,
             "AWS_DEFAULT_REGION": self.region,
             "AWS_ACCESS_KEY_ID": resources.ACCESS_KEY_ID,
             "AWS_SECRET_ACCESS_KEY": resources.SECRET_ACCESS_KEY,

@@ -1,0 +1,66 @@
+"""`poller demo`, the README's first command, as a real subprocess."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+POLLER = str(Path(sys.executable).parent / "poller")
+
+
+def clean_env() -> dict[str, str]:
+    """The demo starts its own stack: it must not see the test session's variables."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("POLLER_", "AWS_"))}
+
+
+def test_the_demo_runs_every_scenario_and_exits_0() -> None:
+    result = subprocess.run(
+        [POLLER, "demo", "--jobs", "2"],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "5 of 5 jobs ended as expected" in result.stdout
+    assert "Flower       http://127.0.0.1:" in result.stdout
+
+
+def children_of(pid: int) -> set[int]:
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found |= {int(c) for c in (task / "children").read_text().split()}
+    return found
+
+
+def test_ctrl_c_stops_everything_the_demo_started(tmp_path: Path) -> None:
+    log = tmp_path / "demo.log"
+    with log.open("w") as out:
+        demo = subprocess.Popen(
+            [POLLER, "demo", "--keep"], stdout=out, stderr=subprocess.STDOUT, env=clean_env()
+        )
+    try:
+        deadline = time.monotonic() + 180
+        while "Ctrl-C to stop" not in log.read_text():
+            assert demo.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        started = children_of(demo.pid)
+        assert len(started) >= 4  # Redis, the Batch endpoint, the worker, Flower
+        demo.send_signal(signal.SIGINT)
+        # With --keep, Ctrl-C is the way to stop: the exit code is still the jobs verdict
+        assert demo.wait(timeout=60) == 0
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
+    for pid in started:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
