@@ -46,3 +46,12 @@ def celery_config() -> dict[str, Any]:
 
 app = Celery("poller", include=["poller.tasks"])
 app.add_defaults(celery_config)
+
+
+def _install_reconciler() -> None:
+    from poller.reconcile import ReconcileStep
+
+    app.steps["worker"].add(ReconcileStep)
+
+
+_install_reconciler()

@@ -203,6 +203,25 @@ class BatchClient:
             raise BatchUnavailable(f"ListJobs: {err}") from err
         return ids
 
+    def find_tagged(self, job_queue: str, job_name: str, tag: str, value: str) -> str | None:
+        """The id of the job in ``job_queue`` named ``job_name`` whose tag ``tag`` is ``value``.
+
+        How a retried submission finds the job an earlier attempt created before it died:
+        names are not unique, poller's tracking-id tag is.
+        """
+        candidates = self.find_by_name(job_queue, job_name)
+        for page in _chunks(candidates, DESCRIBE_PAGE):
+            try:
+                jobs = self._client.describe_jobs(jobs=page)["jobs"]
+            except ClientError as err:
+                raise BatchUnavailable(f"DescribeJobs: {_error_text(err)}") from err
+            except BotoCoreError as err:
+                raise BatchUnavailable(f"DescribeJobs: {err}") from err
+            for job in jobs:
+                if (job.get("tags") or {}).get(tag) == value:
+                    return job["jobId"]
+        return None
+
     def terminate(self, job_id: str, reason: str) -> None:
         """Stop a job with TerminateJob, which AWS also applies to jobs not yet STARTING (cancel).
 

@@ -145,6 +145,8 @@ def accept(
         spec=spec.model_dump(exclude_none=True),
         poll=policy,
         idempotency_key=key,
+        # Indexed as due now: if its message is lost, the reconciler re-sends it after the grace.
+        next_check_at=utcnow(),
     )
     return store.create(tracking.new_record(record, utcnow()), idempotency_key=key)
 
@@ -173,9 +175,32 @@ def reject_unstored(
 
 
 def submit(rt: Runtime, record: JobRecord) -> JobRecord:
-    """Submit the record's job to Batch and record it SUBMITTED; BatchUnavailable to retry."""
-    spec = JobSpec.model_validate(record.spec)
-    job_id = rt.batch.submit(spec, extra_tags={TRACKING_TAG: record.tracking_id})
+    """Submit the record's job to Batch and record it SUBMITTED; BatchUnavailable to retry.
+
+    Exactly one Batch job per record: the attempt is noted before SubmitJob, and an attempt
+    that finds such a note (its predecessor died between SubmitJob and storing the id) first
+    looks for the job by name and tracking-id tag, and submits only if there is none.
+    """
+    job_id = None
+    if record.submit_started_at is not None:
+        job_id = rt.batch.find_tagged(
+            record.job_queue, record.job_name, TRACKING_TAG, record.tracking_id
+        )
+        if job_id is not None:
+            logger.warning(
+                "job %s: found Batch job %s from an interrupted submit; not submitting again",
+                record.tracking_id,
+                job_id,
+            )
+    if job_id is None:
+        started = utcnow()
+        rt.store.update(record.tracking_id, lambda r: tracking.submitting(r, started, started))
+        spec = JobSpec.model_validate(record.spec)
+        job_id = rt.batch.submit(spec, extra_tags={TRACKING_TAG: record.tracking_id})
+    return _record_submitted(rt, record, job_id)
+
+
+def _record_submitted(rt: Runtime, record: JobRecord, job_id: str) -> JobRecord:
     now = utcnow()
     first_check = now + timedelta(seconds=next_delay(record))
     logger.info("job %s: submitted as Batch job %s", record.tracking_id, job_id)
@@ -236,6 +261,17 @@ def check(rt: Runtime, tracking_id: str, check_no: int) -> CheckResult:
         return CheckResult(record, None)
     logger.debug("job %s: %s, next check in %.1fs", tracking_id, record.status.value, delay)
     return CheckResult(record, delay)
+
+
+def reschedule(rt: Runtime, tracking_id: str, delay: float) -> None:
+    """Note when a retried message (after a transient AWS error) is due, for the reconciler."""
+    when = utcnow() + timedelta(seconds=delay)
+    rt.store.update(tracking_id, lambda r: tracking.rescheduled(r, when))
+
+
+def remember_canvas(rt: Runtime, tracking_id: str, canvas: dict[str, Any]) -> None:
+    """Store the job task's canvas links, so that a re-sent check keeps the chain going."""
+    rt.store.update(tracking_id, lambda r: tracking.canvas_recorded(r, canvas))
 
 
 def give_up(rt: Runtime, record: JobRecord, reason: str) -> JobRecord:

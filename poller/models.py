@@ -195,6 +195,8 @@ class JobRecord(BaseModel):
     cancel_reason: str | None = None
     missing_since: datetime | None = None
     next_check_at: datetime | None = None
+    submit_started_at: datetime | None = None
+    canvas: dict[str, Any] | None = None
     version: int = 0
 
     @property

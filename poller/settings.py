@@ -80,6 +80,22 @@ class Settings(BaseSettings):
     give_up_when_stuck: bool = Field(
         False, description="End a stuck job as TIMED_OUT (and terminate it) instead of waiting."
     )
+    reconcile_interval: float = Field(
+        30.0,
+        gt=0,
+        description=(
+            "Seconds between reconcile passes (run by one worker at a time, on a Redis lock): "
+            "active jobs whose check is overdue are given a new one."
+        ),
+    )
+    reconcile_grace: float = Field(
+        60.0,
+        gt=0,
+        description=(
+            "Seconds a job's check may be late before the reconciler assumes its message was "
+            "lost (worker killed, broker flushed) and schedules another."
+        ),
+    )
     aws_max_attempts: int = Field(
         3, ge=1, description="botocore 'standard' retry mode attempts per AWS call."
     )

@@ -67,6 +67,23 @@ def _aws_retry_delay(failures: int) -> float:
     )
 
 
+def _canvas(request: Any) -> dict[str, Any]:
+    """The canvas links of this task (chain, callbacks, chord), as send_task options.
+
+    ``Task.replace`` hands them to the first check; they are kept in the record too, so that a
+    check the reconciler re-sends (after a lost message) still continues the canvas.
+    """
+    options = {
+        "link": request.callbacks,
+        "link_error": request.errbacks,
+        "chain": request.chain,
+        "chord": request.chord,
+        "group_id": request.group,
+        "group_index": request.group_index,
+    }
+    return {name: value for name, value in options.items() if value not in (None, [], {})}
+
+
 @app.task(
     bind=True,
     base=SubmitJobTask,
@@ -107,11 +124,16 @@ def submit_job(self: Task[Any, Any], *args: Any, **kwargs: Any) -> Any:
             if self.request.retries >= MAX_SUBMIT_RETRIES:
                 record = lifecycle.reject(rt, tracking_id, f"AWS Batch unavailable: {err}")
                 return lifecycle.outcome(record)
-            logger.warning("job %s: submit will be retried: %s", tracking_id, err)
-            raise self.retry(countdown=_aws_retry_delay(self.request.retries)) from err
+            delay = _aws_retry_delay(self.request.retries)
+            logger.warning("job %s: submit will be retried in %.1fs: %s", tracking_id, delay, err)
+            lifecycle.reschedule(rt, tracking_id, delay)
+            raise self.retry(countdown=delay) from err
         except SubmitRejected as err:
             lifecycle.reject(rt, tracking_id, str(err))
             raise
+    canvas = _canvas(self.request)
+    if canvas:
+        lifecycle.remember_canvas(rt, tracking_id, canvas)
     first_check = lifecycle.next_delay(record)
     return self.replace(check_job.si(tracking_id, record.checks).set(countdown=first_check))
 
@@ -134,10 +156,12 @@ def check_job(self: Task[Any, Any], tracking_id: str, check_no: int = 0, failure
         result = lifecycle.check(rt, tracking_id, check_no)
     except BatchUnavailable as err:
         # Not a check: throttling and 5xx must not use up the job's max_checks.
-        logger.warning("job %s: check %d will be retried: %s", tracking_id, check_no, err)
-        raise self.retry(
-            args=(tracking_id, check_no, failures + 1), countdown=_aws_retry_delay(failures)
-        ) from err
+        delay = _aws_retry_delay(failures)
+        logger.warning(
+            "job %s: check %d will be retried in %.1fs: %s", tracking_id, check_no, delay, err
+        )
+        lifecycle.reschedule(rt, tracking_id, delay)
+        raise self.retry(args=(tracking_id, check_no, failures + 1), countdown=delay) from err
     if result.stale:
         logger.info(
             "job %s: check %d was already done; dropping this delivery", tracking_id, check_no

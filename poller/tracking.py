@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from poller.batch import BatchJobView
 from poller.models import JobRecord, JobStatus, Transition
@@ -76,6 +77,27 @@ def submitted(
     new.next_check_at = next_check_at
     events = [Event(JOB_SUBMITTED, new), *_transition(new, JobStatus.SUBMITTED, now)]
     return Change(new, events)
+
+
+def submitting(record: JobRecord, now: datetime, retry_at: datetime) -> Change | None:
+    """Note that SubmitJob is about to be called: a later attempt must look for its job first."""
+    if record.job_id is not None or record.is_terminal:
+        return None
+    return Change(record.model_copy(update={"submit_started_at": now, "next_check_at": retry_at}))
+
+
+def rescheduled(record: JobRecord, when: datetime) -> Change | None:
+    """Move an active job's next expected activity (a retry, a re-sent message) to ``when``."""
+    if record.is_terminal:
+        return None
+    return Change(record.model_copy(update={"next_check_at": when}))
+
+
+def canvas_recorded(record: JobRecord, canvas: dict[str, Any]) -> Change | None:
+    """Keep the Celery canvas links of the job's task, to re-attach them to a re-sent check."""
+    if record.is_terminal or record.canvas == canvas:
+        return None
+    return Change(record.model_copy(update={"canvas": canvas}))
 
 
 def finish(record: JobRecord, status: JobStatus, reason: str, now: datetime) -> Change | None:

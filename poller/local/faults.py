@@ -71,6 +71,9 @@ class FaultConfig:
     """Seconds added to every Batch call before it is answered."""
     outage: bool = False
     """When true every Batch call is answered HTTP 503 ``ServiceUnavailable``."""
+    response_delay: dict[str, float] = field(default_factory=dict)
+    """Operation name -> seconds to hold the answer *after* the call took effect: the window in
+    which a client can die having acted on AWS without learning the result (crash tests)."""
     seed: int | None = None
     """Seed of the random generator that picks the calls failed by ``error_rate``."""
 
@@ -87,6 +90,11 @@ class FaultConfig:
                 raise ValueError(f"throttle keys must be operation names, got {operation!r}")
             if _number(f"throttle.{operation}", rate) <= 0:
                 raise ValueError(f"throttle.{operation} must be > 0, got {rate!r}")
+        if not isinstance(self.response_delay, dict):
+            raise ValueError(f"response_delay must be an object, got {self.response_delay!r}")
+        for operation, delay in self.response_delay.items():
+            if _number(f"response_delay.{operation}", delay) < 0:
+                raise ValueError(f"response_delay.{operation} must be >= 0, got {delay!r}")
         if not 0.0 <= _number("error_rate", self.error_rate) <= 1.0:
             raise ValueError(f"error_rate must be within 0..1, got {self.error_rate!r}")
         if _number("latency", self.latency) < 0:
@@ -105,6 +113,7 @@ class FaultConfig:
             "error_rate": self.error_rate,
             "latency": self.latency,
             "outage": self.outage,
+            "response_delay": dict(self.response_delay),
             "seed": self.seed,
         }
 
@@ -118,9 +127,9 @@ class FaultConfig:
         if unknown:
             raise ValueError(f"unknown fault field(s): {', '.join(unknown)}")
         values = dict(data)
-        throttle = values.get("throttle", {})
-        if isinstance(throttle, Mapping):
-            values["throttle"] = dict(throttle)
+        for name in ("throttle", "response_delay"):
+            if isinstance(values.get(name), Mapping):
+                values[name] = dict(values[name])
         for name in ("error_rate", "latency"):
             if name in values:
                 values[name] = _number(name, values[name])
@@ -233,7 +242,11 @@ class FaultMiddleware:
         operation = self._operation(str(environ.get("REQUEST_METHOD", "GET")), path)
         fault = self._decide(operation)
         if fault is None:
-            return self._app(environ, start_response)
+            answer = self._app(environ, start_response)
+            delay = self._config.response_delay.get(operation, 0.0)
+            if delay > 0:
+                self._sleep(delay)
+            return answer
         _drain(environ)
         status, code, message = fault
         return _respond(start_response, status, {"__type": code, "message": message}, code)

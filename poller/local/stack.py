@@ -42,7 +42,12 @@ def configure_process(env: dict[str, str]) -> None:
     lifecycle.get_runtime.cache_clear()
     lifecycle.get_store.cache_clear()
     settings = get_settings()
+    # Drop connections to the previous servers: Celery caches its broker pool and backend.
+    app.close()
+    app._local.__dict__.pop("backend", None)  # type: ignore[attr-defined]
     app.conf.update(
         broker_url=settings.broker_url.get_secret_value(),
         result_backend=settings.effective_result_backend,
+        broker_transport_options={"visibility_timeout": settings.visibility_timeout},
+        result_backend_transport_options={"visibility_timeout": settings.visibility_timeout},
     )

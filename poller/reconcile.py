@@ -1,0 +1,144 @@
+"""No job forgotten: give a new check to active jobs whose check is overdue.
+
+A check travels as a countdown message. If that message is lost (its worker was killed before
+the broker's visibility timeout brought it back, the broker was flushed or failed over), the
+job would stay active forever with nothing scheduled. Every active job is indexed by the time of
+its next expected activity; a periodic pass re-sends a check (or the submission, for a job never
+submitted) for those overdue by more than ``reconcile_grace``. A re-sent message that turns out
+to be a duplicate is harmless: checks are fenced by their number, submissions by the record.
+
+The pass runs inside the workers (:class:`ReconcileStep`, a Celery worker bootstep using the
+worker's timer), on a Redis lock, so one worker at a time does it whatever the number of workers,
+and no extra process (beat) has to be deployed and kept alive.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from celery import bootsteps
+
+from poller import tracking
+from poller.lifecycle import Runtime, get_runtime
+from poller.models import JobRecord, utcnow
+from poller.store import Change
+
+logger = logging.getLogger(__name__)
+
+LOCK_KEY = "reconcile:lock"
+BATCH = 500  # overdue jobs handled per pass; the next pass takes the rest
+
+
+@dataclass(frozen=True)
+class ReconcileReport:
+    """What one pass did."""
+
+    checks_resent: int = 0
+    submits_resent: int = 0
+
+
+def reconcile(rt: Runtime, now: datetime | None = None) -> ReconcileReport:
+    """Re-send the lost message of every active job overdue by more than the grace period."""
+    from poller.app import app
+
+    now = now or utcnow()
+    grace = timedelta(seconds=rt.settings.reconcile_grace)
+    overdue = rt.store.records(rt.store.active(due_before=now - grace, limit=BATCH))
+    checks = submits = 0
+    for record in overdue:
+        # Push the job's deadline first (fenced on the record's version): if two passes ever
+        # overlap, only one of them re-sends.
+        change = rt.store.update(record.tracking_id, _push_deadline(record.version, now + grace))
+        if change is None:
+            continue
+        if record.job_id is None:
+            _resend_submit(app, record)
+            submits += 1
+        else:
+            _resend_check(app, record)
+            checks += 1
+    if checks or submits:
+        logger.warning(
+            "reconcile: re-sent %d lost check(s) and %d lost submission(s)", checks, submits
+        )
+    return ReconcileReport(checks, submits)
+
+
+def _push_deadline(seen_version: int, when: datetime) -> Callable[[JobRecord], Change | None]:
+    """Reschedule a record only if nobody changed it since it was read as overdue."""
+
+    def decide(record: JobRecord) -> Change | None:
+        if record.version != seen_version:
+            return None
+        return tracking.rescheduled(record, when)
+
+    return decide
+
+
+def _resend_check(app: Any, record: JobRecord) -> None:
+    logger.warning(
+        "job %s: check overdue since %s; sending a new one",
+        record.tracking_id,
+        record.next_check_at,
+    )
+    app.send_task(
+        "poller.check_job",
+        args=(record.tracking_id, record.checks, 0),
+        task_id=record.tracking_id,  # the job's result lives under its tracking id
+        **(record.canvas or {}),
+    )
+
+
+def _resend_submit(app: Any, record: JobRecord) -> None:
+    logger.warning(
+        "job %s: submission overdue since %s; sending it again",
+        record.tracking_id,
+        record.next_check_at,
+    )
+    kwargs = {
+        **record.spec,
+        "poll": record.poll.model_dump(),
+        "idempotency_key": record.idempotency_key,
+    }
+    app.send_task("poller.submit_job", kwargs=kwargs, task_id=record.tracking_id)
+
+
+def run_if_leader(rt: Runtime) -> ReconcileReport | None:
+    """Run a pass unless another worker holds the lock for this interval."""
+    interval = rt.settings.reconcile_interval
+    lock = rt.store.key(LOCK_KEY)
+    # The lock expires on its own: a worker that dies holding it blocks one interval at most.
+    if not rt.store.redis.set(lock, "1", nx=True, px=int(interval * 1000)):
+        return None
+    return reconcile(rt)
+
+
+class ReconcileStep(bootsteps.StartStopStep):
+    """Worker bootstep: run :func:`run_if_leader` every ``reconcile_interval`` seconds."""
+
+    requires = ("celery.worker.components:Timer",)
+
+    def __init__(self, worker: Any, **kwargs: Any) -> None:
+        super().__init__(worker, **kwargs)
+        self.tref: Any = None
+
+    def start(self, worker: Any) -> None:
+        """Start the periodic pass on the worker's timer."""
+        interval = get_runtime().settings.reconcile_interval
+        self.tref = worker.timer.call_repeatedly(interval, self._tick, priority=10)
+
+    def stop(self, worker: Any) -> None:
+        """Cancel the periodic pass."""
+        if self.tref is not None:
+            self.tref.cancel()
+            self.tref = None
+
+    def _tick(self) -> None:
+        try:
+            run_if_leader(get_runtime())
+        except Exception:  # a failed pass must not stop the timer; the next one retries
+            logger.exception("reconcile pass failed")
