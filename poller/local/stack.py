@@ -44,6 +44,7 @@ def configure_process(env: dict[str, str]) -> None:
     settings = get_settings()
     # Drop connections to the previous servers: Celery caches its broker pool and backend.
     app.close()
+    app.amqp._producer_pool = None  # type: ignore[attr-defined]  # close() may keep it
     app._local.__dict__.pop("backend", None)  # type: ignore[attr-defined]
     app.conf.update(
         broker_url=settings.broker_url.get_secret_value(),

@@ -1,0 +1,124 @@
+"""A stack of its own for the fault suite: real Redis (append-only), the local Batch endpoint
+(simulated runtime) and worker processes the tests start, kill and restart.
+
+Settings are tight so that recovery is quick: a short broker visibility timeout brings back the
+messages of a killed worker, and the reconciler runs every second with a 3 s grace.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import redis
+
+from poller import JobHandle, submit_job
+from poller.local.batch_server import LocalBatch
+from poller.local.redis_server import EmbeddedRedis
+from poller.local.resources import JOB_QUEUE, SLEEP_JOB_DEFINITION
+from poller.local.stack import configure_process, stack_env
+from poller.local.worker import Worker
+from poller.models import JobRecord
+from tests.conftest import eventually
+from tests.integration.signal_recorder import RECORD_KEY
+
+FAULT_SETTINGS = {
+    "POLLER_VISIBILITY_TIMEOUT": "8",
+    "POLLER_RECONCILE_INTERVAL": "1",
+    "POLLER_RECONCILE_GRACE": "3",
+    "POLLER_AWS_RETRY_DELAY": "0.2",
+}
+
+
+@dataclass
+class FaultStack:
+    """The servers of one fault test, and the workers it started."""
+
+    redis: EmbeddedRedis
+    batch: LocalBatch
+    env: dict[str, str]
+    workers: list[Worker] = field(default_factory=list)
+
+    def start_worker(self, **env: str) -> Worker:
+        worker = Worker(
+            {**self.env, **env}, includes=["tests.integration.signal_recorder"], concurrency=8
+        )
+        self.workers.append(worker)
+        worker.start()
+        return worker
+
+    @property
+    def records_db(self) -> redis.Redis:
+        return redis.Redis.from_url(self.env["POLLER_REDIS_URL"], decode_responses=True)
+
+    def submit(
+        self, count: int, prefix: str, seconds: tuple[float, float] = (1.0, 4.0), **kwargs: Any
+    ) -> list[str]:
+        """Submit ``count`` simulated jobs with random durations; return their tracking ids."""
+        rng = random.Random(count)
+        ids = []
+        for i in range(count):
+            duration = f"{rng.uniform(*seconds):.2f}"
+            params = {"sim_seconds": duration, "seconds": duration}
+            ids.append(
+                submit_job.delay(
+                    f"{prefix}-{i}", JOB_QUEUE, SLEEP_JOB_DEFINITION, parameters=params, **kwargs
+                ).id
+            )
+        return ids
+
+    def records(self, ids: list[str]) -> list[JobRecord]:
+        return [JobHandle(i).record() for i in ids]
+
+    def wait_all_terminal(self, ids: list[str], timeout: float = 120) -> list[JobRecord]:
+        def done() -> list[JobRecord] | None:
+            records = self.records(ids)
+            return records if all(r.is_terminal for r in records) else None
+
+        return eventually(done, timeout=timeout, interval=0.5)
+
+    def finished_signals(self) -> Counter[str]:
+        entries = [json.loads(raw) for raw in self.records_db.lrange(f"poller:{RECORD_KEY}", 0, -1)]
+        return Counter(e["tracking_id"] for e in entries if e["signal"] == "job_finished")
+
+
+@pytest.fixture(scope="module")
+def fault_batch() -> Iterator[LocalBatch]:
+    with LocalBatch(runtime="simulated", stage_seconds=0.1, sim_seconds=1.0) as batch:
+        yield batch
+
+
+@pytest.fixture
+def stack(fault_batch: LocalBatch) -> Iterator[FaultStack]:
+    saved = dict(os.environ)
+    fault_batch.reset_stats()
+    fault_batch.set_faults(error_rate=0.0, outage=False, throttle={}, response_delay={})
+    with EmbeddedRedis(appendonly=True) as server:
+        env = {**stack_env(server, fault_batch, initial_delay=0.5, max_delay=2.0), **FAULT_SETTINGS}
+        configure_process(env)
+        fault_stack = FaultStack(server, fault_batch, env)
+        try:
+            yield fault_stack
+        finally:
+            for worker in fault_stack.workers:
+                worker.stop()
+            os.environ.clear()
+            os.environ.update(saved)
+            configure_process({})
+
+
+@pytest.fixture
+def report(capsys: pytest.CaptureFixture[str]) -> Any:
+    """Print a test's figures on one line, past pytest's capture, for the closing note."""
+
+    def emit(name: str, **figures: Any) -> None:
+        with capsys.disabled():
+            print(f"\n[fault] {name}: " + ", ".join(f"{k}={v}" for k, v in figures.items()))
+
+    return emit

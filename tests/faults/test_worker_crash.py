@@ -1,0 +1,73 @@
+"""Workers killed with SIGKILL: nothing lost, nothing doubled."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from poller import JobHandle
+from tests.conftest import eventually
+from tests.faults.conftest import FaultStack
+
+pytestmark = pytest.mark.integration
+
+
+def test_kill_9_with_200_jobs_tracked_loses_and_doubles_nothing(
+    stack: FaultStack, report: Any
+) -> None:
+    # Given 200 jobs tracked by one worker
+    first = stack.start_worker()
+    ids = stack.submit(200, "crash", seconds=(2.0, 8.0))
+    eventually(
+        lambda: sum(1 for r in stack.records(ids) if r.job_id) >= 150, timeout=60, interval=0.5
+    )
+    # When the worker is killed -9 while jobs are in flight, and a new one starts
+    first.kill()
+    killed_at = time.monotonic()
+    stack.start_worker()
+    # Then every job reaches a terminal status
+    records = stack.wait_all_terminal(ids, timeout=150)
+    recovery = time.monotonic() - killed_at
+    statuses = {r.status.value for r in records}
+    finished = stack.finished_signals()
+    duplicates = sum(count - 1 for count in finished.values() if count > 1)
+    submits = stack.batch.calls("SubmitJob")
+    report(
+        "kill -9 with 200 jobs",
+        jobs_tracked=len(ids), terminal=len(records), statuses=sorted(statuses),
+        job_finished_signals=sum(finished.values()), duplicate_signals=duplicates,
+        submit_job_calls=submits, jobs_lost=len(ids) - len(finished), recovery_s=f"{recovery:.1f}",
+    )  # fmt: skip
+    assert statuses == {"SUCCEEDED"}
+    # With exactly one job_finished each, and one Batch job per submission
+    assert all(finished[i] == 1 for i in ids)
+    assert len(finished) == 200
+    assert submits == 200
+
+
+def test_kill_9_between_submit_job_and_storing_the_id_submits_once(
+    stack: FaultStack, report: Any
+) -> None:
+    # Given SubmitJob answers only 10 s after creating the job (the crash window)
+    stack.batch.set_faults(response_delay={"SubmitJob": 10.0})
+    worker = stack.start_worker()
+    tracking_id = stack.submit(1, "mid-submit", seconds=(1.0, 1.0))[0]
+    eventually(lambda: stack.batch.calls("SubmitJob") == 1, timeout=30)
+    # When the worker dies inside that window, before it stored the Batch job id
+    worker.kill()
+    assert JobHandle(tracking_id).record().job_id is None
+    stack.batch.set_faults(response_delay={})
+    stack.start_worker()
+    # Then the next attempt finds the job it had submitted instead of submitting again
+    record = stack.wait_all_terminal([tracking_id], timeout=60)[0]
+    report(
+        "kill -9 mid-submit",
+        submit_job_calls=stack.batch.calls("SubmitJob"), list_jobs_calls=stack.batch.calls("ListJobs"),
+        status=record.status.value, batch_jobs_for_submission=stack.batch.calls("SubmitJob"),
+    )  # fmt: skip
+    assert record.status.value == "SUCCEEDED"
+    assert stack.batch.calls("SubmitJob") == 1
+    assert stack.batch.calls("ListJobs") >= 1
+    assert stack.finished_signals()[tracking_id] == 1
