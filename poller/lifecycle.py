@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
-from poller import signals, tracking
+from poller import coalesce, signals, tracking
 from poller.backoff import compute_delay
 from poller.batch import BatchClient
 from poller.errors import InvalidJobSpec, JobFailed, JobTimedOut, PollerError, SubmitRejected
@@ -234,7 +234,7 @@ def check(rt: Runtime, tracking_id: str, check_no: int) -> CheckResult:
     if reason is not None:
         return CheckResult(give_up(rt, record, reason), None)
     assert record.job_id is not None, "a job is checked only after it was submitted"
-    view = rt.batch.describe([record.job_id]).get(record.job_id)
+    view = coalesce.observe(rt, record)
     delay = next_delay(record)
     now = utcnow()
     change = rt.store.update(

@@ -96,6 +96,21 @@ class Settings(BaseSettings):
             "lost (worker killed, broker flushed) and schedules another."
         ),
     )
+    coalesce: bool = Field(
+        True,
+        description=(
+            "Share DescribeJobs calls: a check also describes up to 99 other jobs due soon, "
+            "whose own checks then use that observation. Off: one call per check."
+        ),
+    )
+    coalesce_window: float = Field(
+        1.5,
+        gt=0,
+        description=(
+            "Seconds ahead a check looks for due jobs to describe with its own, and the oldest "
+            "stored observation a check may use (it adds at most this much detection lag)."
+        ),
+    )
     aws_max_attempts: int = Field(
         3, ge=1, description="botocore 'standard' retry mode attempts per AWS call."
     )

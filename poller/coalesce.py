@@ -1,0 +1,106 @@
+"""Coalesced status checks: one DescribeJobs call for up to 100 jobs.
+
+Every job keeps its own countdown-scheduled check (the lifecycle does not change), but the AWS
+call is shared. A check that has to call AWS claims up to 99 other active jobs whose checks are
+due within ``coalesce_window`` seconds, describes them together with its own job, and stores what
+it saw for each. When those jobs' own checks run, they use the stored observation while it is
+fresh (at most ``coalesce_window`` old) instead of calling AWS again.
+
+Claims are Redis keys taken with SET NX and expiring on their own, so several worker processes on
+several hosts never describe the same job in the same moment, and a worker that dies holding
+claims blocks nothing for longer than the window. At scale, checks due in the same second are
+described together: close to ceil(active jobs / 100) calls per round.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from pydantic import TypeAdapter
+
+from poller.batch import DESCRIBE_PAGE, BatchJobView
+from poller.models import JobRecord, utcnow
+
+if TYPE_CHECKING:
+    from poller.lifecycle import Runtime
+
+logger = logging.getLogger(__name__)
+
+OBSERVATION_KEY = "obs"  # <p>:obs:<tracking id> -> {"at": ISO time, "view": BatchJobView | null}
+CLAIM_KEY = "claim"  # <p>:claim:<tracking id> while a worker is describing that job
+CANDIDATES = 2 * DESCRIBE_PAGE  # due jobs looked at per claim; some are taken by other workers
+_VIEW = TypeAdapter(BatchJobView)
+
+
+def observe(rt: Runtime, record: JobRecord) -> BatchJobView | None:
+    """What Batch says about ``record``'s job now (None: DescribeJobs did not return it)."""
+    assert record.job_id is not None
+    if not rt.settings.coalesce:
+        return rt.batch.describe([record.job_id]).get(record.job_id)
+    now = utcnow()
+    found, view = _fresh_observation(rt, record.tracking_id, now)
+    if found:
+        return view
+    others = _claim_due(rt, record.tracking_id, now)
+    job_ids = {
+        record.tracking_id: record.job_id,
+        **{r.tracking_id: r.job_id for r in others if r.job_id},
+    }
+    views = rt.batch.describe(job_ids.values())
+    _store_observations(
+        rt, {t: views.get(j) for t, j in job_ids.items() if t != record.tracking_id}, now
+    )
+    logger.debug("job %s: described with %d other job(s)", record.tracking_id, len(job_ids) - 1)
+    return views.get(record.job_id)
+
+
+def _fresh_observation(
+    rt: Runtime, tracking_id: str, now: datetime
+) -> tuple[bool, BatchJobView | None]:
+    """(True, view) when another check stored an observation of this job within the window."""
+    raw = rt.store.redis.get(rt.store.key(OBSERVATION_KEY, tracking_id))
+    if raw is None:
+        return False, None
+    data = json.loads(raw)
+    age = now - datetime.fromisoformat(data["at"])
+    if age > timedelta(seconds=rt.settings.coalesce_window):
+        return False, None
+    view = _VIEW.validate_python(data["view"]) if data["view"] is not None else None
+    return True, view
+
+
+def _claim_due(rt: Runtime, own: str, now: datetime) -> list[JobRecord]:
+    """Claim up to 99 other active jobs due within the window; return their records."""
+    store, window = rt.store, rt.settings.coalesce_window
+    due = [
+        t
+        for t in store.active(due_before=now + timedelta(seconds=window), limit=CANDIDATES)
+        if t != own
+    ]
+    if not due:
+        return []
+    claim_ms = int(window * 1000)
+    with store.redis.pipeline(transaction=False) as pipe:
+        for tracking_id in due:
+            pipe.set(store.key(CLAIM_KEY, tracking_id), own, nx=True, px=claim_ms)
+        taken = pipe.execute()
+    claimed = [t for t, ok in zip(due, taken, strict=True) if ok][: DESCRIBE_PAGE - 1]
+    return [r for r in store.records(claimed) if r.job_id and not r.is_terminal]
+
+
+def _store_observations(rt: Runtime, views: dict[str, BatchJobView | None], now: datetime) -> None:
+    """Store each job's observation, expiring with the window (one round trip)."""
+    if not views:
+        return
+    ttl_ms = int(rt.settings.coalesce_window * 1000) + 1000
+    with rt.store.redis.pipeline(transaction=False) as pipe:
+        for tracking_id, view in views.items():
+            data = {
+                "at": now.isoformat(),
+                "view": _VIEW.dump_python(view, mode="json") if view else None,
+            }
+            pipe.set(rt.store.key(OBSERVATION_KEY, tracking_id), json.dumps(data), px=ttl_ms)
+        pipe.execute()
