@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from pydantic import TypeAdapter
 
 from poller.batch import DESCRIBE_PAGE, BatchJobView
+from poller.errors import PollerError
 from poller.models import JobRecord, utcnow
 
 if TYPE_CHECKING:
@@ -35,8 +36,16 @@ CANDIDATES = 2 * DESCRIBE_PAGE  # due jobs looked at per claim; some are taken b
 _VIEW = TypeAdapter(BatchJobView)
 
 
+class ObservationPending(PollerError):
+    """Another check is describing this job right now; check again in a moment."""
+
+
 def observe(rt: Runtime, record: JobRecord) -> BatchJobView | None:
-    """What Batch says about ``record``'s job now (None: DescribeJobs did not return it)."""
+    """What Batch says about ``record``'s job now (None: DescribeJobs did not return it).
+
+    Raises ObservationPending when another check is describing this job at this moment: the
+    caller retries shortly and then finds that check's observation, instead of a second call.
+    """
     assert record.job_id is not None
     if not rt.settings.coalesce:
         return rt.batch.describe([record.job_id]).get(record.job_id)
@@ -45,16 +54,37 @@ def observe(rt: Runtime, record: JobRecord) -> BatchJobView | None:
     if found:
         return view
     others = _claim_due(rt, record.tracking_id, now)
-    job_ids = {
-        record.tracking_id: record.job_id,
-        **{r.tracking_id: r.job_id for r in others if r.job_id},
-    }
-    views = rt.batch.describe(job_ids.values())
-    _store_observations(
-        rt, {t: views.get(j) for t, j in job_ids.items() if t != record.tracking_id}, now
-    )
+    if others is None:
+        raise ObservationPending(f"job {record.tracking_id} is being described by another check")
+    job_ids = {record.tracking_id: record.job_id}
+    job_ids.update({r.tracking_id: r.job_id for r in others if r.job_id})
+    try:
+        views = rt.batch.describe(job_ids.values())
+    finally:
+        # Others keep their claims while their observation is fresh; this job's next check
+        # must not wait for its own claim to expire.
+        rt.store.redis.delete(rt.store.key(CLAIM_KEY, record.tracking_id))
+    observed = {t: views.get(j) for t, j in job_ids.items() if t != record.tracking_id}
+    _store_observations(rt, observed, now)
+    _finish_observed(rt, {r.tracking_id: r for r in others}, observed)
     logger.debug("job %s: described with %d other job(s)", record.tracking_id, len(job_ids) - 1)
     return views.get(record.job_id)
+
+
+def _finish_observed(
+    rt: Runtime, records: dict[str, JobRecord], observed: dict[str, BatchJobView | None]
+) -> None:
+    """Record at once the end of the other jobs seen finished, rather than at their own check.
+
+    Only terminal observations are applied here: the job's pending check message then finds
+    the record finished and resolves its Celery result. Applying a non-terminal one would use
+    up that message's check number and orphan it.
+    """
+    from poller import lifecycle
+
+    for tracking_id, view in observed.items():
+        if view is not None and view.status.is_terminal:
+            lifecycle.apply_observation(rt, records[tracking_id], view)
 
 
 def _fresh_observation(
@@ -72,17 +102,19 @@ def _fresh_observation(
     return True, view
 
 
-def _claim_due(rt: Runtime, own: str, now: datetime) -> list[JobRecord]:
-    """Claim up to 99 other active jobs due within the window; return their records."""
+def _claim_due(rt: Runtime, own: str, now: datetime) -> list[JobRecord] | None:
+    """Claim this job and up to 99 other active jobs due within the window.
+
+    Returns the others' records, or None when this job is claimed by another check already.
+    """
     store, window = rt.store, rt.settings.coalesce_window
-    due = [
-        t
-        for t in store.active(due_before=now + timedelta(seconds=window), limit=CANDIDATES)
-        if t != own
-    ]
+    claim_ms = int(window * 1000)
+    if not store.redis.set(store.key(CLAIM_KEY, own), own, nx=True, px=claim_ms):
+        return None
+    soon = now + timedelta(seconds=window)
+    due = [t for t in store.active(due_before=soon, limit=CANDIDATES) if t != own]
     if not due:
         return []
-    claim_ms = int(window * 1000)
     with store.redis.pipeline(transaction=False) as pipe:
         for tracking_id in due:
             pipe.set(store.key(CLAIM_KEY, tracking_id), own, nx=True, px=claim_ms)

@@ -15,7 +15,7 @@ from typing import Any
 
 from poller import coalesce, signals, tracking
 from poller.backoff import compute_delay
-from poller.batch import BatchClient
+from poller.batch import BatchClient, BatchJobView
 from poller.errors import InvalidJobSpec, JobFailed, JobTimedOut, PollerError, SubmitRejected
 from poller.models import (
     JobRecord,
@@ -272,6 +272,19 @@ def reschedule(rt: Runtime, tracking_id: str, delay: float) -> None:
 def remember_canvas(rt: Runtime, tracking_id: str, canvas: dict[str, Any]) -> None:
     """Store the job task's canvas links, so that a re-sent check keeps the chain going."""
     rt.store.update(tracking_id, lambda r: tracking.canvas_recorded(r, canvas))
+
+
+def apply_observation(rt: Runtime, record: JobRecord, view: BatchJobView) -> None:
+    """Apply another job's observation made by a coalesced check, as that job's check would."""
+    now = utcnow()
+    change = rt.store.update(
+        record.tracking_id,
+        lambda r: tracking.checked(
+            r, view, check_no=r.checks, now=now, next_check_at=now, limits=rt.limits
+        ),
+    )
+    if change is not None:
+        _commit(rt, record.tracking_id, change)
 
 
 def give_up(rt: Runtime, record: JobRecord, reason: str) -> JobRecord:

@@ -15,7 +15,7 @@ from celery import Task
 from celery.exceptions import Ignore
 from kombu.utils.uuid import uuid
 
-from poller import lifecycle
+from poller import coalesce, lifecycle
 from poller.app import app
 from poller.backoff import compute_delay
 from poller.errors import (
@@ -30,6 +30,7 @@ from poller.settings import get_settings
 
 logger = logging.getLogger(__name__)
 
+PENDING_RETRY_SECONDS = 0.5  # wait for a concurrent coalesced describe to store its result
 MAX_SUBMIT_RETRIES = 20  # transient AWS errors on submit before the job ends REJECTED
 _EXPECTED = (JobFailed, JobTimedOut, SubmitRejected, InvalidJobSpec)
 
@@ -162,6 +163,11 @@ def check_job(self: Task[Any, Any], tracking_id: str, check_no: int = 0, failure
         )
         lifecycle.reschedule(rt, tracking_id, delay)
         raise self.retry(args=(tracking_id, check_no, failures + 1), countdown=delay) from err
+    except coalesce.ObservationPending:
+        # Another check is describing this job right now: pick up its observation shortly.
+        raise self.retry(
+            args=(tracking_id, check_no, failures), countdown=PENDING_RETRY_SECONDS
+        ) from None
     if result.stale:
         logger.info(
             "job %s: check %d was already done; dropping this delivery", tracking_id, check_no
