@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck install clean
+.PHONY: demo test bench lint typecheck install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,9 @@ typecheck: $(STAMP)  ## mypy --strict on the package
 
 demo: $(STAMP)  ## the whole stack on this machine, real jobs going through their states
 	$(VENV)/bin/poller demo
+
+bench: $(STAMP)  ## coalesced vs per-job DescribeJobs at 1,000 and 10,000 jobs, and throttled submits
+	$(PY) bench/tracking.py --jobs 1000 --jobs 10000
 
 test: lint typecheck  ## everything CI runs: lint, types, the whole test suite
 	$(PY) -m pytest

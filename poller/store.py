@@ -122,6 +122,10 @@ class JobStore:
                 existing = self.find(owner)
                 if existing is not None:
                     return existing
+                # The owner's record has expired: the key is free again.
+                self.redis.set(
+                    self.key("idem", idempotency_key), record.tracking_id, ex=self.record_ttl
+                )
         stored = self.redis.set(
             self.key("job", record.tracking_id), record.model_dump_json(), nx=True
         )

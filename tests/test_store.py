@@ -122,3 +122,12 @@ def test_records_fetches_many_at_once(store: JobStore) -> None:
     store.create(make("b"))
     assert [r.tracking_id for r in store.records(["a", "missing", "b"])] == ["a", "b"]
     assert store.records([]) == []
+
+
+def test_an_idempotency_key_whose_owner_expired_is_free_again(
+    store: JobStore, redis_client: redis.Redis
+) -> None:
+    store.create(make("t1"), idempotency_key="k")
+    redis_client.delete("poller:job:t1")  # the owner's record expired
+    assert store.create(make("t2"), idempotency_key="k").tracking_id == "t2"
+    assert store.create(make("t3"), idempotency_key="k").tracking_id == "t2"
