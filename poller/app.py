@@ -38,7 +38,8 @@ def celery_config() -> dict[str, Any]:
         # Events for Flower: every submit and check is visible, with its arguments.
         "worker_send_task_events": True,
         "task_send_sent_event": True,
-        "task_track_started": True,
+        # No task_track_started: a late duplicate delivery would overwrite a FAILURE result
+        # with STARTED (only SUCCESS is protected); Flower sees starts through events anyway.
         "broker_connection_retry_on_startup": True,
         "worker_hijack_root_logger": False,
     }

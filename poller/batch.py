@@ -18,7 +18,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from poller.errors import BatchUnavailable, SubmitRejected
+from poller.errors import BatchRequestError, BatchThrottled, BatchUnavailable, SubmitRejected
 from poller.models import JobSpec, JobStatus
 
 if TYPE_CHECKING:
@@ -115,6 +115,12 @@ def _chunks(ids: list[str], size: int) -> Iterator[list[str]]:
         yield ids[start : start + size]
 
 
+def _is_throttling(err: ClientError) -> bool:
+    code = err.response.get("Error", {}).get("Code", "")
+    status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+    return code in THROTTLING_CODES or status == 429
+
+
 def _is_transient(err: ClientError) -> bool:
     code = err.response.get("Error", {}).get("Code", "")
     status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
@@ -129,14 +135,30 @@ def _error_text(err: ClientError) -> str:
 class BatchClient:
     """A small typed wrapper around boto3's Batch client, translating its errors."""
 
-    def __init__(self, client: Boto3BatchClient) -> None:
+    def __init__(self, client: Boto3BatchClient, submit_client: Boto3BatchClient | None = None):
         self._client = client
+        self._submit_client = submit_client or client
 
     @classmethod
-    def create(cls, max_attempts: int = 3, **client_kwargs: Any) -> BatchClient:
-        """Create a client from boto3's usual configuration chain, with standard retries."""
-        config = Config(retries={"mode": "standard", "max_attempts": max_attempts})
-        return cls(boto3.client("batch", config=config, **client_kwargs))
+    def create(
+        cls, max_attempts: int = 3, read_timeout: float = 30.0, **client_kwargs: Any
+    ) -> BatchClient:
+        """Create clients from boto3's usual configuration chain.
+
+        Reads and terminations use botocore's standard retries. SubmitJob gets a client that
+        never retries by itself: SubmitJob has no idempotency token, so a retry after a lost
+        answer could create a second job; poller retries it after looking for the first.
+        """
+        config = Config(
+            retries={"mode": "standard", "max_attempts": max_attempts},
+            connect_timeout=5,
+            read_timeout=read_timeout,
+        )
+        once = config.merge(Config(retries={"mode": "standard", "max_attempts": 1}))
+        return cls(
+            boto3.client("batch", config=config, **client_kwargs),
+            boto3.client("batch", config=once, **client_kwargs),
+        )
 
     @property
     def endpoint_url(self) -> str:
@@ -161,8 +183,10 @@ class BatchClient:
         """Submit the job and return its Batch job id."""
         request = submit_request(spec, extra_tags)
         try:
-            response = self._client.submit_job(**request)
+            response = self._submit_client.submit_job(**request)
         except ClientError as err:
+            if _is_throttling(err):
+                raise BatchThrottled(f"SubmitJob: {_error_text(err)}") from err
             if _is_transient(err):
                 raise BatchUnavailable(f"SubmitJob: {_error_text(err)}") from err
             raise SubmitRejected(
@@ -233,6 +257,8 @@ class BatchClient:
         except ClientError as err:
             if _is_transient(err):
                 raise BatchUnavailable(f"TerminateJob {job_id}: {_error_text(err)}") from err
-            raise SubmitRejected(f"AWS Batch refused to stop {job_id}: {_error_text(err)}") from err
+            raise BatchRequestError(
+                f"AWS Batch refused to stop {job_id}: {_error_text(err)}"
+            ) from err
         except BotoCoreError as err:
             raise BatchUnavailable(f"TerminateJob {job_id}: {err}") from err

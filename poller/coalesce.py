@@ -60,10 +60,13 @@ def observe(rt: Runtime, record: JobRecord) -> BatchJobView | None:
     job_ids.update({r.tracking_id: r.job_id for r in others if r.job_id})
     try:
         views = rt.batch.describe(job_ids.values())
-    finally:
-        # Others keep their claims while their observation is fresh; this job's next check
-        # must not wait for its own claim to expire.
-        rt.store.redis.delete(rt.store.key(CLAIM_KEY, record.tracking_id))
+    except PollerError:
+        # Nothing observed: free every claim, or those jobs' checks would wait for them.
+        rt.store.redis.delete(*(rt.store.key(CLAIM_KEY, t) for t in job_ids))
+        raise
+    # Others keep their claims while their observation is fresh; this job's next check must
+    # not wait for its own claim to expire.
+    rt.store.redis.delete(rt.store.key(CLAIM_KEY, record.tracking_id))
     observed = {t: views.get(j) for t, j in job_ids.items() if t != record.tracking_id}
     _store_observations(rt, observed, now)
     _finish_observed(rt, {r.tracking_id: r for r in others}, observed)
@@ -113,13 +116,17 @@ def _claim_due(rt: Runtime, own: str, now: datetime) -> list[JobRecord] | None:
         return None
     soon = now + timedelta(seconds=window)
     due = [t for t in store.active(due_before=soon, limit=CANDIDATES) if t != own]
-    if not due:
-        return []
-    with store.redis.pipeline(transaction=False) as pipe:
-        for tracking_id in due:
-            pipe.set(store.key(CLAIM_KEY, tracking_id), own, nx=True, px=claim_ms)
-        taken = pipe.execute()
-    claimed = [t for t, ok in zip(due, taken, strict=True) if ok][: DESCRIBE_PAGE - 1]
+    claimed: list[str] = []
+    # Claim in slices only as many as one call describes: a claim nobody uses would make that
+    # job's own check wait for it to expire.
+    while due and len(claimed) < DESCRIBE_PAGE - 1:
+        wanted = DESCRIBE_PAGE - 1 - len(claimed)
+        batch, due = due[:wanted], due[wanted:]
+        with store.redis.pipeline(transaction=False) as pipe:
+            for tracking_id in batch:
+                pipe.set(store.key(CLAIM_KEY, tracking_id), own, nx=True, px=claim_ms)
+            taken = pipe.execute()
+        claimed += [t for t, ok in zip(batch, taken, strict=True) if ok]
     return [r for r in store.records(claimed) if r.job_id and not r.is_terminal]
 
 

@@ -46,6 +46,18 @@ class BatchUnavailable(PollerError):
     """AWS Batch throttled the call, answered 5xx or could not be reached; try again later."""
 
 
+class BatchThrottled(BatchUnavailable):
+    """AWS Batch throttled the call: it certainly did not take effect."""
+
+
+class SubmitInProgress(PollerError):
+    """Another attempt is calling SubmitJob for this job right now; try again shortly."""
+
+
+class BatchRequestError(PollerError):
+    """AWS Batch refused a request other than a submission (terminate, describe, ...)."""
+
+
 class WaitTimeout(PollerError, TimeoutError):
     """A wait for a job to finish ran out of time before the job did."""
 

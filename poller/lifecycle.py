@@ -16,7 +16,15 @@ from typing import Any
 from poller import coalesce, signals, tracking
 from poller.backoff import compute_delay
 from poller.batch import BatchClient, BatchJobView
-from poller.errors import InvalidJobSpec, JobFailed, JobTimedOut, PollerError, SubmitRejected
+from poller.errors import (
+    BatchUnavailable,
+    InvalidJobSpec,
+    JobFailed,
+    JobTimedOut,
+    PollerError,
+    SubmitInProgress,
+    SubmitRejected,
+)
 from poller.models import (
     JobRecord,
     JobSpec,
@@ -72,7 +80,9 @@ def get_runtime() -> Runtime:
     return Runtime(
         settings=settings,
         store=get_store(),
-        batch=BatchClient.create(max_attempts=settings.aws_max_attempts),
+        batch=BatchClient.create(
+            max_attempts=settings.aws_max_attempts, read_timeout=settings.submit_lease - 5
+        ),
     )
 
 
@@ -109,11 +119,11 @@ def validate(
     return spec, policy, idempotency_key
 
 
-def next_delay(record: JobRecord) -> float:
-    """Seconds until the check after ``record.checks`` checks, from the job's own policy."""
+def next_delay(record: JobRecord, check_number: int | None = None) -> float:
+    """Seconds until check number ``check_number`` (default: the next, ``record.checks``)."""
     poll = record.poll
     return compute_delay(
-        record.checks,
+        record.checks if check_number is None else check_number,
         initial_delay=poll.initial_delay,
         max_delay=poll.max_delay,
         factor=poll.factor,
@@ -130,7 +140,13 @@ def _commit(rt: Runtime, tracking_id: str, change: Change | None) -> JobRecord:
 
 
 def accept(
-    store: JobStore, tracking_id: str, spec: JobSpec, policy: PollPolicy, key: str | None
+    store: JobStore,
+    tracking_id: str,
+    spec: JobSpec,
+    policy: PollPolicy,
+    key: str | None,
+    canvas: dict[str, Any] | None = None,
+    due: datetime | None = None,
 ) -> JobRecord:
     """Create the job's QUEUED record (or return the record a redelivery or the key already has).
 
@@ -145,16 +161,27 @@ def accept(
         spec=spec.model_dump(exclude_none=True),
         poll=policy,
         idempotency_key=key,
-        # Indexed as due now: if its message is lost, the reconciler re-sends it after the grace.
-        next_check_at=utcnow(),
+        canvas=canvas,
+        # Indexed as due (now, or at its countdown): if its message is lost, the reconciler
+        # re-sends it after the grace.
+        next_check_at=due or utcnow(),
     )
     return store.create(tracking.new_record(record, utcnow()), idempotency_key=key)
+
+
+def abandon(store: JobStore, tracking_id: str, reason: str) -> None:
+    """End a submission whose message could not be sent (the caller sees the error)."""
+    store.update(
+        tracking_id,
+        lambda r: tracking.finish(r, JobStatus.REJECTED, reason, utcnow(), resolve=True),
+    )
 
 
 def reject(rt: Runtime, tracking_id: str, reason: str) -> JobRecord:
     """End a job REJECTED (validation or AWS refused it) and send its signals."""
     change = rt.store.update(
-        tracking_id, lambda r: tracking.finish(r, JobStatus.REJECTED, reason, utcnow())
+        tracking_id,
+        lambda r: tracking.finish(r, JobStatus.REJECTED, reason, utcnow(), resolve=True),
     )
     return _commit(rt, tracking_id, change)
 
@@ -175,28 +202,38 @@ def reject_unstored(
 
 
 def submit(rt: Runtime, record: JobRecord) -> JobRecord:
-    """Submit the record's job to Batch and record it SUBMITTED; BatchUnavailable to retry.
+    """Submit the record's job to Batch and record it SUBMITTED, exactly once.
 
-    Exactly one Batch job per record: the attempt is noted before SubmitJob, and an attempt
-    that finds such a note (its predecessor died between SubmitJob and storing the id) first
-    looks for the job by name and tracking-id tag, and submits only if there is none.
+    The attempt takes a lease in the record before SubmitJob, so concurrent deliveries never
+    call it together (the loser gets SubmitInProgress). An attempt that finds an earlier
+    attempt's note (it died, or its answer was lost, after SubmitJob may have acted) first looks
+    for the job by name and tracking-id tag, and submits only if there is none. Raises
+    BatchUnavailable to retry; returns the current record (maybe ended: cancelled meanwhile).
     """
-    job_id = None
+    tracking_id = record.tracking_id
     if record.submit_started_at is not None:
-        job_id = rt.batch.find_tagged(
-            record.job_queue, record.job_name, TRACKING_TAG, record.tracking_id
-        )
-        if job_id is not None:
+        found = rt.batch.find_tagged(record.job_queue, record.job_name, TRACKING_TAG, tracking_id)
+        if found is not None:
             logger.warning(
-                "job %s: found Batch job %s from an interrupted submit; not submitting again",
-                record.tracking_id,
-                job_id,
+                "job %s: found Batch job %s from an interrupted submit", tracking_id, found
             )
-    if job_id is None:
-        started = utcnow()
-        rt.store.update(record.tracking_id, lambda r: tracking.submitting(r, started, started))
-        spec = JobSpec.model_validate(record.spec)
-        job_id = rt.batch.submit(spec, extra_tags={TRACKING_TAG: record.tracking_id})
+            return _record_submitted(rt, record, found)
+    started = utcnow()
+    lease = timedelta(seconds=rt.settings.submit_lease)
+    if rt.store.update(tracking_id, lambda r: tracking.submitting(r, started, lease)) is None:
+        current = rt.store.get(tracking_id)
+        if current.is_terminal or current.job_id is not None:
+            return current
+        raise SubmitInProgress(f"job {tracking_id}: another attempt is calling SubmitJob")
+    try:
+        job_id = rt.batch.submit(
+            JobSpec.model_validate(record.spec), extra_tags={TRACKING_TAG: tracking_id}
+        )
+    except PollerError as err:
+        # Throttled or refused: nothing was created. 5xx or no answer: maybe it was.
+        created = None if type(err) is BatchUnavailable else False
+        rt.store.update(tracking_id, lambda r: tracking.submit_failed(r, created=created))
+        raise
     return _record_submitted(rt, record, job_id)
 
 
@@ -207,7 +244,13 @@ def _record_submitted(rt: Runtime, record: JobRecord, job_id: str) -> JobRecord:
     change = rt.store.update(
         record.tracking_id, lambda r: tracking.submitted(r, job_id, now, first_check)
     )
-    return _commit(rt, record.tracking_id, change)
+    current = _commit(rt, record.tracking_id, change)
+    if change is None and current.is_terminal and current.job_id != job_id:
+        # Cancelled while SubmitJob was under way: do not leave that Batch job running.
+        _terminate_quietly(
+            rt, current.model_copy(update={"job_id": job_id}), "cancelled before submission"
+        )
+    return current
 
 
 @dataclass(frozen=True)
@@ -226,7 +269,7 @@ def check(rt: Runtime, tracking_id: str, check_no: int) -> CheckResult:
     """
     record = rt.store.get(tracking_id)
     if record.is_terminal:
-        return CheckResult(record, None)
+        return claim_result(rt, record)
     if record.checks != check_no:
         return CheckResult(record, None, stale=True)
     now = utcnow()
@@ -235,7 +278,7 @@ def check(rt: Runtime, tracking_id: str, check_no: int) -> CheckResult:
         return CheckResult(give_up(rt, record, reason), None)
     assert record.job_id is not None, "a job is checked only after it was submitted"
     view = coalesce.observe(rt, record)
-    delay = next_delay(record)
+    delay = next_delay(record, record.checks + 1)  # this check is number record.checks
     now = utcnow()
     change = rt.store.update(
         tracking_id,
@@ -248,9 +291,11 @@ def check(rt: Runtime, tracking_id: str, check_no: int) -> CheckResult:
             limits=rt.limits,
         ),
     )
-    if change is None:  # another delivery of this check got there first
+    if change is None:  # another delivery of this check, or another job's check, got there first
         current = rt.store.get(tracking_id)
-        return CheckResult(current, None, stale=not current.is_terminal)
+        if current.is_terminal:
+            return claim_result(rt, current)
+        return CheckResult(current, None, stale=True)
     record = _commit(rt, tracking_id, change)
     if record.status is JobStatus.TIMED_OUT:
         _terminate_quietly(rt, record, record.status_reason or "poller gave up")
@@ -280,17 +325,26 @@ def apply_observation(rt: Runtime, record: JobRecord, view: BatchJobView) -> Non
     change = rt.store.update(
         record.tracking_id,
         lambda r: tracking.checked(
-            r, view, check_no=r.checks, now=now, next_check_at=now, limits=rt.limits
+            r, view, check_no=r.checks, now=now, next_check_at=now, limits=rt.limits, own=False
         ),
     )
     if change is not None:
         _commit(rt, record.tracking_id, change)
 
 
+def claim_result(rt: Runtime, record: JobRecord) -> CheckResult:
+    """For a finished job: produce its result if no delivery did yet, else end as stale."""
+    change = rt.store.update(record.tracking_id, tracking.resolve)
+    if change is None:
+        return CheckResult(record, None, stale=True)
+    return CheckResult(change.record, None)
+
+
 def give_up(rt: Runtime, record: JobRecord, reason: str) -> JobRecord:
     """End an active job TIMED_OUT; terminate the Batch job when its policy says so."""
     change = rt.store.update(
-        record.tracking_id, lambda r: tracking.finish(r, JobStatus.TIMED_OUT, reason, utcnow())
+        record.tracking_id,
+        lambda r: tracking.finish(r, JobStatus.TIMED_OUT, reason, utcnow(), resolve=True),
     )
     record = _commit(rt, record.tracking_id, change)
     logger.warning("job %s: %s", record.tracking_id, reason)
@@ -322,7 +376,11 @@ def cancel(rt: Runtime, tracking_id: str, reason: str) -> JobRecord:
         change = rt.store.update(
             tracking_id,
             lambda r: tracking.finish(
-                r, JobStatus.FAILED, f"cancelled before submission: {reason}", utcnow()
+                r,
+                JobStatus.FAILED,
+                f"cancelled before submission: {reason}",
+                utcnow(),
+                resolve=False,  # the submit task, still queued, produces the result
             ),
         )
         return _commit(rt, tracking_id, change)

@@ -196,6 +196,8 @@ class JobRecord(BaseModel):
     missing_since: datetime | None = None
     next_check_at: datetime | None = None
     submit_started_at: datetime | None = None
+    submit_lease_until: datetime | None = None
+    resolved: bool = False  # the job's Celery result was produced (exactly once)
     canvas: dict[str, Any] | None = None
     version: int = 0
 

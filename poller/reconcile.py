@@ -7,14 +7,15 @@ its next expected activity; a periodic pass re-sends a check (or the submission,
 submitted) for those overdue by more than ``reconcile_grace``. A re-sent message that turns out
 to be a duplicate is harmless: checks are fenced by their number, submissions by the record.
 
-The pass runs inside the workers (:class:`ReconcileStep`, a Celery worker bootstep using the
-worker's timer), on a Redis lock, so one worker at a time does it whatever the number of workers,
+The pass runs inside the workers (:class:`ReconcileStep`, a Celery worker bootstep with a
+thread of its own), on a Redis lock, so one worker at a time does it whatever the number of workers,
 and no extra process (beat) has to be deployed and kept alive.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -47,7 +48,10 @@ def reconcile(rt: Runtime, now: datetime | None = None) -> ReconcileReport:
 
     now = now or utcnow()
     grace = timedelta(seconds=rt.settings.reconcile_grace)
-    overdue = rt.store.records(rt.store.active(due_before=now - grace, limit=BATCH))
+    late = now - grace
+    ids = rt.store.active(due_before=late, limit=BATCH)
+    ids += rt.store.active(due_before=late, limit=BATCH, queued=True)
+    overdue = rt.store.records(ids)
     checks = submits = 0
     for record in overdue:
         # Push the job's deadline first (fenced on the record's version): if two passes ever
@@ -104,7 +108,9 @@ def _resend_submit(app: Any, record: JobRecord) -> None:
         "poll": record.poll.model_dump(),
         "idempotency_key": record.idempotency_key,
     }
-    app.send_task("poller.submit_job", kwargs=kwargs, task_id=record.tracking_id)
+    app.send_task(
+        "poller.submit_job", kwargs=kwargs, task_id=record.tracking_id, **(record.canvas or {})
+    )
 
 
 def run_if_leader(rt: Runtime) -> ReconcileReport | None:
@@ -118,27 +124,33 @@ def run_if_leader(rt: Runtime) -> ReconcileReport | None:
 
 
 class ReconcileStep(bootsteps.StartStopStep):
-    """Worker bootstep: run :func:`run_if_leader` every ``reconcile_interval`` seconds."""
+    """Worker bootstep: run :func:`run_if_leader` every ``reconcile_interval`` seconds.
 
-    requires = ("celery.worker.components:Timer",)
+    It runs in a thread of its own: the worker's timer shares the consumer's event loop, which
+    a pass over hundreds of jobs (or a slow Redis) must not stall.
+    """
 
     def __init__(self, worker: Any, **kwargs: Any) -> None:
         super().__init__(worker, **kwargs)
-        self.tref: Any = None
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
 
     def start(self, worker: Any) -> None:
-        """Start the periodic pass on the worker's timer."""
-        interval = get_runtime().settings.reconcile_interval
-        self.tref = worker.timer.call_repeatedly(interval, self._tick, priority=10)
+        """Start the reconcile thread."""
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._loop, name="poller-reconcile", daemon=True)
+        self._thread.start()
 
     def stop(self, worker: Any) -> None:
-        """Cancel the periodic pass."""
-        if self.tref is not None:
-            self.tref.cancel()
-            self.tref = None
+        """Stop the reconcile thread (it finishes the pass under way)."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
 
-    def _tick(self) -> None:
-        try:
-            run_if_leader(get_runtime())
-        except Exception:  # a failed pass must not stop the timer; the next one retries
-            logger.exception("reconcile pass failed")
+    def _loop(self) -> None:
+        while not self._stopping.wait(get_runtime().settings.reconcile_interval):
+            try:
+                run_if_leader(get_runtime())
+            except Exception:  # a failed pass must not end the loop; the next one retries
+                logger.exception("reconcile pass failed")

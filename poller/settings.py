@@ -111,6 +111,15 @@ class Settings(BaseSettings):
             "stored observation a check may use (it adds at most this much detection lag)."
         ),
     )
+    submit_lease: float = Field(
+        60.0,
+        gt=5,
+        description=(
+            "Seconds one SubmitJob call may take (its read timeout is shorter); no other "
+            "attempt submits the same job meanwhile, and one that finds the lease expired "
+            "looks for the job the earlier attempt may have created."
+        ),
+    )
     aws_max_attempts: int = Field(
         3, ge=1, description="botocore 'standard' retry mode attempts per AWS call."
     )

@@ -5,7 +5,8 @@ Layout (``<p>`` is the configured key prefix)::
     <p>:job:<tracking_id>   JSON JobRecord                 (expires record_ttl after the job ends)
     <p>:jobid:<batch id>    tracking id of a Batch job id   (same expiry as its record)
     <p>:idem:<key>          tracking id owning an idempotency key
-    <p>:active              sorted set: tracking id -> next check time (epoch seconds)
+    <p>:active              sorted set: submitted job's tracking id -> next check (epoch s)
+    <p>:queued              sorted set: not yet submitted job's tracking id -> when due
     <p>:events              pub/sub channel of JSON events
 
 Every change goes through :meth:`JobStore.update`: an optimistic transaction (WATCH/MULTI) that
@@ -33,6 +34,7 @@ from poller.models import JobRecord
 logger = logging.getLogger(__name__)
 
 ACTIVE_INDEX = "active"
+QUEUED_INDEX = "queued"
 EVENTS_CHANNEL = "events"
 _EPOCH = datetime.fromtimestamp(0, tz=UTC)
 _MAX_CONFLICT_RETRIES = 50  # optimistic-lock retries before giving up; conflicts are rare and short
@@ -79,7 +81,15 @@ class JobStore:
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> JobStore:
         """Create a store on a Redis URL (redis://, rediss://, unix://)."""
-        return cls(redis.Redis.from_url(url, decode_responses=True), **kwargs)
+        client = redis.Redis.from_url(
+            url,
+            decode_responses=True,
+            # A hung Redis must fail a call, not block a worker thread forever.
+            socket_timeout=10,
+            socket_connect_timeout=5,
+            health_check_interval=30,
+        )
+        return cls(client, **kwargs)
 
     def key(self, *parts: str) -> str:
         """A Redis key (or channel) under this store's prefix."""
@@ -136,11 +146,17 @@ class JobStore:
 
     def _index_active(self, record: JobRecord, pipe: Any = None) -> None:
         target = pipe if pipe is not None else self.redis
-        if record.is_terminal:
-            target.zrem(self.key(ACTIVE_INDEX), record.tracking_id)
-        else:
-            when = record.next_check_at.timestamp() if record.next_check_at else 0.0
-            target.zadd(self.key(ACTIVE_INDEX), {record.tracking_id: when})
+        submitted, queued = self.key(ACTIVE_INDEX), self.key(QUEUED_INDEX)
+        if record.is_terminal and record.resolved:
+            target.zrem(submitted, record.tracking_id)
+            target.zrem(queued, record.tracking_id)
+            return
+        when = record.next_check_at.timestamp() if record.next_check_at else 0.0
+        # Jobs not yet submitted have an index of their own: coalesced checks scan only the
+        # submitted ones, which a backlog of submissions would otherwise crowd out.
+        index, other = (queued, submitted) if record.job_id is None else (submitted, queued)
+        target.zadd(index, {record.tracking_id: when})
+        target.zrem(other, record.tracking_id)
 
     def update(
         self, tracking_id: str, decide: Callable[[JobRecord], Change | None]
@@ -182,13 +198,14 @@ class JobStore:
         for event in change.events:
             pipe.publish(self.channel, event.to_json())
 
-    def active(self, *, due_before: datetime | None = None, limit: int = 1000) -> list[str]:
-        """Tracking ids of active jobs, soonest check first (only those due before a time)."""
+    def active(
+        self, *, due_before: datetime | None = None, limit: int = 1000, queued: bool = False
+    ) -> list[str]:
+        """Tracking ids of submitted active jobs (or, with ``queued``, of jobs not submitted
+        yet), soonest due first; only those due before ``due_before`` when given."""
         upper: float | str = due_before.timestamp() if due_before else "+inf"
-        return [
-            str(i)
-            for i in self.redis.zrangebyscore(self.key(ACTIVE_INDEX), "-inf", upper, 0, limit)
-        ]
+        index = self.key(QUEUED_INDEX if queued else ACTIVE_INDEX)
+        return [str(i) for i in self.redis.zrangebyscore(index, "-inf", upper, 0, limit)]
 
     def records(self, tracking_ids: list[str]) -> list[JobRecord]:
         """Records for many tracking ids in one round trip (missing ones are skipped)."""
@@ -204,7 +221,8 @@ class JobStore:
         for operators' listings, not for hot paths.
         """
         if active_only:
-            ids = [str(i) for i in self.redis.zrange(self.key(ACTIVE_INDEX), 0, -1)]
+            ids = [str(i) for i in self.redis.zrange(self.key(QUEUED_INDEX), 0, -1)]
+            ids += [str(i) for i in self.redis.zrange(self.key(ACTIVE_INDEX), 0, -1)]
         else:
             prefix = self.key("job", "")
             keys = self.redis.scan_iter(match=self.key("job", "*"), count=1000)

@@ -8,11 +8,15 @@ canvas callbacks wait for the Batch job itself. ``check_job`` reschedules itself
 
 from __future__ import annotations
 
+import json
 import logging
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import redis
 from celery import Task
 from celery.exceptions import Ignore
+from kombu.utils import json as kombu_json
 from kombu.utils.uuid import uuid
 
 from poller import coalesce, lifecycle
@@ -24,14 +28,25 @@ from poller.errors import (
     InvalidJobSpec,
     JobFailed,
     JobTimedOut,
+    SubmitInProgress,
     SubmitRejected,
 )
+from poller.models import utcnow
 from poller.settings import get_settings
 
 logger = logging.getLogger(__name__)
 
 PENDING_RETRY_SECONDS = 0.5  # wait for a concurrent coalesced describe to store its result
+SUBMIT_BUSY_RETRY_SECONDS = 5.0  # another attempt holds the SubmitJob lease
 MAX_SUBMIT_RETRIES = 20  # transient AWS errors on submit before the job ends REJECTED
+# Redis unreachable for a moment (restart, failover): retry the task as it is, with backoff,
+# rather than fail its Celery result while the job is still active.
+_REDIS_RETRY: dict[str, Any] = {
+    "autoretry_for": (redis.RedisError,),
+    "retry_backoff": 1,
+    "retry_backoff_max": 60,
+    "retry_jitter": True,
+}
 _EXPECTED = (JobFailed, JobTimedOut, SubmitRejected, InvalidJobSpec)
 
 
@@ -46,15 +61,27 @@ class SubmitJobTask(Task[Any, Any]):
         the idempotency key already belongs to another job, that job's result is returned and
         nothing is sent.
         """
+        if options.get("retries"):  # Task.retry re-sends through here: already accepted
+            return super().apply_async(args, kwargs, **options)
         spec, policy, key = lifecycle.validate(
             get_settings(), tuple(args or ()), dict(kwargs or {})
         )
         tracking_id = options.get("task_id") or uuid()
-        record = lifecycle.accept(lifecycle.get_store(), tracking_id, spec, policy, key)
+        canvas = _canvas_options(options)
+        store = lifecycle.get_store()
+        record = lifecycle.accept(
+            store, tracking_id, spec, policy, key, canvas=canvas or None, due=_due(options)
+        )
         if record.tracking_id != tracking_id:
             logger.info("idempotency key %r already used by job %s", key, record.tracking_id)
             return self.AsyncResult(record.tracking_id)
-        return super().apply_async(args, kwargs, **{**options, "task_id": tracking_id})
+        try:
+            return super().apply_async(args, kwargs, **{**options, "task_id": tracking_id})
+        except Exception as err:
+            # Not enqueued: end the record, or the reconciler would submit a job the caller
+            # was told failed (and may submit again).
+            lifecycle.abandon(store, tracking_id, f"could not be enqueued: {err}")
+            raise
 
 
 def _aws_retry_delay(failures: int) -> float:
@@ -66,6 +93,25 @@ def _aws_retry_delay(failures: int) -> float:
         max_delay=settings.poll_max_delay,
         jitter=settings.poll_jitter,
     )
+
+
+def _due(options: dict[str, Any]) -> datetime | None:
+    """When a submission sent with ``countdown`` or ``eta`` is due (None: now)."""
+    if options.get("countdown"):
+        return utcnow() + timedelta(seconds=float(options["countdown"]))
+    eta = options.get("eta")
+    if isinstance(eta, datetime):
+        return eta if eta.tzinfo else eta.replace(tzinfo=UTC)
+    if isinstance(eta, str):
+        return datetime.fromisoformat(eta)
+    return None
+
+
+def _canvas_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The canvas links among apply_async options, as JSON (kept in the record)."""
+    names = ("link", "link_error", "chain", "chord", "group_id", "group_index")
+    picked = {name: options[name] for name in names if options.get(name) not in (None, [], {})}
+    return dict(json.loads(kombu_json.dumps(picked)))
 
 
 def _canvas(request: Any) -> dict[str, Any]:
@@ -91,6 +137,7 @@ def _canvas(request: Any) -> dict[str, Any]:
     name="poller.submit_job",
     max_retries=MAX_SUBMIT_RETRIES,
     throws=_EXPECTED,
+    **_REDIS_RETRY,
 )
 def submit_job(self: Task[Any, Any], *args: Any, **kwargs: Any) -> Any:
     """Submit an AWS Batch job and track it; the result resolves when the Batch job ends.
@@ -116,7 +163,9 @@ def submit_job(self: Task[Any, Any], *args: Any, **kwargs: Any) -> Any:
             record.tracking_id,
         )
         return {"duplicate_of": record.tracking_id}
-    if record.is_terminal:
+    if record.is_terminal:  # cancelled before submission, or a redelivered submit
+        if lifecycle.claim_result(rt, record).stale:
+            raise Ignore()
         return lifecycle.outcome(record)
     if record.job_id is None:
         try:
@@ -129,9 +178,16 @@ def submit_job(self: Task[Any, Any], *args: Any, **kwargs: Any) -> Any:
             logger.warning("job %s: submit will be retried in %.1fs: %s", tracking_id, delay, err)
             lifecycle.reschedule(rt, tracking_id, delay)
             raise self.retry(countdown=delay) from err
+        except SubmitInProgress as err:
+            logger.info("job %s: %s; trying again shortly", tracking_id, err)
+            raise self.retry(countdown=SUBMIT_BUSY_RETRY_SECONDS, max_retries=None) from err
         except SubmitRejected as err:
             lifecycle.reject(rt, tracking_id, str(err))
             raise
+        if record.is_terminal:  # cancelled while being submitted
+            if lifecycle.claim_result(rt, record).stale:
+                raise Ignore()
+            return lifecycle.outcome(record)
     canvas = _canvas(self.request)
     if canvas:
         lifecycle.remember_canvas(rt, tracking_id, canvas)
@@ -139,7 +195,7 @@ def submit_job(self: Task[Any, Any], *args: Any, **kwargs: Any) -> Any:
     return self.replace(check_job.si(tracking_id, record.checks).set(countdown=first_check))
 
 
-@app.task(bind=True, name="poller.check_job", max_retries=None, throws=_EXPECTED)
+@app.task(bind=True, name="poller.check_job", max_retries=None, throws=_EXPECTED, **_REDIS_RETRY)
 def check_job(self: Task[Any, Any], tracking_id: str, check_no: int = 0, failures: int = 0) -> Any:
     """Check a tracked job once; reschedule itself until the job ends or poller gives up.
 

@@ -6,7 +6,7 @@ Installed with poller, the plugin registers these fixtures (all real servers, on
 - ``poller_batch``: the local AWS Batch endpoint for the session, process runtime;
 - ``poller_env``: the environment that points poller (and boto3) at both; applied to this process;
 - ``poller_worker``: a real ``celery -A poller worker`` child process for the session;
-- ``redis_client``: a client on the embedded Redis, flushed before each test.
+- ``poller_redis_client``: a client on the embedded Redis, flushed before each test.
 
 A server that cannot start fails the test with the reason; it is never skipped. Extra modules
 for the worker to import (signal receivers, say) go in the ``poller_worker_includes`` fixture.
@@ -74,7 +74,7 @@ def poller_worker(
 
 
 @pytest.fixture
-def redis_client(poller_env: dict[str, str]) -> Iterator[redis.Redis]:
+def poller_redis_client(poller_env: dict[str, str]) -> Iterator[redis.Redis]:
     """A client on the records' database of the embedded Redis, flushed before the test."""
     client = redis.Redis.from_url(poller_env["POLLER_REDIS_URL"], decode_responses=True)
     client.flushdb()

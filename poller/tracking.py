@@ -53,7 +53,8 @@ def _transition(record: JobRecord, status: JobStatus, now: datetime) -> list[Eve
     events = [Event(JOB_STATUS_CHANGED, record, previous.value)]
     if status.is_terminal:
         record.finished_at = now
-        record.next_check_at = None
+        # Stays indexed until its Celery result is produced; due now for the reconciler.
+        record.next_check_at = now
         events += [Event(_OUTCOME_EVENT[status], record), Event(JOB_FINISHED, record)]
     return events
 
@@ -79,11 +80,28 @@ def submitted(
     return Change(new, events)
 
 
-def submitting(record: JobRecord, now: datetime, retry_at: datetime) -> Change | None:
-    """Note that SubmitJob is about to be called: a later attempt must look for its job first."""
+def submitting(record: JobRecord, now: datetime, lease: timedelta) -> Change | None:
+    """Take the lease to call SubmitJob; None when the job is submitted, ended, or leased.
+
+    The note stays after the call: a later attempt (the worker died before storing the job id)
+    must look for the job it may have created before submitting again.
+    """
     if record.job_id is not None or record.is_terminal:
         return None
-    return Change(record.model_copy(update={"submit_started_at": now, "next_check_at": retry_at}))
+    if record.submit_lease_until is not None and now < record.submit_lease_until:
+        return None
+    update = {"submit_started_at": now, "submit_lease_until": now + lease, "next_check_at": now}
+    return Change(record.model_copy(update=update))
+
+
+def submit_failed(record: JobRecord, *, created: bool | None) -> Change | None:
+    """Release the submit lease after a failed call; forget the attempt if it created nothing."""
+    if record.job_id is not None or record.is_terminal:
+        return None
+    update: dict[str, Any] = {"submit_lease_until": None}
+    if created is False:
+        update["submit_started_at"] = None
+    return Change(record.model_copy(update=update))
 
 
 def rescheduled(record: JobRecord, when: datetime) -> Change | None:
@@ -100,13 +118,30 @@ def canvas_recorded(record: JobRecord, canvas: dict[str, Any]) -> Change | None:
     return Change(record.model_copy(update={"canvas": canvas}))
 
 
-def finish(record: JobRecord, status: JobStatus, reason: str, now: datetime) -> Change | None:
-    """End an active job with a status poller decides (REJECTED, TIMED_OUT, FAILED) and a reason."""
+def finish(
+    record: JobRecord, status: JobStatus, reason: str, now: datetime, *, resolve: bool
+) -> Change | None:
+    """End an active job with a status poller decides (REJECTED, TIMED_OUT, FAILED) and a reason.
+
+    ``resolve``: the caller is the job's own task and produces its Celery result now.
+    """
     if record.is_terminal:
         return None
     new = record.model_copy(deep=True)
     new.status_reason = reason
+    new.resolved = resolve
     return Change(new, _transition(new, status, now))
+
+
+def resolve(record: JobRecord) -> Change | None:
+    """Claim the right to produce a finished job's Celery result; None when it was produced.
+
+    Late or duplicate deliveries of the job's task then end without a result, so canvas
+    callbacks and chain steps run once.
+    """
+    if not record.is_terminal or record.resolved:
+        return None
+    return Change(record.model_copy(update={"resolved": True}))
 
 
 def cancel_requested(record: JobRecord, reason: str) -> Change | None:
@@ -124,26 +159,32 @@ def checked(
     now: datetime,
     next_check_at: datetime,
     limits: Limits,
+    own: bool = True,
 ) -> Change | None:
     """Apply check number ``check_no``'s observation (None: Batch did not return the job).
 
     Returns None for a stale check (another delivery already applied this one) or a finished job.
-    The check is counted and the next one scheduled in the same change.
+    The check is counted, the next one scheduled and, if the job ended, its result claimed, in
+    the same change. ``own=False`` applies an observation another job's check made: it is not
+    counted, so the job's pending check message keeps its number and produces the result.
     """
     if record.is_terminal or record.checks != check_no:
         return None
     new = record.model_copy(deep=True)
-    new.checks += 1
-    new.next_check_at = next_check_at
-    if view is None:
-        return Change(new, _missing(new, now, limits))
-    new.missing_since = None
-    _copy_details(new, view)
+    if own:
+        new.checks += 1
+        new.next_check_at = next_check_at
     events: list[Event] = []
-    if view.status.rank > new.status.rank:
-        events += _transition(new, view.status, now)
-    if not new.is_terminal:
-        events += _stuck(new, now, limits)
+    if view is None:
+        events += _missing(new, now, limits)
+    else:
+        new.missing_since = None
+        _copy_details(new, view)
+        if view.status.rank > new.status.rank:
+            events += _transition(new, view.status, now)
+        if not new.is_terminal:
+            events += _stuck(new, now, limits)
+    new.resolved = own and new.is_terminal
     return Change(new, events)
 
 

@@ -9,7 +9,7 @@ import pytest
 from botocore.stub import Stubber
 
 from poller.batch import BatchClient, BatchJobView, submit_request
-from poller.errors import BatchUnavailable, SubmitRejected
+from poller.errors import BatchRequestError, BatchUnavailable, SubmitRejected
 from poller.models import JobStatus, validate_spec
 
 
@@ -122,5 +122,5 @@ def test_terminate_and_find_by_name(stubbed: tuple[BatchClient, Stubber]) -> Non
     )
     assert batch.find_by_name("q", "n") == ["a"]
     stubber.add_client_error("terminate_job", "ClientException", "no", 400)
-    with pytest.raises(SubmitRejected):
+    with pytest.raises(BatchRequestError):
         batch.terminate("a", "r")

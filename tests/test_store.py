@@ -24,8 +24,8 @@ POLICY = PollPolicy(
 
 
 @pytest.fixture
-def store(redis_client: redis.Redis) -> JobStore:
-    return JobStore(redis_client, prefix="poller", record_ttl=60)
+def store(poller_redis_client: redis.Redis) -> JobStore:
+    return JobStore(poller_redis_client, prefix="poller", record_ttl=60)
 
 
 def make(tracking_id: str = "t1") -> JobRecord:
@@ -40,9 +40,13 @@ def make(tracking_id: str = "t1") -> JobRecord:
 def test_create_get_and_find_by_job_id(store: JobStore) -> None:
     store.create(make())
     assert store.get("t1").status is JobStatus.QUEUED
-    assert store.active() == ["t1"]
+    assert store.active(queued=True) == ["t1"]
+    assert store.active() == []
     store.update("t1", lambda r: tracking.submitted(r, "job-9", T0, T0 + timedelta(seconds=5)))
     assert store.tracking_id_for_job("job-9") == "t1"
+    # Submitted, it moves to the index coalesced checks scan
+    assert store.active() == ["t1"]
+    assert store.active(queued=True) == []
     with pytest.raises(JobNotFound):
         store.get("nope")
     with pytest.raises(JobNotFound):
@@ -77,12 +81,12 @@ def test_events_are_published_with_the_change(store: JobStore) -> None:
 
 
 def test_finished_records_expire_and_leave_the_active_index(
-    store: JobStore, redis_client: redis.Redis
+    store: JobStore, poller_redis_client: redis.Redis
 ) -> None:
     store.create(make())
-    store.update("t1", lambda r: tracking.finish(r, JobStatus.REJECTED, "bad", T0))
+    store.update("t1", lambda r: tracking.finish(r, JobStatus.REJECTED, "bad", T0, resolve=True))
     assert store.active() == []
-    assert 0 < redis_client.ttl("poller:job:t1") <= 60
+    assert 0 < poller_redis_client.ttl("poller:job:t1") <= 60
 
 
 def test_concurrent_updates_apply_one_transition_once(store: JobStore) -> None:
@@ -125,9 +129,9 @@ def test_records_fetches_many_at_once(store: JobStore) -> None:
 
 
 def test_an_idempotency_key_whose_owner_expired_is_free_again(
-    store: JobStore, redis_client: redis.Redis
+    store: JobStore, poller_redis_client: redis.Redis
 ) -> None:
     store.create(make("t1"), idempotency_key="k")
-    redis_client.delete("poller:job:t1")  # the owner's record expired
+    poller_redis_client.delete("poller:job:t1")  # the owner's record expired
     assert store.create(make("t2"), idempotency_key="k").tracking_id == "t2"
     assert store.create(make("t3"), idempotency_key="k").tracking_id == "t2"

@@ -158,10 +158,30 @@ def test_finish_and_cancel_requested() -> None:
     cancelled = tracking.cancel_requested(record, "user asked")
     assert cancelled is not None and cancelled.events == []
     assert tracking.cancel_requested(cancelled.record, "user asked") is None
-    done = tracking.finish(record, JobStatus.REJECTED, "bad", T0)
+    done = tracking.finish(record, JobStatus.REJECTED, "bad", T0, resolve=True)
     assert done is not None and [e.name for e in done.events] == [
         "job_status_changed",
         "job_failed",
         "job_finished",
     ]
-    assert tracking.finish(done.record, JobStatus.TIMED_OUT, "x", T0) is None
+    assert tracking.finish(done.record, JobStatus.TIMED_OUT, "x", T0, resolve=True) is None
+
+
+def test_a_finished_job_produces_its_result_once() -> None:
+    record = submitted_record()
+    # Seen finished by another job's coalesced check: not counted, result not yet produced
+    seen = tracking.checked(
+        record, BatchJobView("job-1", JobStatus.SUCCEEDED), check_no=0, now=T0, next_check_at=T0,
+        limits=LIMITS, own=False,
+    )  # fmt: skip
+    assert seen is not None
+    assert seen.record.checks == 0
+    assert not seen.record.resolved
+    # The job's own check claims the result once; every later delivery is refused
+    claimed = tracking.resolve(seen.record)
+    assert claimed is not None
+    assert tracking.resolve(claimed.record) is None
+    # A job's own check that sees the end claims the result in the same change
+    own = check(submitted_record(), BatchJobView("job-1", JobStatus.FAILED), 1)
+    assert own is not None
+    assert own.record.resolved

@@ -33,6 +33,7 @@ FAULT_SETTINGS = {
     "POLLER_RECONCILE_INTERVAL": "1",
     "POLLER_RECONCILE_GRACE": "3",
     "POLLER_AWS_RETRY_DELAY": "0.2",
+    "POLLER_SUBMIT_LEASE": "15",  # above the 10 s crash window of the mid-submit test
 }
 
 

@@ -18,7 +18,7 @@ def test_30_percent_of_calls_failing_neither_loses_jobs_nor_uses_up_checks(
 ) -> None:
     # Given every Batch call has a 30 % chance of a throttle or 5xx answer, with no botocore
     # retries, so each fault reaches poller itself
-    stack.batch.set_faults(error_rate=0.25, throttle={"*": 50.0}, seed=7)
+    stack.batch.set_faults(error_rate=0.3, throttle={"*": 50.0}, seed=7)
     stack.start_worker(POLLER_AWS_MAX_ATTEMPTS="1", POLLER_COALESCE="false")
     # And jobs whose poll policy allows just enough checks for their duration
     ids = stack.submit(40, "flaky", seconds=(1.0, 3.0), poll={"max_checks": 12})

@@ -23,7 +23,7 @@ POLLER = str(Path(sys.executable).parent / "poller")
 
 
 @pytest.fixture(autouse=True)
-def _worker(poller_worker: Worker, redis_client: redis.Redis) -> None:
+def _worker(poller_worker: Worker, poller_redis_client: redis.Redis) -> None:
     """Every test here runs against the session's worker, with a flushed records database."""
 
 

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def second_worker(
-    poller_worker: SessionWorker, poller_env: dict[str, str], redis_client: redis.Redis
+    poller_worker: SessionWorker, poller_env: dict[str, str], poller_redis_client: redis.Redis
 ) -> Iterator[Worker]:
     """Another worker process next to the session's, sharing its Redis and endpoint."""
     worker = Worker(poller_env)

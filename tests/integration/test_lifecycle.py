@@ -35,11 +35,11 @@ def signals_of(client: redis.Redis, tracking_id: str) -> list[dict[str, str]]:
 
 
 @pytest.fixture(autouse=True)
-def _worker(poller_worker: Worker, redis_client: redis.Redis) -> None:
+def _worker(poller_worker: Worker, poller_redis_client: redis.Redis) -> None:
     """Every test here runs against the session's worker, with a flushed records database."""
 
 
-def test_a_job_that_succeeds_resolves_to_its_record(redis_client: redis.Redis) -> None:
+def test_a_job_that_succeeds_resolves_to_its_record(poller_redis_client: redis.Redis) -> None:
     # When a job is submitted
     result = sleep_job("ok-1", seconds=1)
     # Then the Celery result resolves to the record once the Batch job succeeded
@@ -59,11 +59,11 @@ def test_a_job_that_succeeds_resolves_to_its_record(redis_client: redis.Redis) -
     assert JobHandle.from_job_id(record.job_id).tracking_id == result.id
 
 
-def test_signals_are_sent_once_each_and_in_order(redis_client: redis.Redis) -> None:
+def test_signals_are_sent_once_each_and_in_order(poller_redis_client: redis.Redis) -> None:
     result = sleep_job("signals-1", seconds=1)
     result.get(timeout=RESULT_TIMEOUT)
     record = JobHandle(result.id).record()
-    sent = signals_of(redis_client, result.id)
+    sent = signals_of(poller_redis_client, result.id)
     names = [entry["signal"] for entry in sent]
     assert names[0] == "job_submitted"
     assert names[-2:] == ["job_succeeded", "job_finished"]
@@ -73,7 +73,9 @@ def test_signals_are_sent_once_each_and_in_order(redis_client: redis.Redis) -> N
     assert names.count("job_finished") == names.count("job_succeeded") == 1
 
 
-def test_a_failing_job_raises_job_failed_with_its_exit_code(redis_client: redis.Redis) -> None:
+def test_a_failing_job_raises_job_failed_with_its_exit_code(
+    poller_redis_client: redis.Redis,
+) -> None:
     result = sleep_job("fails-1", seconds=0.2, exit_code=3)
     with pytest.raises(JobFailed) as caught:
         result.get(timeout=RESULT_TIMEOUT)
@@ -82,20 +84,20 @@ def test_a_failing_job_raises_job_failed_with_its_exit_code(redis_client: redis.
     message = str(caught.value)
     assert record.job_id in message and "exit code 3" in message
     assert "Essential container in task exited" in message
-    assert [e["signal"] for e in signals_of(redis_client, result.id)][-2:] == [
+    assert [e["signal"] for e in signals_of(poller_redis_client, result.id)][-2:] == [
         "job_failed",
         "job_finished",
     ]
 
 
-def test_an_unknown_queue_is_rejected_with_aws_message(redis_client: redis.Redis) -> None:
+def test_an_unknown_queue_is_rejected_with_aws_message(poller_redis_client: redis.Redis) -> None:
     result = submit_job.delay("rejected-1", "no-such-queue", SLEEP_JOB_DEFINITION)
     with pytest.raises(SubmitRejected, match="no-such-queue"):
         result.get(timeout=RESULT_TIMEOUT)
     record = JobHandle(result.id).record()
     assert record.status is JobStatus.REJECTED and record.job_id is None
     assert "ClientException" in (record.status_reason or "")
-    assert [e["signal"] for e in signals_of(redis_client, result.id)][-2:] == [
+    assert [e["signal"] for e in signals_of(poller_redis_client, result.id)][-2:] == [
         "job_failed",
         "job_finished",
     ]
@@ -122,7 +124,7 @@ def test_giving_up_terminates_the_batch_job(poller_batch: LocalBatch) -> None:
     assert "poller" in job["statusReason"]
 
 
-def test_cancel_stops_a_running_job(redis_client: redis.Redis) -> None:
+def test_cancel_stops_a_running_job(poller_redis_client: redis.Redis) -> None:
     result = sleep_job("cancel-1", seconds=30)
     handle = JobHandle(result.id)
     eventually(lambda: (r := handle.store.find(result.id)) and r.status is JobStatus.RUNNING)
@@ -132,7 +134,7 @@ def test_cancel_stops_a_running_job(redis_client: redis.Redis) -> None:
     assert handle.record().cancel_reason == "no longer needed"
 
 
-def test_a_chain_runs_its_next_step_after_the_batch_job(redis_client: redis.Redis) -> None:
+def test_a_chain_runs_its_next_step_after_the_batch_job(poller_redis_client: redis.Redis) -> None:
     # When a chain starts with a Batch job
     result = chain(
         submit_job.s("chain-1", JOB_QUEUE, SLEEP_JOB_DEFINITION, parameters={"seconds": "1"}),
@@ -146,6 +148,26 @@ def test_a_chain_runs_its_next_step_after_the_batch_job(redis_client: redis.Redi
     assert note["ran_at"] >= record.finished_at.isoformat()
 
 
+def test_a_late_duplicate_check_after_the_end_does_not_run_the_chain_again(
+    poller_redis_client: redis.Redis,
+) -> None:
+    # Given a chain whose next step ran once after its Batch job
+    result = chain(
+        submit_job.s("late-dup", JOB_QUEUE, SLEEP_JOB_DEFINITION, parameters={"seconds": "0.2"}),
+        note_after.s(),
+    ).apply_async()
+    note = result.get(timeout=RESULT_TIMEOUT)
+    record = JobHandle(note["tracking_id"]).record()
+    # When copies of its check arrive late (as after a crash and the visibility timeout)
+    for check_no in (0, record.checks, record.checks - 1):
+        check_job.apply_async((record.tracking_id, check_no), task_id=record.tracking_id)
+    # Then the probe below runs after them (one queue, in order) and the step ran only once
+    probe = note_after.delay({"tracking_id": "probe", "status": "-"})
+    probe.get(timeout=RESULT_TIMEOUT)
+    notes = [json.loads(n) for n in poller_redis_client.lrange("poller:test:after", 0, -1)]
+    assert [n["tracking_id"] for n in notes].count(record.tracking_id) == 1
+
+
 def test_a_chord_over_ten_jobs_calls_back_once_all_are_done() -> None:
     header = [
         submit_job.s(f"chord-{i}", JOB_QUEUE, SLEEP_JOB_DEFINITION, parameters={"seconds": "0.3"})
@@ -154,7 +176,7 @@ def test_a_chord_over_ten_jobs_calls_back_once_all_are_done() -> None:
     assert chord(header)(count_succeeded.s()).get(timeout=RESULT_TIMEOUT * 2) == 10
 
 
-def test_a_duplicated_check_sends_no_second_signal(redis_client: redis.Redis) -> None:
+def test_a_duplicated_check_sends_no_second_signal(poller_redis_client: redis.Redis) -> None:
     # Given a tracked job that has been checked at least once
     result = sleep_job("dup-1", seconds=2)
     handle = JobHandle(result.id)
@@ -169,11 +191,11 @@ def test_a_duplicated_check_sends_no_second_signal(redis_client: redis.Redis) ->
     result.get(timeout=RESULT_TIMEOUT)
     assert not stray.ready()  # dropped without a result
     # Then each signal was still sent once
-    names = [e["signal"] for e in signals_of(redis_client, result.id)]
+    names = [e["signal"] for e in signals_of(poller_redis_client, result.id)]
     assert names.count("job_submitted") == names.count("job_finished") == 1
     statuses = [
         e["status"]
-        for e in signals_of(redis_client, result.id)
+        for e in signals_of(poller_redis_client, result.id)
         if e["signal"] == "job_status_changed"
     ]
     assert len(statuses) == len(set(statuses))
@@ -189,7 +211,7 @@ def test_invalid_spec_is_refused_in_the_callers_process() -> None:
 
 
 def test_the_worker_rejects_a_bad_message_that_bypassed_validation(
-    redis_client: redis.Redis,
+    poller_redis_client: redis.Redis,
 ) -> None:
     # Given a message sent without the caller-side check
     result = app.send_task("poller.submit_job", args=["bad name", JOB_QUEUE, SLEEP_JOB_DEFINITION])
@@ -200,11 +222,11 @@ def test_the_worker_rejects_a_bad_message_that_bypassed_validation(
     assert record.status is JobStatus.REJECTED and "job_name" in (record.status_reason or "")
 
 
-def test_a_receiver_that_raises_does_not_disturb_tracking(redis_client: redis.Redis) -> None:
+def test_a_receiver_that_raises_does_not_disturb_tracking(poller_redis_client: redis.Redis) -> None:
     result = sleep_job("explode-1", seconds=0.2)
     assert result.get(timeout=RESULT_TIMEOUT)["status"] == "SUCCEEDED"
     # The other receiver still saw every signal
-    assert [e["signal"] for e in signals_of(redis_client, result.id)][-1] == "job_finished"
+    assert [e["signal"] for e in signals_of(poller_redis_client, result.id)][-1] == "job_finished"
 
 
 def test_the_record_exists_as_soon_as_delay_returns() -> None:
