@@ -229,6 +229,8 @@ def show_tracking(workload: Workload, coalesced: RunResult, naive: RunResult) ->
     )
     row("Redis peak memory (MB)", coalesced.redis_peak_mb, naive.redis_peak_mb)
     row("wall time (s)", coalesced.wall_seconds, naive.wall_seconds)
+    row("job-checks per second (workers' throughput)", coalesced.checks / coalesced.wall_seconds,
+        naive.checks / naive.wall_seconds)  # fmt: skip
     console.print(table)
     for result in (coalesced, naive):
         console.print(f"  {result.label}: statuses {result.statuses}")

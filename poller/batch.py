@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -127,6 +128,17 @@ def _is_transient(err: ClientError) -> bool:
     return code in THROTTLING_CODES or status == 429 or status >= 500
 
 
+@contextmanager
+def _unavailable_on_error(operation: str) -> Iterator[None]:
+    """Translate any boto3 error of a read-only call into BatchUnavailable (try again later)."""
+    try:
+        yield
+    except ClientError as err:
+        raise BatchUnavailable(f"{operation}: {_error_text(err)}") from err
+    except BotoCoreError as err:
+        raise BatchUnavailable(f"{operation}: {err}") from err
+
+
 def _error_text(err: ClientError) -> str:
     error = err.response.get("Error", {})
     return f"{error.get('Code', 'ClientError')}: {error.get('Message', str(err))}"
@@ -172,12 +184,8 @@ class BatchClient:
 
     def ping(self) -> None:
         """Make one cheap call (DescribeJobQueues); BatchUnavailable when it fails."""
-        try:
+        with _unavailable_on_error("DescribeJobQueues"):
             self._client.describe_job_queues(maxResults=1)
-        except ClientError as err:
-            raise BatchUnavailable(f"DescribeJobQueues: {_error_text(err)}") from err
-        except BotoCoreError as err:
-            raise BatchUnavailable(f"DescribeJobQueues: {err}") from err
 
     def submit(self, spec: JobSpec, extra_tags: dict[str, str] | None = None) -> str:
         """Submit the job and return its Batch job id."""
@@ -198,33 +206,26 @@ class BatchClient:
 
     def describe(self, job_ids: Iterable[str]) -> dict[str, BatchJobView]:
         """Describe jobs, 100 ids per call; ids Batch does not know are absent from the result."""
-        views: dict[str, BatchJobView] = {}
+        views = (BatchJobView.from_api(job) for job in self._describe_raw(job_ids))
+        return {view.job_id: view for view in views}
+
+    def _describe_raw(self, job_ids: Iterable[str]) -> Iterator[dict[str, Any]]:
+        """DescribeJobs' items for these ids, one call per 100 distinct ids."""
         for page in _chunks(list(dict.fromkeys(job_ids)), DESCRIBE_PAGE):
-            try:
-                response = self._client.describe_jobs(jobs=page)
-            except ClientError as err:
-                raise BatchUnavailable(f"DescribeJobs: {_error_text(err)}") from err
-            except BotoCoreError as err:
-                raise BatchUnavailable(f"DescribeJobs: {err}") from err
-            for job in response["jobs"]:
-                view = BatchJobView.from_api(dict(job))
-                views[view.job_id] = view
-        return views
+            with _unavailable_on_error("DescribeJobs"):
+                jobs = self._client.describe_jobs(jobs=page)["jobs"]
+            yield from (dict(job) for job in jobs)
 
     def find_by_name(self, job_queue: str, job_name: str) -> list[str]:
         """Return the ids of the jobs in ``job_queue`` named ``job_name`` (any status)."""
         ids: list[str] = []
-        try:
+        with _unavailable_on_error("ListJobs"):
             paginator = self._client.get_paginator("list_jobs")
             pages = paginator.paginate(
                 jobQueue=job_queue, filters=[{"name": "JOB_NAME", "values": [job_name]}]
             )
             for page in pages:
                 ids.extend(item["jobId"] for item in page["jobSummaryList"])
-        except ClientError as err:
-            raise BatchUnavailable(f"ListJobs: {_error_text(err)}") from err
-        except BotoCoreError as err:
-            raise BatchUnavailable(f"ListJobs: {err}") from err
         return ids
 
     def find_tagged(self, job_queue: str, job_name: str, tag: str, value: str) -> str | None:
@@ -233,17 +234,9 @@ class BatchClient:
         How a retried submission finds the job an earlier attempt created before it died:
         names are not unique, poller's tracking-id tag is.
         """
-        candidates = self.find_by_name(job_queue, job_name)
-        for page in _chunks(candidates, DESCRIBE_PAGE):
-            try:
-                jobs = self._client.describe_jobs(jobs=page)["jobs"]
-            except ClientError as err:
-                raise BatchUnavailable(f"DescribeJobs: {_error_text(err)}") from err
-            except BotoCoreError as err:
-                raise BatchUnavailable(f"DescribeJobs: {err}") from err
-            for job in jobs:
-                if (job.get("tags") or {}).get(tag) == value:
-                    return job["jobId"]
+        for job in self._describe_raw(self.find_by_name(job_queue, job_name)):
+            if (job.get("tags") or {}).get(tag) == value:
+                return str(job["jobId"])
         return None
 
     def terminate(self, job_id: str, reason: str) -> None:

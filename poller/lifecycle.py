@@ -40,6 +40,7 @@ from poller.store import Change, JobStore
 logger = logging.getLogger(__name__)
 
 TRACKING_TAG = "poller:tracking-id"  # tag on every Batch job poller submits, to find it again
+POSITIONAL = ("job_name", "job_queue", "job_definition")  # submit_job's positional arguments
 
 
 @dataclass
@@ -106,10 +107,9 @@ def validate(
     fields = dict(kwargs)
     poll = fields.pop("poll", None)
     idempotency_key = fields.pop("idempotency_key", None)
-    names = ("job_name", "job_queue", "job_definition")
-    positional = dict(zip(names, args, strict=False))
-    if len(args) > len(names):
-        positional["extra positional arguments"] = args[len(names) :]
+    positional = dict(zip(POSITIONAL, args, strict=False))
+    if len(args) > len(POSITIONAL):
+        positional["extra positional arguments"] = args[len(POSITIONAL) :]
     spec = validate_spec(**{**positional, **fields})
     policy = validate_poll(poll, default_poll(settings), settings.visibility_timeout)
     if idempotency_key is not None and not isinstance(idempotency_key, str):
@@ -190,11 +190,10 @@ def reject_unstored(
     rt: Runtime, tracking_id: str, args: tuple[Any, ...], kwargs: dict[str, Any], reason: str
 ) -> None:
     """Record a message that failed validation in the worker, so the refusal is visible."""
-    names = ("job_name", "job_queue", "job_definition")
-    given = {**dict(zip(names, args, strict=False)), **kwargs}
+    given = {**dict(zip(POSITIONAL, args, strict=False)), **kwargs}
     record = JobRecord(
         tracking_id=tracking_id,
-        **{name: str(given.get(name, "")) for name in names},
+        **{name: str(given.get(name, "")) for name in POSITIONAL},
         poll=PollPolicy(**default_poll(rt.settings)),
     )
     rt.store.create(tracking.new_record(record, utcnow()))

@@ -6,7 +6,10 @@ the demo, the test suite and benchmarks, so poller can be exercised without AWS 
 
 from __future__ import annotations
 
+import signal
 import socket
+import subprocess
+from typing import Any
 
 
 class LocalStackError(RuntimeError):
@@ -18,3 +21,15 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def stop_process(process: subprocess.Popen[Any], timeout: float) -> None:
+    """Stop a child we started: SIGTERM by its pid, then SIGKILL after ``timeout`` seconds."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -19,7 +18,7 @@ from types import TracebackType
 
 import redis
 
-from poller.local import LocalStackError, free_port
+from poller.local import LocalStackError, free_port, stop_process
 
 logger = logging.getLogger(__name__)
 
@@ -158,13 +157,7 @@ class EmbeddedRedis:
         process, self._process = self._process, None
         if process is None:
             return
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(process, timeout)
         if process.stderr:
             process.stderr.close()
         logger.info("Redis server on port %s stopped", self.port)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -12,7 +11,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from poller.local import LocalStackError
+from poller.local import LocalStackError, stop_process
 
 START_TIMEOUT = 60.0
 
@@ -65,14 +64,8 @@ class ChildProcess:
     def stop(self, timeout: float = 20.0) -> None:
         """SIGTERM (a warm shutdown for Celery), then SIGKILL after ``timeout``. Idempotent."""
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        if process is not None:
+            stop_process(process, timeout)
 
     def kill(self) -> None:
         """Kill the child at once (SIGKILL), as a crash would."""
