@@ -122,25 +122,22 @@ class JobStore:
         return str(tracking_id)
 
     def create(self, record: JobRecord, idempotency_key: str | None = None) -> JobRecord:
-        """Store a new record; when the idempotency key is taken, return the owner's record."""
+        """Store a new record; when the idempotency key is taken, return the owner's record.
+
+        The record is written before the key is claimed, so whoever finds the key taken also
+        finds its owner's record (a missing one means it expired and the key is free again).
+        """
+        job_key = self.key("job", record.tracking_id)
+        if not self.redis.set(job_key, record.model_dump_json(), nx=True):
+            return self.get(record.tracking_id)  # a redelivered submit: the first one's record
         if idempotency_key is not None:
-            claimed = self.redis.set(
-                self.key("idem", idempotency_key), record.tracking_id, nx=True, ex=self.record_ttl
-            )
-            if not claimed:
-                owner = str(self.redis.get(self.key("idem", idempotency_key)))
-                existing = self.find(owner)
-                if existing is not None:
+            idem_key = self.key("idem", idempotency_key)
+            if not self.redis.set(idem_key, record.tracking_id, nx=True, ex=self.record_ttl):
+                existing = self.find(str(self.redis.get(idem_key)))
+                if existing is not None and existing.tracking_id != record.tracking_id:
+                    self.redis.delete(job_key)
                     return existing
-                # The owner's record has expired: the key is free again.
-                self.redis.set(
-                    self.key("idem", idempotency_key), record.tracking_id, ex=self.record_ttl
-                )
-        stored = self.redis.set(
-            self.key("job", record.tracking_id), record.model_dump_json(), nx=True
-        )
-        if not stored:  # a redelivered submit: the first delivery's record wins
-            return self.get(record.tracking_id)
+                self.redis.set(idem_key, record.tracking_id, ex=self.record_ttl)
         self._index_active(record)
         return record
 
