@@ -298,6 +298,9 @@ def main() -> None:
     parser.add_argument(
         "--skip-submit", action="store_true", help="skip the throttled-submit scenario"
     )
+    parser.add_argument(
+        "--coalesced-only", action="store_true", help="only the coalesced mode (to size memory)"
+    )
     args = parser.parse_args()
     for jobs in args.jobs or [1000, 10000]:
         workload = Workload(
@@ -310,6 +313,9 @@ def main() -> None:
         )
         console.rule(f"{jobs} jobs")
         coalesced = run_tracking(workload, coalesce=True)
+        if args.coalesced_only:
+            show_tracking(workload, coalesced, coalesced)
+            continue
         naive = run_tracking(workload, coalesce=False)
         show_tracking(workload, coalesced, naive)
     if not args.skip_submit:

@@ -50,7 +50,7 @@ def observe(rt: Runtime, record: JobRecord) -> BatchJobView | None:
     if not rt.settings.coalesce:
         return rt.batch.describe([record.job_id]).get(record.job_id)
     now = utcnow()
-    found, view = _fresh_observation(rt, record.tracking_id, now)
+    found, view = _fresh_observation(rt, record, now)
     if found:
         return view
     others = _claim_due(rt, record.tracking_id, now)
@@ -91,18 +91,26 @@ def _finish_observed(
 
 
 def _fresh_observation(
-    rt: Runtime, tracking_id: str, now: datetime
+    rt: Runtime, record: JobRecord, now: datetime
 ) -> tuple[bool, BatchJobView | None]:
-    """(True, view) when another check stored an observation of this job within the window."""
-    raw = rt.store.redis.get(rt.store.key(OBSERVATION_KEY, tracking_id))
+    """(True, view) when another check stored an observation as recent as this check needs.
+
+    A check due at T is served by an observation made at T - window or later. When checks run
+    late (a busy worker), an observation made after they fell due is as good as their own call.
+    """
+    raw = rt.store.redis.get(rt.store.key(OBSERVATION_KEY, record.tracking_id))
     if raw is None:
         return False, None
     data = json.loads(raw)
-    age = now - datetime.fromisoformat(data["at"])
-    if age > timedelta(seconds=rt.settings.coalesce_window):
+    if datetime.fromisoformat(data["at"]) < _oldest_useful(rt, record.next_check_at, now):
         return False, None
     view = _VIEW.validate_python(data["view"]) if data["view"] is not None else None
     return True, view
+
+
+def _oldest_useful(rt: Runtime, due: datetime | None, now: datetime) -> datetime:
+    """The oldest observation that may stand in for a check due at ``due``."""
+    return min(now, due or now) - timedelta(seconds=rt.settings.coalesce_window)
 
 
 def _claim_due(rt: Runtime, own: str, now: datetime) -> list[JobRecord] | None:
@@ -115,7 +123,9 @@ def _claim_due(rt: Runtime, own: str, now: datetime) -> list[JobRecord] | None:
     if not store.redis.set(store.key(CLAIM_KEY, own), own, nx=True, px=claim_ms):
         return None
     soon = now + timedelta(seconds=window)
-    due = [t for t in store.active(due_before=soon, limit=CANDIDATES) if t != own]
+    due = _needing_observation(
+        rt, [(t, at) for t, at in store.due(soon, CANDIDATES) if t != own], now
+    )
     claimed: list[str] = []
     # Claim in slices only as many as one call describes: a claim nobody uses would make that
     # job's own check wait for it to expire.
@@ -130,11 +140,26 @@ def _claim_due(rt: Runtime, own: str, now: datetime) -> list[JobRecord] | None:
     return [r for r in store.records(claimed) if r.job_id and not r.is_terminal]
 
 
+def _needing_observation(
+    rt: Runtime, candidates: list[tuple[str, datetime]], now: datetime
+) -> list[str]:
+    """The candidates that have no observation recent enough for their due check yet."""
+    if not candidates:
+        return []
+    keys = [rt.store.key(OBSERVATION_KEY, t) for t, _ in candidates]
+    needing = []
+    for (tracking_id, due), raw in zip(candidates, rt.store.redis.mget(keys), strict=True):
+        at = datetime.fromisoformat(json.loads(raw)["at"]) if raw else None
+        if at is None or at < _oldest_useful(rt, due, now):
+            needing.append(tracking_id)
+    return needing
+
+
 def _store_observations(rt: Runtime, views: dict[str, BatchJobView | None], now: datetime) -> None:
-    """Store each job's observation, expiring with the window (one round trip)."""
+    """Store each job's observation (one round trip); kept as long as a late check may use it."""
     if not views:
         return
-    ttl_ms = int(rt.settings.coalesce_window * 1000) + 1000
+    ttl_ms = int((rt.settings.coalesce_window + rt.settings.poll_max_delay) * 1000)
     with rt.store.redis.pipeline(transaction=False) as pipe:
         for tracking_id, view in views.items():
             data = {

@@ -204,6 +204,13 @@ class JobStore:
         index = self.key(QUEUED_INDEX if queued else ACTIVE_INDEX)
         return [str(i) for i in self.redis.zrangebyscore(index, "-inf", upper, 0, limit)]
 
+    def due(self, before: datetime, limit: int) -> list[tuple[str, datetime]]:
+        """Submitted active jobs due before a time, with when each is due, soonest first."""
+        pairs = self.redis.zrangebyscore(
+            self.key(ACTIVE_INDEX), "-inf", before.timestamp(), 0, limit, withscores=True
+        )
+        return [(str(t), datetime.fromtimestamp(float(score), tz=UTC)) for t, score in pairs]  # type: ignore[str-unpack]
+
     def records(self, tracking_ids: list[str]) -> list[JobRecord]:
         """Records for many tracking ids in one round trip (missing ones are skipped)."""
         if not tracking_ids:
