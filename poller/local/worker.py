@@ -101,7 +101,10 @@ class Worker(ChildProcess):
         """The worker answers a broker ping (this process's app must use the same broker)."""
         from poller.app import app
 
-        return bool(app.control.ping(timeout=0.5))
+        try:
+            return bool(app.control.ping(timeout=0.5))
+        except Exception:  # the broker connection is (re)starting: not ready yet
+            return False
 
 
 class Flower(ChildProcess):
