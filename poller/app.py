@@ -41,6 +41,8 @@ def celery_config() -> dict[str, Any]:
         # No task_track_started: a late duplicate delivery would overwrite a FAILURE result
         # with STARTED (only SUCCESS is protected); Flower sees starts through events anyway.
         "broker_connection_retry_on_startup": True,
+        # Celery's consumer, surviving a broker (Redis) restart: see poller/consumer.py.
+        "worker_consumer": "poller.consumer:Consumer",
         "worker_hijack_root_logger": False,
     }
 

@@ -5,16 +5,22 @@ Batch API call (a request under ``/v1/``) it counts the call under its AWS opera
 and may reject it the way AWS does when throttling (HTTP 429), failing (HTTP 500) or
 unreachable (HTTP 503). Rejected calls never reach moto, so they change no state.
 
+A call is counted once its whole body has arrived, as AWS would count it: a client killed in the
+middle of sending a request (a worker crash test does that) is counted under ``incomplete``
+instead, and the request never reaches moto.
+
 It also serves the admin routes under ``/_poller/``:
 
 - ``GET /_poller/health`` -> ``{"ok": true}``
-- ``GET /_poller/stats`` -> ``{"calls": {...}, "throttled": {...}, "errors": {...}}``
+- ``GET /_poller/stats`` -> ``{"calls": {...}, "throttled": {...}, "errors": {...},
+  "incomplete": {...}}``
 - ``POST /_poller/stats/reset``
 - ``GET /_poller/faults`` / ``POST /_poller/faults`` (a JSON object of the fields to change)
 """
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import random
@@ -193,6 +199,7 @@ class FaultMiddleware:
         self._calls: Counter[str] = Counter()
         self._throttled: Counter[str] = Counter()
         self._errors: Counter[str] = Counter()
+        self._incomplete: Counter[str] = Counter()
         self._config = FaultConfig()
         self._buckets: dict[str, TokenBucket] = {}
         self._random = random.Random()
@@ -217,12 +224,13 @@ class FaultMiddleware:
         logger.info("fault configuration: %s", config.to_json())
 
     def stats(self) -> dict[str, dict[str, int]]:
-        """Counters per operation: calls received, calls throttled, calls failed by a fault."""
+        """Counters per operation: calls received, throttled, failed by a fault, cut short."""
         with self._lock:
             return {
                 "calls": dict(self._calls),
                 "throttled": dict(self._throttled),
                 "errors": dict(self._errors),
+                "incomplete": dict(self._incomplete),
             }
 
     def reset_stats(self) -> None:
@@ -231,6 +239,7 @@ class FaultMiddleware:
             self._calls.clear()
             self._throttled.clear()
             self._errors.clear()
+            self._incomplete.clear()
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         """Serve admin routes, account and maybe reject Batch calls, pass the rest to moto."""
@@ -240,6 +249,12 @@ class FaultMiddleware:
         if not path.startswith(BATCH_PREFIX):
             return self._app(environ, start_response)
         operation = self._operation(str(environ.get("REQUEST_METHOD", "GET")), path)
+        body = _drain(environ)
+        if body is None:  # the client went away mid-request: nothing to answer, nothing happened
+            with self._lock:
+                self._incomplete[operation] += 1
+            return _respond(start_response, 400, {"message": "incomplete request body"})
+        environ["wsgi.input"] = io.BytesIO(body)
         fault = self._decide(operation)
         if fault is None:
             answer = self._app(environ, start_response)
@@ -247,7 +262,6 @@ class FaultMiddleware:
             if delay > 0:
                 self._sleep(delay)
             return answer
-        _drain(environ)
         status, code, message = fault
         return _respond(start_response, status, {"__type": code, "message": message}, code)
 
@@ -314,16 +328,20 @@ class FaultMiddleware:
         return 200, self.config.to_json()
 
 
-def _drain(environ: WSGIEnvironment) -> bytes:
-    """Read the request body, so a kept-alive connection is left at the next request."""
+def _drain(environ: WSGIEnvironment) -> bytes | None:
+    """Read the request body (so a kept-alive connection is left at the next request); None
+    when the client closed the connection before sending all of it."""
     try:
         length = int(environ.get("CONTENT_LENGTH") or 0)
     except ValueError:
         return b""
     if length <= 0:
         return b""
-    data: bytes = environ["wsgi.input"].read(length)
-    return data
+    try:
+        data: bytes = environ["wsgi.input"].read(length)
+    except OSError:
+        return None
+    return data if len(data) == length else None
 
 
 def _respond(

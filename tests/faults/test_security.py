@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from poller.local.resources import JOB_QUEUE, SLEEP_JOB_DEFINITION
 from poller.local.stack import configure_process, stack_env
 from poller.local.worker import Worker
 from tests.conftest import eventually
+from tests.faults.tls_proxy import TlsProxy, write_self_signed_certificate
 
 pytestmark = pytest.mark.integration
 PASSWORD = "redis-pw-Qx81"
@@ -82,3 +84,50 @@ def test_a_pickled_message_is_refused_by_the_worker(secured: tuple[EmbeddedRedis
     # Then the worker refuses to deserialize it
     eventually(lambda: "ContentDisallowed" in worker.log_tail(100000), timeout=30)
     assert JobHandle("pickled").store.find("pickled") is None
+
+
+@pytest.fixture
+def tls_stack(
+    fault_batch: LocalBatch, tmp_path: Path
+) -> Iterator[tuple[TlsProxy, dict[str, str], Path]]:
+    """A password-protected Redis reachable only through TLS (rediss://), and a worker on it."""
+    saved = dict(os.environ)
+    cert, key = write_self_signed_certificate(tmp_path)
+    with EmbeddedRedis(password=PASSWORD) as server, TlsProxy(server.port, cert, key) as proxy:
+        tls = f"ssl_cert_reqs=required&ssl_ca_certs={cert}"
+        base = f"rediss://:{PASSWORD}@127.0.0.1:{proxy.port}"
+        env = {
+            **stack_env(server, fault_batch, initial_delay=0.3, max_delay=1.0),
+            "POLLER_BROKER_URL": f"{base}/0?{tls}",
+            "POLLER_REDIS_URL": f"{base}/1?{tls}",
+        }
+        configure_process(env)
+        worker = Worker(env)
+        try:
+            worker.start()
+            yield proxy, env, cert
+        finally:
+            worker.stop()
+            os.environ.clear()
+            os.environ.update(saved)
+            configure_process({})
+
+
+def test_rediss_urls_track_a_job_over_verified_tls(
+    tls_stack: tuple[TlsProxy, dict[str, str], Path], report: Any
+) -> None:
+    proxy, env, cert = tls_stack
+    # Given a server that only speaks TLS with a certificate clients must verify
+    unverified = env["POLLER_REDIS_URL"].replace(f"&ssl_ca_certs={cert}", "")
+    with pytest.raises(redis.ConnectionError, match="CERTIFICATE_VERIFY_FAILED"):
+        redis.Redis.from_url(unverified).ping()
+    # When a job is submitted, run and tracked through rediss:// URLs (broker, results, records)
+    result = submit_job.delay(
+        "tls-1", JOB_QUEUE, SLEEP_JOB_DEFINITION, parameters={"sim_seconds": "0.3"}
+    )
+    outcome = result.get(timeout=60)
+    # Then it succeeds, every connection having gone through TLS
+    report("rediss", status=outcome["status"], tls_connections=proxy.tls_connections)
+    assert outcome["status"] == "SUCCEEDED"
+    assert JobHandle(result.id).record().status.value == "SUCCEEDED"
+    assert proxy.tls_connections >= 3  # this process, the worker's consumer and its producer

@@ -7,8 +7,10 @@ for a condition with a deadline.
 from __future__ import annotations
 
 import json
+import socket
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -538,10 +540,30 @@ def test_counters_count_calls_per_operation_and_reset(faulty: LocalBatch) -> Non
         "calls": {"DescribeJobQueues": 3, "ListJobs": 2},
         "throttled": {},
         "errors": {},
+        "incomplete": {},
     }
     assert faulty.calls("ListJobs") == 2
     faulty.reset_stats()
     assert faulty.calls("ListJobs") == 0
+
+
+def test_a_request_cut_short_by_its_client_is_not_counted_as_a_call(faulty: LocalBatch) -> None:
+    # Given a client that sends SubmitJob's headers and part of its body, then dies
+    host, port = urllib.parse.urlsplit(faulty.endpoint_url).netloc.split(":")
+    body = json.dumps({"jobName": "cut", "jobQueue": JOB_QUEUE, "jobDefinition": "x"}).encode()
+    head = f"POST /v1/submitjob HTTP/1.1\r\nHost: {host}\r\nContent-Length: {len(body)}\r\n\r\n"
+    with socket.create_connection((host, int(port)), timeout=5) as conn:
+        conn.sendall(head.encode() + body[:10])
+
+    # Then the endpoint counts it as incomplete, not as a SubmitJob call, and creates no job
+    eventually(lambda: faulty.stats()["incomplete"] == {"SubmitJob": 1})
+    assert faulty.calls("SubmitJob") == 0
+    assert (
+        faulty.client().list_jobs(
+            jobQueue=JOB_QUEUE, filters=[{"name": "JOB_NAME", "values": ["cut"]}]
+        )["jobSummaryList"]
+        == []
+    )
 
 
 def test_fault_configuration_is_validated_and_readable(faulty: LocalBatch) -> None:
