@@ -10,6 +10,11 @@ Claims are Redis keys taken with SET NX and expiring on their own, so several wo
 several hosts never describe the same job in the same moment, and a worker that dies holding
 claims blocks nothing for longer than the window. At scale, checks due in the same second are
 described together: close to ceil(active jobs / 100) calls per round.
+
+Choosing the jobs to describe is one Lua script: it walks the due index soonest first, skips the
+jobs that already have an observation recent enough for their check (under a backlog those are
+the most overdue ones, waiting for a worker to run their check) and claims the rest, in one
+round trip. Observation times are kept in a sorted set next to the observations for that.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from pydantic import TypeAdapter
 from poller.batch import DESCRIBE_PAGE, BatchJobView
 from poller.errors import PollerError
 from poller.models import JobRecord, utcnow
+from poller.store import ACTIVE_INDEX
 
 if TYPE_CHECKING:
     from poller.lifecycle import Runtime
@@ -31,9 +37,45 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 OBSERVATION_KEY = "obs"  # <p>:obs:<tracking id> -> {"at": ISO time, "view": BatchJobView | null}
+OBSERVED_INDEX = "observed"  # sorted set: tracking id -> when its observation was made (epoch s)
 CLAIM_KEY = "claim"  # <p>:claim:<tracking id> while a worker is describing that job
-CANDIDATES = 2 * DESCRIBE_PAGE  # due jobs looked at per claim; some are taken by other workers
+SCAN_LIMIT = 100 * DESCRIBE_PAGE  # due jobs looked at per claim at most (observed or claimed ones)
 _VIEW = TypeAdapter(BatchJobView)
+
+# KEYS: due index, observed index. ARGV: claim key prefix, own tracking id, now, due horizon,
+# window (s), claim lifetime (ms), how many to claim, how many due jobs to look at.
+# Returns the tracking ids claimed besides the own one, or false if the own one is claimed.
+# Claim keys are computed in the script: poller does not run on Redis Cluster.
+_CLAIM_DUE = """
+local prefix, own = ARGV[1], ARGV[2]
+local now, horizon, window = tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
+local claim_ms, wanted, limit = ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])
+if not redis.call('SET', prefix .. own, own, 'NX', 'PX', claim_ms) then
+    return false
+end
+local claimed, from, seen, page = {}, '-inf', 0, 200
+while #claimed < wanted and seen < limit do
+    local due = redis.call('ZRANGEBYSCORE', KEYS[1], from, horizon, 'WITHSCORES', 'LIMIT', 0, page)
+    if #due == 0 then break end
+    -- the next page starts after this one's last due time (a job due at exactly that time is
+    -- left to its own check)
+    from = '(' .. due[#due]
+    seen = seen + #due / 2
+    for i = 1, #due, 2 do
+        local id = due[i]
+        if id ~= own then
+            local observed_at = redis.call('ZSCORE', KEYS[2], id)
+            local oldest_useful = math.min(now, tonumber(due[i + 1])) - window
+            if (not observed_at or tonumber(observed_at) < oldest_useful)
+                and redis.call('SET', prefix .. id, own, 'NX', 'PX', claim_ms) then
+                claimed[#claimed + 1] = id
+                if #claimed >= wanted then break end
+            end
+        end
+    end
+end
+return claimed
+"""
 
 
 class ObservationPending(PollerError):
@@ -114,57 +156,43 @@ def _oldest_useful(rt: Runtime, due: datetime | None, now: datetime) -> datetime
 
 
 def _claim_due(rt: Runtime, own: str, now: datetime) -> list[JobRecord] | None:
-    """Claim this job and up to 99 other active jobs due within the window.
+    """Claim this job and up to 99 other active jobs due within the window that still need an
+    observation (only as many as one call describes: a claim nobody uses would make that job's
+    own check wait for it to expire).
 
     Returns the others' records, or None when this job is claimed by another check already.
     """
     store, window = rt.store, rt.settings.coalesce_window
-    claim_ms = int(window * 1000)
-    if not store.redis.set(store.key(CLAIM_KEY, own), own, nx=True, px=claim_ms):
+    claim_due = store.redis.register_script(_CLAIM_DUE)  # run by its SHA, loaded once per server
+    claimed = claim_due(
+        keys=[store.key(ACTIVE_INDEX), store.key(OBSERVED_INDEX)],
+        args=[
+            store.key(CLAIM_KEY, ""), own, now.timestamp(),
+            (now + timedelta(seconds=window)).timestamp(), window, int(window * 1000),
+            DESCRIBE_PAGE - 1, SCAN_LIMIT,
+        ],
+    )  # fmt: skip
+    if claimed is None:
         return None
-    soon = now + timedelta(seconds=window)
-    due = _needing_observation(
-        rt, [(t, at) for t, at in store.due(soon, CANDIDATES) if t != own], now
-    )
-    claimed: list[str] = []
-    # Claim in slices only as many as one call describes: a claim nobody uses would make that
-    # job's own check wait for it to expire.
-    while due and len(claimed) < DESCRIBE_PAGE - 1:
-        wanted = DESCRIBE_PAGE - 1 - len(claimed)
-        batch, due = due[:wanted], due[wanted:]
-        with store.redis.pipeline(transaction=False) as pipe:
-            for tracking_id in batch:
-                pipe.set(store.key(CLAIM_KEY, tracking_id), own, nx=True, px=claim_ms)
-            taken = pipe.execute()
-        claimed += [t for t, ok in zip(batch, taken, strict=True) if ok]
-    return [r for r in store.records(claimed) if r.job_id and not r.is_terminal]
-
-
-def _needing_observation(
-    rt: Runtime, candidates: list[tuple[str, datetime]], now: datetime
-) -> list[str]:
-    """The candidates that have no observation recent enough for their due check yet."""
-    if not candidates:
-        return []
-    keys = [rt.store.key(OBSERVATION_KEY, t) for t, _ in candidates]
-    needing = []
-    for (tracking_id, due), raw in zip(candidates, rt.store.redis.mget(keys), strict=True):
-        at = datetime.fromisoformat(json.loads(raw)["at"]) if raw else None
-        if at is None or at < _oldest_useful(rt, due, now):
-            needing.append(tracking_id)
-    return needing
+    return [r for r in store.records([str(t) for t in claimed]) if r.job_id and not r.is_terminal]
 
 
 def _store_observations(rt: Runtime, views: dict[str, BatchJobView | None], now: datetime) -> None:
     """Store each job's observation (one round trip); kept as long as a late check may use it."""
     if not views:
         return
-    ttl_ms = int((rt.settings.coalesce_window + rt.settings.poll_max_delay) * 1000)
+    ttl = rt.settings.coalesce_window + rt.settings.poll_max_delay
     with rt.store.redis.pipeline(transaction=False) as pipe:
         for tracking_id, view in views.items():
             data = {
                 "at": now.isoformat(),
                 "view": _VIEW.dump_python(view, mode="json") if view else None,
             }
-            pipe.set(rt.store.key(OBSERVATION_KEY, tracking_id), json.dumps(data), px=ttl_ms)
+            pipe.set(
+                rt.store.key(OBSERVATION_KEY, tracking_id), json.dumps(data), px=int(ttl * 1000)
+            )
+        observed = rt.store.key(OBSERVED_INDEX)
+        pipe.zadd(observed, dict.fromkeys(views, now.timestamp()))
+        # Entries older than any observation still kept are of no use to the claim script
+        pipe.zremrangebyscore(observed, "-inf", now.timestamp() - ttl)
         pipe.execute()

@@ -1,0 +1,70 @@
+"""Which jobs a coalesced check claims, against a real Redis (no AWS call is made)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any, cast
+
+import pytest
+import redis
+
+from poller import coalesce, tracking
+from poller.lifecycle import Runtime
+from poller.models import JobRecord, PollPolicy, utcnow
+from poller.settings import Settings
+from poller.store import JobStore
+
+POLICY = PollPolicy(
+    initial_delay=1, max_delay=10, factor=2, jitter=0, max_checks=50, max_wait=3600,
+    terminate_on_give_up=False,
+)  # fmt: skip
+
+
+@pytest.fixture
+def rt(poller_redis_client: redis.Redis) -> Runtime:
+    settings = Settings(coalesce_window=1.5, poll_max_delay=30, visibility_timeout=3600)
+    store = JobStore(poller_redis_client, prefix="claims-test", record_ttl=60)
+    return Runtime(settings=settings, store=store, batch=cast(Any, None))
+
+
+def submitted(rt: Runtime, count: int, overdue_by: float) -> list[str]:
+    """``count`` submitted jobs whose checks fell due ``overdue_by`` seconds ago and earlier."""
+    now, ids = utcnow(), []
+    for i in range(count):
+        tracking_id = f"job-{i:04d}"
+        due = now - timedelta(seconds=overdue_by + count - i)  # job-0000 is the most overdue
+        record = JobRecord(
+            tracking_id=tracking_id, job_name="n", job_queue="q", job_definition="d", poll=POLICY
+        )
+        rt.store.create(tracking.new_record(record, now))
+        rt.store.update(
+            tracking_id, lambda r, d=due, t=tracking_id: tracking.submitted(r, f"b-{t}", now, d)
+        )
+        ids.append(tracking_id)
+    return ids
+
+
+def test_a_backlog_of_observed_jobs_does_not_hide_the_jobs_still_needing_a_call(
+    rt: Runtime,
+) -> None:
+    # Given 1,000 overdue jobs whose 600 most overdue already have a fresh observation waiting
+    # for their late checks (what a busy worker leaves behind)
+    ids = submitted(rt, 1000, overdue_by=5)
+    coalesce._store_observations(rt, dict.fromkeys(ids[:600]), utcnow())
+    # When a check of another job claims jobs to describe with its own
+    others = coalesce._claim_due(rt, ids[-1], utcnow())
+    # Then it gets a full call's worth, all among the jobs without an observation, most overdue first
+    assert others is not None
+    claimed = [r.tracking_id for r in others]
+    assert claimed == ids[600:699]
+    # And a second check claims the next ones, never a job claimed already
+    second = coalesce._claim_due(rt, ids[-2], utcnow())
+    assert second is not None
+    assert [r.tracking_id for r in second] == ids[699:798]
+
+
+def test_a_check_whose_job_is_claimed_by_another_gets_none(rt: Runtime) -> None:
+    ids = submitted(rt, 5, overdue_by=1)
+    first = coalesce._claim_due(rt, ids[0], utcnow())
+    assert first is not None and [r.tracking_id for r in first] == ids[1:]
+    assert coalesce._claim_due(rt, ids[3], utcnow()) is None
