@@ -51,10 +51,14 @@ app = Celery("poller", include=["poller.tasks"])
 app.add_defaults(celery_config)
 
 
-def _install_reconciler() -> None:
+def _install_worker_parts() -> None:
+    from celery.signals import worker_init
+
+    from poller import tracebacks
     from poller.reconcile import ReconcileStep
 
     app.steps["worker"].add(ReconcileStep)
+    worker_init.connect(lambda **_: tracebacks.install(), weak=False)
 
 
-_install_reconciler()
+_install_worker_parts()
