@@ -19,7 +19,7 @@ import os
 import random
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,7 +66,9 @@ class RunResult:
     calls: dict[str, int]
     checks: int
     lags: list[float]
+    stop_offsets: list[float]  # each lag's job stopped this many seconds after the first submit
     worker_peak_rss_mb: list[float]
+    worker_idle_rss_mb: list[float]
     redis_peak_mb: float
     wall_seconds: float
     statuses: dict[str, int] = field(default_factory=dict)
@@ -79,19 +81,38 @@ class RunResult:
     def checks_per_call(self) -> float:
         return self.checks / max(1, self.describe_calls)
 
-    def lag(self, quantile: float) -> float:
-        ordered = sorted(self.lags)
-        return (
-            ordered[min(len(ordered) - 1, int(quantile * len(ordered)))]
-            if ordered
-            else float("nan")
+    def kb_per_job(self, workload: Workload) -> float:
+        """Peak worker memory above its idle size, per job that worker tracked (jobs spread
+        evenly over the workers)."""
+        grown = max(
+            p - i for p, i in zip(self.worker_peak_rss_mb, self.worker_idle_rss_mb, strict=True)
+        )
+        return grown * 1024 / (workload.jobs / workload.workers)
+
+    def lag_by_stop_time(self, bucket: float = 30.0) -> str:
+        """p99 detection lag of the jobs that stopped in each ``bucket`` seconds of the run."""
+        buckets: dict[int, list[float]] = {}
+        for offset, lag in zip(self.stop_offsets, self.lags, strict=True):
+            buckets.setdefault(int(offset // bucket), []).append(lag)
+        return ", ".join(
+            f"{int(k * bucket)}-{int((k + 1) * bucket)}s: {quantile(lags, 0.99):.1f}"
+            for k, lags in sorted(buckets.items())
         )
 
+    def lag(self, q: float) -> float:
+        return quantile(self.lags, q)
 
-def peak_rss_mb(pid: int) -> float:
-    """The process's peak resident set size (VmHWM), in MB."""
+
+def quantile(values: list[float], q: float) -> float:
+    """The ``q`` quantile of ``values`` (nearest rank); NaN when empty."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def rss_mb(pid: int, field: str = "VmHWM") -> float:
+    """The process's peak (VmHWM) or current (VmRSS) resident set size, in MB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -163,6 +184,7 @@ def run_tracking(workload: Workload, coalesce: bool) -> RunResult:
     durations = workload.durations()
     with stack(workload, None, POLLER_COALESCE=str(coalesce).lower()) as (batch, server, workers):
         started = time.monotonic()
+        idle_rss = [rss_mb(w.pid, "VmRSS") for w in workers if w.pid]
         with Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -176,70 +198,75 @@ def run_tracking(workload: Workload, coalesce: bool) -> RunResult:
             )
         wall = time.monotonic() - started
         stats = batch.stats()
-        rss = [peak_rss_mb(w.pid) for w in workers if w.pid]
+        rss = [rss_mb(w.pid) for w in workers if w.pid]
         info = redis.Redis.from_url(server.url).info("memory")
     statuses: dict[str, int] = {}
     for record in records:
         statuses[record.status.value] = statuses.get(record.status.value, 0) + 1
-    lags = [
-        (r.finished_at - r.stopped_at).total_seconds()
-        for r in records
-        if r.finished_at and r.stopped_at
-    ]
+    first_submit = min(r.submitted_at for r in records if r.submitted_at)
+    ended = [r for r in records if r.finished_at and r.stopped_at]
+    lags = [(r.finished_at - r.stopped_at).total_seconds() for r in ended]
+    stop_offsets = [(r.stopped_at - first_submit).total_seconds() for r in ended]
     return RunResult(
         label=label,
         calls=dict(stats["calls"]),
         checks=sum(r.checks for r in records),
         lags=lags,
+        stop_offsets=stop_offsets,
         worker_peak_rss_mb=rss,
+        worker_idle_rss_mb=idle_rss,
         redis_peak_mb=int(info["used_memory_peak"]) / 2**20,
         wall_seconds=wall,
         statuses=statuses,
     )
 
 
-def show_tracking(workload: Workload, coalesced: RunResult, naive: RunResult) -> None:
+def show_tracking(workload: Workload, coalesced: RunResult, naive: RunResult | None) -> None:
+    """Print both runs side by side with their ratios (only the coalesced one if alone)."""
     table = Table(title=f"{workload.jobs} jobs ({workload.min_seconds:.0f}-{workload.max_seconds:.0f}s each), "
                         f"backoff {workload.initial_delay:.0f}s..{workload.max_delay:.0f}s cap, "
                         f"{workload.workers} workers")  # fmt: skip
     table.add_column("figure")
     table.add_column("coalesced", justify="right")
-    table.add_column("per-job", justify="right")
-    table.add_column("per-job / coalesced", justify="right")
+    if naive is not None:
+        table.add_column("per-job", justify="right")
+        table.add_column("per-job / coalesced", justify="right")
 
-    def row(name: str, a: float, b: float, fmt: str = "{:.1f}") -> None:
-        ratio = f"{b / a:.2f}x" if a else "-"
-        table.add_row(name, fmt.format(a), fmt.format(b), ratio)
+    def row(name: str, figure: Callable[[RunResult], float], fmt: str = "{:.1f}") -> None:
+        a = figure(coalesced)
+        if naive is None:
+            table.add_row(name, fmt.format(a))
+            return
+        b = figure(naive)
+        table.add_row(name, fmt.format(a), fmt.format(b), f"{b / a:.2f}x" if a else "-")
 
-    for operation in sorted(set(coalesced.calls) | set(naive.calls)):
-        row(
-            f"{operation} calls",
-            coalesced.calls.get(operation, 0),
-            naive.calls.get(operation, 0),
-            "{:.0f}",
-        )
-    row("job-checks", coalesced.checks, naive.checks, "{:.0f}")
-    row("job-checks per DescribeJobs call", coalesced.checks_per_call, naive.checks_per_call)
-    row("detection lag p50 (s)", coalesced.lag(0.5), naive.lag(0.5), "{:.2f}")
-    row("detection lag p99 (s)", coalesced.lag(0.99), naive.lag(0.99), "{:.2f}")
-    row(
-        "worker peak RSS, max (MB)",
-        max(coalesced.worker_peak_rss_mb),
-        max(naive.worker_peak_rss_mb),
-    )
-    row("Redis peak memory (MB)", coalesced.redis_peak_mb, naive.redis_peak_mb)
-    row("wall time (s)", coalesced.wall_seconds, naive.wall_seconds)
-    row("job-checks per second (workers' throughput)", coalesced.checks / coalesced.wall_seconds,
-        naive.checks / naive.wall_seconds)  # fmt: skip
+    operations = set(coalesced.calls) | set(naive.calls if naive else {})
+
+    def calls_of(operation: str) -> Callable[[RunResult], float]:
+        return lambda r: r.calls.get(operation, 0)
+
+    for operation in sorted(operations):
+        row(f"{operation} calls", calls_of(operation), "{:.0f}")
+    row("job-checks", lambda r: r.checks, "{:.0f}")
+    row("job-checks per DescribeJobs call", lambda r: r.checks_per_call)
+    row("detection lag p50 (s)", lambda r: r.lag(0.5), "{:.2f}")
+    row("detection lag p99 (s)", lambda r: r.lag(0.99), "{:.2f}")
+    row("worker RSS before submitting (MB)", lambda r: max(r.worker_idle_rss_mb))
+    row("worker peak RSS, max (MB)", lambda r: max(r.worker_peak_rss_mb))
+    row("worker memory per tracked job (KB)", lambda r: r.kb_per_job(workload))
+    row("Redis peak memory (MB)", lambda r: r.redis_peak_mb)
+    row("wall time (s)", lambda r: r.wall_seconds)
+    row("job-checks per second (workers' throughput)", lambda r: r.checks / r.wall_seconds)
     console.print(table)
-    for result in (coalesced, naive):
+    for result in (coalesced, naive) if naive else (coalesced,):
         console.print(f"  {result.label}: statuses {result.statuses}")
+        console.print(f"  {result.label}: p99 lag by stop time: {result.lag_by_stop_time()}")
     target = workload.max_delay + 2
     console.print(
         f"  targets: checks/call >= 50: {coalesced.checks_per_call:.1f}; "
         f"p99 lag <= cap + 2 s = {target:.0f} s: {coalesced.lag(0.99):.2f} s; "
         f"worker RSS < 500 MB: {max(coalesced.worker_peak_rss_mb):.0f} MB "
-        f"({max(coalesced.worker_peak_rss_mb) / workload.jobs * 1024 * workload.workers:.1f} KB per tracked job per worker, upper bound)"
+        f"({coalesced.kb_per_job(workload):.1f} KB per tracked job above the idle worker)"
     )
 
 
@@ -314,7 +341,7 @@ def main() -> None:
         console.rule(f"{jobs} jobs")
         coalesced = run_tracking(workload, coalesce=True)
         if args.coalesced_only:
-            show_tracking(workload, coalesced, coalesced)
+            show_tracking(workload, coalesced, None)
             continue
         naive = run_tracking(workload, coalesce=False)
         show_tracking(workload, coalesced, naive)

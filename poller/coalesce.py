@@ -4,17 +4,19 @@ Every job keeps its own countdown-scheduled check (the lifecycle does not change
 call is shared. A check that has to call AWS claims up to 99 other active jobs whose checks are
 due within ``coalesce_window`` seconds, describes them together with its own job, and stores what
 it saw for each. When those jobs' own checks run, they use the stored observation while it is
-fresh (at most ``coalesce_window`` old) instead of calling AWS again.
+fresh (made at most ``coalesce_window`` before the check fell due) instead of calling AWS again.
 
 Claims are Redis keys taken with SET NX and expiring on their own, so several worker processes on
 several hosts never describe the same job in the same moment, and a worker that dies holding
 claims blocks nothing for longer than the window. At scale, checks due in the same second are
 described together: close to ceil(active jobs / 100) calls per round.
 
-Choosing the jobs to describe is one Lua script: it walks the due index soonest first, skips the
-jobs that already have an observation recent enough for their check (under a backlog those are
-the most overdue ones, waiting for a worker to run their check) and claims the rest, in one
-round trip. Observation times are kept in a sorted set next to the observations for that.
+The jobs to describe come from the store's ``observe`` index: each submitted job with the time it
+next needs an observation. That is its next check, until a coalesced call observes it; then it
+moves to the observation's time plus the backoff cap (less the window), so that a job whose own
+check runs late is still described at least that often. Under a backlog the most overdue jobs
+have an observation waiting for their late check and are out of the way. Claiming is one Lua
+script walking that index soonest first, in one round trip.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from pydantic import TypeAdapter
 from poller.batch import DESCRIBE_PAGE, BatchJobView
 from poller.errors import PollerError
 from poller.models import JobRecord, utcnow
-from poller.store import ACTIVE_INDEX
+from poller.store import OBSERVE_INDEX
 
 if TYPE_CHECKING:
     from poller.lifecycle import Runtime
@@ -37,19 +39,17 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 OBSERVATION_KEY = "obs"  # <p>:obs:<tracking id> -> {"at": ISO time, "view": BatchJobView | null}
-OBSERVED_INDEX = "observed"  # sorted set: tracking id -> when its observation was made (epoch s)
 CLAIM_KEY = "claim"  # <p>:claim:<tracking id> while a worker is describing that job
-SCAN_LIMIT = 100 * DESCRIBE_PAGE  # due jobs looked at per claim at most (observed or claimed ones)
+SCAN_LIMIT = 10 * DESCRIBE_PAGE  # due jobs looked at per claim at most (some claimed by others)
 _VIEW = TypeAdapter(BatchJobView)
 
-# KEYS: due index, observed index. ARGV: claim key prefix, own tracking id, now, due horizon,
-# window (s), claim lifetime (ms), how many to claim, how many due jobs to look at.
+# KEYS: the observe index. ARGV: claim key prefix, own tracking id, due horizon,
+# claim lifetime (ms), how many to claim, how many due jobs to look at.
 # Returns the tracking ids claimed besides the own one, or false if the own one is claimed.
 # Claim keys are computed in the script: poller does not run on Redis Cluster.
 _CLAIM_DUE = """
-local prefix, own = ARGV[1], ARGV[2]
-local now, horizon, window = tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
-local claim_ms, wanted, limit = ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])
+local prefix, own, horizon = ARGV[1], ARGV[2], ARGV[3]
+local claim_ms, wanted, limit = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
 if not redis.call('SET', prefix .. own, own, 'NX', 'PX', claim_ms) then
     return false
 end
@@ -63,14 +63,9 @@ while #claimed < wanted and seen < limit do
     seen = seen + #due / 2
     for i = 1, #due, 2 do
         local id = due[i]
-        if id ~= own then
-            local observed_at = redis.call('ZSCORE', KEYS[2], id)
-            local oldest_useful = math.min(now, tonumber(due[i + 1])) - window
-            if (not observed_at or tonumber(observed_at) < oldest_useful)
-                and redis.call('SET', prefix .. id, own, 'NX', 'PX', claim_ms) then
-                claimed[#claimed + 1] = id
-                if #claimed >= wanted then break end
-            end
+        if id ~= own and redis.call('SET', prefix .. id, own, 'NX', 'PX', claim_ms) then
+            claimed[#claimed + 1] = id
+            if #claimed >= wanted then break end
         end
     end
 end
@@ -98,22 +93,34 @@ def observe(rt: Runtime, record: JobRecord) -> BatchJobView | None:
     others = _claim_due(rt, record.tracking_id, now)
     if others is None:
         raise ObservationPending(f"job {record.tracking_id} is being described by another check")
-    job_ids = {record.tracking_id: record.job_id}
-    job_ids.update({r.tracking_id: r.job_id for r in others if r.job_id})
+    views = _describe(rt, record, others, now)
+    logger.debug("job %s: described with %d other job(s)", record.tracking_id, len(others))
+    return views.get(record.job_id)
+
+
+def _describe(
+    rt: Runtime, own: JobRecord, others: list[JobRecord], now: datetime
+) -> dict[str, BatchJobView]:
+    """Describe ``own`` and the claimed jobs in one call; store what was seen of the others for
+    their checks and record at once those seen finished."""
+    job_ids = {r.tracking_id: r.job_id for r in others if r.job_id}
+    job_ids[own.tracking_id] = str(own.job_id)
     try:
         views = rt.batch.describe(job_ids.values())
     except PollerError:
-        # Nothing observed: free every claim, or those jobs' checks would wait for them.
-        rt.store.redis.delete(*(rt.store.key(CLAIM_KEY, t) for t in job_ids))
+        _release(rt, list(job_ids))  # nothing observed: those jobs' checks must not wait
         raise
-    # Others keep their claims while their observation is fresh; this job's next check must
-    # not wait for its own claim to expire.
-    rt.store.redis.delete(rt.store.key(CLAIM_KEY, record.tracking_id))
-    observed = {t: views.get(j) for t, j in job_ids.items() if t != record.tracking_id}
+    # Others keep their claims while their observation is fresh; this job's next check must not
+    # wait for its own claim to expire.
+    _release(rt, [own.tracking_id])
+    observed = {r.tracking_id: views.get(job_ids[r.tracking_id]) for r in others if r.job_id}
     _store_observations(rt, observed, now)
     _finish_observed(rt, {r.tracking_id: r for r in others}, observed)
-    logger.debug("job %s: described with %d other job(s)", record.tracking_id, len(job_ids) - 1)
-    return views.get(record.job_id)
+    return views
+
+
+def _release(rt: Runtime, tracking_ids: list[str]) -> None:
+    rt.store.redis.delete(*(rt.store.key(CLAIM_KEY, t) for t in tracking_ids))
 
 
 def _finish_observed(
@@ -156,20 +163,19 @@ def _oldest_useful(rt: Runtime, due: datetime | None, now: datetime) -> datetime
 
 
 def _claim_due(rt: Runtime, own: str, now: datetime) -> list[JobRecord] | None:
-    """Claim this job and up to 99 other active jobs due within the window that still need an
-    observation (only as many as one call describes: a claim nobody uses would make that job's
-    own check wait for it to expire).
+    """Claim job ``own`` and up to 99 other active jobs due within the window
+    that still need an observation (only as many as one call describes: a claim nobody uses
+    would make that job's own check wait for it to expire).
 
     Returns the others' records, or None when this job is claimed by another check already.
     """
     store, window = rt.store, rt.settings.coalesce_window
     claim_due = store.redis.register_script(_CLAIM_DUE)  # run by its SHA, loaded once per server
     claimed = claim_due(
-        keys=[store.key(ACTIVE_INDEX), store.key(OBSERVED_INDEX)],
+        keys=[store.key(OBSERVE_INDEX)],
         args=[
-            store.key(CLAIM_KEY, ""), own, now.timestamp(),
-            (now + timedelta(seconds=window)).timestamp(), window, int(window * 1000),
-            DESCRIBE_PAGE - 1, SCAN_LIMIT,
+            store.key(CLAIM_KEY, ""), own, (now + timedelta(seconds=window)).timestamp(),
+            int(window * 1000), DESCRIBE_PAGE - 1, SCAN_LIMIT,
         ],
     )  # fmt: skip
     if claimed is None:
@@ -181,7 +187,11 @@ def _store_observations(rt: Runtime, views: dict[str, BatchJobView | None], now:
     """Store each job's observation (one round trip); kept as long as a late check may use it."""
     if not views:
         return
-    ttl = rt.settings.coalesce_window + rt.settings.poll_max_delay
+    window = rt.settings.coalesce_window
+    ttl = window + rt.settings.poll_max_delay
+    # Observed, a job needs no other observation before its check reschedules it, or failing
+    # that (its check is late) before the backoff cap has passed.
+    again_at = now.timestamp() + max(rt.settings.poll_max_delay - window, window)
     with rt.store.redis.pipeline(transaction=False) as pipe:
         for tracking_id, view in views.items():
             data = {
@@ -191,8 +201,6 @@ def _store_observations(rt: Runtime, views: dict[str, BatchJobView | None], now:
             pipe.set(
                 rt.store.key(OBSERVATION_KEY, tracking_id), json.dumps(data), px=int(ttl * 1000)
             )
-        observed = rt.store.key(OBSERVED_INDEX)
-        pipe.zadd(observed, dict.fromkeys(views, now.timestamp()))
-        # Entries older than any observation still kept are of no use to the claim script
-        pipe.zremrangebyscore(observed, "-inf", now.timestamp() - ttl)
+        # XX: a job that ended meanwhile has left the index and must not come back
+        pipe.zadd(rt.store.key(OBSERVE_INDEX), dict.fromkeys(views, again_at), xx=True)
         pipe.execute()

@@ -7,6 +7,8 @@ Layout (``<p>`` is the configured key prefix)::
     <p>:idem:<key>          tracking id owning an idempotency key
     <p>:active              sorted set: submitted job's tracking id -> next check (epoch s)
     <p>:queued              sorted set: not yet submitted job's tracking id -> when due
+    <p>:observe             sorted set: submitted job's tracking id -> when it next needs a
+                            Batch observation (its next check; coalesced checks move it later)
     <p>:events              pub/sub channel of JSON events
 
 Every change goes through :meth:`JobStore.update`: an optimistic transaction (WATCH/MULTI) that
@@ -35,6 +37,7 @@ logger = logging.getLogger(__name__)
 
 ACTIVE_INDEX = "active"
 QUEUED_INDEX = "queued"
+OBSERVE_INDEX = "observe"
 EVENTS_CHANNEL = "events"
 _EPOCH = datetime.fromtimestamp(0, tz=UTC)
 _MAX_CONFLICT_RETRIES = 50  # optimistic-lock retries before giving up; conflicts are rare and short
@@ -144,11 +147,16 @@ class JobStore:
     def _index_active(self, record: JobRecord, pipe: Any = None) -> None:
         target = pipe if pipe is not None else self.redis
         submitted, queued = self.key(ACTIVE_INDEX), self.key(QUEUED_INDEX)
+        observe = self.key(OBSERVE_INDEX)
+        if record.is_terminal or record.job_id is None:
+            target.zrem(observe, record.tracking_id)
         if record.is_terminal and record.resolved:
             target.zrem(submitted, record.tracking_id)
             target.zrem(queued, record.tracking_id)
             return
         when = record.next_check_at.timestamp() if record.next_check_at else 0.0
+        if not record.is_terminal and record.job_id is not None:
+            target.zadd(observe, {record.tracking_id: when})
         # Jobs not yet submitted have an index of their own: coalesced checks scan only the
         # submitted ones, which a backlog of submissions would otherwise crowd out.
         index, other = (queued, submitted) if record.job_id is None else (submitted, queued)

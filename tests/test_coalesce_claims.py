@@ -68,3 +68,17 @@ def test_a_check_whose_job_is_claimed_by_another_gets_none(rt: Runtime) -> None:
     first = coalesce._claim_due(rt, ids[0], utcnow())
     assert first is not None and [r.tracking_id for r in first] == ids[1:]
     assert coalesce._claim_due(rt, ids[3], utcnow()) is None
+
+
+def test_an_overdue_job_is_observed_again_once_its_observation_is_older_than_the_cap(
+    rt: Runtime,
+) -> None:
+    # Given two jobs whose checks fell due 40 s ago (workers are behind), observed just after
+    # that: one 35 s ago (older than the 30 s cap less the window), one 20 s ago
+    stale, recent, own = submitted(rt, 3, overdue_by=40)
+    coalesce._store_observations(rt, {stale: None}, utcnow() - timedelta(seconds=35))
+    coalesce._store_observations(rt, {recent: None}, utcnow() - timedelta(seconds=20))
+    # When a check claims jobs to describe
+    others = coalesce._claim_due(rt, own, utcnow())
+    # Then only the stale one is described again, though its own late check could still use it
+    assert others is not None and [r.tracking_id for r in others] == [stale]

@@ -62,6 +62,7 @@ class TlsProxy:
         self.target_port = target_port
         self.port = 0
         self.tls_connections = 0
+        self._writers: set[asyncio.StreamWriter] = set()
         self._context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self._context.load_cert_chain(cert_path, key_path)
         self._loop = asyncio.new_event_loop()
@@ -82,9 +83,15 @@ class TlsProxy:
         self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None
     ) -> None:
         async def shutdown() -> None:
+            # Close every connection before the loop stops: a transport left for the garbage
+            # collector warns (and pytest turns that into an error in a later test).
             self._server.close()
-            for task in asyncio.all_tasks() - {asyncio.current_task()}:
+            for writer in list(self._writers):
+                writer.transport.abort()  # at once: no TLS goodbye from clients gone already
+            pending = asyncio.all_tasks() - {asyncio.current_task()}
+            for task in pending:
                 task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
 
         asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(timeout=10)
         self._loop.call_soon_threadsafe(self._loop.stop)
@@ -95,12 +102,17 @@ class TlsProxy:
         self, client_in: asyncio.StreamReader, client_out: asyncio.StreamWriter
     ) -> None:
         self.tls_connections += 1
+        self._writers.add(client_out)
         try:
             server_in, server_out = await asyncio.open_connection("127.0.0.1", self.target_port)
         except OSError:
             client_out.close()
             return
-        await asyncio.gather(_pipe(client_in, server_out), _pipe(server_in, client_out))
+        self._writers.add(server_out)
+        try:
+            await asyncio.gather(_pipe(client_in, server_out), _pipe(server_in, client_out))
+        finally:
+            self._writers.difference_update((client_out, server_out))
 
 
 async def _pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
