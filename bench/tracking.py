@@ -203,8 +203,8 @@ def run_tracking(workload: Workload, coalesce: bool) -> RunResult:
     statuses: dict[str, int] = {}
     for record in records:
         statuses[record.status.value] = statuses.get(record.status.value, 0) + 1
-    first_submit = min(r.submitted_at for r in records if r.submitted_at)
-    ended = [r for r in records if r.finished_at and r.stopped_at]
+    first_submit = min((r.submitted_at for r in records if r.submitted_at), default=None)
+    ended = [r for r in records if r.finished_at and r.stopped_at and first_submit]
     lags = [(r.finished_at - r.stopped_at).total_seconds() for r in ended]
     stop_offsets = [(r.stopped_at - first_submit).total_seconds() for r in ended]
     return RunResult(
@@ -253,7 +253,7 @@ def show_tracking(workload: Workload, coalesced: RunResult, naive: RunResult | N
     row("detection lag p99 (s)", lambda r: r.lag(0.99), "{:.2f}")
     row("worker RSS before submitting (MB)", lambda r: max(r.worker_idle_rss_mb))
     row("worker peak RSS, max (MB)", lambda r: max(r.worker_peak_rss_mb))
-    row("worker memory per tracked job (KB)", lambda r: r.kb_per_job(workload))
+    row("worker memory per tracked job (KB, upper bound)", lambda r: r.kb_per_job(workload))
     row("Redis peak memory (MB)", lambda r: r.redis_peak_mb)
     row("wall time (s)", lambda r: r.wall_seconds)
     row("job-checks per second (workers' throughput)", lambda r: r.checks / r.wall_seconds)

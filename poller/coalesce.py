@@ -43,31 +43,34 @@ CLAIM_KEY = "claim"  # <p>:claim:<tracking id> while a worker is describing that
 SCAN_LIMIT = 10 * DESCRIBE_PAGE  # due jobs looked at per claim at most (some claimed by others)
 _VIEW = TypeAdapter(BatchJobView)
 
-# KEYS: the observe index. ARGV: claim key prefix, own tracking id, due horizon,
-# claim lifetime (ms), how many to claim, how many due jobs to look at.
+# KEYS: the observe index. ARGV: claim key prefix, own tracking id, due horizon, claim lifetime
+# (ms), how many to claim, how many due jobs to look at, where claimed jobs move in the index.
 # Returns the tracking ids claimed besides the own one, or false if the own one is claimed.
-# Claim keys are computed in the script: poller does not run on Redis Cluster.
+# Claimed jobs (the own one too) move past the horizon of any check made while the claim lasts,
+# so that other checks neither walk past them nor describe them again; if the claimer dies they
+# are due again once the claim expired. Claim keys are computed in the script: poller does not
+# run on Redis Cluster.
 _CLAIM_DUE = """
 local prefix, own, horizon = ARGV[1], ARGV[2], ARGV[3]
-local claim_ms, wanted, limit = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
+local claim_ms, wanted, limit, parked = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]
 if not redis.call('SET', prefix .. own, own, 'NX', 'PX', claim_ms) then
     return false
 end
-local claimed, from, seen, page = {}, '-inf', 0, 200
+redis.call('ZADD', KEYS[1], 'XX', parked, own)
+local claimed, seen, page = {}, 0, 200
 while #claimed < wanted and seen < limit do
-    local due = redis.call('ZRANGEBYSCORE', KEYS[1], from, horizon, 'WITHSCORES', 'LIMIT', 0, page)
+    local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', horizon, 'LIMIT', seen, page)
     if #due == 0 then break end
-    -- the next page starts after this one's last due time (a job due at exactly that time is
-    -- left to its own check)
-    from = '(' .. due[#due]
-    seen = seen + #due / 2
-    for i = 1, #due, 2 do
-        local id = due[i]
+    seen = seen + #due
+    for _, id in ipairs(due) do
         if id ~= own and redis.call('SET', prefix .. id, own, 'NX', 'PX', claim_ms) then
             claimed[#claimed + 1] = id
             if #claimed >= wanted then break end
         end
     end
+end
+for _, id in ipairs(claimed) do
+    redis.call('ZADD', KEYS[1], 'XX', parked, id)
 end
 return claimed
 """
@@ -176,6 +179,7 @@ def _claim_due(rt: Runtime, own: str, now: datetime) -> list[JobRecord] | None:
         args=[
             store.key(CLAIM_KEY, ""), own, (now + timedelta(seconds=window)).timestamp(),
             int(window * 1000), DESCRIBE_PAGE - 1, SCAN_LIMIT,
+            (now + timedelta(seconds=2 * window)).timestamp(),
         ],
     )  # fmt: skip
     if claimed is None:

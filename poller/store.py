@@ -141,7 +141,9 @@ class JobStore:
                     self.redis.delete(job_key)
                     return existing
                 self.redis.set(idem_key, record.tracking_id, ex=self.record_ttl)
-        self._index_active(record)
+        with self.redis.pipeline(transaction=False) as pipe:
+            self._index_active(record, pipe)
+            pipe.execute()
         return record
 
     def _index_active(self, record: JobRecord, pipe: Any = None) -> None:

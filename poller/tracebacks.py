@@ -17,7 +17,7 @@ from types import CodeType
 
 from billiard import einfo
 
-MAX_SNAPSHOTS = 4096
+MAX_SNAPSHOTS = 512  # the frames of Retry and Ignore tracebacks come from a few dozen functions
 # id(code) -> (code, snapshot). Holding the code object keeps its id from being reused; keying
 # by identity, not by ``==`` (which ignores the file name), keeps each frame's own file.
 _snapshots: dict[int, tuple[CodeType, einfo._Code]] = {}

@@ -12,7 +12,7 @@ from poller import coalesce, tracking
 from poller.lifecycle import Runtime
 from poller.models import JobRecord, PollPolicy, utcnow
 from poller.settings import Settings
-from poller.store import JobStore
+from poller.store import OBSERVE_INDEX, JobStore
 
 POLICY = PollPolicy(
     initial_delay=1, max_delay=10, factor=2, jitter=0, max_checks=50, max_wait=3600,
@@ -82,3 +82,30 @@ def test_an_overdue_job_is_observed_again_once_its_observation_is_older_than_the
     others = coalesce._claim_due(rt, own, utcnow())
     # Then only the stale one is described again, though its own late check could still use it
     assert others is not None and [r.tracking_id for r in others] == [stale]
+
+
+def test_jobs_due_at_the_same_moment_are_all_claimed_across_pages(rt: Runtime) -> None:
+    # Given 450 jobs due at exactly the same time (one call's observations move them together)
+    ids = submitted(rt, 450, overdue_by=5)
+    same = utcnow().timestamp() - 5
+    rt.store.redis.zadd(rt.store.key(OBSERVE_INDEX), dict.fromkeys(ids, same))
+    # When four checks claim in turn
+    claims = [coalesce._claim_due(rt, own, utcnow()) for own in ids[-4:]]
+    # Then each gets a full call's worth and no job is claimed twice or left out
+    claimed = [r.tracking_id for c in claims for r in c or []]
+    assert [len(c or []) for c in claims] == [99, 99, 99, 99]
+    assert len(set(claimed)) == 396
+    assert not set(claimed) & set(ids[-4:])
+
+
+def test_claimed_jobs_leave_the_due_range_until_their_claim_expires(rt: Runtime) -> None:
+    ids = submitted(rt, 10, overdue_by=1)
+    first = coalesce._claim_due(rt, ids[0], utcnow())
+    assert first is not None and len(first) == 9
+    # Another check sees nothing left to claim while the claims last ...
+    rt.store.redis.delete(*(rt.store.key(coalesce.CLAIM_KEY, t) for t in ids))  # claimer died
+    assert coalesce._claim_due(rt, "latecomer", utcnow()) == []
+    # ... and everything once they have expired (the claimer never stored observations)
+    later = utcnow() + timedelta(seconds=2 * rt.settings.coalesce_window)
+    again = coalesce._claim_due(rt, "latecomer-2", later)
+    assert again is not None and len(again) == 10

@@ -331,15 +331,16 @@ class FaultMiddleware:
 def _drain(environ: WSGIEnvironment) -> bytes | None:
     """Read the request body (so a kept-alive connection is left at the next request); None
     when the client closed the connection before sending all of it."""
+    stream = environ["wsgi.input"]
     try:
+        if environ.get("wsgi.input_terminated"):  # chunked: the server ends the stream
+            whole: bytes = stream.read()
+            return whole
         length = int(environ.get("CONTENT_LENGTH") or 0)
+        data: bytes = stream.read(length) if length > 0 else b""
     except ValueError:
         return b""
-    if length <= 0:
-        return b""
-    try:
-        data: bytes = environ["wsgi.input"].read(length)
-    except OSError:
+    except OSError:  # werkzeug raises it for a chunked body cut short
         return None
     return data if len(data) == length else None
 

@@ -90,7 +90,8 @@ def test_a_pickled_message_is_refused_by_the_worker(secured: tuple[EmbeddedRedis
 def tls_stack(
     fault_batch: LocalBatch, tmp_path: Path
 ) -> Iterator[tuple[TlsProxy, dict[str, str], Path]]:
-    """A password-protected Redis reachable only through TLS (rediss://), and a worker on it."""
+    """A password-protected Redis that poller reaches only through TLS (rediss://: a TLS
+    endpoint in front of it), and a worker on it."""
     saved = dict(os.environ)
     cert, key = write_self_signed_certificate(tmp_path)
     with EmbeddedRedis(password=PASSWORD) as server, TlsProxy(server.port, cert, key) as proxy:
