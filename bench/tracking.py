@@ -51,6 +51,7 @@ class Workload:
     initial_delay: float
     max_delay: float
     workers: int
+    pace: float = 0.0  # jobs submitted per second by the bench (0: as fast as it can)
     seed: int = 42
 
     def durations(self) -> list[float]:
@@ -67,6 +68,7 @@ class RunResult:
     checks: int
     lags: list[float]
     stop_offsets: list[float]  # each lag's job stopped this many seconds after the first submit
+    peak_active: int  # most jobs tracked at the same time (submitted, not yet finished)
     worker_peak_rss_mb: list[float]
     worker_idle_rss_mb: list[float]
     redis_peak_mb: float
@@ -101,6 +103,17 @@ class RunResult:
 
     def lag(self, q: float) -> float:
         return quantile(self.lags, q)
+
+
+def peak_active(records: list[Any]) -> int:
+    """Most jobs that were submitted and not yet finished at the same moment."""
+    moments = [(r.submitted_at, 1) for r in records if r.submitted_at and r.finished_at]
+    moments += [(r.finished_at, -1) for r in records if r.submitted_at and r.finished_at]
+    active = peak = 0
+    for _, step in sorted(moments):
+        active += step
+        peak = max(peak, active)
+    return peak
 
 
 def quantile(values: list[float], q: float) -> float:
@@ -153,7 +166,10 @@ def submit_all(workload: Workload, durations: list[float], progress: Progress) -
 
     task = progress.add_task("submitting", total=len(durations))
     ids = []
+    started = time.monotonic()
     for i, seconds in enumerate(durations):
+        if workload.pace > 0:  # hold the i-th submission until its turn
+            time.sleep(max(0.0, started + i / workload.pace - time.monotonic()))
         params = {"sim_seconds": str(seconds)}
         ids.append(
             submit_job.delay(f"bench-{i}", JOB_QUEUE, SLEEP_JOB_DEFINITION, parameters=params).id
@@ -213,6 +229,7 @@ def run_tracking(workload: Workload, coalesce: bool) -> RunResult:
         checks=sum(r.checks for r in records),
         lags=lags,
         stop_offsets=stop_offsets,
+        peak_active=peak_active(records),
         worker_peak_rss_mb=rss,
         worker_idle_rss_mb=idle_rss,
         redis_peak_mb=int(info["used_memory_peak"]) / 2**20,
@@ -225,7 +242,8 @@ def show_tracking(workload: Workload, coalesced: RunResult, naive: RunResult | N
     """Print both runs side by side with their ratios (only the coalesced one if alone)."""
     table = Table(title=f"{workload.jobs} jobs ({workload.min_seconds:.0f}-{workload.max_seconds:.0f}s each), "
                         f"backoff {workload.initial_delay:.0f}s..{workload.max_delay:.0f}s cap, "
-                        f"{workload.workers} workers")  # fmt: skip
+                        f"{workload.workers} workers"
+                        + (f", submitted at {workload.pace:.0f}/s" if workload.pace else ""))  # fmt: skip
     table.add_column("figure")
     table.add_column("coalesced", justify="right")
     if naive is not None:
@@ -247,6 +265,7 @@ def show_tracking(workload: Workload, coalesced: RunResult, naive: RunResult | N
 
     for operation in sorted(operations):
         row(f"{operation} calls", calls_of(operation), "{:.0f}")
+    row("peak active jobs", lambda r: r.peak_active, "{:.0f}")
     row("job-checks", lambda r: r.checks, "{:.0f}")
     row("job-checks per DescribeJobs call", lambda r: r.checks_per_call)
     row("detection lag p50 (s)", lambda r: r.lag(0.5), "{:.2f}")
@@ -319,6 +338,12 @@ def main() -> None:
     parser.add_argument("--initial-delay", type=float, default=5.0)
     parser.add_argument("--max-delay", type=float, default=30.0, help="backoff cap")
     parser.add_argument(
+        "--pace",
+        type=float,
+        default=0.0,
+        help="submit at most this many jobs per second (e.g. 50, AWS's SubmitJob quota); 0: at once",
+    )
+    parser.add_argument(
         "--submit-jobs", type=int, default=1000, help="jobs in the throttled-submit scenario"
     )
     parser.add_argument("--submit-rate", type=float, default=50.0, help="SubmitJob throttle (/s)")
@@ -337,6 +362,7 @@ def main() -> None:
             args.initial_delay,
             args.max_delay,
             args.workers,
+            args.pace,
         )
         console.rule(f"{jobs} jobs")
         coalesced = run_tracking(workload, coalesce=True)
