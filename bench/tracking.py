@@ -161,6 +161,12 @@ def stack(
             os.environ.update(saved)
 
 
+def progress_bars() -> Progress:
+    """Progress bars for submitting and tracking."""
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    return Progress(*columns, TimeElapsedColumn(), console=console)
+
+
 def submit_all(workload: Workload, durations: list[float], progress: Progress) -> list[str]:
     from poller import submit_job
 
@@ -201,13 +207,7 @@ def run_tracking(workload: Workload, coalesce: bool) -> RunResult:
     with stack(workload, None, POLLER_COALESCE=str(coalesce).lower()) as (batch, server, workers):
         started = time.monotonic()
         idle_rss = [rss_mb(w.pid, "VmRSS") for w in workers if w.pid]
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-        ) as progress:
+        with progress_bars() as progress:
             ids = submit_all(workload, durations, progress)
             records = wait_all(
                 ids, progress, label, timeout=workload.max_seconds * 3 + workload.jobs / 10 + 600
@@ -294,13 +294,7 @@ def run_throttled_submits(jobs: int, rate: float) -> None:
     workload = Workload(jobs, 1, 1, 1.0, 5.0, workers=2)
     faults = FaultConfig(throttle={"SubmitJob": rate})
     with stack(workload, faults, POLLER_AWS_RETRY_DELAY="0.2") as (batch, _server, _workers):
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-        ) as progress:
+        with progress_bars() as progress:
             ids = submit_all(workload, workload.durations(), progress)
             records = wait_all(ids, progress, "throttled submits", timeout=jobs / rate * 4 + 120)
         stats = batch.stats()

@@ -19,7 +19,13 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from poller.errors import BatchRequestError, BatchThrottled, BatchUnavailable, SubmitRejected
+from poller.errors import (
+    BatchRequestError,
+    BatchThrottled,
+    BatchUnavailable,
+    PollerError,
+    SubmitRejected,
+)
 from poller.models import JobSpec, JobStatus
 
 if TYPE_CHECKING:
@@ -123,17 +129,25 @@ def _is_throttling(err: ClientError) -> bool:
 
 
 def _is_transient(err: ClientError) -> bool:
-    code = err.response.get("Error", {}).get("Code", "")
     status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-    return code in THROTTLING_CODES or status == 429 or status >= 500
+    return _is_throttling(err) or status >= 500
 
 
 @contextmanager
-def _unavailable_on_error(operation: str) -> Iterator[None]:
-    """Translate any boto3 error of a read-only call into BatchUnavailable (try again later)."""
+def _translated_errors(
+    operation: str, refused: tuple[type[PollerError], str] | None = None
+) -> Iterator[None]:
+    """Translate boto3 errors at the boundary: throttling -> BatchThrottled, 5xx or no answer
+    -> BatchUnavailable (try again later), any other client error -> ``refused`` (its class
+    and message) when given, else BatchUnavailable (read-only calls are simply retried)."""
     try:
         yield
     except ClientError as err:
+        if _is_throttling(err):
+            raise BatchThrottled(f"{operation}: {_error_text(err)}") from err
+        if refused is not None and not _is_transient(err):
+            error_class, message = refused
+            raise error_class(f"{message}: {_error_text(err)}") from err
         raise BatchUnavailable(f"{operation}: {_error_text(err)}") from err
     except BotoCoreError as err:
         raise BatchUnavailable(f"{operation}: {err}") from err
@@ -184,24 +198,15 @@ class BatchClient:
 
     def ping(self) -> None:
         """Make one cheap call (DescribeJobQueues); BatchUnavailable when it fails."""
-        with _unavailable_on_error("DescribeJobQueues"):
+        with _translated_errors("DescribeJobQueues"):
             self._client.describe_job_queues(maxResults=1)
 
     def submit(self, spec: JobSpec, extra_tags: dict[str, str] | None = None) -> str:
         """Submit the job and return its Batch job id."""
         request = submit_request(spec, extra_tags)
-        try:
+        refused = f"AWS Batch refused job {spec.job_name!r}"
+        with _translated_errors("SubmitJob", refused=(SubmitRejected, refused)):
             response = self._submit_client.submit_job(**request)
-        except ClientError as err:
-            if _is_throttling(err):
-                raise BatchThrottled(f"SubmitJob: {_error_text(err)}") from err
-            if _is_transient(err):
-                raise BatchUnavailable(f"SubmitJob: {_error_text(err)}") from err
-            raise SubmitRejected(
-                f"AWS Batch refused job {spec.job_name!r}: {_error_text(err)}"
-            ) from err
-        except BotoCoreError as err:
-            raise BatchUnavailable(f"SubmitJob: {err}") from err
         return response["jobId"]
 
     def describe(self, job_ids: Iterable[str]) -> dict[str, BatchJobView]:
@@ -212,14 +217,14 @@ class BatchClient:
     def _describe_raw(self, job_ids: Iterable[str]) -> Iterator[dict[str, Any]]:
         """DescribeJobs' items for these ids, one call per 100 distinct ids."""
         for page in _chunks(list(dict.fromkeys(job_ids)), DESCRIBE_PAGE):
-            with _unavailable_on_error("DescribeJobs"):
+            with _translated_errors("DescribeJobs"):
                 jobs = self._client.describe_jobs(jobs=page)["jobs"]
             yield from (dict(job) for job in jobs)
 
     def find_by_name(self, job_queue: str, job_name: str) -> list[str]:
         """Return the ids of the jobs in ``job_queue`` named ``job_name`` (any status)."""
         ids: list[str] = []
-        with _unavailable_on_error("ListJobs"):
+        with _translated_errors("ListJobs"):
             paginator = self._client.get_paginator("list_jobs")
             pages = paginator.paginate(
                 jobQueue=job_queue, filters=[{"name": "JOB_NAME", "values": [job_name]}]
@@ -245,13 +250,6 @@ class BatchClient:
         CancelJob is not used: it is a silent no-op once a job reached STARTING, a race that
         would leave a cancelled job running.
         """
-        try:
+        refused = f"AWS Batch refused to stop {job_id}"
+        with _translated_errors(f"TerminateJob {job_id}", refused=(BatchRequestError, refused)):
             self._client.terminate_job(jobId=job_id, reason=reason)
-        except ClientError as err:
-            if _is_transient(err):
-                raise BatchUnavailable(f"TerminateJob {job_id}: {_error_text(err)}") from err
-            raise BatchRequestError(
-                f"AWS Batch refused to stop {job_id}: {_error_text(err)}"
-            ) from err
-        except BotoCoreError as err:
-            raise BatchUnavailable(f"TerminateJob {job_id}: {err}") from err

@@ -21,12 +21,15 @@ script walking that index soonest first, in one round trip.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+import redis
 from pydantic import TypeAdapter
+from redis.commands.core import Script
 
 from poller.batch import DESCRIBE_PAGE, BatchJobView
 from poller.errors import PollerError
@@ -106,8 +109,7 @@ def _describe(
 ) -> dict[str, BatchJobView]:
     """Describe ``own`` and the claimed jobs in one call; store what was seen of the others for
     their checks and record at once those seen finished."""
-    job_ids = {r.tracking_id: r.job_id for r in others if r.job_id}
-    job_ids[own.tracking_id] = str(own.job_id)
+    job_ids = {r.tracking_id: str(r.job_id) for r in [*others, own]}
     try:
         views = rt.batch.describe(job_ids.values())
     except PollerError:
@@ -116,7 +118,7 @@ def _describe(
     # Others keep their claims while their observation is fresh; this job's next check must not
     # wait for its own claim to expire.
     _release(rt, [own.tracking_id])
-    observed = {r.tracking_id: views.get(job_ids[r.tracking_id]) for r in others if r.job_id}
+    observed = {r.tracking_id: views.get(job_ids[r.tracking_id]) for r in others}
     _store_observations(rt, observed, now)
     _finish_observed(rt, {r.tracking_id: r for r in others}, observed)
     return views
@@ -173,8 +175,7 @@ def _claim_due(rt: Runtime, own: str, now: datetime) -> list[JobRecord] | None:
     Returns the others' records, or None when this job is claimed by another check already.
     """
     store, window = rt.store, rt.settings.coalesce_window
-    claim_due = store.redis.register_script(_CLAIM_DUE)  # run by its SHA, loaded once per server
-    claimed = claim_due(
+    claimed = _claim_script(store.redis)(
         keys=[store.key(OBSERVE_INDEX)],
         args=[
             store.key(CLAIM_KEY, ""), own, (now + timedelta(seconds=window)).timestamp(),
@@ -185,6 +186,12 @@ def _claim_due(rt: Runtime, own: str, now: datetime) -> list[JobRecord] | None:
     if claimed is None:
         return None
     return [r for r in store.records([str(t) for t in claimed]) if r.job_id and not r.is_terminal]
+
+
+@functools.lru_cache(maxsize=16)
+def _claim_script(client: redis.Redis) -> Script:
+    """The claim script for this client, run by its SHA (loaded once per server)."""
+    return client.register_script(_CLAIM_DUE)
 
 
 def _store_observations(rt: Runtime, views: dict[str, BatchJobView | None], now: datetime) -> None:

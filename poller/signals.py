@@ -12,8 +12,8 @@ Every signal is sent with ``sender`` set to the signal's name and ``record``, th
 :class:`poller.models.JobRecord`. Each is sent at most once per job and transition, even when a
 check message is delivered twice: a worker that dies between storing a transition and sending its
 signals loses those signals (the record and the Redis event, published with the record, are not
-lost), so use the event channel or the record where every transition must be seen. A receiver that raises is logged and never disturbs tracking
-(Celery's ``Signal.send`` catches and logs it). Receivers run in the worker: keep them short.
+lost), so use the event channel or the record where every transition must be seen. A receiver
+that raises is logged and never disturbs tracking (Celery's ``Signal.send`` catches and logs it). Receivers run in the worker: keep them short.
 The same events are published as JSON on the Redis channel ``<key_prefix>:events``.
 """
 

@@ -149,21 +149,22 @@ class JobStore:
     def _index_active(self, record: JobRecord, pipe: Any = None) -> None:
         target = pipe if pipe is not None else self.redis
         submitted, queued = self.key(ACTIVE_INDEX), self.key(QUEUED_INDEX)
-        observe = self.key(OBSERVE_INDEX)
-        if record.is_terminal or record.job_id is None:
-            target.zrem(observe, record.tracking_id)
-        if record.is_terminal and record.resolved:
-            target.zrem(submitted, record.tracking_id)
-            target.zrem(queued, record.tracking_id)
-            return
+        tracking_id = record.tracking_id
         when = record.next_check_at.timestamp() if record.next_check_at else 0.0
-        if not record.is_terminal and record.job_id is not None:
-            target.zadd(observe, {record.tracking_id: when})
-        # Jobs not yet submitted have an index of their own: coalesced checks scan only the
-        # submitted ones, which a backlog of submissions would otherwise crowd out.
+        # Only submitted jobs still running need Batch observations (coalesced checks)
+        if record.is_terminal or record.job_id is None:
+            target.zrem(self.key(OBSERVE_INDEX), tracking_id)
+        else:
+            target.zadd(self.key(OBSERVE_INDEX), {tracking_id: when})
+        if record.is_terminal and record.resolved:
+            target.zrem(submitted, tracking_id)
+            target.zrem(queued, tracking_id)
+            return
+        # Jobs not yet submitted have an index of their own: the reconciler re-sends their
+        # submission rather than a check.
         index, other = (queued, submitted) if record.job_id is None else (submitted, queued)
-        target.zadd(index, {record.tracking_id: when})
-        target.zrem(other, record.tracking_id)
+        target.zadd(index, {tracking_id: when})
+        target.zrem(other, tracking_id)
 
     def update(
         self, tracking_id: str, decide: Callable[[JobRecord], Change | None]
@@ -213,13 +214,6 @@ class JobStore:
         upper: float | str = due_before.timestamp() if due_before else "+inf"
         index = self.key(QUEUED_INDEX if queued else ACTIVE_INDEX)
         return [str(i) for i in self.redis.zrangebyscore(index, "-inf", upper, 0, limit)]
-
-    def due(self, before: datetime, limit: int) -> list[tuple[str, datetime]]:
-        """Submitted active jobs due before a time, with when each is due, soonest first."""
-        pairs = self.redis.zrangebyscore(
-            self.key(ACTIVE_INDEX), "-inf", before.timestamp(), 0, limit, withscores=True
-        )
-        return [(str(t), datetime.fromtimestamp(float(score), tz=UTC)) for t, score in pairs]  # type: ignore[str-unpack]
 
     def records(self, tracking_ids: list[str]) -> list[JobRecord]:
         """Records for many tracking ids in one round trip (missing ones are skipped)."""

@@ -31,7 +31,7 @@ from poller.errors import (
     SubmitInProgress,
     SubmitRejected,
 )
-from poller.models import utcnow
+from poller.models import JobRecord, utcnow
 from poller.settings import get_settings
 
 logger = logging.getLogger(__name__)
@@ -107,6 +107,14 @@ def _due(options: dict[str, Any]) -> datetime | None:
     return None
 
 
+def _result_once(rt: lifecycle.Runtime, record: JobRecord) -> Any:
+    """A finished job's outcome, for the one delivery that produces its result (Ignore for the
+    others, so canvas callbacks run once)."""
+    if lifecycle.claim_result(rt, record).stale:
+        raise Ignore()
+    return lifecycle.outcome(record)
+
+
 def _canvas_options(options: dict[str, Any]) -> dict[str, Any]:
     """The canvas links among apply_async options, as JSON (kept in the record)."""
     names = ("link", "link_error", "chain", "chord", "group_id", "group_index")
@@ -164,9 +172,7 @@ def submit_job(self: Task[Any, Any], *args: Any, **kwargs: Any) -> Any:
         )
         return {"duplicate_of": record.tracking_id}
     if record.is_terminal:  # cancelled before submission, or a redelivered submit
-        if lifecycle.claim_result(rt, record).stale:
-            raise Ignore()
-        return lifecycle.outcome(record)
+        return _result_once(rt, record)
     if record.job_id is None:
         try:
             record = lifecycle.submit(rt, record)
@@ -185,9 +191,7 @@ def submit_job(self: Task[Any, Any], *args: Any, **kwargs: Any) -> Any:
             lifecycle.reject(rt, tracking_id, str(err))
             raise
         if record.is_terminal:  # cancelled while being submitted
-            if lifecycle.claim_result(rt, record).stale:
-                raise Ignore()
-            return lifecycle.outcome(record)
+            return _result_once(rt, record)
     canvas = _canvas(self.request)
     if canvas:
         lifecycle.remember_canvas(rt, tracking_id, canvas)

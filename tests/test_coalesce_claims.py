@@ -10,14 +10,10 @@ import redis
 
 from poller import coalesce, tracking
 from poller.lifecycle import Runtime
-from poller.models import JobRecord, PollPolicy, utcnow
+from poller.models import utcnow
 from poller.settings import Settings
 from poller.store import OBSERVE_INDEX, JobStore
-
-POLICY = PollPolicy(
-    initial_delay=1, max_delay=10, factor=2, jitter=0, max_checks=50, max_wait=3600,
-    terminate_on_give_up=False,
-)  # fmt: skip
+from tests.test_store import make
 
 
 @pytest.fixture
@@ -33,10 +29,7 @@ def submitted(rt: Runtime, count: int, overdue_by: float) -> list[str]:
     for i in range(count):
         tracking_id = f"job-{i:04d}"
         due = now - timedelta(seconds=overdue_by + count - i)  # job-0000 is the most overdue
-        record = JobRecord(
-            tracking_id=tracking_id, job_name="n", job_queue="q", job_definition="d", poll=POLICY
-        )
-        rt.store.create(tracking.new_record(record, now))
+        rt.store.create(make(tracking_id))
         rt.store.update(
             tracking_id, lambda r, d=due, t=tracking_id: tracking.submitted(r, f"b-{t}", now, d)
         )
