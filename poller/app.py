@@ -18,6 +18,15 @@ def celery_config() -> dict[str, Any]:
     """Celery settings derived from poller's settings."""
     settings = get_settings()
     transport = {"visibility_timeout": settings.visibility_timeout}
+    broker_transport = {
+        **transport,
+        # kombu looks for messages whose visibility timeout passed every 10 s x 10 sweeps
+        # (about 100 s) by default; a sweep is one ZRANGE, so poller runs one every few
+        # seconds: a message stranded by a lost connection or a dead worker comes back within
+        # the visibility timeout plus restore_sweep_seconds.
+        "unacked_restore_interval": restore_sweep_seconds(settings.visibility_timeout),
+        "unacked_restore_throttle": 1,
+    }
     return {
         "broker_url": settings.broker_url.get_secret_value(),
         "result_backend": settings.effective_result_backend,
@@ -31,7 +40,7 @@ def celery_config() -> dict[str, Any]:
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         # Countdown messages stay unacked until due: the broker must not redeliver them earlier.
-        "broker_transport_options": transport,
+        "broker_transport_options": broker_transport,
         "result_backend_transport_options": transport,
         "result_expires": settings.record_ttl,
         "result_extended": True,
@@ -45,6 +54,14 @@ def celery_config() -> dict[str, Any]:
         "worker_consumer": "poller.consumer:Consumer",
         "worker_hijack_root_logger": False,
     }
+
+
+def restore_sweep_seconds(visibility_timeout: int) -> int:
+    """Seconds between sweeps for unacked messages past their visibility timeout.
+
+    A twentieth of the timeout, between 1 and 5 s: ``3600`` -> 5, ``60`` -> 3, ``8`` -> 1.
+    """
+    return max(1, min(5, visibility_timeout // 20))
 
 
 app = Celery("poller", include=["poller.tasks"])

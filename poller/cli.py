@@ -345,6 +345,24 @@ def demo(successes: int, keep: bool, flower_port: int | None) -> None:
     sys.exit(run(successes=successes, keep=keep, flower_port=flower_port))
 
 
+@main.command("worker", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
+def worker_command(celery_args: tuple[str, ...]) -> None:
+    """Run ``celery -A poller worker CELERY_ARGS``, starting it again if it dies.
+
+    For Procfile runners (honcho, foreman), which do not restart a process that exits.
+    SIGTERM / Ctrl-C stop the worker (warm shutdown) and this command with it.
+    """
+    import logging
+
+    from poller.supervise import celery_worker_command, supervise
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    sys.exit(supervise(celery_worker_command(celery_args)))
+
+
 @main.command("redis")
 @click.option("--port", type=int, default=6379, show_default=True, help="Port on 127.0.0.1.")
 @click.option("--password", envvar="POLLER_LOCAL_REDIS_PASSWORD", help="Require this password.")

@@ -1,20 +1,30 @@
 """The worker's message consumer: Celery's own, kept alive across a broker restart.
 
-Celery 5.7.0 closes the broken broker connection after ``collect()`` has already detached its
-transport. Closing the channel then tries to put the unacked messages back through a transport
-with no client, and the ``AttributeError`` it raises (from kombu's ``_connparams``) escapes
-Celery's ``ignore_errors`` and stops the consumer for good: the worker process lives on but
-consumes nothing. The connection is being thrown away at that point, and its unacked messages
-are still in Redis's unacked index, where kombu restores them once their visibility timeout
-passes (and the reconciler re-sends overdue checks sooner). So that one close is made to log the
-error instead, and the rest of Celery's handling runs unchanged.
-``tests/faults/test_redis_restart.py`` shows the same worker carrying on after a restart.
+Celery 5.7.0 (kombu 5.7.0, the newest releases) lets a Redis restart end the worker in two ways.
+Both come from the same state: after a lost connection, ``collect()`` detaches its transport,
+and any later operation on its channel fails in kombu's ``_connparams`` with
+``AttributeError: 'NoneType' object has no attribute 'hostname'``, which is not one of the
+connection errors Celery and kombu catch.
+
+- **The close of the lost connection** (``on_connection_error_after_connected``): it escapes
+  ``ignore_errors`` and stops the consumer for good while the process lives on.
+- **An ack, reject or requeue of a task that was running across the restart**
+  (``task_acks_late``): Celery queues it on the event loop with ``call_soon_ack``; there it
+  raises out of the loop, the worker logs ``Unrecoverable error`` and exits.
+
+Both are made to log a warning instead. Nothing is lost by skipping them: the message of a
+skipped ack stays in Redis's unacked index and is delivered again once the visibility timeout
+passes (kombu's restore sweep, tuned by :func:`poller.app.celery_config` to run every few
+seconds), where the check's fence drops it as already done; the reconciler re-sends checks that
+are overdue meanwhile. ``tests/test_consumer.py`` makes both failures happen as kombu does,
+and ``tests/faults/test_redis_restart.py`` restarts Redis under a running worker.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from celery.worker.consumer import Consumer as CeleryConsumer
@@ -23,26 +33,45 @@ logger = logging.getLogger(__name__)
 
 
 class Consumer(CeleryConsumer):
-    """Celery's consumer, surviving the connection close that fails after a broker restart."""
+    """Celery's consumer, surviving operations on a connection a broker restart has lost."""
 
     def on_connection_error_after_connected(self, exc: Any) -> None:
         """Drop the lost connection as Celery does; its close may fail as described above."""
         lost = self.connection
         if lost is not None:
             # ignore_errors() looks the method up on the instance: this shadows it for this close.
-            lost.close = _tolerating_detached_transport(lost.close)  # type: ignore[method-assign]
+            lost.close = _logging_failure(  # type: ignore[method-assign]
+                lost.close,
+                "closing the lost broker connection failed (its transport was already "
+                "detached); reconnecting anyway",
+            )
         super().on_connection_error_after_connected(exc)
 
-
-def _tolerating_detached_transport(close: Callable[[], None]) -> Callable[[], None]:
-    def close_lost_connection() -> None:
-        try:
-            close()
-        except AttributeError:
-            logger.warning(
-                "closing the lost broker connection failed (its transport was already detached); "
-                "reconnecting anyway, unacked messages come back after the visibility timeout",
-                exc_info=True,
+    def call_soon_ack(self, p: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Queue an ack/reject as Celery does; one that fails is logged, never raised."""
+        operation = partial(p, *args, **kwargs)
+        return super().call_soon_ack(  # type: ignore[misc]  # not in celery-types yet
+            _logging_failure(
+                operation,
+                f"{_describe(p)} failed (its broker connection was lost); "
+                "the message comes back after the visibility timeout and is dropped as done",
             )
+        )
 
-    return close_lost_connection
+
+def _logging_failure(operation: Callable[[], Any], message: str) -> Callable[[], None]:
+    def run() -> None:
+        try:
+            operation()
+        except Exception:
+            logger.warning(message, exc_info=True)
+
+    return run
+
+
+def _describe(operation: Callable[..., Any]) -> str:
+    """'ack of message <tag>' for kombu's bound ``ack_log_error`` (and reject/requeue alike)."""
+    name = getattr(operation, "__name__", "broker operation").removesuffix("_log_error")
+    message = getattr(operation, "__self__", None)
+    tag = getattr(message, "delivery_tag", None)
+    return f"{name} of message {tag}" if tag is not None else name

@@ -60,6 +60,8 @@ def test_workers_can_be_scaled() -> None:
     assert "container_name" not in worker
     assert "ports" not in worker
     assert worker["command"][:4] == ["celery", "-A", "poller", "worker"]
+    # and a worker that dies is started again by the engine
+    assert worker["restart"] == "unless-stopped"
 
 
 def test_flower_refuses_to_start_without_auth() -> None:

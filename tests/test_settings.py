@@ -4,6 +4,7 @@ import os
 
 import pytest
 
+from poller.app import celery_config, restore_sweep_seconds
 from poller.errors import ConfigurationError
 from poller.settings import Settings, get_settings
 
@@ -43,3 +44,13 @@ def test_secrets_are_masked_in_repr() -> None:
     settings = Settings(broker_url="redis://:hunter2@host:6379/0")  # type: ignore[arg-type]
     assert "hunter2" not in repr(settings)
     assert settings.effective_redis_url == "redis://:hunter2@host:6379/0"
+
+
+def test_stranded_messages_are_swept_for_every_few_seconds() -> None:
+    # kombu's default sweep (10 s x throttle 10) would bring a message back ~100 s late
+    assert [restore_sweep_seconds(t) for t in (3600, 60, 8, 1)] == [5, 3, 1, 1]
+    options = celery_config()["broker_transport_options"]
+    assert options["unacked_restore_throttle"] == 1
+    assert options["unacked_restore_interval"] == restore_sweep_seconds(
+        options["visibility_timeout"]
+    )

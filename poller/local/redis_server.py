@@ -102,7 +102,7 @@ class EmbeddedRedis:
         return command
 
     def start(self) -> EmbeddedRedis:
-        """Start the server and wait until it answers PING; raise LocalStackError if it cannot."""
+        """Start the server and wait until it serves (data loaded); raise LocalStackError if it cannot."""
         if self._process is not None:
             return self
         binary = find_server_binary()
@@ -132,8 +132,10 @@ class EmbeddedRedis:
                     )
                 try:
                     # The pid check makes sure the server answering is ours, not another
-                    # one that already held the port.
-                    if client.info("server").get("process_id") == self._process.pid:
+                    # one that already held the port; "loading" that it finished replaying
+                    # its append-only file (until then it refuses most commands).
+                    info = client.info()
+                    if info.get("process_id") == self._process.pid and not info.get("loading"):
                         return
                 except redis.exceptions.BusyLoadingError:
                     pass  # replaying the append-only file after a restart

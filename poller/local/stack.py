@@ -10,6 +10,15 @@ if TYPE_CHECKING:
     from poller.local.redis_server import EmbeddedRedis
 
 
+# The Celery settings that name servers or depend on poller's settings.
+CONNECTION_SETTINGS = (
+    "broker_url",
+    "result_backend",
+    "broker_transport_options",
+    "result_backend_transport_options",
+)
+
+
 def stack_env(
     redis_server: EmbeddedRedis, batch: LocalBatch, *, initial_delay: float, max_delay: float
 ) -> dict[str, str]:
@@ -34,21 +43,16 @@ def stack_env(
 def configure_process(env: dict[str, str]) -> None:
     """Point this process's poller (settings, Celery app, boto3) at the given environment."""
     from poller import lifecycle
-    from poller.app import app
+    from poller.app import app, celery_config
     from poller.settings import get_settings
 
     os.environ.update(env)
     get_settings.cache_clear()
     lifecycle.get_runtime.cache_clear()
     lifecycle.get_store.cache_clear()
-    settings = get_settings()
     # Drop connections to the previous servers: Celery caches its broker pool and backend.
     app.close()
     app.amqp._producer_pool = None  # type: ignore[attr-defined]  # close() may keep it
     app._local.__dict__.pop("backend", None)  # type: ignore[attr-defined]
-    app.conf.update(
-        broker_url=settings.broker_url.get_secret_value(),
-        result_backend=settings.effective_result_backend,
-        broker_transport_options={"visibility_timeout": settings.visibility_timeout},
-        result_backend_transport_options={"visibility_timeout": settings.visibility_timeout},
-    )
+    config = celery_config()
+    app.conf.update({name: config[name] for name in CONNECTION_SETTINGS})

@@ -88,3 +88,29 @@ def test_kill_9_between_submit_job_and_storing_the_id_submits_once(
     assert batch_jobs == 1
     assert stack.batch.calls("ListJobs") >= 1
     assert stack.finished_signals()[tracking_id] == 1
+
+
+def test_a_dead_workers_jobs_are_finished_by_the_surviving_worker(
+    stack: FaultStack, report: Any
+) -> None:
+    # Given two workers sharing 60 jobs
+    survivor, doomed = stack.start_worker(), stack.start_worker()
+    ids = stack.submit(60, "survivor", seconds=(3.0, 8.0))
+    eventually(lambda: all(r.checks >= 1 for r in stack.records(ids)), timeout=60, interval=0.5)
+    # When one of them is killed -9 and nobody replaces it
+    doomed.kill()
+    killed_at = time.monotonic()
+    # Then the survivor ends every job (its reconciler re-sends the dead worker's overdue checks,
+    # and the broker brings back its unacked messages after the visibility timeout)
+    records = stack.wait_all_terminal(ids, timeout=120)
+    recovery = time.monotonic() - killed_at
+    finished = stack.finished_signals()
+    report(
+        "kill -9 of one of two workers",
+        jobs=len(ids), recovery_s=f"{recovery:.1f}",
+        reconciler_resends=survivor.log.read_text().count("check overdue since"),
+        duplicate_signals=sum(c - 1 for c in finished.values() if c > 1),
+    )  # fmt: skip
+    assert survivor.process is not None and survivor.process.poll() is None
+    assert {r.status.value for r in records} == {"SUCCEEDED"}
+    assert all(finished[i] == 1 for i in ids)

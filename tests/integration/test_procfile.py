@@ -23,6 +23,18 @@ ROOT = Path(__file__).parent.parent.parent
 BIN = Path(sys.executable).parent
 
 
+def worker_pid(env: dict[str, str]) -> int | None:
+    """The pid of the one worker answering ``celery inspect stats`` on env's broker, or None."""
+    answer = subprocess.run(
+        [str(BIN / "celery"), "-A", "poller", "inspect", "stats", "--json", "--timeout", "1"],
+        env=env, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    if answer.returncode != 0:
+        return None
+    pids = [int(stats["pid"]) for stats in json.loads(answer.stdout).values()]
+    return pids[0] if len(pids) == 1 else None
+
+
 def test_procfile_runs_a_job_end_to_end(tmp_path: Path) -> None:
     # Given the Procfile started with honcho on free ports
     redis_port, batch_port, flower_port = free_port(), free_port(), free_port()
@@ -80,6 +92,20 @@ def test_procfile_runs_a_job_end_to_end(tmp_path: Path) -> None:
         assert tasks[tracking_id]["state"] == "SUCCESS"
         # And each rescheduled check said the Batch status and the next check's time
         assert re.search(r"CheckScheduled\('Batch job \S+ is [A-Z]+; check \d+ in", log.read_text())
+        # When the worker is killed -9 (its pid as Celery reports it)
+        first_pid = worker_pid(env)
+        assert first_pid is not None
+        os.kill(first_pid, signal.SIGKILL)
+        # Then `poller worker` starts a new one, honcho keeps the rest running, and jobs still run
+        eventually(lambda: worker_pid(env) not in (None, first_pid), timeout=60, interval=0.5)
+        assert honcho.poll() is None, log.read_text()
+        again = subprocess.run(
+            [str(BIN / "poller"), "submit", "after-crash", "-q", "poller-local", "-d", "poller-sleep",
+             "-p", "seconds=1", "--wait", "--timeout", "60"],
+            env=env, capture_output=True, text=True, cwd=tmp_path, timeout=90,
+        )  # fmt: skip
+        assert again.returncode == 0, again.stderr + log.read_text()[-3000:]
+        assert "starting it again" in log.read_text()
     finally:
         # Then honcho stops every process cleanly
         honcho.send_signal(signal.SIGTERM)

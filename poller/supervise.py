@@ -1,0 +1,76 @@
+"""``poller worker``: a Celery worker that is started again when it dies.
+
+Process managers that read a Procfile (honcho, foreman) do not restart a process that exits;
+they stop the whole formation instead. A worker that dies would then leave the fleet's jobs
+to the other workers' reconcilers, or to nobody. ``poller worker`` runs
+``celery -A poller worker ...`` as its child and starts it again after a crash, with a
+growing pause (1 s, 2 s, 4 s ... at most 30 s; back to 1 s once a worker ran for a minute).
+SIGTERM and SIGINT are passed on to the worker (a warm shutdown) and end the supervisor with it.
+
+A worker that exits with :data:`EX_CONFIG` (its configuration cannot work: no AWS region, a bad
+broker URL) is not restarted: starting it again would fail the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from types import FrameType
+
+from poller.backoff import compute_delay
+
+logger = logging.getLogger(__name__)
+
+EX_CONFIG = 78  # sysexits.h: configuration error; restarting cannot help
+FIRST_PAUSE = 1.0
+MAX_PAUSE = 30.0
+STABLE_AFTER = 60.0  # a worker that ran this long crashed for a new reason: pause from 1 s again
+
+
+def celery_worker_command(args: Sequence[str]) -> list[str]:
+    """``celery -A poller worker`` with ``args``, run by this interpreter."""
+    return [sys.executable, "-m", "celery", "-A", "poller", "worker", *args]
+
+
+def supervise(
+    command: Sequence[str],
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> int:
+    """Run ``command`` until it exits cleanly or a signal asks it to stop; return its exit code."""
+    stopping: list[int] = []
+    child: subprocess.Popen[bytes] | None = None
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        stopping.append(signum)
+        if child is not None and child.poll() is None:
+            child.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    crashes = 0
+    try:
+        while True:
+            started = clock()
+            child = subprocess.Popen(list(command))
+            code = child.wait()
+            if stopping or code in (0, EX_CONFIG):
+                return code
+            crashes = 1 if clock() - started >= STABLE_AFTER else crashes + 1
+            pause = compute_delay(
+                crashes - 1, initial_delay=FIRST_PAUSE, max_delay=MAX_PAUSE, jitter=0
+            )
+            logger.error(
+                "worker (pid %s) exited with code %s; starting it again in %.0fs",
+                child.pid, code, pause,
+            )  # fmt: skip
+            sleep(pause)
+            if stopping:
+                return code
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
