@@ -5,36 +5,58 @@ Public API::
     from poller import submit_job, JobHandle, JobStatus
 
     result = submit_job.delay("nightly-report", "my-queue", "report-def", parameters={"day": "1"})
-    record = JobHandle(result.id).wait(timeout=3600)
+    outcome = result.get(timeout=3600)  # a JobResult; JobFailed etc. when the job did not succeed
+    outcome = JobHandle(result.id).wait(timeout=3600)  # the same JobResult, whatever the status
 """
 
 from poller.app import app
 from poller.client import JobHandle
 from poller.errors import (
+    ConfigurationError,
     InvalidJobSpec,
     JobFailed,
     JobNotFound,
     JobTimedOut,
     PollerError,
     SubmitRejected,
+    WaitTimeout,
 )
-from poller.models import JobRecord, JobStatus
+from poller.models import JobRecord, JobResult, JobStatus
+from poller.signals import (
+    job_failed,
+    job_finished,
+    job_status_changed,
+    job_stuck,
+    job_submitted,
+    job_succeeded,
+    job_timed_out,
+)
 from poller.tasks import check_job, submit_job
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ConfigurationError",
     "InvalidJobSpec",
     "JobFailed",
     "JobHandle",
     "JobNotFound",
     "JobRecord",
+    "JobResult",
     "JobStatus",
     "JobTimedOut",
     "PollerError",
     "SubmitRejected",
+    "WaitTimeout",
     "__version__",
     "app",
     "check_job",
+    "job_failed",
+    "job_finished",
+    "job_status_changed",
+    "job_stuck",
+    "job_submitted",
+    "job_succeeded",
+    "job_timed_out",
     "submit_job",
 ]

@@ -53,6 +53,11 @@ def celery_config() -> dict[str, Any]:
         # Celery's consumer, surviving a broker (Redis) restart: see poller/consumer.py.
         "worker_consumer": "poller.consumer:Consumer",
         "worker_hijack_root_logger": False,
+        # poller's tasks have a queue of their own, so an app's workers on the same broker
+        # never receive them; anything else poller's worker sends on (the app's chain steps)
+        # goes to the app's default queue. See poller/worker_start.py for what the worker reads.
+        "task_routes": {"poller.*": {"queue": settings.queue}},
+        "task_default_queue": settings.app_queue,
     }
 
 
@@ -69,12 +74,18 @@ app.add_defaults(celery_config)
 
 
 def _install_worker_parts() -> None:
-    from celery.signals import worker_init
+    from celery.signals import celeryd_init, worker_init
 
     from poller import tracebacks
     from poller.reconcile import ReconcileStep
+    from poller.worker_start import prepare_worker
+
+    def on_celeryd_init(instance: Any, options: dict[str, Any], **_: Any) -> None:
+        if instance.app is app:  # not another app's worker in a process that imported poller
+            prepare_worker(instance, options)
 
     app.steps["worker"].add(ReconcileStep)
+    celeryd_init.connect(on_celeryd_init, weak=False)
     worker_init.connect(lambda **_: tracebacks.install(), weak=False)
 
 

@@ -167,7 +167,7 @@ def submit(
 @json_option
 def status(identifier: str, as_json: bool) -> None:
     """Show a job (by tracking id or Batch job id)."""
-    _show(_handle(identifier).record(), as_json)
+    _show(_handle(identifier).record, as_json)
 
 
 @main.command()
@@ -251,7 +251,7 @@ def logs(identifier: str, as_json: bool) -> None:
     """Print a job's output from CloudWatch Logs."""
     from poller.logs import log_events
 
-    record = _handle(identifier).record()
+    record = _handle(identifier).record
     if not record.log_stream_name:
         raise click.ClickException(
             f"job {record.tracking_id} has no log stream yet ({record.status.value})"

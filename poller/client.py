@@ -10,7 +10,7 @@ from typing import Any
 
 from poller import lifecycle
 from poller.errors import WaitTimeout
-from poller.models import JobRecord, JobStatus
+from poller.models import JobRecord, JobResult, JobStatus
 from poller.store import JobStore
 
 logger = logging.getLogger(__name__)
@@ -22,8 +22,10 @@ class JobHandle:
     """A tracked job, by its tracking id (the task id of its ``submit_job`` call).
 
     >>> handle = JobHandle(submit_job.delay("report", "queue", "definition").id)  # doctest: +SKIP
-    >>> handle.wait(timeout=600).status                                           # doctest: +SKIP
-    <JobStatus.SUCCEEDED: 'SUCCEEDED'>
+    >>> handle.status                                                             # doctest: +SKIP
+    <JobStatus.RUNNING: 'RUNNING'>
+    >>> handle.wait(timeout=600)["status"]                                        # doctest: +SKIP
+    'SUCCEEDED'
     """
 
     def __init__(self, tracking_id: str, store: JobStore | None = None) -> None:
@@ -44,14 +46,15 @@ class JobHandle:
         handle.tracking_id = handle.store.tracking_id_for_job(job_id)
         return handle
 
+    @property
     def record(self) -> JobRecord:
-        """The job's stored record; JobNotFound when there is none."""
+        """The job's full stored record, read now; JobNotFound when there is none."""
         return self.store.get(self.tracking_id)
 
     @property
     def status(self) -> JobStatus:
-        """The job's current status."""
-        return self.record().status
+        """The job's status, read now."""
+        return self.record.status
 
     def watch(self, timeout: float | None = None) -> Iterator[JobRecord]:
         """Yield the record now and after each of its events, ending with the terminal one.
@@ -63,7 +66,7 @@ class JobHandle:
         with self.store.subscribe() as pubsub:
             # Subscribed before reading, so an event sent in between is not missed.
             while True:
-                record = self.record()
+                record = self.record
                 yield record
                 if record.is_terminal:
                     return
@@ -74,12 +77,16 @@ class JobHandle:
                     )
                 self._next_event(pubsub, min(remaining or _RESYNC_SECONDS, _RESYNC_SECONDS))
 
-    def wait(self, timeout: float | None = None) -> JobRecord:
-        """Block until the job reaches a terminal status and return its record (WaitTimeout)."""
-        record = self.record()
+    def wait(self, timeout: float | None = None) -> JobResult:
+        """Block until the job ends and return its result (WaitTimeout when it does not).
+
+        The same :class:`~poller.JobResult` the submission's ``.get()`` returns and the next
+        chain step receives, whatever the job's status (``.get()`` raises for a failure).
+        """
+        record = self.record
         for record in self.watch(timeout):  # noqa: B007 - the last one is the terminal record
             pass
-        return record
+        return record.result()
 
     def _next_event(self, pubsub: Any, timeout: float) -> None:
         """Return when an event of this job arrives, or after ``timeout`` seconds."""

@@ -27,6 +27,7 @@ from poller.errors import (
 )
 from poller.models import (
     JobRecord,
+    JobResult,
     JobSpec,
     JobStatus,
     PollPolicy,
@@ -389,11 +390,11 @@ def cancel(rt: Runtime, tracking_id: str, reason: str) -> JobRecord:
     return _commit(rt, tracking_id, change)
 
 
-def outcome(record: JobRecord) -> dict[str, Any]:
-    """The Celery result of a finished job: the record for SUCCEEDED, else the matching error."""
+def outcome(record: JobRecord) -> JobResult:
+    """The Celery result of a finished job: its JobResult for SUCCEEDED, else the matching error."""
     message = f"job {record.tracking_id}: {record.describe_failure()}"
     if record.status is JobStatus.SUCCEEDED:
-        return record.model_dump(mode="json")
+        return record.result()
     if record.status is JobStatus.TIMED_OUT:
         raise JobTimedOut(message)
     if record.status is JobStatus.REJECTED:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from enum import Enum
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypedDict, cast
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -166,6 +166,31 @@ class Transition(BaseModel):
     observed_at: datetime
 
 
+class JobResult(TypedDict):
+    """A finished job, as its submission's Celery result gives it (JSON types only).
+
+    ``submit_job.delay(...).get()``, the argument the next chain step receives and
+    :meth:`poller.JobHandle.wait` all give this. Timestamps are ISO 8601 strings in UTC.
+    """
+
+    tracking_id: str  # the submission's Celery task id
+    job_id: str | None  # the AWS Batch job id (None if it was never submitted)
+    job_name: str
+    job_queue: str
+    job_definition: str
+    status: str  # a JobStatus value: SUCCEEDED, FAILED, REJECTED or TIMED_OUT
+    status_reason: str | None
+    exit_code: int | None
+    attempts: int
+    log_stream_name: str | None
+    created_at: str | None  # Batch: the job was created
+    started_at: str | None  # Batch: its (last) attempt started
+    stopped_at: str | None  # Batch: it stopped
+    submitted_at: str | None  # poller: SubmitJob answered
+    finished_at: str | None  # poller: the end was noticed and recorded
+    array_status_summary: dict[str, int] | None  # an array job: children per status
+
+
 class JobRecord(BaseModel):
     """Everything poller knows about one tracked job; stored as JSON in Redis."""
 
@@ -200,6 +225,11 @@ class JobRecord(BaseModel):
     resolved: bool = False  # the job's Celery result was produced (exactly once)
     canvas: dict[str, Any] | None = None
     version: int = 0
+
+    def result(self) -> JobResult:
+        """This job's public result fields (what ``.get()`` returns once it has ended)."""
+        fields = self.model_dump(mode="json", include=set(JobResult.__annotations__))
+        return cast(JobResult, fields)
 
     @property
     def is_terminal(self) -> bool:

@@ -9,11 +9,11 @@ endpoint) are deliberately not here: boto3 reads them through its own chain (``A
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from poller.errors import ConfigurationError
 
@@ -32,6 +32,29 @@ class Settings(BaseSettings):
     )
     result_backend: SecretStr | None = Field(
         None, description="Celery result backend URL; defaults to redis_url."
+    )
+    queue: str = Field(
+        "poller",
+        min_length=1,
+        description=(
+            "The broker queue of poller's tasks, whichever process sends them; "
+            "`celery -A poller worker` consumes it (and only it) unless given -Q."
+        ),
+    )
+    app_queue: str = Field(
+        "celery",
+        min_length=1,
+        description=(
+            "Where poller's worker sends the app's own tasks that follow a poller step "
+            "(chain and chord steps, links) when they name no queue: the app's default queue."
+        ),
+    )
+    imports: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description=(
+            "Comma-separated modules poller's worker imports at start (the app's signal "
+            "receivers, say); one that fails to import stops the worker."
+        ),
     )
     key_prefix: str = Field(
         "poller", min_length=1, description="Prefix of every Redis key and channel poller uses."
@@ -131,6 +154,13 @@ class Settings(BaseSettings):
             "grows like the poll delay and does not use up the job's checks."
         ),
     )
+
+    @field_validator("imports", mode="before")
+    @classmethod
+    def _split_imports(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [name.strip() for name in value.split(",") if name.strip()]
+        return value
 
     @model_validator(mode="after")
     def _check_together(self) -> Settings:

@@ -50,7 +50,22 @@ _REDIS_RETRY: dict[str, Any] = {
 _EXPECTED = (JobFailed, JobTimedOut, SubmitRejected, InvalidJobSpec)
 
 
-class SubmitJobTask(Task[Any, Any]):
+class PollerTask(Task[Any, Any]):
+    """A poller task: its signatures carry POLLER_QUEUE, wherever they are sent from.
+
+    A chain built in the app (``chain(prepare.s(), submit_job.si(...), load.s())``) is
+    continued by the app's own worker, which does not know poller's routes: the queue in the
+    signature's options takes poller's step to poller's workers all the same.
+    """
+
+    def signature(self, args: Any = None, *starargs: Any, **starkwargs: Any) -> Any:
+        """Task.signature, with ``queue`` set to POLLER_QUEUE unless given."""
+        sig = super().signature(args, *starargs, **starkwargs)
+        sig.options.setdefault("queue", get_settings().queue)
+        return sig
+
+
+class SubmitJobTask(PollerTask):
     """Validates and records a submission in the caller's process before it is enqueued."""
 
     def apply_async(self, args: Any = None, kwargs: Any = None, **options: Any) -> Any:  # type: ignore[override]
@@ -139,11 +154,16 @@ def _canvas(request: Any) -> dict[str, Any]:
     return {name: value for name, value in options.items() if value not in (None, [], {})}
 
 
+# shared=False: Celery would otherwise add poller's tasks to every app created in a process
+# that imports poller, and the app's workers would run them with the app's settings.
 @app.task(
     bind=True,
     base=SubmitJobTask,
     name="poller.submit_job",
-    max_retries=MAX_SUBMIT_RETRIES,
+    shared=False,
+    # No Celery retry cap: waiting for another attempt's lease is bounded by the lease, and
+    # transient AWS errors by MAX_SUBMIT_RETRIES (then REJECTED), never MaxRetriesExceededError.
+    max_retries=None,
     throws=_EXPECTED,
     **_REDIS_RETRY,
 )
@@ -186,7 +206,7 @@ def submit_job(self: Task[Any, Any], *args: Any, **kwargs: Any) -> Any:
             raise self.retry(countdown=delay) from err
         except SubmitInProgress as err:
             logger.info("job %s: %s; trying again shortly", tracking_id, err)
-            raise self.retry(countdown=SUBMIT_BUSY_RETRY_SECONDS, max_retries=None) from err
+            raise self.retry(countdown=SUBMIT_BUSY_RETRY_SECONDS) from err
         except SubmitRejected as err:
             lifecycle.reject(rt, tracking_id, str(err))
             raise
@@ -199,7 +219,15 @@ def submit_job(self: Task[Any, Any], *args: Any, **kwargs: Any) -> Any:
     return self.replace(check_job.si(tracking_id, record.checks).set(countdown=first_check))
 
 
-@app.task(bind=True, name="poller.check_job", max_retries=None, throws=_EXPECTED, **_REDIS_RETRY)
+@app.task(
+    bind=True,
+    base=PollerTask,
+    name="poller.check_job",
+    shared=False,
+    max_retries=None,
+    throws=_EXPECTED,
+    **_REDIS_RETRY,
+)
 def check_job(self: Task[Any, Any], tracking_id: str, check_no: int = 0, failures: int = 0) -> Any:
     """Check a tracked job once; reschedule itself until the job ends or poller gives up.
 

@@ -23,16 +23,17 @@ def test_every_setting_is_documented_with_its_default() -> None:
     expected = {f"POLLER_{name.upper()}" for name in Settings.model_fields}
     assert set(values) == expected
     for name, field in Settings.model_fields.items():
-        default = field.default
+        default = field.get_default(call_default_factory=True)
         if isinstance(default, SecretStr):
             default = default.get_secret_value()
-        shown = (
-            ""
-            if default is None
-            else str(default).lower()
-            if isinstance(default, bool)
-            else str(default)
-        )
+        if default is None:
+            shown = ""
+        elif isinstance(default, bool):
+            shown = str(default).lower()
+        elif isinstance(default, list):
+            shown = ",".join(default)
+        else:
+            shown = str(default)
         assert values[f"POLLER_{name.upper()}"] == shown, name
 
 

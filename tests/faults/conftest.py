@@ -75,7 +75,7 @@ class FaultStack:
         return ids
 
     def records(self, ids: list[str]) -> list[JobRecord]:
-        return [JobHandle(i).record() for i in ids]
+        return [JobHandle(i).record for i in ids]
 
     def wait_all_terminal(self, ids: list[str], timeout: float = 120) -> list[JobRecord]:
         def done() -> list[JobRecord] | None:

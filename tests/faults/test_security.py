@@ -130,5 +130,5 @@ def test_rediss_urls_track_a_job_over_verified_tls(
     # Then it succeeds, every connection having gone through TLS
     report("rediss", status=outcome["status"], tls_connections=proxy.tls_connections)
     assert outcome["status"] == "SUCCEEDED"
-    assert JobHandle(result.id).record().status.value == "SUCCEEDED"
+    assert JobHandle(result.id).record.status.value == "SUCCEEDED"
     assert proxy.tls_connections >= 3  # this process, the worker's consumer and its producer

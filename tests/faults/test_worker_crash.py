@@ -72,7 +72,7 @@ def test_kill_9_between_submit_job_and_storing_the_id_submits_once(
     eventually(lambda: stack.batch.calls("SubmitJob") == 1, timeout=30)
     # When the worker dies inside that window, before it stored the Batch job id
     worker.kill()
-    assert JobHandle(tracking_id).record().job_id is None
+    assert JobHandle(tracking_id).record.job_id is None
     stack.batch.set_faults(response_delay={})
     stack.start_worker()
     # Then the next attempt finds the job it had submitted instead of submitting again

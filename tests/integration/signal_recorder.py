@@ -33,11 +33,13 @@ for _signal in signals.SIGNALS.values():
     _signal.connect(_record, weak=False)
 
 
-# Tasks for canvas tests: they run in the worker after the Batch job they follow.
+# Tasks for canvas tests: they run in the worker after the Batch job they follow. They are
+# poller-app tasks on poller's queue here; tests/integration/shop has an app of its own.
 from poller.app import app  # noqa: E402
+from poller.settings import get_settings  # noqa: E402
 
 
-@app.task(name="tests.note_after")
+@app.task(name="tests.note_after", queue=get_settings().queue)
 def note_after(record: dict[str, Any]) -> dict[str, Any]:
     """A chain's next step: note when it ran and what it received."""
     from poller.models import utcnow
@@ -52,7 +54,7 @@ def note_after(record: dict[str, Any]) -> dict[str, Any]:
     return note
 
 
-@app.task(name="tests.count_succeeded")
+@app.task(name="tests.count_succeeded", queue=get_settings().queue)
 def count_succeeded(records: list[dict[str, Any]]) -> int:
     """A chord body: how many of the header's jobs succeeded."""
     return sum(1 for record in records if record["status"] == "SUCCEEDED")

@@ -68,7 +68,7 @@ def test_a_failed_job_exits_1_and_a_timed_out_job_exits_2() -> None:
 def test_status_by_tracking_id_and_by_batch_job_id() -> None:
     tracking_id = submit("-p", "seconds=0.2")
     record = JobHandle(tracking_id).wait(timeout=60)
-    for identifier in (tracking_id, record.job_id):
+    for identifier in (tracking_id, record["job_id"]):
         code, output = run("status", str(identifier), "--json")
         assert code == 0
         assert json.loads(output)["tracking_id"] == tracking_id
@@ -83,7 +83,7 @@ def test_cancel_then_logs_and_jobs_listing() -> None:
     eventually(lambda: handle.status is JobStatus.RUNNING)
     result = CliRunner().invoke(main, ["cancel", tracking_id, "--reason", "from the CLI test"])
     assert result.exit_code == 0, result.output
-    assert handle.wait(timeout=60).status is JobStatus.FAILED
+    assert handle.wait(timeout=60)["status"] == "FAILED"
     # The job's own output is readable from CloudWatch Logs
     result = CliRunner().invoke(main, ["logs", tracking_id])
     code, output = result.exit_code, result.stdout

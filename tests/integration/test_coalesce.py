@@ -39,7 +39,9 @@ def test_checks_of_jobs_due_together_share_describe_calls(
         for i in range(40)
     ]
     # When they are tracked to the end
-    records = [JobHandle(r.id).wait(timeout=120) for r in results]
+    for result in results:
+        JobHandle(result.id).wait(timeout=120)
+    records = [JobHandle(r.id).record for r in results]
     # Then every job succeeded, and checks were answered with far fewer DescribeJobs calls
     assert {r.status for r in records} == {JobStatus.SUCCEEDED}
     checks = sum(r.checks for r in records)

@@ -39,6 +39,13 @@ def _worker(poller_worker: Worker, poller_redis_client: redis.Redis) -> None:
     """Every test here runs against the session's worker, with a flushed records database."""
 
 
+RESULT_FIELDS = (
+    "tracking_id", "job_id", "job_name", "job_queue", "job_definition", "status",
+    "status_reason", "exit_code", "attempts", "log_stream_name", "created_at", "started_at",
+    "stopped_at", "submitted_at", "finished_at", "array_status_summary",
+)  # fmt: skip
+
+
 def test_a_job_that_succeeds_resolves_to_its_record(poller_redis_client: redis.Redis) -> None:
     # When a job is submitted
     result = sleep_job("ok-1", seconds=1)
@@ -46,7 +53,9 @@ def test_a_job_that_succeeds_resolves_to_its_record(poller_redis_client: redis.R
     outcome = result.get(timeout=RESULT_TIMEOUT)
     assert outcome["status"] == "SUCCEEDED"
     assert outcome["tracking_id"] == result.id
-    record = JobHandle(result.id).record()
+    # And the result holds exactly the documented fields, none of poller's internal ones
+    assert sorted(outcome) == sorted(RESULT_FIELDS)
+    record = JobHandle(result.id).record
     assert record.job_id and record.exit_code == 0 and record.attempts == 1
     assert record.log_stream_name and record.checks >= 1
     assert record.started_at and record.stopped_at and record.started_at <= record.stopped_at
@@ -62,7 +71,7 @@ def test_a_job_that_succeeds_resolves_to_its_record(poller_redis_client: redis.R
 def test_signals_are_sent_once_each_and_in_order(poller_redis_client: redis.Redis) -> None:
     result = sleep_job("signals-1", seconds=1)
     result.get(timeout=RESULT_TIMEOUT)
-    record = JobHandle(result.id).record()
+    record = JobHandle(result.id).record
     sent = signals_of(poller_redis_client, result.id)
     names = [entry["signal"] for entry in sent]
     assert names[0] == "job_submitted"
@@ -79,7 +88,7 @@ def test_a_failing_job_raises_job_failed_with_its_exit_code(
     result = sleep_job("fails-1", seconds=0.2, exit_code=3)
     with pytest.raises(JobFailed) as caught:
         result.get(timeout=RESULT_TIMEOUT)
-    record = JobHandle(result.id).record()
+    record = JobHandle(result.id).record
     assert record.status is JobStatus.FAILED and record.exit_code == 3
     message = str(caught.value)
     assert record.job_id in message and "exit code 3" in message
@@ -94,7 +103,7 @@ def test_an_unknown_queue_is_rejected_with_aws_message(poller_redis_client: redi
     result = submit_job.delay("rejected-1", "no-such-queue", SLEEP_JOB_DEFINITION)
     with pytest.raises(SubmitRejected, match="no-such-queue"):
         result.get(timeout=RESULT_TIMEOUT)
-    record = JobHandle(result.id).record()
+    record = JobHandle(result.id).record
     assert record.status is JobStatus.REJECTED and record.job_id is None
     assert "ClientException" in (record.status_reason or "")
     assert [e["signal"] for e in signals_of(poller_redis_client, result.id)][-2:] == [
@@ -111,7 +120,7 @@ def test_giving_up_terminates_the_batch_job(poller_batch: LocalBatch) -> None:
     # Then poller gives up
     with pytest.raises(JobTimedOut, match="max_checks=2"):
         result.get(timeout=RESULT_TIMEOUT)
-    record = JobHandle(result.id).record()
+    record = JobHandle(result.id).record
     assert record.status is JobStatus.TIMED_OUT
     # And the Batch job is terminated with poller's reason
     batch = poller_batch.client()
@@ -131,7 +140,7 @@ def test_cancel_stops_a_running_job(poller_redis_client: redis.Redis) -> None:
     handle.cancel("no longer needed")
     with pytest.raises(JobFailed, match="no longer needed"):
         result.get(timeout=RESULT_TIMEOUT)
-    assert handle.record().cancel_reason == "no longer needed"
+    assert handle.record.cancel_reason == "no longer needed"
 
 
 def test_a_chain_runs_its_next_step_after_the_batch_job(poller_redis_client: redis.Redis) -> None:
@@ -143,7 +152,7 @@ def test_a_chain_runs_its_next_step_after_the_batch_job(poller_redis_client: red
     note = result.get(timeout=RESULT_TIMEOUT)
     # Then the next step received the record, after the Batch job had finished
     assert note["status"] == "SUCCEEDED"
-    record = JobHandle(note["tracking_id"]).record()
+    record = JobHandle(note["tracking_id"]).record
     assert record.finished_at is not None
     assert note["ran_at"] >= record.finished_at.isoformat()
 
@@ -157,7 +166,7 @@ def test_a_late_duplicate_check_after_the_end_does_not_run_the_chain_again(
         note_after.s(),
     ).apply_async()
     note = result.get(timeout=RESULT_TIMEOUT)
-    record = JobHandle(note["tracking_id"]).record()
+    record = JobHandle(note["tracking_id"]).record
     # When copies of its check arrive late (as after a crash and the visibility timeout)
     for check_no in (0, record.checks, record.checks - 1):
         check_job.apply_async((record.tracking_id, check_no), task_id=record.tracking_id)
@@ -181,7 +190,7 @@ def test_a_duplicated_check_sends_no_second_signal(poller_redis_client: redis.Re
     result = sleep_job("dup-1", seconds=2)
     handle = JobHandle(result.id)
     eventually(lambda: (r := handle.store.find(result.id)) and r.checks >= 1)
-    current = handle.record().checks
+    current = handle.record.checks
     # When stale and current check messages are delivered again (as the broker redelivers
     # them: same task id)
     check_job.apply_async((result.id, 0), task_id=result.id)
@@ -218,7 +227,7 @@ def test_the_worker_rejects_a_bad_message_that_bypassed_validation(
     # Then the worker refuses it and records why
     with pytest.raises(InvalidJobSpec, match="job_name"):
         result.get(timeout=RESULT_TIMEOUT)
-    record = JobHandle(result.id).record()
+    record = JobHandle(result.id).record
     assert record.status is JobStatus.REJECTED and "job_name" in (record.status_reason or "")
 
 
@@ -242,10 +251,11 @@ def test_a_second_submission_with_the_same_key_returns_the_first_job() -> None:
     assert first.get(timeout=RESULT_TIMEOUT)["status"] == "SUCCEEDED"
 
 
-def test_wait_wakes_on_the_event_and_returns_the_terminal_record() -> None:
+def test_wait_wakes_on_the_event_and_returns_the_same_result_as_get() -> None:
     result = sleep_job("wait-1", seconds=1)
-    record = JobHandle(result.id).wait(timeout=RESULT_TIMEOUT)
-    assert record.status is JobStatus.SUCCEEDED
+    waited = JobHandle(result.id).wait(timeout=RESULT_TIMEOUT)
+    assert waited["status"] == "SUCCEEDED"
+    assert waited == result.get(timeout=RESULT_TIMEOUT)
 
 
 def test_an_array_job_records_its_children_summary() -> None:

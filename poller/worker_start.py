@@ -1,0 +1,73 @@
+"""What ``celery -A poller worker`` checks and sets up before it consumes anything.
+
+- It consumes ``POLLER_QUEUE`` only (unless ``-Q`` names queues): the app's own tasks, on its
+  default queue, are left to the app's workers.
+- It imports ``POLLER_IMPORTS``, so the app's signal receivers run where poller's signals fire.
+- It refuses to start, with one line naming the fix and exit code 78 (EX_CONFIG, which
+  ``poller worker`` does not restart), when a module cannot be imported or boto3 can resolve no
+  AWS region or no credentials: such a worker would look ready and track nothing.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+from typing import Any, NoReturn
+
+import boto3
+from celery.signals import worker_ready
+
+from poller.settings import Settings, get_settings
+
+logger = logging.getLogger(__name__)
+
+EX_CONFIG = 78  # sysexits.h: configuration error
+
+
+def prepare_worker(worker: Any, options: dict[str, Any]) -> None:
+    """``celeryd_init`` receiver for poller's app: check the configuration, then set up."""
+    settings = get_settings()
+    problem = aws_configuration_problem()
+    if problem:
+        refuse(problem)
+    import_app_modules(settings)
+    if not options.get("queues"):
+        worker.app.amqp.queues.select([settings.queue])
+    # Logging is set up only later in the worker's start: say it once the worker is ready.
+    summary = (
+        f"poller worker consuming {', '.join(worker.app.amqp.queues.consume_from)}; "
+        f"imported {', '.join(settings.imports) or 'no app modules'} (POLLER_IMPORTS)"
+    )
+    worker_ready.connect(lambda **_: logger.info(summary), weak=False)
+
+
+def aws_configuration_problem(session: boto3.session.Session | None = None) -> str | None:
+    """What boto3 lacks to call AWS Batch (region, credentials), or None when nothing."""
+    session = session or boto3.session.Session()
+    if not session.region_name:
+        return (
+            "no AWS region: set AWS_DEFAULT_REGION (boto3 does not read AWS_REGION), or a "
+            "region in the profile named by AWS_PROFILE (~/.aws/config)"
+        )
+    if session.get_credentials() is None:
+        return (
+            "no AWS credentials: set AWS_PROFILE, or AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY, or run with an instance or task role"
+        )
+    return None
+
+
+def import_app_modules(settings: Settings) -> None:
+    """Import every POLLER_IMPORTS module; refuse to start naming one that fails."""
+    for name in settings.imports:
+        try:
+            importlib.import_module(name)
+        except Exception as err:
+            refuse(f"POLLER_IMPORTS: cannot import {name!r}: {type(err).__name__}: {err}")
+
+
+def refuse(problem: str) -> NoReturn:
+    """Stop the worker before it starts, with one line saying what to fix."""
+    print(f"error: poller worker cannot start: {problem}", file=sys.stderr, flush=True)
+    raise SystemExit(EX_CONFIG)

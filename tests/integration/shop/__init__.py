@@ -1,0 +1,5 @@
+"""An existing Celery project, as poller's users have one: its own app, tasks and receivers.
+
+It knows nothing of poller's routing: its settings are Celery's defaults (queue ``celery``) plus
+its broker, the same Redis as poller's (``SHOP_BROKER_URL``).
+"""
