@@ -17,9 +17,18 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    CredentialRetrievalError,
+    NoCredentialsError,
+    NoRegionError,
+    PartialCredentialsError,
+    TokenRetrievalError,
+)
 
 from poller.errors import (
+    BatchMisconfigured,
     BatchRequestError,
     BatchThrottled,
     BatchUnavailable,
@@ -122,6 +131,34 @@ def _chunks(ids: list[str], size: int) -> Iterator[list[str]]:
         yield ids[start : start + size]
 
 
+# AWS's answers to a caller it does not accept: credentials, signature or permissions.
+AUTH_ERROR_CODES = frozenset(
+    {
+        "AccessDenied",
+        "AccessDeniedException",
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "InvalidClientTokenId",
+        "InvalidSignatureException",
+        "MissingAuthenticationToken",
+        "SignatureDoesNotMatch",
+        "UnrecognizedClientException",
+    }
+)
+# botocore's errors for a configuration that cannot make a signed call at all.
+CONFIGURATION_ERRORS = (
+    NoRegionError,
+    NoCredentialsError,
+    PartialCredentialsError,
+    CredentialRetrievalError,
+    TokenRetrievalError,
+)
+
+
+def _is_auth_error(err: ClientError) -> bool:
+    return err.response.get("Error", {}).get("Code", "") in AUTH_ERROR_CODES
+
+
 def _is_throttling(err: ClientError) -> bool:
     code = err.response.get("Error", {}).get("Code", "")
     status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
@@ -137,18 +174,23 @@ def _is_transient(err: ClientError) -> bool:
 def _translated_errors(
     operation: str, refused: tuple[type[PollerError], str] | None = None
 ) -> Iterator[None]:
-    """Translate boto3 errors at the boundary: throttling -> BatchThrottled, 5xx or no answer
-    -> BatchUnavailable (try again later), any other client error -> ``refused`` (its class
-    and message) when given, else BatchUnavailable (read-only calls are simply retried)."""
+    """Translate boto3 errors at the boundary: throttling -> BatchThrottled; credentials,
+    region or permissions -> BatchMisconfigured; 5xx or no answer -> BatchUnavailable (try again
+    later); any other client error -> ``refused`` (its class and message) when given, else
+    BatchUnavailable (read-only calls are simply retried)."""
     try:
         yield
     except ClientError as err:
         if _is_throttling(err):
             raise BatchThrottled(f"{operation}: {_error_text(err)}") from err
+        if _is_auth_error(err):
+            raise BatchMisconfigured(f"{operation}: {_error_text(err)}") from err
         if refused is not None and not _is_transient(err):
             error_class, message = refused
             raise error_class(f"{message}: {_error_text(err)}") from err
         raise BatchUnavailable(f"{operation}: {_error_text(err)}") from err
+    except CONFIGURATION_ERRORS as err:
+        raise BatchMisconfigured(f"{operation}: {type(err).__name__}: {err}") from err
     except BotoCoreError as err:
         raise BatchUnavailable(f"{operation}: {err}") from err
 

@@ -78,6 +78,7 @@ def record_table(record: JobRecord) -> Table:
         ("batch job id", record.job_id),
         ("status", status_text(record.status)),
         ("reason", record.status_reason),
+        ("waiting on AWS", record.waiting_reason),
         ("exit code", record.exit_code),
         ("container reason", record.container_reason),
         ("queue / definition", f"{record.job_queue} / {record.job_definition}"),

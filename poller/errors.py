@@ -50,6 +50,14 @@ class BatchThrottled(BatchUnavailable):
     """AWS Batch throttled the call: it certainly did not take effect."""
 
 
+class BatchMisconfigured(BatchUnavailable):
+    """AWS refused poller's configuration (no credentials, expired token, access denied).
+
+    Retried like an outage, in case it is fixed meanwhile (credentials rotated, a policy
+    attached), but the job records why it waits, and ends after ``POLLER_AWS_CONFIG_GRACE``.
+    """
+
+
 class SubmitInProgress(PollerError):
     """Another attempt is calling SubmitJob for this job right now; try again shortly."""
 

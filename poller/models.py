@@ -219,6 +219,8 @@ class JobRecord(BaseModel):
     stuck_notified: bool = False
     cancel_reason: str | None = None
     missing_since: datetime | None = None
+    waiting_reason: str | None = None  # an AWS error about poller's configuration, while it lasts
+    waiting_since: datetime | None = None
     next_check_at: datetime | None = None
     submit_started_at: datetime | None = None
     submit_lease_until: datetime | None = None

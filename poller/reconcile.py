@@ -26,6 +26,7 @@ from celery import bootsteps
 from poller import tracking
 from poller.lifecycle import Runtime, get_runtime
 from poller.models import JobRecord, utcnow
+from poller.settings import get_settings
 from poller.store import Change
 
 logger = logging.getLogger(__name__)
@@ -149,8 +150,16 @@ class ReconcileStep(bootsteps.StartStopStep):
             self._thread = None
 
     def _loop(self) -> None:
-        while not self._stopping.wait(get_runtime().settings.reconcile_interval):
+        # Settings only here: a runtime (Redis, boto3) that fails to build is a failed pass.
+        interval = get_settings().reconcile_interval
+        last_error = None
+        while not self._stopping.wait(interval):
             try:
                 run_if_leader(get_runtime())
-            except Exception:  # a failed pass must not end the loop; the next one retries
-                logger.exception("reconcile pass failed")
+                last_error = None
+            except Exception as err:  # the thread must outlive any failure; the next pass retries
+                if repr(err) == last_error:
+                    logger.warning("reconcile pass failed again: %r", err)
+                else:
+                    logger.exception("reconcile pass failed (retrying every %.0fs)", interval)
+                last_error = repr(err)

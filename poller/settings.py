@@ -146,6 +146,15 @@ class Settings(BaseSettings):
     aws_max_attempts: int = Field(
         3, ge=1, description="botocore 'standard' retry mode attempts per AWS call."
     )
+    aws_config_grace: float = Field(
+        300.0,
+        gt=0,
+        description=(
+            "Seconds a job may wait on an AWS error about poller's configuration (no or "
+            "expired credentials, access denied) before it ends: REJECTED before submission, "
+            "TIMED_OUT after. Meanwhile its record says why it waits."
+        ),
+    )
     aws_retry_delay: float = Field(
         5.0,
         gt=0,

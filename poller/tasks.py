@@ -23,6 +23,7 @@ from poller import coalesce, lifecycle
 from poller.app import app
 from poller.backoff import compute_delay
 from poller.errors import (
+    BatchMisconfigured,
     BatchUnavailable,
     CheckScheduled,
     InvalidJobSpec,
@@ -196,6 +197,13 @@ def submit_job(self: Task[Any, Any], *args: Any, **kwargs: Any) -> Any:
     if record.job_id is None:
         try:
             record = lifecycle.submit(rt, record)
+        except BatchMisconfigured as err:
+            reason = lifecycle.refused(rt, tracking_id, err)
+            if reason is not None:
+                return lifecycle.outcome(lifecycle.reject(rt, tracking_id, reason))
+            delay = _aws_retry_delay(self.request.retries)
+            lifecycle.reschedule(rt, tracking_id, delay)
+            raise self.retry(countdown=delay) from err
         except BatchUnavailable as err:
             if self.request.retries >= MAX_SUBMIT_RETRIES:
                 record = lifecycle.reject(rt, tracking_id, f"AWS Batch unavailable: {err}")
@@ -243,6 +251,13 @@ def check_job(self: Task[Any, Any], tracking_id: str, check_no: int = 0, failure
     rt = lifecycle.get_runtime()
     try:
         result = lifecycle.check(rt, tracking_id, check_no)
+    except BatchMisconfigured as err:
+        reason = lifecycle.refused(rt, tracking_id, err)
+        if reason is not None:
+            return lifecycle.outcome(lifecycle.give_up(rt, rt.store.get(tracking_id), reason))
+        delay = _aws_retry_delay(failures)
+        lifecycle.reschedule(rt, tracking_id, delay)
+        raise self.retry(args=(tracking_id, check_no, failures + 1), countdown=delay) from err
     except BatchUnavailable as err:
         # Not a check: throttling and 5xx must not use up the job's max_checks.
         delay = _aws_retry_delay(failures)

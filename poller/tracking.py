@@ -75,6 +75,7 @@ def submitted(
     new = record.model_copy(deep=True)
     new.job_id = job_id
     new.submitted_at = now
+    new.waiting_reason = new.waiting_since = None
     new.next_check_at = next_check_at
     events = [Event(JOB_SUBMITTED, new), *_transition(new, JobStatus.SUBMITTED, now)]
     return Change(new, events)
@@ -109,6 +110,21 @@ def rescheduled(record: JobRecord, when: datetime) -> Change | None:
     if record.is_terminal:
         return None
     return Change(record.model_copy(update={"next_check_at": when}))
+
+
+def aws_refused(record: JobRecord, reason: str, now: datetime) -> Change | None:
+    """AWS refused a call for this job over poller's configuration (credentials, access): note
+    why the job waits and since when. None when that reason is already noted."""
+    if record.is_terminal or record.waiting_reason == reason:
+        return None
+    update = {"waiting_reason": reason, "waiting_since": record.waiting_since or now}
+    return Change(record.model_copy(update=update))
+
+
+def refused_too_long(record: JobRecord, now: datetime, grace: float) -> bool:
+    """True once the job has waited on an AWS configuration error for ``grace`` seconds."""
+    since = record.waiting_since
+    return since is not None and (now - since).total_seconds() >= grace
 
 
 def canvas_recorded(record: JobRecord, canvas: dict[str, Any]) -> Change | None:
@@ -179,6 +195,7 @@ def checked(
         events += _missing(new, now, limits)
     else:
         new.missing_since = None
+        new.waiting_reason = new.waiting_since = None
         _copy_details(new, view)
         if view.status.rank > new.status.rank:
             events += _transition(new, view.status, now)

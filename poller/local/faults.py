@@ -46,9 +46,11 @@ BATCH_PREFIX = "/v1/"
 _THROTTLED = (429, "TooManyRequestsException", "Too Many Requests.")
 _SERVER_ERROR = (500, "ServerException", "Injected server error.")
 _UNAVAILABLE = (503, "ServiceUnavailable", "Service Unavailable.")
+_DENIED_MESSAGE = "User is not authorized to perform: batch:{operation} (injected)"
 _HTTP_REASONS = {
     200: "OK",
     400: "Bad Request",
+    403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
     429: "Too Many Requests",
@@ -80,6 +82,8 @@ class FaultConfig:
     response_delay: dict[str, float] = field(default_factory=dict)
     """Operation name -> seconds to hold the answer *after* the call took effect: the window in
     which a client can die having acted on AWS without learning the result (crash tests)."""
+    deny: list[str] = field(default_factory=list)
+    """Operations answered HTTP 403 ``AccessDeniedException``, as for a role lacking them."""
     seed: int | None = None
     """Seed of the random generator that picks the calls failed by ``error_rate``."""
 
@@ -105,6 +109,10 @@ class FaultConfig:
             raise ValueError(f"error_rate must be within 0..1, got {self.error_rate!r}")
         if _number("latency", self.latency) < 0:
             raise ValueError(f"latency must be >= 0, got {self.latency!r}")
+        if not isinstance(self.deny, list) or not all(
+            isinstance(op, str) and op for op in self.deny
+        ):
+            raise ValueError(f"deny must be a list of operation names, got {self.deny!r}")
         if not isinstance(self.outage, bool):
             raise ValueError(f"outage must be a boolean, got {self.outage!r}")
         if self.seed is not None and (
@@ -120,6 +128,7 @@ class FaultConfig:
             "latency": self.latency,
             "outage": self.outage,
             "response_delay": dict(self.response_delay),
+            "deny": list(self.deny),
             "seed": self.seed,
         }
 
@@ -287,6 +296,8 @@ class FaultMiddleware:
     def _pick_fault(self, operation: str) -> tuple[int, str, str] | None:
         if self._config.outage:
             return _UNAVAILABLE
+        if operation in self._config.deny:
+            return (403, "AccessDeniedException", _DENIED_MESSAGE.format(operation=operation))
         bucket = self._buckets.get(operation) or self._buckets.get("*")
         if bucket is not None and not bucket.take():
             return _THROTTLED

@@ -99,7 +99,7 @@ def fault_batch() -> Iterator[LocalBatch]:
 def stack(fault_batch: LocalBatch) -> Iterator[FaultStack]:
     saved = dict(os.environ)
     fault_batch.reset_stats()
-    fault_batch.set_faults(error_rate=0.0, outage=False, throttle={}, response_delay={})
+    fault_batch.set_faults(error_rate=0.0, outage=False, throttle={}, response_delay={}, deny=[])
     with EmbeddedRedis(appendonly=True) as server:
         env = {**stack_env(server, fault_batch, initial_delay=0.5, max_delay=2.0), **FAULT_SETTINGS}
         configure_process(env)

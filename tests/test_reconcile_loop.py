@@ -1,0 +1,52 @@
+"""The reconcile thread outlives any failure of a pass, and logs a repeated one briefly."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from poller import reconcile
+from poller.settings import get_settings
+from tests.conftest import eventually
+
+
+@pytest.fixture
+def fast_passes(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("POLLER_RECONCILE_INTERVAL", "0.01")
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+def test_failing_passes_never_end_the_thread(
+    fast_passes: None, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given passes that fail the way a worker without an AWS region did, then recover
+    passes: list[str] = []
+    recovered = threading.Event()
+
+    def runtime() -> Any:
+        if len(passes) < 5:
+            passes.append("failed")
+            raise RuntimeError("You must specify a region.")
+        passes.append("ran")
+        recovered.set()
+        return None
+
+    monkeypatch.setattr(reconcile, "get_runtime", runtime)
+    monkeypatch.setattr(reconcile, "run_if_leader", lambda rt: None)
+    step = reconcile.ReconcileStep.__new__(reconcile.ReconcileStep)
+    step._stopping, step._thread = threading.Event(), None
+    # When the reconcile thread runs
+    step.start(worker=None)
+    try:
+        eventually(recovered.is_set, timeout=10)
+    finally:
+        step.stop(worker=None)
+    # Then it carried on past every failure, with one traceback and one line per repeat
+    assert passes[:6] == ["failed"] * 5 + ["ran"]
+    assert caplog.text.count("Traceback") == 1
+    assert caplog.text.count("reconcile pass failed again") == 4
