@@ -76,7 +76,7 @@ app.add_defaults(celery_config)
 def _install_worker_parts() -> None:
     from celery.signals import celeryd_init, worker_init
 
-    from poller import tracebacks
+    from poller import flower, tracebacks
     from poller.reconcile import ReconcileStep
     from poller.worker_start import prepare_worker
 
@@ -84,6 +84,7 @@ def _install_worker_parts() -> None:
         if instance.app is app:  # not another app's worker in a process that imported poller
             prepare_worker(instance, options)
 
+    flower.install_if_running_flower()
     app.steps["worker"].add(ReconcileStep)
     celeryd_init.connect(on_celeryd_init, weak=False)
     worker_init.connect(lambda **_: tracebacks.install(), weak=False)

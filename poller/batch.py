@@ -13,9 +13,11 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import boto3
+import botocore.session
 from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
@@ -26,12 +28,14 @@ from botocore.exceptions import (
     PartialCredentialsError,
     TokenRetrievalError,
 )
+from botocore.validate import ParamValidator
 
 from poller.errors import (
     BatchMisconfigured,
     BatchRequestError,
     BatchThrottled,
     BatchUnavailable,
+    InvalidJobSpec,
     PollerError,
     SubmitRejected,
 )
@@ -79,6 +83,27 @@ def submit_request(spec: JobSpec, extra_tags: dict[str, str] | None = None) -> d
     if extra_tags:
         request["tags"] = {**request.get("tags", {}), **extra_tags}
     return request
+
+
+@lru_cache(maxsize=1)
+def _submit_job_shape() -> Any:
+    """SubmitJob's input shape from botocore's model of the Batch API (no client, no region)."""
+    model = botocore.session.get_session().get_service_model("batch")
+    return model.operation_model("SubmitJob").input_shape
+
+
+def check_request(spec: JobSpec) -> None:
+    """Check the SubmitJob request against AWS's own API model, nested values included.
+
+    A key AWS does not know (``container_overrides={"memroy": 4}``) or a value of the wrong
+    type raises InvalidJobSpec naming the field, before anything is sent.
+    """
+    report = ParamValidator().validate(submit_request(spec), _submit_job_shape())
+    if not report.has_errors():
+        return
+    first = report.generate_report().splitlines()[0]
+    field = next((name for name, aws in _SUBMIT_FIELDS.items() if aws in first), "spec")
+    raise InvalidJobSpec(f"invalid job spec: {field}: {first}", field=field)
 
 
 @dataclass(frozen=True)

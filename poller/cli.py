@@ -12,7 +12,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from types import FrameType
+from pathlib import Path
 from typing import Any
 
 import click
@@ -30,14 +30,27 @@ out = Console(soft_wrap=True)  # plain lines (ids, JSON, logs) are never wrapped
 
 
 class PollerGroup(click.Group):
-    """Turns poller, Redis and AWS errors into one line and exit code 3, never a traceback."""
+    """Turns every error (usage, poller, Redis, AWS, local stack) into one ``error:`` line and
+    exit code 3, never a traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        from poller.local import LocalStackError  # no extra dependencies
+
         try:
             return super().invoke(ctx)
-        except (PollerError, ConfigurationError, redis.RedisError, BotoCoreError) as err:
-            console.print(f"[bold red]error:[/] {err}", highlight=False)
-            ctx.exit(view.EXIT_ERROR)
+        except click.ClickException as err:
+            fail(ctx, err.format_message())
+        except (
+            PollerError, ConfigurationError, redis.RedisError, BotoCoreError, LocalStackError
+        ) as err:  # fmt: skip
+            fail(ctx, str(err))
+
+
+def fail(ctx: click.Context, message: str) -> None:
+    """Print one ``error:`` line (never wrapped) and exit with code 3."""
+    one_line = " ".join(message.split())
+    console.print(f"[bold red]error:[/] {one_line}", highlight=False, soft_wrap=True)
+    ctx.exit(view.EXIT_ERROR)
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -184,8 +197,14 @@ def wait(identifier: str, timeout: float | None, as_json: bool) -> None:
 @click.option("--reason", default="cancelled with the poller CLI", show_default=True)
 @json_option
 def cancel(identifier: str, reason: str, as_json: bool) -> None:
-    """Stop a job's Batch job and record why."""
-    record = _handle(identifier).cancel(reason)
+    """Stop a job's Batch job and record why (an error when the job has already ended)."""
+    handle = _handle(identifier)
+    ended = handle.record
+    if ended.is_terminal:
+        raise click.ClickException(
+            f"job {ended.tracking_id} already ended {ended.status.value}; nothing to cancel"
+        )
+    record = handle.cancel(reason)
     if as_json:
         out.print_json(view.to_json(record))
     else:
@@ -197,8 +216,8 @@ def cancel(identifier: str, reason: str, as_json: bool) -> None:
 @click.option(
     "--status",
     "status_",
-    type=click.Choice([s.value for s in JobStatus]),
-    help="Only jobs in this status.",
+    type=click.Choice([s.value for s in JobStatus], case_sensitive=False),
+    help="Only jobs in this status (any case).",
 )
 @click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
 @json_option
@@ -369,19 +388,25 @@ def worker_command(celery_args: tuple[str, ...]) -> None:
 @click.option(
     "--appendonly/--no-appendonly", default=True, show_default=True, help="Persist writes."
 )
-def redis_command(port: int, password: str | None, appendonly: bool) -> None:
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Keep the data here across restarts (default: a temporary directory, deleted on exit).",
+)
+def redis_command(port: int, password: str | None, appendonly: bool, data_dir: Path | None) -> None:
     """Run an embedded Redis server in the foreground (Ctrl-C stops it)."""
-    from poller.local import LocalStackError
     from poller.local.redis_server import EmbeddedRedis
 
-    server = EmbeddedRedis(port=port, password=password, appendonly=appendonly)
-    try:
-        server.start()
-    except LocalStackError as err:
-        raise click.ClickException(str(err)) from err
+    if data_dir is not None:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    server = EmbeddedRedis(port=port, password=password, appendonly=appendonly, data_dir=data_dir)
+    server.start()
     shown = server.url.replace(f":{password}@", ":***@") if password else server.url
+    kept = "kept across restarts" if data_dir else "temporary, deleted on exit"
     console.print(
-        f"Redis listening on [bold]{shown}[/] (pid {server.pid}, data in {server.data_dir})"
+        f"Redis listening on [bold]{shown}[/] (pid {server.pid}); data in {server.data_dir} "
+        f"({kept})",
+        soft_wrap=True,
     )
     _wait_for_stop_signal()
     server.close()
@@ -484,13 +509,11 @@ def local_batch_command(
 
 def _wait_for_stop_signal() -> None:
     """Block until SIGINT or SIGTERM."""
+    from poller.local import sigterm_as_interrupt
 
-    def stop(signum: int, _frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, stop)
     try:
-        signal.pause()
+        with sigterm_as_interrupt():
+            signal.pause()
     except KeyboardInterrupt:
         console.print("stopping")
 

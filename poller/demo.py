@@ -22,7 +22,7 @@ from rich.table import Table
 
 from poller import console as view
 from poller.app import app
-from poller.local import free_port
+from poller.local import free_port, sigterm_as_interrupt
 from poller.local.resources import JOB_QUEUE, SLEEP_JOB_DEFINITION
 from poller.models import JobRecord, JobStatus
 
@@ -155,7 +155,7 @@ def run(successes: int = 3, keep: bool = False, flower_port: int | None = None) 
     """Run the demo; return 0 when every job ended as expected, 1 otherwise."""
     console = Console()
     try:
-        with running_stack(console, flower_port or free_port()):
+        with sigterm_as_interrupt(), running_stack(console, flower_port or free_port()):
             code = _run_jobs(console, successes)
             if keep:
                 console.print("[bold]--keep[/]: the stack stays up; press Ctrl-C to stop it")

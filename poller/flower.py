@@ -1,10 +1,24 @@
-"""Guard rails for running Flower next to poller (used by config/flowerconfig.py)."""
+"""Flower for poller: defaults that ship with the package, and a guard against exposing it.
+
+``celery -A poller flower`` works from any project: when the Celery command line loads poller's
+app to run Flower, :func:`install` sets poller's defaults on Flower's options (bind 127.0.0.1,
+keep 10,000 tasks, forget workers offline for 10 minutes) before Flower reads its environment
+(``FLOWER_*``), config file and command line, and checks the final options once they are all
+read: Flower bound beyond localhost without authentication refuses to start, however the
+address was given.
+"""
 
 from __future__ import annotations
 
 import ipaddress
+from typing import Any
 
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+DEFAULTS: dict[str, Any] = {
+    "address": "127.0.0.1",  # Flower's own default is every interface
+    "max_tasks": 10_000,  # every check of every job is a task Flower remembers
+    "purge_offline_workers": 600,
+}
 
 
 def is_loopback(address: str) -> bool:
@@ -17,7 +31,7 @@ def is_loopback(address: str) -> bool:
         return False  # a host name other than localhost: assume it is reachable
 
 
-def exposure_error(address: str, basic_auth: str | None, oauth: str | None) -> str | None:
+def exposure_error(address: str, basic_auth: Any, oauth: str | None) -> str | None:
     """Why Flower must not start with these options, or None when it may.
 
     Flower can revoke and terminate tasks and shows every task's arguments: bound beyond
@@ -29,3 +43,28 @@ def exposure_error(address: str, basic_auth: str | None, oauth: str | None) -> s
         f"refusing to start Flower on {address or 'all interfaces'} without authentication: "
         "set FLOWER_BASIC_AUTH=user:password (or FLOWER_AUTH for OAuth), or bind 127.0.0.1"
     )
+
+
+def install(options: Any) -> None:
+    """Set poller's defaults on Flower's (tornado) options and check them once parsed."""
+    for name, value in DEFAULTS.items():
+        setattr(options, name, value)
+
+    def check() -> None:
+        error = exposure_error(options.address, options.basic_auth, options.auth)
+        if error:
+            raise SystemExit(f"error: {error}")
+
+    options.add_parse_callback(check)
+
+
+def install_if_running_flower() -> None:
+    """:func:`install` when this process is ``celery -A poller flower`` (click's context says)."""
+    import click
+
+    context = click.get_current_context(silent=True)
+    if context is None or context.invoked_subcommand != "flower":
+        return
+    from tornado.options import options
+
+    install(options)

@@ -15,7 +15,7 @@ from typing import Any
 
 from poller import coalesce, signals, tracking
 from poller.backoff import compute_delay
-from poller.batch import BatchClient, BatchJobView
+from poller.batch import BatchClient, BatchJobView, check_request
 from poller.errors import (
     BatchMisconfigured,
     BatchUnavailable,
@@ -113,6 +113,7 @@ def validate(
     if len(args) > len(POSITIONAL):
         positional["extra positional arguments"] = args[len(POSITIONAL) :]
     spec = validate_spec(**{**positional, **fields})
+    check_request(spec)  # nested AWS values against botocore's model of SubmitJob
     policy = validate_poll(poll, default_poll(settings), settings.visibility_timeout)
     if idempotency_key is not None and not isinstance(idempotency_key, str):
         raise InvalidJobSpec(

@@ -255,8 +255,14 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def validate_spec(job_name: Any, job_queue: Any, job_definition: Any, **fields: Any) -> JobSpec:
+def validate_spec(
+    job_name: Any = None, job_queue: Any = None, job_definition: Any = None, **fields: Any
+) -> JobSpec:
     """Build a JobSpec from submit_job's arguments; InvalidJobSpec names the first bad field."""
+    required = {"job_name": job_name, "job_queue": job_queue, "job_definition": job_definition}
+    for name, value in required.items():
+        if value is None:
+            raise InvalidJobSpec(f"invalid job spec: {name}: required", field=name)
     try:
         return JobSpec(
             job_name=job_name, job_queue=job_queue, job_definition=job_definition, **fields

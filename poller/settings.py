@@ -12,10 +12,12 @@ from functools import lru_cache
 from typing import Annotated, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from poller.errors import ConfigurationError
+
+REDIS_SCHEMES = frozenset({"redis", "rediss", "sentinel", "unix"})
 
 
 class Settings(BaseSettings):
@@ -164,6 +166,19 @@ class Settings(BaseSettings):
         ),
     )
 
+    @field_validator("broker_url", "redis_url", "result_backend")
+    @classmethod
+    def _redis_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        scheme = urlsplit(value.get_secret_value()).scheme
+        if scheme not in REDIS_SCHEMES:
+            raise ValueError(
+                f"must be a {', '.join(s + '://' for s in sorted(REDIS_SCHEMES))} URL "
+                f"(got {mask_url(value.get_secret_value())!r})"
+            )
+        return value
+
     @field_validator("imports", mode="before")
     @classmethod
     def _split_imports(cls, value: Any) -> Any:
@@ -175,13 +190,13 @@ class Settings(BaseSettings):
     def _check_together(self) -> Settings:
         if self.poll_max_delay < self.poll_initial_delay:
             raise ValueError(
-                f"poll_max_delay ({self.poll_max_delay}) must be >= "
-                f"poll_initial_delay ({self.poll_initial_delay})"
+                f"POLLER_POLL_MAX_DELAY ({self.poll_max_delay}) must be >= "
+                f"POLLER_POLL_INITIAL_DELAY ({self.poll_initial_delay})"
             )
         if self.poll_max_delay >= self.visibility_timeout:
             raise ValueError(
-                f"poll_max_delay ({self.poll_max_delay}s) must be below visibility_timeout "
-                f"({self.visibility_timeout}s): a check's countdown message would be redelivered "
+                f"POLLER_POLL_MAX_DELAY ({self.poll_max_delay}s) must be below "
+                f"POLLER_VISIBILITY_TIMEOUT ({self.visibility_timeout}s): a check's countdown message would be redelivered "
                 "by the broker before it is due, and checked twice"
             )
         return self
@@ -222,5 +237,13 @@ def get_settings() -> Settings:
     """Return the process's settings, read once; ConfigurationError names what is wrong."""
     try:
         return Settings()
-    except ValueError as err:
-        raise ConfigurationError(f"invalid poller settings: {err}") from err
+    except ValidationError as err:
+        problems = "; ".join(_describe(error) for error in err.errors())
+        raise ConfigurationError(f"invalid poller settings: {problems}") from err
+
+
+def _describe(error: Any) -> str:
+    """One pydantic error as ``POLLER_<FIELD>: message`` (the variable the operator sets)."""
+    names = [f"POLLER_{str(part).upper()}" for part in error["loc"]]
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{', '.join(names)}: {message}" if names else message

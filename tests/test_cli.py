@@ -63,10 +63,33 @@ def test_poller_local_batch_serves_the_batch_api() -> None:
         stop(process)
 
 
-def test_bad_throttle_option_is_a_usage_error() -> None:
+def test_bad_throttle_option_is_one_error_line_and_exit_3() -> None:
     result = CliRunner().invoke(main, ["local-batch", "--throttle", "SubmitJob=fast"])
-    assert result.exit_code == 2
+    assert result.exit_code == 3
+    assert result.output.startswith("error: ") and result.output.count("\n") == 1
     assert "OP=RATE" in result.output
+
+
+def test_poller_redis_keeps_its_data_dir_across_restarts(tmp_path) -> None:
+    # Given `poller redis` with a data directory, holding a key
+    port, data = free_port(), tmp_path / "redis-data"
+    command = [*POLLER, "redis", "--port", str(port), "--data-dir", str(data)]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        line = first_line(process)
+        assert f"data in {data} (kept across restarts)" in line
+        with redis.Redis(port=port) as client:
+            client.set("order", "42")
+    finally:
+        assert stop(process) == 0
+    # When it is started again on the same directory, Then the key is still there
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        first_line(process)
+        with redis.Redis(port=port) as client:
+            assert client.get("order") == b"42"
+    finally:
+        assert stop(process) == 0
 
 
 def test_version() -> None:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import runpy
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from tornado.options import OptionParser
 
-from poller.flower import exposure_error, is_loopback
-
-CONFIG = Path(__file__).parent.parent / "config" / "flowerconfig.py"
+from poller.flower import exposure_error, install, is_loopback
 
 
 @pytest.mark.parametrize("address", ["127.0.0.1", "localhost", "::1", "127.0.0.2"])
@@ -27,23 +28,49 @@ def test_an_exposed_flower_without_auth_is_refused(address: str) -> None:
     assert exposure_error(address, None, ".*@example.com") is None
 
 
-def test_the_config_file_refuses_to_expose_flower_without_auth(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # Given Flower bound to every interface without auth
-    monkeypatch.setenv("FLOWER_ADDRESS", "0.0.0.0")
-    monkeypatch.delenv("FLOWER_BASIC_AUTH", raising=False)
-    monkeypatch.delenv("FLOWER_AUTH", raising=False)
-    # When Flower loads the config, Then it stops with the reason
+def flower_options() -> OptionParser:
+    """A parser with the Flower options poller's install() touches, as Flower defines them."""
+    parser = OptionParser()
+    parser.define("address", default="", type=str)
+    parser.define("basic_auth", type=str, default=None, multiple=True)
+    parser.define("auth", default="", type=str)
+    parser.define("max_tasks", type=int, default=100000)
+    parser.define("purge_offline_workers", default=None, type=int)
+    return parser
+
+
+def test_poller_defaults_bind_flower_to_localhost() -> None:
+    options = flower_options()
+    install(options)
+    options.parse_command_line(["flower"])
+    assert (options.address, options.max_tasks, options.purge_offline_workers) == (
+        "127.0.0.1", 10_000, 600,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("argv", [["--address=0.0.0.0"], ["--address=10.1.2.3", "--auth="]])
+def test_an_address_given_on_the_command_line_is_guarded_too(argv: list[str]) -> None:
+    options = flower_options()
+    install(options)
     with pytest.raises(SystemExit, match="without authentication"):
-        runpy.run_path(str(CONFIG))
+        options.parse_command_line(["flower", *argv])
 
 
-def test_the_config_file_defaults_to_localhost(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("FLOWER_ADDRESS", "FLOWER_PORT", "FLOWER_BASIC_AUTH"):
-        monkeypatch.delenv(name, raising=False)
-    config = runpy.run_path(str(CONFIG))
-    assert (config["address"], config["port"], config["basic_auth"]) == ("127.0.0.1", 5555, [])
-    monkeypatch.setenv("FLOWER_BASIC_AUTH", "admin:secret")
-    monkeypatch.setenv("FLOWER_ADDRESS", "0.0.0.0")
-    assert runpy.run_path(str(CONFIG))["basic_auth"] == ["admin:secret"]
+def test_an_exposed_flower_with_basic_auth_starts() -> None:
+    options = flower_options()
+    install(options)
+    options.parse_command_line(["flower", "--address=0.0.0.0", "--basic_auth=admin:secret"])
+    assert options.address == "0.0.0.0"
+
+
+def test_celery_flower_from_any_directory_refuses_an_unguarded_address(tmp_path: Path) -> None:
+    # Given no config file at all: the settings come with the installed package
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWER_")}
+    # When Flower is asked to bind every interface without auth
+    result = subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "poller", "flower", "--address=0.0.0.0"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    # Then it refuses, in one line naming the fix
+    assert result.returncode != 0
+    assert "error: refusing to start Flower on 0.0.0.0 without authentication" in result.stderr

@@ -4,8 +4,10 @@ from typing import Any
 
 import pytest
 
+from poller import lifecycle
 from poller.errors import InvalidJobSpec
 from poller.models import JobStatus, validate_poll, validate_spec
+from poller.settings import Settings
 
 GOOD = {"job_name": "report-1", "job_queue": "q", "job_definition": "d"}
 POLL = {
@@ -85,3 +87,37 @@ def test_poll_overrides_merge_into_defaults() -> None:
 def test_poll_must_be_a_mapping() -> None:
     with pytest.raises(InvalidJobSpec, match="poll"):
         validate_poll([1], POLL, max_delay_limit=3600)
+
+
+@pytest.mark.parametrize(
+    ("args", "fields", "field", "says"),
+    [
+        (("n", "q"), {}, "job_definition", "job_definition: required"),
+        (
+            ("n", "q", "d"),
+            {"container_overrides": {"memroy": 4096}},
+            "container_overrides",
+            'Unknown parameter in containerOverrides: "memroy"',
+        ),
+        (
+            ("n", "q", "d"),
+            {
+                "retry_strategy": {
+                    "attempts": 2,
+                    "evaluateOnExit": [{"onExitCode": 1, "action": "EXIT"}],
+                }
+            },
+            "retry_strategy",
+            "Invalid type for parameter retryStrategy.evaluateOnExit[0].onExitCode",
+        ),
+    ],
+    ids=["missing-definition", "unknown-nested-key", "nested-type"],
+)
+def test_a_missing_field_or_a_bad_nested_aws_value_is_refused_naming_it(
+    args: tuple[str, ...], fields: dict[str, Any], field: str, says: str
+) -> None:
+    # Nested values are checked against botocore's own model of SubmitJob, before sending
+    with pytest.raises(InvalidJobSpec) as refused:
+        lifecycle.validate(Settings(), args, fields)
+    assert refused.value.field == field
+    assert says in str(refused.value)

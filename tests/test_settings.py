@@ -33,7 +33,9 @@ def test_a_backoff_cap_at_the_visibility_timeout_is_refused_naming_both(
     get_settings.cache_clear()
     try:
         # When the settings are read, Then start-up is refused naming both settings
-        with pytest.raises(ConfigurationError, match="poll_max_delay.*visibility_timeout"):
+        with pytest.raises(
+            ConfigurationError, match="POLLER_POLL_MAX_DELAY.*POLLER_VISIBILITY_TIMEOUT"
+        ):
             get_settings()
     finally:
         monkeypatch.undo()
@@ -54,3 +56,16 @@ def test_stranded_messages_are_swept_for_every_few_seconds() -> None:
     assert options["unacked_restore_interval"] == restore_sweep_seconds(
         options["visibility_timeout"]
     )
+
+
+@pytest.mark.parametrize("url", ["htp://127.0.0.1:6379/0", "127.0.0.1:6379", "amqp://guest@x//"])
+def test_a_bad_broker_url_is_refused_naming_its_variable(
+    monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    monkeypatch.setenv("POLLER_BROKER_URL", url)
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(ConfigurationError, match="POLLER_BROKER_URL: must be a redis://"):
+            get_settings()
+    finally:
+        get_settings.cache_clear()

@@ -6,9 +6,12 @@ the demo, the test suite and benchmarks, so poller can be exercised without AWS 
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import socket
 import subprocess
+from collections.abc import Iterator
+from types import FrameType
 from typing import Any
 
 
@@ -33,3 +36,18 @@ def stop_process(process: subprocess.Popen[Any], timeout: float) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM raises KeyboardInterrupt: stopped by a supervisor as by Ctrl-C,
+    so everything started is stopped the same way."""
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

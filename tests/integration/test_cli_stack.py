@@ -89,9 +89,16 @@ def test_cancel_then_logs_and_jobs_listing() -> None:
     code, output = result.exit_code, result.stdout
     assert code == 0, result.output
     assert "starting 30" in output
-    # And it is listed
-    code, output = run("jobs", "--status", "FAILED", "--json")
-    assert [r["tracking_id"] for r in json.loads(output)] == [tracking_id]
+    # And it is listed, whatever the case of the status asked for
+    for status in ("FAILED", "failed"):
+        code, output = run("jobs", "--status", status, "--json")
+        assert [r["tracking_id"] for r in json.loads(output)] == [tracking_id]
+    # And cancelling it again says it already ended, as one error line with exit code 3
+    again = CliRunner().invoke(main, ["cancel", tracking_id])
+    assert again.exit_code == 3
+    assert (
+        again.output.strip() == f"error: job {tracking_id} already ended FAILED; nothing to cancel"
+    )
     assert json.loads(run("jobs", "--active", "--json")[1]) == []
 
 

@@ -40,7 +40,10 @@ def children_of(pid: int) -> set[int]:
     return found
 
 
-def test_ctrl_c_stops_everything_the_demo_started(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_or_sigterm_stops_everything_the_demo_started(
+    tmp_path: Path, stop_signal: signal.Signals
+) -> None:
     log = tmp_path / "demo.log"
     with log.open("w") as out:
         demo = subprocess.Popen(
@@ -54,8 +57,8 @@ def test_ctrl_c_stops_everything_the_demo_started(tmp_path: Path) -> None:
             time.sleep(0.2)
         started = children_of(demo.pid)
         assert len(started) >= 4  # Redis, the Batch endpoint, the worker, Flower
-        demo.send_signal(signal.SIGINT)
-        # With --keep, Ctrl-C is the way to stop: the exit code is still the jobs verdict
+        demo.send_signal(stop_signal)
+        # With --keep, a stop signal is the way to stop: the exit code is still the jobs verdict
         assert demo.wait(timeout=60) == 0
     finally:
         if demo.poll() is None:
