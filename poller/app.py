@@ -26,6 +26,11 @@ def celery_config() -> dict[str, Any]:
         # the visibility timeout plus restore_sweep_seconds.
         "unacked_restore_interval": restore_sweep_seconds(settings.visibility_timeout),
         "unacked_restore_throttle": 1,
+        # kombu's unacked index is one per Redis database ("unacked"), and a sweep restores any
+        # message in it past *poller's* timeout: an app on the same database must keep its own.
+        "unacked_key": f"{settings.key_prefix}:unacked",
+        "unacked_index_key": f"{settings.key_prefix}:unacked_index",
+        "unacked_mutex_key": f"{settings.key_prefix}:unacked_mutex",
     }
     return {
         "broker_url": settings.broker_url.get_secret_value(),
@@ -55,9 +60,13 @@ def celery_config() -> dict[str, Any]:
         "worker_hijack_root_logger": False,
         # poller's tasks have a queue of their own, so an app's workers on the same broker
         # never receive them; anything else poller's worker sends on (the app's chain steps)
-        # goes to the app's default queue. See poller/worker_start.py for what the worker reads.
-        "task_routes": {"poller.*": {"queue": settings.queue}},
-        "task_default_queue": settings.app_queue,
+        # goes to the app's default queue. poller's own default queue is its own, so that
+        # `celery -A poller purge` purges nothing of the app's. See poller/worker_start.py.
+        "task_routes": [
+            {"poller.*": {"queue": settings.queue}},
+            {"*": {"queue": settings.app_queue}},
+        ],
+        "task_default_queue": settings.queue,
     }
 
 
@@ -73,18 +82,44 @@ app = Celery("poller", include=["poller.tasks"])
 app.add_defaults(celery_config)
 
 
+def poller_celery_command() -> str | None:
+    """The subcommand when this process is ``celery -A poller <subcommand>``, else None.
+
+    Celery's command line imports the app inside its group callback, where click's context
+    already knows the subcommand; another app's command (``celery -A shop worker`` in a
+    process that imports poller) is not poller's.
+    """
+    import click
+
+    context = click.get_current_context(silent=True)
+    if context is None or context.invoked_subcommand is None:
+        return None
+    app_name = str(context.params.get("app") or "")
+    if app_name.split(":")[0].split(".")[0] != "poller":
+        return None
+    return context.invoked_subcommand
+
+
 def _install_worker_parts() -> None:
     from celery.signals import celeryd_init, worker_init
 
-    from poller import flower, tracebacks
+    from poller import tracebacks
     from poller.reconcile import ReconcileStep
-    from poller.worker_start import prepare_worker
+    from poller.worker_start import prepare_worker, refuse_bad_settings
 
     def on_celeryd_init(instance: Any, options: dict[str, Any], **_: Any) -> None:
         if instance.app is app:  # not another app's worker in a process that imported poller
             prepare_worker(instance, options)
 
-    flower.install_if_running_flower()
+    command = poller_celery_command()
+    if command == "worker":
+        refuse_bad_settings()  # before Celery reads its settings (a traceback, exit code 1)
+    elif command == "flower":
+        from tornado.options import options
+
+        from poller import flower
+
+        flower.install(options)
     app.steps["worker"].add(ReconcileStep)
     celeryd_init.connect(on_celeryd_init, weak=False)
     worker_init.connect(lambda **_: tracebacks.install(), weak=False)

@@ -9,6 +9,7 @@ is raised as :class:`BatchUnavailable` (try again later), while a client error o
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -102,7 +103,11 @@ def check_request(spec: JobSpec) -> None:
     if not report.has_errors():
         return
     first = report.generate_report().splitlines()[0]
-    field = next((name for name, aws in _SUBMIT_FIELDS.items() if aws in first), "spec")
+    # botocore names the parameter's path: "... parameter in containerOverrides: ..." or
+    # "... for parameter containerOverrides.environment[0].value, ..."
+    path = re.search(r"parameter (?:in )?([A-Za-z]+)", first)
+    top = path.group(1) if path else ""
+    field = next((name for name, aws in _SUBMIT_FIELDS.items() if aws == top), "spec")
     raise InvalidJobSpec(f"invalid job spec: {field}: {first}", field=field)
 
 

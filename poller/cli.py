@@ -402,7 +402,10 @@ def redis_command(port: int, password: str | None, appendonly: bool, data_dir: P
     server = EmbeddedRedis(port=port, password=password, appendonly=appendonly, data_dir=data_dir)
     server.start()
     shown = server.url.replace(f":{password}@", ":***@") if password else server.url
-    kept = "kept across restarts" if data_dir else "temporary, deleted on exit"
+    if data_dir is None:
+        kept = "temporary, deleted on exit"
+    else:
+        kept = "kept across restarts" if appendonly else "not persisted: --no-appendonly"
     console.print(
         f"Redis listening on [bold]{shown}[/] (pid {server.pid}); data in {server.data_dir} "
         f"({kept})",

@@ -48,7 +48,11 @@ class Consumer(CeleryConsumer):
         super().on_connection_error_after_connected(exc)
 
     def call_soon_ack(self, p: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Queue an ack/reject as Celery does; one that fails is logged, never raised."""
+        """Queue an ack/reject as Celery does; one that fails on a detached transport is logged.
+
+        Only that AttributeError: a connection error (kombu re-raises BrokenPipeError on
+        purpose) still reaches Celery, which reconnects.
+        """
         operation = partial(p, *args, **kwargs)
         return super().call_soon_ack(  # type: ignore[misc]  # not in celery-types yet
             _logging_failure(
@@ -63,7 +67,7 @@ def _logging_failure(operation: Callable[[], Any], message: str) -> Callable[[],
     def run() -> None:
         try:
             operation()
-        except Exception:
+        except AttributeError:  # the detached transport described above
             logger.warning(message, exc_info=True)
 
     return run

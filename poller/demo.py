@@ -29,7 +29,7 @@ from poller.models import JobRecord, JobStatus
 DEMO_TIMEOUT = 300.0  # seconds before the demo stops waiting and reports what is unfinished
 
 
-@app.task(name="poller.demo.report")
+@app.task(name="poller.demo.report", shared=False)
 def report(record: dict[str, Any]) -> str:
     """The chain's second step: runs in the worker once the Batch job before it has ended."""
     return f"report built from Batch job {record['job_id']} ({record['status']})"

@@ -1,7 +1,7 @@
 """Flower for poller: defaults that ship with the package, and a guard against exposing it.
 
 ``celery -A poller flower`` works from any project: when the Celery command line loads poller's
-app to run Flower, :func:`install` sets poller's defaults on Flower's options (bind 127.0.0.1,
+app to run Flower, :func:`install` (called by :mod:`poller.app`) sets poller's defaults on Flower's options (bind 127.0.0.1,
 keep 10,000 tasks, forget workers offline for 10 minutes) before Flower reads its environment
 (``FLOWER_*``), config file and command line, and checks the final options once they are all
 read: Flower bound beyond localhost without authentication refuses to start, however the
@@ -11,6 +11,7 @@ address was given.
 from __future__ import annotations
 
 import ipaddress
+from pathlib import Path
 from typing import Any
 
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
@@ -49,22 +50,16 @@ def install(options: Any) -> None:
     """Set poller's defaults on Flower's (tornado) options and check them once parsed."""
     for name, value in DEFAULTS.items():
         setattr(options, name, value)
+    parses: list[None] = []
 
     def check() -> None:
+        # Flower parses its command line twice when a config file exists (before and after
+        # reading it): only the last parse has every option.
+        parses.append(None)
+        if len(parses) == 1 and Path(options.conf).is_file():
+            return
         error = exposure_error(options.address, options.basic_auth, options.auth)
         if error:
             raise SystemExit(f"error: {error}")
 
     options.add_parse_callback(check)
-
-
-def install_if_running_flower() -> None:
-    """:func:`install` when this process is ``celery -A poller flower`` (click's context says)."""
-    import click
-
-    context = click.get_current_context(silent=True)
-    if context is None or context.invoked_subcommand != "flower":
-        return
-    from tornado.options import options
-
-    install(options)

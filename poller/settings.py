@@ -17,7 +17,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from poller.errors import ConfigurationError
 
-REDIS_SCHEMES = frozenset({"redis", "rediss", "sentinel", "unix"})
+# What each client accepts: Celery's Redis broker and result backend, and redis-py (records).
+CELERY_REDIS_SCHEMES = frozenset({"redis", "rediss", "sentinel", "redis+socket"})
+REDIS_PY_SCHEMES = frozenset({"redis", "rediss", "unix"})
 
 
 class Settings(BaseSettings):
@@ -166,18 +168,15 @@ class Settings(BaseSettings):
         ),
     )
 
-    @field_validator("broker_url", "redis_url", "result_backend")
+    @field_validator("broker_url", "result_backend")
     @classmethod
-    def _redis_url(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is None:
-            return None
-        scheme = urlsplit(value.get_secret_value()).scheme
-        if scheme not in REDIS_SCHEMES:
-            raise ValueError(
-                f"must be a {', '.join(s + '://' for s in sorted(REDIS_SCHEMES))} URL "
-                f"(got {mask_url(value.get_secret_value())!r})"
-            )
-        return value
+    def _celery_url(cls, value: SecretStr | None) -> SecretStr | None:
+        return _checked_url(value, CELERY_REDIS_SCHEMES)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _records_url(cls, value: SecretStr | None) -> SecretStr | None:
+        return _checked_url(value, REDIS_PY_SCHEMES)
 
     @field_validator("imports", mode="before")
     @classmethod
@@ -192,6 +191,12 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"POLLER_POLL_MAX_DELAY ({self.poll_max_delay}) must be >= "
                 f"POLLER_POLL_INITIAL_DELAY ({self.poll_initial_delay})"
+            )
+        broker_scheme = urlsplit(self.broker_url.get_secret_value()).scheme
+        if self.redis_url is None and broker_scheme not in REDIS_PY_SCHEMES:
+            raise ValueError(
+                f"POLLER_REDIS_URL is required when POLLER_BROKER_URL is {broker_scheme}:// "
+                "(the job records need a plain redis:// or rediss:// URL)"
             )
         if self.poll_max_delay >= self.visibility_timeout:
             raise ValueError(
@@ -221,6 +226,16 @@ class Settings(BaseSettings):
         if self.result_backend is not None:
             return self.result_backend.get_secret_value()
         return self.effective_redis_url
+
+
+def _checked_url(value: SecretStr | None, schemes: frozenset[str]) -> SecretStr | None:
+    if value is None:
+        return None
+    url = value.get_secret_value()
+    if urlsplit(url).scheme not in schemes:
+        accepted = ", ".join(f"{scheme}://" for scheme in sorted(schemes))
+        raise ValueError(f"must be a {accepted} URL (got {mask_url(url)!r})")
+    return value
 
 
 def mask_url(url: str) -> str:

@@ -5,7 +5,8 @@ they stop the whole formation instead. A worker that dies would then leave the f
 to the other workers' reconcilers, or to nobody. ``poller worker`` runs
 ``celery -A poller worker ...`` as its child and starts it again after a crash, with a
 growing pause (1 s, 2 s, 4 s ... at most 30 s; back to 1 s once a worker ran for a minute).
-SIGTERM and SIGINT are passed on to the worker (a warm shutdown) and end the supervisor with it.
+SIGTERM and SIGINT stop the worker with a warm shutdown (SIGTERM) and end the supervisor with it,
+also during the pause before a restart.
 
 A worker that exits with :data:`EX_CONFIG` (its configuration cannot work: no AWS region, a bad
 broker URL) is not restarted: starting it again would fail the same way.
@@ -17,15 +18,16 @@ import logging
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from types import FrameType
 
 from poller.backoff import compute_delay
+from poller.worker_start import EX_CONFIG
 
 logger = logging.getLogger(__name__)
 
-EX_CONFIG = 78  # sysexits.h: configuration error; restarting cannot help
 FIRST_PAUSE = 1.0
 MAX_PAUSE = 30.0
 STABLE_AFTER = 60.0  # a worker that ran this long crashed for a new reason: pause from 1 s again
@@ -36,31 +38,37 @@ def celery_worker_command(args: Sequence[str]) -> list[str]:
     return [sys.executable, "-m", "celery", "-A", "poller", "worker", *args]
 
 
-def supervise(
-    command: Sequence[str],
-    *,
-    sleep: Callable[[float], None] = time.sleep,
-    clock: Callable[[], float] = time.monotonic,
-) -> int:
-    """Run ``command`` until it exits cleanly or a signal asks it to stop; return its exit code."""
-    stopping: list[int] = []
+def supervise(command: Sequence[str], *, sleep: Callable[[float], object] | None = None) -> int:
+    """Run ``command`` until it exits cleanly or a signal asks it to stop; return its exit code.
+
+    ``sleep`` (the pause before a restart) is for tests; by default a stop signal cuts it short.
+    """
+    stop_requested = threading.Event()
     child: subprocess.Popen[bytes] | None = None
 
-    def forward(signum: int, frame: FrameType | None) -> None:
-        stopping.append(signum)
+    def stop_child() -> None:
+        # Always SIGTERM (a warm shutdown): Ctrl-C in a terminal already sent the child one
+        # SIGINT, and a second one would make Celery's shutdown cold, cutting tasks short.
         if child is not None and child.poll() is None:
-            child.send_signal(signum)
+            child.send_signal(signal.SIGTERM)
 
-    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    def on_stop_signal(signum: int, frame: FrameType | None) -> None:
+        stop_requested.set()
+        stop_child()
+
+    previous = {sig: signal.signal(sig, on_stop_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    pause_for = sleep or stop_requested.wait
     crashes = 0
     try:
         while True:
-            started = clock()
+            started = time.monotonic()
             child = subprocess.Popen(list(command))
+            if stop_requested.is_set():  # the signal came while the child was being started
+                stop_child()
             code = child.wait()
-            if stopping or code in (0, EX_CONFIG):
+            if stop_requested.is_set() or code in (0, EX_CONFIG):
                 return code
-            crashes = 1 if clock() - started >= STABLE_AFTER else crashes + 1
+            crashes = 1 if time.monotonic() - started >= STABLE_AFTER else crashes + 1
             pause = compute_delay(
                 crashes - 1, initial_delay=FIRST_PAUSE, max_delay=MAX_PAUSE, jitter=0
             )
@@ -68,8 +76,8 @@ def supervise(
                 "worker (pid %s) exited with code %s; starting it again in %.0fs",
                 child.pid, code, pause,
             )  # fmt: skip
-            sleep(pause)
-            if stopping:
+            pause_for(pause)
+            if stop_requested.is_set():
                 return code
     finally:
         for sig, handler in previous.items():

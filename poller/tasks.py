@@ -65,6 +65,8 @@ class PollerTask(Task[Any, Any]):
         sig.options.setdefault("queue", get_settings().queue)
         return sig
 
+    subtask = signature  # Celery's alias is bound to Task.signature, not to this one
+
 
 class SubmitJobTask(PollerTask):
     """Validates and records a submission in the caller's process before it is enqueued."""

@@ -18,6 +18,7 @@ from typing import Any, NoReturn
 import boto3
 from celery.signals import worker_ready
 
+from poller.errors import ConfigurationError
 from poller.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -27,19 +28,29 @@ EX_CONFIG = 78  # sysexits.h: configuration error
 
 def prepare_worker(worker: Any, options: dict[str, Any]) -> None:
     """``celeryd_init`` receiver for poller's app: check the configuration, then set up."""
-    settings = get_settings()
+    settings = refuse_bad_settings()
     problem = aws_configuration_problem()
     if problem:
         refuse(problem)
     import_app_modules(settings)
     if not options.get("queues"):
         worker.app.amqp.queues.select([settings.queue])
-    # Logging is set up only later in the worker's start: say it once the worker is ready.
-    summary = (
-        f"poller worker consuming {', '.join(worker.app.amqp.queues.consume_from)}; "
-        f"imported {', '.join(settings.imports) or 'no app modules'} (POLLER_IMPORTS)"
-    )
-    worker_ready.connect(lambda **_: logger.info(summary), weak=False)
+
+    def say_what_it_does(sender: Any, **_: Any) -> None:
+        # Logging is set up later than celeryd_init, and -Q is applied after it.
+        queues = ", ".join(sender.app.amqp.queues.consume_from)
+        imported = ", ".join(settings.imports) or "no app modules"
+        logger.info("poller worker consuming %s; imported %s (POLLER_IMPORTS)", queues, imported)
+
+    worker_ready.connect(say_what_it_does, weak=False)
+
+
+def refuse_bad_settings() -> Settings:
+    """poller's settings, or a refusal to start naming the variable that is wrong."""
+    try:
+        return get_settings()
+    except ConfigurationError as err:
+        refuse(str(err))
 
 
 def aws_configuration_problem(session: boto3.session.Session | None = None) -> str | None:

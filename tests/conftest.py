@@ -6,7 +6,14 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+import pytest
+
 T = TypeVar("T")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The fast in-process tier first, then the tests that start real servers."""
+    items.sort(key=lambda item: item.get_closest_marker("integration") is not None)
 
 
 def eventually(probe: Callable[[], T | None], timeout: float = 30.0, interval: float = 0.05) -> T:

@@ -36,6 +36,7 @@ def flower_options() -> OptionParser:
     parser.define("auth", default="", type=str)
     parser.define("max_tasks", type=int, default=100000)
     parser.define("purge_offline_workers", default=None, type=int)
+    parser.define("conf", default="flowerconfig.py", type=str)
     return parser
 
 
@@ -61,6 +62,19 @@ def test_an_exposed_flower_with_basic_auth_starts() -> None:
     install(options)
     options.parse_command_line(["flower", "--address=0.0.0.0", "--basic_auth=admin:secret"])
     assert options.address == "0.0.0.0"
+
+
+def test_auth_from_a_config_file_counts(tmp_path: Path) -> None:
+    # Flower parses the command line, then its config file, then the command line again
+    conf = tmp_path / "flowerconfig.py"
+    conf.write_text("basic_auth = ['admin:secret']\n")
+    options = flower_options()
+    install(options)
+    argv = ["flower", "--address=0.0.0.0", f"--conf={conf}"]
+    options.parse_command_line(argv)
+    options.parse_config_file(str(conf), final=False)
+    options.parse_command_line(argv)
+    assert options.basic_auth == ["admin:secret"]
 
 
 def test_celery_flower_from_any_directory_refuses_an_unguarded_address(tmp_path: Path) -> None:

@@ -69,3 +69,12 @@ def test_a_bad_broker_url_is_refused_naming_its_variable(
             get_settings()
     finally:
         get_settings.cache_clear()
+
+
+def test_a_sentinel_broker_needs_a_plain_records_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    # redis-py (the job records) cannot open sentinel:// URLs the way Celery does
+    monkeypatch.setenv("POLLER_BROKER_URL", "sentinel://127.0.0.1:26379/0")
+    with pytest.raises(ValueError, match="POLLER_REDIS_URL is required"):
+        Settings()
+    monkeypatch.setenv("POLLER_REDIS_URL", "redis://127.0.0.1:6379/1")
+    assert Settings().effective_redis_url == "redis://127.0.0.1:6379/1"

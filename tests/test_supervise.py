@@ -8,7 +8,31 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from poller.supervise import EX_CONFIG, supervise
+
+
+def test_a_stop_signal_during_the_pause_before_a_restart_ends_it(tmp_path: Path) -> None:
+    # Given a worker that keeps crashing, so the supervisor pauses (30 s at most) between starts
+    script = (
+        "import sys; from poller.supervise import supervise; "
+        "sys.exit(supervise([sys.executable, '-c', 'import sys; sys.exit(1)']))"
+    )
+    supervisor = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
+    try:
+        assert supervisor.stderr is not None
+        assert "starting it again in 1s" in supervisor.stderr.readline()
+        # When SIGTERM arrives during the pause, Then the supervisor ends at once
+        started = time.monotonic()
+        supervisor.send_signal(signal.SIGTERM)
+        assert supervisor.wait(timeout=10) == 1
+        assert time.monotonic() - started < 5
+    finally:
+        if supervisor.poll() is None:
+            supervisor.kill()
+            supervisor.wait()
+        supervisor.stderr.close()  # type: ignore[union-attr]
 
 
 def exits_with(codes: list[int], runs: Path) -> list[str]:
@@ -40,7 +64,10 @@ def test_a_configuration_error_is_not_restarted(tmp_path: Path) -> None:
     assert (code, pauses, len(runs.read_text())) == (EX_CONFIG, [], 1)
 
 
-def test_sigterm_stops_the_worker_and_the_supervisor(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])
+def test_a_stop_signal_stops_the_worker_warm_and_the_supervisor(
+    tmp_path: Path, stop_signal: signal.Signals
+) -> None:
     # Given `poller worker`-like supervision of a long-running child that says when it got SIGTERM
     marker = tmp_path / "terminated"
     child = (
@@ -56,10 +83,10 @@ def test_sigterm_stops_the_worker_and_the_supervisor(tmp_path: Path) -> None:
     try:
         assert supervisor.stdout is not None
         assert supervisor.stdout.readline().strip() == b"ready"
-        # When the supervisor (only) is sent SIGTERM
+        # When the supervisor (only) is sent the signal
         started = time.monotonic()
-        supervisor.send_signal(signal.SIGTERM)
-        # Then it passed it on: the child shut down, and the supervisor exited with its code
+        supervisor.send_signal(stop_signal)
+        # Then the child got SIGTERM (a warm shutdown for Celery), and the supervisor exited
         assert supervisor.wait(timeout=20) == 0
         assert marker.read_text() == "y"
         assert time.monotonic() - started < 20

@@ -23,12 +23,24 @@ def test_signatures_carry_poller_queue_into_anyones_canvas() -> None:
     assert check_job.s("id").options["queue"] == "poller"
     assert submit_job.s("n", "q", "d").set(queue="elsewhere").options["queue"] == "elsewhere"
     assert chain(step, check_job.si("x")).tasks[0].options["queue"] == "poller"
+    assert submit_job.subtask(("n", "q", "d")).options["queue"] == "poller"
 
 
-def test_poller_routes_its_own_tasks_and_leaves_the_rest_to_the_default_queue() -> None:
+def test_poller_routes_its_own_tasks_and_leaves_the_rest_to_the_apps_default_queue() -> None:
     router = app.amqp.router
     assert router.route({}, "poller.check_job")["queue"].name == "poller"
     assert router.route({}, "shop.load_warehouse")["queue"].name == "celery"
+    # A step that names its queue keeps it
+    assert router.route({"queue": "reports"}, "shop.load_warehouse")["queue"].name == "reports"
+    # And poller's default queue is its own: `celery -A poller purge` never empties the app's
+    assert app.conf.task_default_queue == "poller"
+
+
+def test_poller_keeps_its_unacked_messages_apart_from_an_apps_on_the_same_redis() -> None:
+    options = app.conf.broker_transport_options
+    assert (options["unacked_key"], options["unacked_index_key"]) == (
+        "poller:unacked", "poller:unacked_index",
+    )  # fmt: skip
 
 
 def test_no_celery_retry_cap_can_end_a_submission_or_a_check() -> None:

@@ -16,6 +16,8 @@ CONNECTION_SETTINGS = (
     "result_backend",
     "broker_transport_options",
     "result_backend_transport_options",
+    "task_routes",
+    "task_default_queue",
 )
 
 

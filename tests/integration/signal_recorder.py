@@ -33,13 +33,16 @@ for _signal in signals.SIGNALS.values():
     _signal.connect(_record, weak=False)
 
 
-# Tasks for canvas tests: they run in the worker after the Batch job they follow. They are
-# poller-app tasks on poller's queue here; tests/integration/shop has an app of its own.
+# Tasks for canvas tests: they run in the session's worker (which consumes poller's queue only)
+# after the Batch job they follow, so the tests send them there with ON_POLLER_QUEUE;
+# tests/integration/shop is a project with an app and a worker of its own.
 from poller.app import app  # noqa: E402
 from poller.settings import get_settings  # noqa: E402
 
+ON_POLLER_QUEUE = {"queue": get_settings().queue}
 
-@app.task(name="tests.note_after", queue=get_settings().queue)
+
+@app.task(name="tests.note_after", shared=False)
 def note_after(record: dict[str, Any]) -> dict[str, Any]:
     """A chain's next step: note when it ran and what it received."""
     from poller.models import utcnow
@@ -54,7 +57,7 @@ def note_after(record: dict[str, Any]) -> dict[str, Any]:
     return note
 
 
-@app.task(name="tests.count_succeeded", queue=get_settings().queue)
+@app.task(name="tests.count_succeeded", shared=False)
 def count_succeeded(records: list[dict[str, Any]]) -> int:
     """A chord body: how many of the header's jobs succeeded."""
     return sum(1 for record in records if record["status"] == "SUCCEEDED")

@@ -16,7 +16,12 @@ from poller.local.batch_server import LocalBatch
 from poller.local.resources import JOB_QUEUE, SLEEP_JOB_DEFINITION
 from poller.testing import Worker
 from tests.conftest import eventually
-from tests.integration.signal_recorder import RECORD_KEY, count_succeeded, note_after
+from tests.integration.signal_recorder import (
+    ON_POLLER_QUEUE,
+    RECORD_KEY,
+    count_succeeded,
+    note_after,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -147,7 +152,7 @@ def test_a_chain_runs_its_next_step_after_the_batch_job(poller_redis_client: red
     # When a chain starts with a Batch job
     result = chain(
         submit_job.s("chain-1", JOB_QUEUE, SLEEP_JOB_DEFINITION, parameters={"seconds": "1"}),
-        note_after.s(),
+        note_after.s().set(**ON_POLLER_QUEUE),
     ).apply_async()
     note = result.get(timeout=RESULT_TIMEOUT)
     # Then the next step received the record, after the Batch job had finished
@@ -163,7 +168,7 @@ def test_a_late_duplicate_check_after_the_end_does_not_run_the_chain_again(
     # Given a chain whose next step ran once after its Batch job
     result = chain(
         submit_job.s("late-dup", JOB_QUEUE, SLEEP_JOB_DEFINITION, parameters={"seconds": "0.2"}),
-        note_after.s(),
+        note_after.s().set(**ON_POLLER_QUEUE),
     ).apply_async()
     note = result.get(timeout=RESULT_TIMEOUT)
     record = JobHandle(note["tracking_id"]).record
@@ -171,7 +176,7 @@ def test_a_late_duplicate_check_after_the_end_does_not_run_the_chain_again(
     for check_no in (0, record.checks, record.checks - 1):
         check_job.apply_async((record.tracking_id, check_no), task_id=record.tracking_id)
     # Then the probe below runs after them (one queue, in order) and the step ran only once
-    probe = note_after.delay({"tracking_id": "probe", "status": "-"})
+    probe = note_after.apply_async(({"tracking_id": "probe", "status": "-"},), **ON_POLLER_QUEUE)
     probe.get(timeout=RESULT_TIMEOUT)
     notes = [json.loads(n) for n in poller_redis_client.lrange("poller:test:after", 0, -1)]
     assert [n["tracking_id"] for n in notes].count(record.tracking_id) == 1
@@ -182,7 +187,10 @@ def test_a_chord_over_ten_jobs_calls_back_once_all_are_done() -> None:
         submit_job.s(f"chord-{i}", JOB_QUEUE, SLEEP_JOB_DEFINITION, parameters={"seconds": "0.3"})
         for i in range(10)
     ]
-    assert chord(header)(count_succeeded.s()).get(timeout=RESULT_TIMEOUT * 2) == 10
+    assert (
+        chord(header)(count_succeeded.s().set(**ON_POLLER_QUEUE)).get(timeout=RESULT_TIMEOUT * 2)
+        == 10
+    )
 
 
 def test_a_duplicated_check_sends_no_second_signal(poller_redis_client: redis.Redis) -> None:
