@@ -13,6 +13,7 @@ from poller.app import app
 from poller.client import JobHandle
 from poller.errors import (
     ConfigurationError,
+    DuplicateSubmission,
     InvalidJobSpec,
     JobFailed,
     JobNotFound,
@@ -37,6 +38,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ConfigurationError",
+    "DuplicateSubmission",
     "InvalidJobSpec",
     "JobFailed",
     "JobHandle",

@@ -30,6 +30,18 @@ class SubmitRejected(PollerError):
     """AWS Batch refused the submission (unknown queue or definition, bad request, ...)."""
 
 
+class DuplicateSubmission(SubmitRejected):
+    """The idempotency key already belongs to another job (named in the message and ``owner``).
+
+    Raised by a submission that reached a worker without going through ``submit_job``'s
+    ``apply_async`` (which returns the owner's result instead), e.g. one sent by ``send_task``.
+    """
+
+    def __init__(self, message: str, owner: str | None = None) -> None:
+        super().__init__(message)
+        self.owner = owner
+
+
 class JobFailed(PollerError):
     """The Batch job ended FAILED; the message names the job id, statusReason and exit code."""
 

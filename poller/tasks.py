@@ -26,6 +26,7 @@ from poller.errors import (
     BatchMisconfigured,
     BatchUnavailable,
     CheckScheduled,
+    DuplicateSubmission,
     InvalidJobSpec,
     JobFailed,
     JobTimedOut,
@@ -175,8 +176,9 @@ def submit_job(self: Task[Any, Any], *args: Any, **kwargs: Any) -> Any:
 
     Arguments are those of SubmitJob in snake_case (``job_name``, ``job_queue``,
     ``job_definition``, ``parameters``, ``container_overrides``, ...), plus ``poll`` (overrides of
-    the poll policy) and ``idempotency_key``. Returns the job record (a dict) for SUCCEEDED; raises
-    JobFailed, JobTimedOut or SubmitRejected otherwise.
+    the poll policy) and ``idempotency_key``. Returns the JobResult for SUCCEEDED; raises
+    JobFailed, JobTimedOut or SubmitRejected (DuplicateSubmission for a used idempotency key that
+    bypassed ``apply_async``) otherwise.
     """
     rt = lifecycle.get_runtime()
     tracking_id = str(self.request.id)
@@ -187,13 +189,9 @@ def submit_job(self: Task[Any, Any], *args: Any, **kwargs: Any) -> Any:
         raise
     record = lifecycle.accept(rt.store, tracking_id, spec, policy, key)
     if record.tracking_id != tracking_id:
-        logger.info(
-            "job %s: idempotency key %r already used by job %s",
-            tracking_id,
-            key,
-            record.tracking_id,
-        )
-        return {"duplicate_of": record.tracking_id}
+        message = f"idempotency key {key!r} already used by job {record.tracking_id}"
+        logger.info("job %s: %s", tracking_id, message)
+        raise DuplicateSubmission(message, owner=record.tracking_id)
     if record.is_terminal:  # cancelled before submission, or a redelivered submit
         return _result_once(rt, record)
     if record.job_id is None:

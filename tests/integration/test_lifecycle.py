@@ -11,7 +11,13 @@ from celery import chain, chord
 
 from poller import JobHandle, JobStatus, check_job, submit_job
 from poller.app import app
-from poller.errors import InvalidJobSpec, JobFailed, JobTimedOut, SubmitRejected
+from poller.errors import (
+    DuplicateSubmission,
+    InvalidJobSpec,
+    JobFailed,
+    JobTimedOut,
+    SubmitRejected,
+)
 from poller.local.batch_server import LocalBatch
 from poller.local.resources import JOB_QUEUE, SLEEP_JOB_DEFINITION
 from poller.testing import Worker
@@ -237,6 +243,21 @@ def test_the_worker_rejects_a_bad_message_that_bypassed_validation(
         result.get(timeout=RESULT_TIMEOUT)
     record = JobHandle(result.id).record
     assert record.status is JobStatus.REJECTED and "job_name" in (record.status_reason or "")
+
+
+def test_a_used_idempotency_key_that_bypassed_apply_async_is_a_documented_error() -> None:
+    first = sleep_job("key-owner", seconds=0.2, idempotency_key="invoice-7")
+    # When the same key arrives as a raw message (as from another app's send_task)
+    again = app.send_task(
+        "poller.submit_job",
+        args=["key-again", JOB_QUEUE, SLEEP_JOB_DEFINITION],
+        kwargs={"idempotency_key": "invoice-7"},
+        queue="poller",
+    )
+    # Then it fails with DuplicateSubmission naming the owner, and the owner runs on
+    with pytest.raises(DuplicateSubmission, match=f"already used by job {first.id}"):
+        again.get(timeout=RESULT_TIMEOUT)
+    assert first.get(timeout=RESULT_TIMEOUT)["status"] == "SUCCEEDED"
 
 
 def test_a_receiver_that_raises_does_not_disturb_tracking(poller_redis_client: redis.Redis) -> None:
