@@ -86,29 +86,28 @@ def test_a_check_in_flight_across_the_restart_does_not_end_the_worker(
     # When Redis restarts while that check waits for its answer
     restarted = time.monotonic()
     restart_redis(stack)
-    # Then the check's ack, queued on the lost connection, is logged and skipped, not raised
-    eventually(lambda: SKIPPED_ACK in worker.log.read_text(), timeout=30, interval=0.2)
-    assert_alive(worker)
+    # Then the worker lives on: the check's ack, due on the lost connection, is skipped (kombu
+    # raises there, which poller's consumer logs) or does nothing (the channel was closed first)
     stack.batch.set_faults(response_delay={})
     records = wait_terminal_while_alive(stack, worker, ids, timeout=60)
     ended = time.monotonic() - restarted
-    # And the skipped message comes back within the visibility timeout plus a restore sweep,
-    # and is dropped as already done
+    # And the message of that check comes back within the visibility timeout plus a restore
+    # sweep, and is dropped as already done, so each job still ends once
     eventually(lambda: DROPPED in worker.log.read_text(), timeout=30, interval=0.2)
     came_back = time.monotonic() - restarted
+    log = worker.log.read_text()
     report(
         "check in flight across a redis restart",
         jobs=len(ids), all_ended_s=f"{ended:.1f}", stranded_message_back_s=f"{came_back:.1f}",
-        skipped_acks=worker.log.read_text().count(SKIPPED_ACK), same_pid=worker.pid == pid,
+        skipped_acks=log.count(SKIPPED_ACK), same_pid=worker.pid == pid,
     )  # fmt: skip
     assert came_back <= VISIBILITY_TIMEOUT + 5
     assert worker.pid == pid
-    assert "Unrecoverable error" not in worker.log.read_text()
+    assert "Unrecoverable error" not in log
     assert {r.status.value for r in records} == {"SUCCEEDED"}
     assert_each_job_finished_once(stack, ids)
 
 
-@pytest.mark.timeout(300)
 def test_soak_five_redis_restarts_with_100_jobs_tracked(stack: FaultStack, report: Any) -> None:
     # Given 100 jobs that outlive five restarts, and DescribeJobs answering in 1.5 s so that
     # checks are often in flight when Redis goes away
