@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import pytest
+
+from poller.local.stack import configure_process
 
 T = TypeVar("T")
 
@@ -26,3 +30,28 @@ def eventually(probe: Callable[[], T | None], timeout: float = 30.0, interval: f
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s (last value: {value!r})")
         time.sleep(interval)
+
+
+@contextlib.contextmanager
+def configured_for(env: dict[str, str]) -> Iterator[None]:
+    """Point this process's poller at ``env``; afterwards restore the environment it had."""
+    saved = dict(os.environ)
+    configure_process(env)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        configure_process({})
+
+
+@pytest.fixture
+def report(request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str]) -> Any:
+    """Print a test's figures on one line, past pytest's capture, for the closing note."""
+    tier = request.path.parent.name  # faults, integration
+
+    def emit(name: str, **figures: Any) -> None:
+        with capsys.disabled():
+            print(f"\n[{tier}] {name}: " + ", ".join(f"{k}={v}" for k, v in figures.items()))
+
+    return emit

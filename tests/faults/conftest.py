@@ -8,7 +8,6 @@ messages of a killed worker, and the reconciler runs every second with a 3 s gra
 from __future__ import annotations
 
 import json
-import os
 import random
 from collections import Counter
 from collections.abc import Iterator
@@ -22,10 +21,10 @@ from poller import JobHandle, submit_job
 from poller.local.batch_server import LocalBatch
 from poller.local.redis_server import EmbeddedRedis
 from poller.local.resources import JOB_QUEUE, SLEEP_JOB_DEFINITION
-from poller.local.stack import configure_process, stack_env
+from poller.local.stack import stack_env
 from poller.local.worker import Worker
 from poller.models import JobRecord
-from tests.conftest import eventually
+from tests.conftest import configured_for, eventually
 from tests.integration.signal_recorder import RECORD_KEY
 
 FAULT_SETTINGS = {
@@ -97,29 +96,14 @@ def fault_batch() -> Iterator[LocalBatch]:
 
 @pytest.fixture
 def stack(fault_batch: LocalBatch) -> Iterator[FaultStack]:
-    saved = dict(os.environ)
     fault_batch.reset_stats()
     fault_batch.set_faults(error_rate=0.0, outage=False, throttle={}, response_delay={}, deny=[])
     with EmbeddedRedis(appendonly=True) as server:
         env = {**stack_env(server, fault_batch, initial_delay=0.5, max_delay=2.0), **FAULT_SETTINGS}
-        configure_process(env)
         fault_stack = FaultStack(server, fault_batch, env)
-        try:
-            yield fault_stack
-        finally:
-            for worker in fault_stack.workers:
-                worker.stop()
-            os.environ.clear()
-            os.environ.update(saved)
-            configure_process({})
-
-
-@pytest.fixture
-def report(capsys: pytest.CaptureFixture[str]) -> Any:
-    """Print a test's figures on one line, past pytest's capture, for the closing note."""
-
-    def emit(name: str, **figures: Any) -> None:
-        with capsys.disabled():
-            print(f"\n[fault] {name}: " + ", ".join(f"{k}={v}" for k, v in figures.items()))
-
-    return emit
+        with configured_for(env):
+            try:
+                yield fault_stack
+            finally:
+                for worker in fault_stack.workers:
+                    worker.stop()

@@ -24,9 +24,9 @@ from poller import JobHandle, JobResult, submit_job
 from poller.local.batch_server import LocalBatch
 from poller.local.redis_server import EmbeddedRedis
 from poller.local.resources import JOB_QUEUE, SLEEP_JOB_DEFINITION
-from poller.local.stack import configure_process, stack_env
+from poller.local.stack import stack_env
 from poller.local.worker import ChildProcess, Worker
-from tests.conftest import eventually
+from tests.conftest import configured_for, eventually
 from tests.integration.shop.app import app as shop_app
 from tests.integration.shop.receivers import FAILED_KEY
 from tests.integration.shop.tasks import RAN_KEY, load_warehouse, on_batch_error, prepare, summarize
@@ -83,7 +83,6 @@ class Project:
 
 @pytest.fixture(scope="module")
 def project(poller_batch: LocalBatch) -> Iterator[Project]:
-    saved = dict(os.environ)
     with EmbeddedRedis() as server:
         env = stack_env(server, poller_batch, initial_delay=0.3, max_delay=1.0)
         env |= {
@@ -91,37 +90,25 @@ def project(poller_batch: LocalBatch) -> Iterator[Project]:
             "SHOP_RESULT_BACKEND": env["POLLER_REDIS_URL"],
             "POLLER_IMPORTS": "tests.integration.shop.receivers",
         }
-        configure_process(env)
-        shop_app.conf.update(
-            broker_url=env["SHOP_BROKER_URL"], result_backend=env["SHOP_RESULT_BACKEND"]
-        )
-        poller_worker, shop_worker = Worker(env), ShopWorker(env)
-        try:
-            poller_worker.start()
-            shop_worker.start()
-            yield Project(
-                redis.Redis.from_url(env["SHOP_BROKER_URL"], decode_responses=True),
-                poller_worker,
-                shop_worker,
+        with configured_for(env):
+            shop_app.conf.update(
+                broker_url=env["SHOP_BROKER_URL"], result_backend=env["SHOP_RESULT_BACKEND"]
             )
-        finally:
-            shop_worker.stop()
-            poller_worker.stop()
-            # Results awaited here unsubscribe when collected: let them, while Redis is up.
-            gc.collect()
-            shop_app.close()
-            os.environ.clear()
-            os.environ.update(saved)
-            configure_process({})
-
-
-@pytest.fixture
-def report(capsys: pytest.CaptureFixture[str]) -> Any:
-    def emit(name: str, **figures: Any) -> None:
-        with capsys.disabled():
-            print(f"\n[project] {name}: " + ", ".join(f"{k}={v}" for k, v in figures.items()))
-
-    return emit
+            poller_worker, shop_worker = Worker(env), ShopWorker(env)
+            try:
+                poller_worker.start()
+                shop_worker.start()
+                yield Project(
+                    redis.Redis.from_url(env["SHOP_BROKER_URL"], decode_responses=True),
+                    poller_worker,
+                    shop_worker,
+                )
+            finally:
+                shop_worker.stop()
+                poller_worker.stop()
+                # Results awaited here unsubscribe when collected: let them, while Redis is up.
+                gc.collect()
+                shop_app.close()
 
 
 def forget(*results: Any) -> None:
