@@ -24,6 +24,7 @@ from poller import __version__
 from poller import console as view
 from poller.errors import ConfigurationError, PollerError
 from poller.models import JobRecord, JobStatus
+from poller.settings import mask_url
 
 console = Console(stderr=True)  # progress and tables; stdout stays clean for ids and --json
 out = Console(soft_wrap=True)  # plain lines (ids, JSON, logs) are never wrapped
@@ -289,7 +290,7 @@ def logs(identifier: str, as_json: bool) -> None:
 def check(as_json: bool) -> None:
     """Check that Redis (broker and records) and AWS Batch answer; exit 3 when not."""
     from poller.batch import BatchClient
-    from poller.settings import get_settings, mask_url
+    from poller.settings import get_settings
 
     settings = get_settings()
     probes: dict[str, tuple[str, Callable[[], Any]]] = {
@@ -401,7 +402,7 @@ def redis_command(port: int, password: str | None, appendonly: bool, data_dir: P
         data_dir.mkdir(parents=True, exist_ok=True)
     server = EmbeddedRedis(port=port, password=password, appendonly=appendonly, data_dir=data_dir)
     server.start()
-    shown = server.url.replace(f":{password}@", ":***@") if password else server.url
+    shown = mask_url(server.url)
     if data_dir is None:
         kept = "temporary, deleted on exit"
     else:

@@ -310,23 +310,24 @@ def check(rt: Runtime, tracking_id: str, check_no: int) -> CheckResult:
     return CheckResult(record, delay)
 
 
-def refused(rt: Runtime, tracking_id: str, err: BatchMisconfigured) -> str | None:
+def refused(rt: Runtime, tracking_id: str, err: BatchMisconfigured) -> tuple[JobRecord, str | None]:
     """Record that AWS refused poller's configuration for this job (logged once per job).
 
-    Returns the reason to end the job with once it has waited ``aws_config_grace`` on such
-    errors, else None (retry later: the configuration may be fixed meanwhile).
+    Returns the record, and the reason to end the job with once it has waited
+    ``aws_config_grace`` on such errors, else None (retry later: it may be fixed meanwhile).
     """
     now = utcnow()
     change = rt.store.update(tracking_id, lambda r: tracking.aws_refused(r, str(err), now))
     record = change.record if change is not None else rt.store.get(tracking_id)
-    if change is not None and change.record.waiting_since == now:
+    if change is not None and record.waiting_since == now:
         logger.error(
             "job %s: AWS refused poller's configuration, retrying for up to %.0fs: %s",
             tracking_id, rt.settings.aws_config_grace, err,
         )  # fmt: skip
     if not tracking.refused_too_long(record, now, rt.settings.aws_config_grace):
-        return None
-    return f"AWS refused poller's configuration for {rt.settings.aws_config_grace:.0f}s: {err}"
+        return record, None
+    grace = rt.settings.aws_config_grace
+    return record, f"AWS refused poller's configuration for {grace:.0f}s: {err}"
 
 
 def reschedule(rt: Runtime, tracking_id: str, delay: float) -> None:

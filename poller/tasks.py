@@ -114,6 +114,13 @@ def _aws_retry_delay(failures: int) -> float:
     )
 
 
+def _retry_later(task: Task[Any, Any], rt: lifecycle.Runtime, delay: float, **retry: Any) -> Any:
+    """Celery's Retry for ``task`` in ``delay`` seconds, noted in the record for the reconciler
+    (a retry after an AWS error is not a scheduled check)."""
+    lifecycle.reschedule(rt, str(task.request.id), delay)
+    return task.retry(countdown=delay, **retry)
+
+
 def _due(options: dict[str, Any]) -> datetime | None:
     """When a submission sent with ``countdown`` or ``eta`` is due (None: now)."""
     if options.get("countdown"):
@@ -198,20 +205,17 @@ def submit_job(self: Task[Any, Any], *args: Any, **kwargs: Any) -> Any:
         try:
             record = lifecycle.submit(rt, record)
         except BatchMisconfigured as err:
-            reason = lifecycle.refused(rt, tracking_id, err)
+            _, reason = lifecycle.refused(rt, tracking_id, err)
             if reason is not None:
                 return lifecycle.outcome(lifecycle.reject(rt, tracking_id, reason))
-            delay = _aws_retry_delay(self.request.retries)
-            lifecycle.reschedule(rt, tracking_id, delay)
-            raise self.retry(countdown=delay) from err
+            raise _retry_later(self, rt, _aws_retry_delay(self.request.retries)) from err
         except BatchUnavailable as err:
             if self.request.retries >= MAX_SUBMIT_RETRIES:
                 record = lifecycle.reject(rt, tracking_id, f"AWS Batch unavailable: {err}")
                 return lifecycle.outcome(record)
             delay = _aws_retry_delay(self.request.retries)
             logger.warning("job %s: submit will be retried in %.1fs: %s", tracking_id, delay, err)
-            lifecycle.reschedule(rt, tracking_id, delay)
-            raise self.retry(countdown=delay) from err
+            raise _retry_later(self, rt, delay) from err
         except SubmitInProgress as err:
             logger.info("job %s: %s; trying again shortly", tracking_id, err)
             raise self.retry(countdown=SUBMIT_BUSY_RETRY_SECONDS) from err
@@ -252,20 +256,19 @@ def check_job(self: Task[Any, Any], tracking_id: str, check_no: int = 0, failure
     try:
         result = lifecycle.check(rt, tracking_id, check_no)
     except BatchMisconfigured as err:
-        reason = lifecycle.refused(rt, tracking_id, err)
+        record, reason = lifecycle.refused(rt, tracking_id, err)
         if reason is not None:
-            return lifecycle.outcome(lifecycle.give_up(rt, rt.store.get(tracking_id), reason))
-        delay = _aws_retry_delay(failures)
-        lifecycle.reschedule(rt, tracking_id, delay)
-        raise self.retry(args=(tracking_id, check_no, failures + 1), countdown=delay) from err
+            return lifecycle.outcome(lifecycle.give_up(rt, record, reason))
+        again = (tracking_id, check_no, failures + 1)
+        raise _retry_later(self, rt, _aws_retry_delay(failures), args=again) from err
     except BatchUnavailable as err:
         # Not a check: throttling and 5xx must not use up the job's max_checks.
         delay = _aws_retry_delay(failures)
         logger.warning(
             "job %s: check %d will be retried in %.1fs: %s", tracking_id, check_no, delay, err
         )
-        lifecycle.reschedule(rt, tracking_id, delay)
-        raise self.retry(args=(tracking_id, check_no, failures + 1), countdown=delay) from err
+        again = (tracking_id, check_no, failures + 1)
+        raise _retry_later(self, rt, delay, args=again) from err
     except coalesce.ObservationPending:
         # Another check is describing this job right now: pick up its observation shortly.
         raise self.retry(
