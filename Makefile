@@ -6,10 +6,12 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test bench lint typecheck install clean
 
-$(STAMP): pyproject.toml
+EMULATOR := aws-batch-emulator
+
+$(STAMP): pyproject.toml $(EMULATOR)/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev]' -e ./$(EMULATOR)
 	touch $(STAMP)
 
 install: $(STAMP)  ## create .venv with poller and its dev tools

@@ -31,12 +31,12 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from poller.local.batch_server import LocalBatch
-from poller.local.faults import FaultConfig
-from poller.local.redis_server import EmbeddedRedis
-from poller.local.resources import JOB_QUEUE, SLEEP_JOB_DEFINITION
-from poller.local.stack import configure_process, stack_env
-from poller.local.worker import Worker
+from aws_batch_emulator import FaultConfig, LocalBatch
+from aws_batch_emulator.resources import JOB_QUEUE, SLEEP_JOB_DEFINITION
+
+from poller.testing.redis_server import EmbeddedRedis
+from poller.testing.stack import configure_process, stack_env
+from poller.testing.worker import Worker
 
 console = Console()
 

@@ -7,6 +7,8 @@ Human output by default (rich), ``--json`` for scripts. Exit codes: 0 success; f
 
 from __future__ import annotations
 
+import functools
+import importlib.metadata
 import json
 import signal
 import sys
@@ -30,12 +32,33 @@ console = Console(stderr=True)  # progress and tables; stdout stays clean for id
 out = Console(soft_wrap=True)  # plain lines (ids, JSON, logs) are never wrapped
 
 
+PLUGIN_GROUP = "poller.commands"  # entry points adding commands (the emulator's `local-batch`)
+
+
+@functools.cache
+def plugin_commands() -> dict[str, importlib.metadata.EntryPoint]:
+    """Commands other installed distributions add to ``poller``, by name."""
+    return {e.name: e for e in importlib.metadata.entry_points(group=PLUGIN_GROUP)}
+
+
 class PollerGroup(click.Group):
     """Turns every error (usage, poller, Redis, AWS, local stack) into one ``error:`` line and
-    exit code 3, never a traceback."""
+    exit code 3, never a traceback; adds the commands of installed plugins."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """poller's own commands and the plugins', sorted."""
+        return sorted({*super().list_commands(ctx), *plugin_commands()})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """A command by name; a plugin's is loaded only when asked for."""
+        command = super().get_command(ctx, cmd_name)
+        if command is None and cmd_name in plugin_commands():
+            loaded: click.Command = plugin_commands()[cmd_name].load()
+            return loaded
+        return command
 
     def invoke(self, ctx: click.Context) -> Any:
-        from poller.local import LocalStackError  # no extra dependencies
+        from poller.testing.processes import LocalStackError  # no extra dependencies
 
         try:
             return super().invoke(ctx)
@@ -360,7 +383,7 @@ def config_command(as_json: bool) -> None:
 )
 def demo(successes: int, keep: bool, flower_port: int | None) -> None:
     """Start Redis, a local AWS Batch, a worker and Flower, and run real jobs through them."""
-    from poller.demo import run
+    from poller.testing.demo import run
 
     sys.exit(run(successes=successes, keep=keep, flower_port=flower_port))
 
@@ -396,7 +419,7 @@ def worker_command(celery_args: tuple[str, ...]) -> None:
 )
 def redis_command(port: int, password: str | None, appendonly: bool, data_dir: Path | None) -> None:
     """Run an embedded Redis server in the foreground (Ctrl-C stops it)."""
-    from poller.local.redis_server import EmbeddedRedis
+    from poller.testing.redis_server import EmbeddedRedis
 
     if data_dir is not None:
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -416,104 +439,9 @@ def redis_command(port: int, password: str | None, appendonly: bool, data_dir: P
     server.close()
 
 
-@main.command("local-batch")
-@click.option(
-    "--host",
-    default="127.0.0.1",
-    show_default=True,
-    help="Address to bind (0.0.0.0 only in a container).",
-)
-@click.option("--port", type=int, default=4566, show_default=True, help="Port (0: any free one).")
-@click.option(
-    "--runtime",
-    type=click.Choice(["process", "simulated"]),
-    default="process",
-    show_default=True,
-    help="process: run each job's command; simulated: durations from sim_seconds/sim_exit_code parameters.",
-)
-@click.option("--concurrency", type=int, default=4, show_default=True, help="Jobs running at once.")
-@click.option(
-    "--stage-seconds",
-    type=float,
-    default=0.2,
-    show_default=True,
-    help="Time in each state before RUNNING.",
-)
-@click.option(
-    "--sim-seconds",
-    type=float,
-    default=1.0,
-    show_default=True,
-    help="Default simulated job duration.",
-)
-@click.option(
-    "--throttle", multiple=True, metavar="OP=RATE", help="Throttle an operation, e.g. SubmitJob=50."
-)
-@click.option(
-    "--error-rate", type=float, default=0.0, show_default=True, help="Share of calls answered 500."
-)
-@click.option(
-    "--latency", type=float, default=0.0, show_default=True, help="Seconds added to every call."
-)
-@click.option("--seed", type=int, default=None, help="Seed of the fault generator.")
-def local_batch_command(
-    host: str,
-    port: int,
-    runtime: str,
-    concurrency: int,
-    stage_seconds: float,
-    sim_seconds: float,
-    throttle: tuple[str, ...],
-    error_rate: float,
-    latency: float,
-    seed: int | None,
-) -> None:
-    """Serve a local AWS Batch endpoint (moto) whose jobs really run, in the foreground."""
-    from poller.local.batch_server import serve
-    from poller.local.faults import FaultConfig
-
-    rates: dict[str, float] = {}
-    for item in throttle:
-        operation, _, rate = item.partition("=")
-        try:
-            rates[operation] = float(rate)
-        except ValueError:
-            raise click.BadParameter(
-                f"expected OP=RATE, got {item!r}", param_hint="--throttle"
-            ) from None
-    try:
-        faults = FaultConfig(throttle=rates, error_rate=error_rate, latency=latency, seed=seed)
-    except ValueError as err:
-        raise click.UsageError(str(err)) from err
-
-    def ready(url: str) -> None:
-        console.print(
-            f"Local AWS Batch endpoint on [bold]{url}[/] (runtime={runtime}); "
-            f"use it with AWS_ENDPOINT_URL_BATCH={url} AWS_ENDPOINT_URL_CLOUDWATCH_LOGS={url}"
-        )
-
-    from poller.flower import is_loopback
-
-    if not is_loopback(host):
-        console.print(
-            f"[bold yellow]warning:[/] the local Batch endpoint has no authentication and is "
-            f"bound to {host}: anyone who can reach it can run commands on this machine"
-        )
-    serve(
-        host=host,
-        port=port,
-        runtime=runtime,
-        concurrency=concurrency,
-        stage_seconds=stage_seconds,
-        sim_seconds=sim_seconds,
-        faults=faults,
-        on_ready=ready,
-    )
-
-
 def _wait_for_stop_signal() -> None:
     """Block until SIGINT or SIGTERM."""
-    from poller.local import sigterm_as_interrupt
+    from poller.testing.processes import sigterm_as_interrupt
 
     try:
         with sigterm_as_interrupt():

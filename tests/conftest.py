@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from poller.local.stack import configure_process
+from poller.testing.stack import configure_process
 
 T = TypeVar("T")
 

@@ -12,7 +12,7 @@ import redis
 from click.testing import CliRunner
 
 from poller.cli import main
-from poller.local import free_port
+from poller.testing.processes import free_port
 
 POLLER = [sys.executable, "-m", "poller.cli"]
 

@@ -7,8 +7,9 @@ import os
 import pytest
 import redis
 
-from poller.local import LocalStackError, redis_server
-from poller.local.redis_server import EmbeddedRedis, find_server_binary
+from poller.testing import redis_server
+from poller.testing.processes import LocalStackError
+from poller.testing.redis_server import EmbeddedRedis, find_server_binary
 
 
 def test_starts_answers_and_stops_by_pid() -> None:

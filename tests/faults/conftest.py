@@ -16,14 +16,14 @@ from typing import Any
 
 import pytest
 import redis
+from aws_batch_emulator import LocalBatch
+from aws_batch_emulator.resources import JOB_QUEUE, SLEEP_JOB_DEFINITION
 
 from poller import JobHandle, submit_job
-from poller.local.batch_server import LocalBatch
-from poller.local.redis_server import EmbeddedRedis
-from poller.local.resources import JOB_QUEUE, SLEEP_JOB_DEFINITION
-from poller.local.stack import stack_env
-from poller.local.worker import Worker
 from poller.models import JobRecord
+from poller.testing.redis_server import EmbeddedRedis
+from poller.testing.stack import stack_env
+from poller.testing.worker import Worker
 from tests.conftest import configured_for, eventually
 from tests.integration.signal_recorder import RECORD_KEY
 

@@ -6,12 +6,12 @@ from collections import Counter
 from typing import Any
 
 import pytest
+from aws_batch_emulator.resources import JOB_QUEUE, SLEEP_JOB_DEFINITION
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from poller import JobHandle, submit_job
 from poller.errors import InvalidJobSpec
-from poller.local.resources import JOB_QUEUE, SLEEP_JOB_DEFINITION
 from tests.conftest import eventually
 from tests.faults.conftest import FaultStack
 

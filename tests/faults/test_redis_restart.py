@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from poller.local.stack import configure_process
-from poller.local.worker import Worker
 from poller.models import JobRecord
+from poller.testing.stack import configure_process
+from poller.testing.worker import Worker
 from tests.conftest import eventually
 from tests.faults.conftest import FAULT_SETTINGS, FaultStack
 

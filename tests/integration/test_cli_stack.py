@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 import redis
+from aws_batch_emulator.resources import JOB_QUEUE, SLEEP_JOB_DEFINITION
 from click.testing import CliRunner
 
 from poller import JobHandle, JobStatus
 from poller.cli import main
-from poller.local.resources import JOB_QUEUE, SLEEP_JOB_DEFINITION
 from poller.testing import Worker
 from tests.conftest import eventually
 

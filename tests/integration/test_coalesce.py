@@ -6,12 +6,12 @@ from collections.abc import Iterator
 
 import pytest
 import redis
+from aws_batch_emulator import LocalBatch
+from aws_batch_emulator.resources import JOB_QUEUE, SLEEP_JOB_DEFINITION
 
 from poller import JobHandle, JobStatus, submit_job
-from poller.local.batch_server import LocalBatch
-from poller.local.resources import JOB_QUEUE, SLEEP_JOB_DEFINITION
-from poller.local.worker import Worker
 from poller.testing import Worker as SessionWorker
+from poller.testing.worker import Worker
 
 pytestmark = pytest.mark.integration
 

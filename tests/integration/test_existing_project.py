@@ -18,14 +18,14 @@ from typing import Any
 
 import pytest
 import redis
+from aws_batch_emulator import LocalBatch
+from aws_batch_emulator.resources import JOB_QUEUE, SLEEP_JOB_DEFINITION
 from celery import chain, chord
 
 from poller import JobHandle, JobResult, submit_job
-from poller.local.batch_server import LocalBatch
-from poller.local.redis_server import EmbeddedRedis
-from poller.local.resources import JOB_QUEUE, SLEEP_JOB_DEFINITION
-from poller.local.stack import stack_env
-from poller.local.worker import ChildProcess, Worker
+from poller.testing.redis_server import EmbeddedRedis
+from poller.testing.stack import stack_env
+from poller.testing.worker import ChildProcess, Worker
 from tests.conftest import configured_for, eventually
 from tests.integration.shop.app import app as shop_app
 from tests.integration.shop.receivers import FAILED_KEY

@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 import redis
+from aws_batch_emulator import LocalBatch
+from aws_batch_emulator.resources import JOB_QUEUE, SLEEP_JOB_DEFINITION
 from celery import chain, chord
 
 from poller import JobHandle, JobStatus, check_job, submit_job
@@ -18,8 +20,6 @@ from poller.errors import (
     JobTimedOut,
     SubmitRejected,
 )
-from poller.local.batch_server import LocalBatch
-from poller.local.resources import JOB_QUEUE, SLEEP_JOB_DEFINITION
 from poller.testing import Worker
 from tests.conftest import eventually
 from tests.integration.signal_recorder import (

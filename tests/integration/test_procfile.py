@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from poller.local import free_port
+from poller.testing.processes import free_port
 from tests.conftest import eventually
 
 pytestmark = pytest.mark.integration

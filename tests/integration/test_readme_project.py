@@ -16,11 +16,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from aws_batch_emulator import LocalBatch
+from aws_batch_emulator.resources import JOB_QUEUE, SLEEP_JOB_DEFINITION
 
-from poller.local import stop_process
-from poller.local.batch_server import LocalBatch
-from poller.local.redis_server import EmbeddedRedis
-from poller.local.resources import JOB_QUEUE, SLEEP_JOB_DEFINITION
+from poller.testing.processes import stop_process
+from poller.testing.redis_server import EmbeddedRedis
 from tests.conftest import eventually
 
 pytestmark = pytest.mark.integration

@@ -18,7 +18,7 @@ from types import TracebackType
 
 import redis
 
-from poller.local import LocalStackError, free_port, stop_process
+from poller.testing.processes import LocalStackError, free_port, stop_process
 
 logger = logging.getLogger(__name__)
 

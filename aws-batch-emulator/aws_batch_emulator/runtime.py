@@ -1,7 +1,7 @@
 """The lifecycle engine of the local Batch endpoint and its patching of moto.
 
 `install()` (called once, in the server process only) points moto's Batch URL routes at
-`poller.local.batch_api.LocalBatchResponse`, whose backend is a `LocalBatchBackend`: moto's
+`aws_batch_emulator.api.LocalBatchResponse`, whose backend is a `LocalBatchBackend`: moto's
 `BatchBackend` whose jobs are `ProcessJob`s (``process`` runtime) or `SimulatedJob`s
 (``simulated`` runtime), looked up by id rather than by scanning every job.
 """
@@ -19,12 +19,12 @@ from typing import Any
 from moto.batch.exceptions import ClientException
 from moto.batch.models import BatchBackend, Job, JobDefinition, JobQueue
 
-from poller.local import resources
-from poller.local.batch_jobs import RUNNING, STATUSES, ArrayParentJob, LocalJob
-from poller.local.batch_process import ProcessJob
-from poller.local.batch_server import RUNTIMES
-from poller.local.batch_setup import create_default_resources
-from poller.local.batch_simulated import SimulatedJob, simulation_parameters
+from aws_batch_emulator import resources
+from aws_batch_emulator.defaults import create_default_resources
+from aws_batch_emulator.jobs import RUNNING, STATUSES, ArrayParentJob, LocalJob
+from aws_batch_emulator.process import ProcessJob
+from aws_batch_emulator.resources import RUNTIMES
+from aws_batch_emulator.simulated import SimulatedJob, simulation_parameters
 
 logger = logging.getLogger(__name__)
 
@@ -348,7 +348,7 @@ def install(settings: RuntimeSettings) -> BatchRuntime:
     """Route moto's Batch API to the local runtime. Call once, in the server process only."""
     import moto.batch.urls as batch_urls
 
-    from poller.local.batch_api import LocalBatchResponse
+    from aws_batch_emulator.api import LocalBatchResponse
 
     runtime = BatchRuntime(settings)
     LocalBatchResponse.runtime = runtime

@@ -20,18 +20,19 @@ from typing import TYPE_CHECKING
 import pytest
 import redis
 
-from poller.local.stack import configure_process, stack_env
-from poller.local.worker import Worker
+from poller.testing.stack import configure_process, stack_env
+from poller.testing.worker import Worker
 
 if TYPE_CHECKING:  # imported in the fixtures: the plugin loads even without poller[local]
-    from poller.local.batch_server import LocalBatch
-    from poller.local.redis_server import EmbeddedRedis
+    from aws_batch_emulator import LocalBatch
+
+    from poller.testing.redis_server import EmbeddedRedis
 
 
 @pytest.fixture(scope="session")
 def poller_redis() -> Iterator[EmbeddedRedis]:
     """An embedded Redis server for the whole session."""
-    from poller.local.redis_server import EmbeddedRedis
+    from poller.testing.redis_server import EmbeddedRedis
 
     with EmbeddedRedis() as server:
         yield server
@@ -40,7 +41,7 @@ def poller_redis() -> Iterator[EmbeddedRedis]:
 @pytest.fixture(scope="session")
 def poller_batch() -> Iterator[LocalBatch]:
     """The local AWS Batch endpoint (process runtime) for the whole session."""
-    from poller.local.batch_server import LocalBatch
+    from aws_batch_emulator import LocalBatch
 
     with LocalBatch(runtime="process", concurrency=8, stage_seconds=0.1) as batch:
         yield batch

@@ -6,8 +6,9 @@ import os
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from poller.local.batch_server import LocalBatch
-    from poller.local.redis_server import EmbeddedRedis
+    from aws_batch_emulator import LocalBatch
+
+    from poller.testing.redis_server import EmbeddedRedis
 
 
 # The Celery settings that name servers or depend on poller's settings.

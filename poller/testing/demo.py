@@ -3,7 +3,7 @@
 It starts the embedded Redis, the local Batch endpoint (process runtime), a Celery worker and
 Flower, submits a mixed set of jobs (successes of different lengths, a failure, an array job and
 a chain whose second step runs after its Batch job), shows live progress and checks that every
-job ended as expected. This module also defines the chain's second step, ``poller.demo.report``,
+job ended as expected. This module also defines the chain's second step, ``poller.testing.demo.report``,
 which the demo's worker imports.
 """
 
@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from aws_batch_emulator.resources import JOB_QUEUE, SLEEP_JOB_DEFINITION
 from celery import chain
 from rich.console import Console, Group
 from rich.live import Live
@@ -22,14 +23,13 @@ from rich.table import Table
 
 from poller import console as view
 from poller.app import app
-from poller.local import free_port, sigterm_as_interrupt
-from poller.local.resources import JOB_QUEUE, SLEEP_JOB_DEFINITION
 from poller.models import JobRecord, JobStatus
+from poller.testing.processes import LocalStackError, free_port, sigterm_as_interrupt
 
 DEMO_TIMEOUT = 300.0  # seconds before the demo stops waiting and reports what is unfinished
 
 
-@app.task(name="poller.demo.report", shared=False)
+@app.task(name="poller.testing.demo.report", shared=False)
 def report(record: dict[str, Any]) -> str:
     """The chain's second step: runs in the worker once the Batch job before it has ended."""
     return f"report built from Batch job {record['job_id']} ({record['status']})"
@@ -127,19 +127,23 @@ def verdicts(jobs: list[DemoJob], records: dict[str, JobRecord]) -> list[tuple[D
 @contextlib.contextmanager
 def running_stack(console: Console, flower_port: int) -> Iterator[str]:
     """Start Redis, the local Batch endpoint, a worker and Flower; stop them all on exit."""
-    from poller.local.batch_server import LocalBatch
-    from poller.local.redis_server import EmbeddedRedis
-    from poller.local.stack import configure_process, stack_env
-    from poller.local.worker import Flower, Worker
+    from aws_batch_emulator import EmulatorError, LocalBatch
+
+    from poller.testing.redis_server import EmbeddedRedis
+    from poller.testing.stack import configure_process, stack_env
+    from poller.testing.worker import Flower, Worker
 
     with contextlib.ExitStack() as stack:
         with console.status("starting Redis and the local AWS Batch endpoint"):
             redis_server = stack.enter_context(EmbeddedRedis())
-            batch = stack.enter_context(LocalBatch(runtime="process", concurrency=4))
+            try:
+                batch = stack.enter_context(LocalBatch(runtime="process", concurrency=4))
+            except EmulatorError as err:
+                raise LocalStackError(str(err)) from err
         env = stack_env(redis_server, batch, initial_delay=0.5, max_delay=2.0)
         configure_process(env)
         with console.status("starting a Celery worker and Flower"):
-            worker = Worker(env, includes=["poller.demo"])
+            worker = Worker(env, includes=["poller.testing.demo"])
             stack.callback(worker.stop)
             worker.start()
             flower = Flower(env, flower_port)

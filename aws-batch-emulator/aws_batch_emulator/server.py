@@ -1,14 +1,13 @@
 """Serve the local AWS Batch endpoint, in the foreground or as a child process.
 
-``serve()`` runs moto's server (with `poller.local.batch_runtime` installed and
-`poller.local.faults.FaultMiddleware` in front) until SIGINT/SIGTERM. `LocalBatch` starts the
-same thing as a child process (``python -m poller.local.batch_server``) and gives tests and
+``serve()`` runs moto's server (with `aws_batch_emulator.runtime` installed and
+`aws_batch_emulator.faults.FaultMiddleware` in front) until SIGINT/SIGTERM. `LocalBatch` starts the
+same thing as a child process (``python -m aws_batch_emulator.server``) and gives tests and
 tools a handle on it: URL, boto3 clients, call counters and fault switches.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import logging
@@ -23,25 +22,25 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any
 
-from poller.local import LocalStackError, resources
-from poller.local.faults import FaultConfig, FaultMiddleware
+from aws_batch_emulator import resources
+from aws_batch_emulator.children import EmulatorError
+from aws_batch_emulator.faults import FaultConfig, FaultMiddleware
+from aws_batch_emulator.resources import RUNTIMES
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 logger = logging.getLogger(__name__)
 
-RUNTIMES = ("process", "simulated")
-"""Job runtimes: run each job's command as a subprocess, or simulate it from parameters."""
 
-READY_LINE = "poller local Batch endpoint listening on {url} (runtime={runtime})"
+READY_LINE = "AWS Batch emulator listening on {url} (runtime={runtime})"
 """Printed (and flushed) on stdout once the server accepts connections."""
-_READY_PATTERN = re.compile(r"poller local Batch endpoint listening on (http://\S+)")
+_READY_PATTERN = re.compile(r"AWS Batch emulator listening on (http://\S+)")
 
 # moto picks the service from the SigV4 credential scope: unsigned calls would go to S3.
 _UNSIGNED_BATCH_AUTH = (
@@ -92,7 +91,7 @@ def serve(
     )
     from werkzeug.serving import make_server
 
-    from poller.local.batch_runtime import RuntimeSettings, install
+    from aws_batch_emulator.runtime import RuntimeSettings, install
 
     settings = RuntimeSettings(runtime, concurrency, stage_seconds, sim_seconds)
     engine = install(settings)
@@ -138,7 +137,7 @@ def _stop_on_signals(shutdown: Callable[[], None]) -> Callable[[], None]:
 
 
 class LocalBatch:
-    """Handle on a local Batch endpoint running as a child process (`python -m poller.local.batch_server ...`)."""
+    """Handle on a local Batch endpoint running as a child process (`python -m aws_batch_emulator.server ...`)."""
 
     def __init__(
         self,
@@ -184,7 +183,7 @@ class LocalBatch:
     def command(self) -> list[str]:
         """Command line of the server child."""
         faults = self.initial_faults
-        command = [sys.executable, "-m", "poller.local.batch_server", "--host", "127.0.0.1"]
+        command = [sys.executable, "-m", "aws_batch_emulator", "--host", "127.0.0.1"]
         command += [
             "--port",
             str(self.port),
@@ -209,7 +208,7 @@ class LocalBatch:
         return command
 
     def start(self) -> LocalBatch:
-        """Spawn the server and wait until /_poller/health answers; LocalStackError on failure."""
+        """Spawn the server and wait until /_poller/health answers; EmulatorError on failure."""
         if self._proc is not None:
             return self
         self._workdir = Path(tempfile.mkdtemp(prefix="poller-local-batch-"))
@@ -230,7 +229,7 @@ class LocalBatch:
             self.endpoint_url = self._await_ready_line(time.monotonic() + self.startup_timeout)
             self.port = int(self.endpoint_url.rsplit(":", 1)[1])
             self._await_health(time.monotonic() + self.startup_timeout)
-        except LocalStackError:
+        except EmulatorError:
             self.stop()
             raise
         logger.info("local Batch endpoint %s started (pid %s)", self.endpoint_url, self.pid)
@@ -304,13 +303,13 @@ class LocalBatch:
 
     def _require_url(self) -> str:
         if not self.endpoint_url:
-            raise LocalStackError("the local Batch endpoint is not started")
+            raise EmulatorError("the local Batch endpoint is not started")
         return self.endpoint_url
 
     def _child_env(self) -> dict[str, str]:
         env = dict(os.environ)
-        # The child imports poller from the same tree as this process, installed or not.
-        root = str(Path(__file__).resolve().parents[2])
+        # The child imports the emulator from the same tree as this process, installed or not.
+        root = str(Path(__file__).resolve().parents[1])
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
         env["PYTHONUNBUFFERED"] = "1"
         return env
@@ -324,11 +323,11 @@ class LocalBatch:
             if match:
                 return match.group(1)
             if self._proc.poll() is not None:
-                raise LocalStackError(
+                raise EmulatorError(
                     f"local Batch endpoint exited with code {self._proc.returncode}:\n{self._stderr_tail()}"
                 )
             time.sleep(0.05)
-        raise LocalStackError(
+        raise EmulatorError(
             f"local Batch endpoint not listening after {self.startup_timeout}s:\n{self._stderr_tail()}"
         )
 
@@ -340,7 +339,7 @@ class LocalBatch:
             except (OSError, ValueError):
                 pass
             time.sleep(0.05)
-        raise LocalStackError(
+        raise EmulatorError(
             f"local Batch endpoint not healthy after {self.startup_timeout}s:\n{self._stderr_tail()}"
         )
 
@@ -369,78 +368,3 @@ class LocalBatch:
             if err.code == 400:
                 raise ValueError(json.loads(detail).get("message", detail)) from None
             raise
-
-
-def _throttle_arg(text: str) -> tuple[str, float]:
-    operation, sep, rate = text.partition("=")
-    try:
-        if not sep or not operation:
-            raise ValueError(text)
-        return operation, float(rate)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected OPERATION=RATE, got {text!r}") from None
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m poller.local.batch_server", description=__doc__
-    )
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=0, help="port (default 0: a free port)")
-    parser.add_argument("--runtime", choices=RUNTIMES, default="process")
-    parser.add_argument(
-        "--concurrency", type=int, default=4, help="jobs running at once (process runtime)"
-    )
-    parser.add_argument(
-        "--stage-seconds", type=float, default=0.2, help="length of each pre-RUNNING stage"
-    )
-    parser.add_argument(
-        "--sim-seconds", type=float, default=1.0, help="default run time of simulated jobs"
-    )
-    parser.add_argument(
-        "--throttle", type=_throttle_arg, action="append", default=[], metavar="OP=RATE"
-    )
-    parser.add_argument("--error-rate", type=float, default=0.0, help="share of calls answered 500")
-    parser.add_argument(
-        "--latency", type=float, default=0.0, help="seconds added to each Batch call"
-    )
-    parser.add_argument("--seed", type=int, default=None, help="seed of the error-rate RNG")
-    parser.add_argument("--outage", action="store_true", help="answer every Batch call 503")
-    parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """Command-line entry point: parse options and serve until SIGINT/SIGTERM."""
-    args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    try:
-        faults = FaultConfig(
-            throttle=dict(args.throttle),
-            error_rate=args.error_rate,
-            latency=args.latency,
-            outage=args.outage,
-            seed=args.seed,
-        )
-    except ValueError as err:
-        _parser().error(str(err))
-
-    def announce(url: str) -> None:
-        print(READY_LINE.format(url=url, runtime=args.runtime), flush=True)
-
-    serve(
-        host=args.host,
-        port=args.port,
-        runtime=args.runtime,
-        concurrency=args.concurrency,
-        stage_seconds=args.stage_seconds,
-        sim_seconds=args.sim_seconds,
-        faults=faults,
-        on_ready=announce,
-    )
-
-
-if __name__ == "__main__":
-    main()

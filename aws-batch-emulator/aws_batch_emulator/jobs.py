@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from moto.batch.models import Job, JobDefinition, JobQueue
 
 if TYPE_CHECKING:
-    from poller.local.batch_runtime import LocalBatchBackend
+    from aws_batch_emulator.runtime import LocalBatchBackend
 
 SUBMITTED = "SUBMITTED"
 PENDING = "PENDING"

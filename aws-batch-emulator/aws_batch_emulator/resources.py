@@ -79,3 +79,6 @@ ECHO = JobDefinitionSpec(
 
 JOB_DEFINITIONS = (SLEEP, ECHO)
 """Every job definition registered at start."""
+
+RUNTIMES = ("process", "simulated")
+"""Job runtimes: run each job's command as a subprocess, or simulate it from parameters."""

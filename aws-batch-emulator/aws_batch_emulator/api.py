@@ -28,7 +28,7 @@ from moto.core.exceptions import JsonRESTError
 from moto.core.request import Request
 
 if TYPE_CHECKING:
-    from poller.local.batch_runtime import BatchRuntime, LocalBatchBackend
+    from aws_batch_emulator.runtime import BatchRuntime, LocalBatchBackend
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ class LocalBatchResponse(BatchResponse):
     """moto's BatchResponse with validated input and the local runtime as backend."""
 
     runtime: ClassVar[BatchRuntime | None] = None
-    """Set by `poller.local.batch_runtime.install`."""
+    """Set by `aws_batch_emulator.runtime.install`."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -99,7 +99,7 @@ class LocalBatchResponse(BatchResponse):
         """The local backend of the caller's account and region."""
         runtime = type(self).runtime
         if runtime is None:
-            raise RuntimeError("poller.local.batch_runtime.install() was not called")
+            raise RuntimeError("aws_batch_emulator.runtime.install() was not called")
         return runtime.backend(self.current_account, self.region)
 
     def _dispatch(

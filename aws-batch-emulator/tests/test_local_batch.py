@@ -18,17 +18,14 @@ from typing import Any, TypeVar
 
 import boto3
 import pytest
-from botocore.exceptions import ClientError
-
-from poller.local import LocalStackError
-from poller.local.batch_server import LocalBatch
-from poller.local.faults import FaultConfig
-from poller.local.resources import (
+from aws_batch_emulator import EmulatorError, FaultConfig, LocalBatch
+from aws_batch_emulator.resources import (
     ECHO_JOB_DEFINITION,
     JOB_QUEUE,
     LOG_GROUP,
     SLEEP_JOB_DEFINITION,
 )
+from botocore.exceptions import ClientError
 
 pytestmark = pytest.mark.integration
 
@@ -783,7 +780,7 @@ def test_start_failure_raises_local_stack_error_with_the_server_output(batch: Lo
     taken = LocalBatch(port=batch.port, startup_timeout=20)
 
     # When a second endpoint is started on it
-    with pytest.raises(LocalStackError) as caught:
+    with pytest.raises(EmulatorError) as caught:
         taken.start()
 
     # Then the error carries the server's stderr, and the handle is left stopped

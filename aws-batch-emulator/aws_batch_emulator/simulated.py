@@ -19,8 +19,8 @@ from typing import Any
 
 from moto.batch.exceptions import ClientException
 
-from poller.local import resources
-from poller.local.batch_jobs import (
+from aws_batch_emulator import resources
+from aws_batch_emulator.jobs import (
     DEPENDENCY_FAILED,
     ESSENTIAL_CONTAINER_EXITED,
     FAILED,

@@ -1,4 +1,4 @@
-"""Create the ready-made resources of `poller.local.resources` in a moto Batch backend."""
+"""Create the ready-made resources of `aws_batch_emulator.resources` in a moto Batch backend."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from moto.batch.models import BatchBackend
 from moto.iam.exceptions import NotFoundException as IAMNotFoundException
 from moto.iam.models import iam_backends
 
-from poller.local import resources
+from aws_batch_emulator import resources
 
 logger = logging.getLogger(__name__)
 

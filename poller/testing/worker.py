@@ -11,7 +11,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from poller.local import LocalStackError, stop_process
+from poller.testing.processes import LocalStackError, stop_process
 
 START_TIMEOUT = 60.0
 

@@ -18,8 +18,8 @@ import threading
 import time
 from typing import IO, Any
 
-from poller.local import resources
-from poller.local.batch_jobs import (
+from aws_batch_emulator import resources
+from aws_batch_emulator.jobs import (
     DEPENDENCY_FAILED,
     ESSENTIAL_CONTAINER_EXITED,
     FAILED,
