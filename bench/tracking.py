@@ -185,7 +185,7 @@ def submit_all(workload: Workload, durations: list[float], progress: Progress) -
 
 
 def wait_all(ids: list[str], progress: Progress, label: str, timeout: float) -> list[Any]:
-    from poller.lifecycle import get_store
+    from poller.runtime import get_store
 
     store = get_store()
     task = progress.add_task(f"tracking ({label})", total=len(ids))

@@ -12,10 +12,8 @@ import logging
 import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import boto3
 import botocore.session
@@ -40,7 +38,7 @@ from poller.errors import (
     PollerError,
     SubmitRejected,
 )
-from poller.models import JobSpec, JobStatus
+from poller.models import BatchJobView, JobSpec
 
 if TYPE_CHECKING:
     from mypy_boto3_batch import BatchClient as Boto3BatchClient
@@ -109,51 +107,6 @@ def check_request(spec: JobSpec) -> None:
     top = path.group(1) if path else ""
     field = next((name for name, aws in _SUBMIT_FIELDS.items() if aws == top), "spec")
     raise InvalidJobSpec(f"invalid job spec: {field}: {first}", field=field)
-
-
-@dataclass(frozen=True)
-class BatchJobView:
-    """What DescribeJobs said about one job, in poller's terms."""
-
-    job_id: str
-    status: JobStatus
-    status_reason: str | None = None
-    exit_code: int | None = None
-    container_reason: str | None = None
-    attempts: int = 0
-    log_stream_name: str | None = None
-    created_at: datetime | None = None
-    started_at: datetime | None = None
-    stopped_at: datetime | None = None
-    array_status_summary: dict[str, int] | None = None
-
-    @classmethod
-    def from_api(cls, job: dict[str, Any]) -> BatchJobView:
-        """Build a view from one item of DescribeJobs' ``jobs`` list."""
-        attempts = job.get("attempts") or []
-        last_container = (attempts[-1].get("container") if attempts else None) or {}
-        container = job.get("container") or {}
-        exit_code = container.get("exitCode", last_container.get("exitCode"))
-        summary = (job.get("arrayProperties") or {}).get("statusSummary")
-        return cls(
-            job_id=job["jobId"],
-            status=JobStatus(job["status"]),
-            status_reason=job.get("statusReason"),
-            exit_code=exit_code,
-            container_reason=last_container.get("reason") or container.get("reason"),
-            attempts=len(attempts),
-            log_stream_name=container.get("logStreamName") or last_container.get("logStreamName"),
-            created_at=_from_millis(job.get("createdAt")),
-            started_at=_from_millis(job.get("startedAt")),
-            stopped_at=_from_millis(job.get("stoppedAt")),
-            array_status_summary=dict(summary) if summary else None,
-        )
-
-
-def _from_millis(value: int | None) -> datetime | None:
-    if not value:
-        return None
-    return datetime.fromtimestamp(value / 1000, tz=UTC)
 
 
 def _chunks(ids: list[str], size: int) -> Iterator[list[str]]:
@@ -230,8 +183,33 @@ def _error_text(err: ClientError) -> str:
     return f"{error.get('Code', 'ClientError')}: {error.get('Message', str(err))}"
 
 
+class Batch(Protocol):
+    """What poller asks of AWS Batch. :class:`BatchClient` is AWS's;
+    :class:`poller.testing.FakeBatch` keeps jobs in memory for fast tests.
+
+    Errors: :class:`BatchUnavailable` (try again later; :class:`BatchMisconfigured` when AWS
+    refused poller's credentials or access), :class:`SubmitRejected` (do not try again).
+    """
+
+    def submit(self, spec: JobSpec, extra_tags: dict[str, str] | None = None) -> str:
+        """Submit the job and return its Batch job id."""
+        ...
+
+    def describe(self, job_ids: Iterable[str]) -> dict[str, BatchJobView]:
+        """Describe jobs; ids Batch does not know are absent from the result."""
+        ...
+
+    def find_tagged(self, job_queue: str, job_name: str, tag: str, value: str) -> str | None:
+        """The id of the job in ``job_queue`` named ``job_name`` whose tag ``tag`` is ``value``."""
+        ...
+
+    def terminate(self, job_id: str, reason: str) -> None:
+        """Stop a job (any status before it ended)."""
+        ...
+
+
 class BatchClient:
-    """A small typed wrapper around boto3's Batch client, translating its errors."""
+    """A small typed wrapper around boto3's Batch client, translating its errors (a :class:`Batch`)."""
 
     def __init__(self, client: Boto3BatchClient, submit_client: Boto3BatchClient | None = None):
         self._client = client

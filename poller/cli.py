@@ -247,7 +247,7 @@ def cancel(identifier: str, reason: str, as_json: bool) -> None:
 @json_option
 def jobs(active: bool, status_: str | None, limit: int, as_json: bool) -> None:
     """List tracked jobs, most recent first."""
-    from poller.lifecycle import get_store
+    from poller.runtime import get_store
 
     records = get_store().list(active_only=active, limit=10_000 if status_ else limit)
     if status_:
@@ -263,7 +263,7 @@ def jobs(active: bool, status_: str | None, limit: int, as_json: bool) -> None:
 @json_option
 def events(count: int | None, as_json: bool) -> None:
     """Follow the job event channel (Ctrl-C stops)."""
-    from poller.lifecycle import get_store
+    from poller.runtime import get_store
 
     seen = 0
     with get_store().subscribe() as pubsub:

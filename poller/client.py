@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from poller import lifecycle
+from poller import lifecycle, runtime
 from poller.errors import WaitTimeout
 from poller.models import JobRecord, JobResult, JobStatus
 from poller.store import JobStore
@@ -36,7 +36,7 @@ class JobHandle:
     def store(self) -> JobStore:
         """The job store this handle reads (the configured one unless given)."""
         if self._store is None:
-            self._store = lifecycle.get_store()
+            self._store = runtime.get_store()
         return self._store
 
     @classmethod
@@ -102,11 +102,11 @@ class JobHandle:
         """Stop the Batch job (TerminateJob) and record why; the outcome follows as FAILED."""
         return lifecycle.cancel(self._runtime(), self.tracking_id, reason)
 
-    def _runtime(self) -> lifecycle.Runtime:
-        runtime = lifecycle.get_runtime()
-        if self._store is None or self._store is runtime.store:
-            return runtime
-        return lifecycle.Runtime(settings=runtime.settings, store=self._store, batch=runtime.batch)
+    def _runtime(self) -> runtime.Runtime:
+        rt = runtime.get_runtime()
+        if self._store is None or self._store is rt.store:
+            return rt
+        return runtime.Runtime(settings=rt.settings, store=self._store, batch=rt.batch)
 
     def __repr__(self) -> str:
         return f"JobHandle({self.tracking_id!r})"

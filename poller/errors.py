@@ -1,7 +1,9 @@
 """The poller error tree.
 
-Every error poller raises derives from :class:`PollerError`. Errors from boto3 and redis-py are
-translated at the module that talks to them (``batch.py``, ``store.py``) with ``raise ... from err``.
+Every error poller raises derives from :class:`PollerError`. boto3's errors are translated where
+poller talks to AWS (``batch.py``) with ``raise ... from err``. redis-py's errors are not: they
+mean "try again" everywhere (Celery's tasks retry on ``redis.RedisError``, the command line
+prints them as one line), so translating them would only hide which one it was.
 
 Errors that travel through Celery's result backend are rebuilt from their ``args`` on the caller's
 side, so each takes a single message argument and puts everything the caller needs into it.
@@ -68,6 +70,14 @@ class BatchMisconfigured(BatchUnavailable):
     Retried like an outage, in case it is fixed meanwhile (credentials rotated, a policy
     attached), but the job records why it waits, and ends after ``POLLER_AWS_CONFIG_GRACE``.
     """
+
+
+class ObservationPending(PollerError):
+    """Another check is describing this job right now; check again in a moment."""
+
+
+class StoreConflict(PollerError):
+    """A record kept changing under an update (too many concurrent writers in a row)."""
 
 
 class SubmitInProgress(PollerError):

@@ -1,24 +1,34 @@
-"""The job lifecycle as plain functions: accept, submit, check, cancel. No Celery here.
+"""The job lifecycle as plain functions: admit, submit, check, cancel. No Celery here.
 
-The Celery tasks in :mod:`poller.tasks` call these and turn their results into Celery actions
-(replace, retry, return, raise). Each function stores its change through the store's optimistic
-transaction, then sends the change's signals, so signals follow stored facts.
+The Celery tasks in :mod:`poller.tasks` call these and turn their outcomes into Celery actions.
+The protocol that makes at-least-once delivery harmless reads here:
+
+- **Admission** (:func:`admit`): one path, in the caller before the message is sent and again
+  in the worker; a used idempotency key is answered with :class:`DuplicateSubmission`.
+- **A change, then its signals** (:func:`_apply`): every change goes through the store's
+  optimistic transaction (which publishes its events), then its signals are sent: signals
+  follow stored facts, once.
+- **A check ends one of three ways**: :class:`Reschedule`, :class:`Produce` (this delivery
+  produces the job's Celery result) or :class:`Drop` (a stale or duplicate delivery).
+- **A result once** (:func:`claim_result`): the only place that decides which delivery
+  produces a finished job's result.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import lru_cache
 from typing import Any
 
 from poller import coalesce, signals, tracking
 from poller.backoff import compute_delay
-from poller.batch import BatchClient, BatchJobView, check_request
+from poller.batch import check_request
 from poller.errors import (
     BatchMisconfigured,
     BatchUnavailable,
+    DuplicateSubmission,
     InvalidJobSpec,
     JobFailed,
     JobTimedOut,
@@ -27,6 +37,7 @@ from poller.errors import (
     SubmitRejected,
 )
 from poller.models import (
+    BatchJobView,
     JobRecord,
     JobResult,
     JobSpec,
@@ -36,7 +47,8 @@ from poller.models import (
     validate_poll,
     validate_spec,
 )
-from poller.settings import Settings, get_settings
+from poller.runtime import Runtime
+from poller.settings import Settings
 from poller.store import Change, JobStore
 
 logger = logging.getLogger(__name__)
@@ -45,48 +57,30 @@ TRACKING_TAG = "poller:tracking-id"  # tag on every Batch job poller submits, to
 POSITIONAL = ("job_name", "job_queue", "job_definition")  # submit_job's positional arguments
 
 
-@dataclass
-class Runtime:
-    """What the lifecycle needs: settings, the job store and a Batch client."""
+@dataclass(frozen=True)
+class Reschedule:
+    """The job is still running: check again in ``delay`` seconds."""
 
-    settings: Settings
-    store: JobStore
-    batch: BatchClient
-
-    @property
-    def limits(self) -> tracking.Limits:
-        """The check's time limits, from settings."""
-        return tracking.Limits(
-            not_found_grace=self.settings.not_found_grace,
-            stuck_after=self.settings.stuck_after,
-            give_up_when_stuck=self.settings.give_up_when_stuck,
-        )
+    record: JobRecord
+    delay: float
 
 
-def store_from_settings(settings: Settings) -> JobStore:
-    """A JobStore on the configured Redis."""
-    return JobStore.from_url(
-        settings.effective_redis_url, prefix=settings.key_prefix, record_ttl=settings.record_ttl
-    )
+@dataclass(frozen=True)
+class Produce:
+    """The job ended and this delivery produces its Celery result (:func:`outcome`)."""
+
+    record: JobRecord
 
 
-@lru_cache(maxsize=1)
-def get_store() -> JobStore:
-    """This process's job store, created on first use (after a worker forks, never before)."""
-    return store_from_settings(get_settings())
+@dataclass(frozen=True)
+class Drop:
+    """A stale or duplicate delivery: end it without a result (another one produces it)."""
+
+    record: JobRecord
+    why: str
 
 
-@lru_cache(maxsize=1)
-def get_runtime() -> Runtime:
-    """This process's runtime, created on first use (after a worker forks, never before)."""
-    settings = get_settings()
-    return Runtime(
-        settings=settings,
-        store=get_store(),
-        batch=BatchClient.create(
-            max_attempts=settings.aws_max_attempts, read_timeout=settings.submit_lease - 5
-        ),
-    )
+CheckOutcome = Reschedule | Produce | Drop
 
 
 def default_poll(settings: Settings) -> dict[str, Any]:
@@ -134,15 +128,23 @@ def next_delay(record: JobRecord, check_number: int | None = None) -> float:
     )
 
 
-def _commit(rt: Runtime, tracking_id: str, change: Change | None) -> JobRecord:
-    """Send the signals of a stored change and return the current record."""
-    if change is None:
-        return rt.store.get(tracking_id)
-    signals.send(change.events)
-    return change.record
+def _apply(
+    rt: Runtime | JobStore, tracking_id: str, decide: Callable[[JobRecord], Change | None]
+) -> Change | None:
+    """Store ``decide``'s change to the job, then send its signals: a transition's one way from
+    decision to receiver. None when nothing changed (no signal)."""
+    store = rt if isinstance(rt, JobStore) else rt.store
+    change = store.update(tracking_id, decide)
+    if change is not None:
+        signals.send(change.events)
+    return change
 
 
-def accept(
+def _current(rt: Runtime, tracking_id: str, change: Change | None) -> JobRecord:
+    return change.record if change is not None else rt.store.get(tracking_id)
+
+
+def admit(
     store: JobStore,
     tracking_id: str,
     spec: JobSpec,
@@ -151,10 +153,12 @@ def accept(
     canvas: dict[str, Any] | None = None,
     due: datetime | None = None,
 ) -> JobRecord:
-    """Create the job's QUEUED record (or return the record a redelivery or the key already has).
+    """Admit a submission: create its QUEUED record, or return the one a redelivery finds.
 
-    Called in the caller's process before the message is sent, so a tracking id can be read
-    at once, and again by the worker (a no-op then, unless the message bypassed apply_async).
+    The one admission path: run in the caller's process before the message is sent (so a
+    tracking id can be read at once) and again by the worker (a no-op then, unless the message
+    bypassed ``apply_async``). Raises DuplicateSubmission, naming the owner, when the
+    idempotency key belongs to another job.
     """
     record = JobRecord(
         tracking_id=tracking_id,
@@ -169,29 +173,30 @@ def accept(
         # re-sends it after the grace.
         next_check_at=due or utcnow(),
     )
-    return store.create(tracking.new_record(record, utcnow()), idempotency_key=key)
+    stored = store.create(tracking.new_record(record, utcnow()), idempotency_key=key)
+    if stored.tracking_id != tracking_id:
+        message = f"idempotency key {key!r} already used by job {stored.tracking_id}"
+        raise DuplicateSubmission(message, owner=stored.tracking_id)
+    return stored
 
 
 def abandon(store: JobStore, tracking_id: str, reason: str) -> None:
-    """End a submission whose message could not be sent (the caller sees the error)."""
-    store.update(
-        tracking_id,
-        lambda r: tracking.finish(r, JobStatus.REJECTED, reason, utcnow(), resolve=True),
-    )
+    """End a submission whose message could not be sent; the caller raises the error, so it
+    claims the result (and the reconciler leaves the job alone)."""
+    _apply(store, tracking_id, lambda r: tracking.finish(r, JobStatus.REJECTED, reason, utcnow()))
+    store.update(tracking_id, tracking.resolve)
 
 
-def reject(rt: Runtime, tracking_id: str, reason: str) -> JobRecord:
-    """End a job REJECTED (validation or AWS refused it) and send its signals."""
-    change = rt.store.update(
-        tracking_id,
-        lambda r: tracking.finish(r, JobStatus.REJECTED, reason, utcnow(), resolve=True),
-    )
-    return _commit(rt, tracking_id, change)
+def reject(rt: Runtime, tracking_id: str, reason: str) -> Produce | Drop:
+    """End a job REJECTED (validation or AWS refused it)."""
+    now = utcnow()
+    _apply(rt, tracking_id, lambda r: tracking.finish(r, JobStatus.REJECTED, reason, now))
+    return claim_result(rt, rt.store.get(tracking_id))
 
 
 def reject_unstored(
     rt: Runtime, tracking_id: str, args: tuple[Any, ...], kwargs: dict[str, Any], reason: str
-) -> None:
+) -> Produce | Drop:
     """Record a message that failed validation in the worker, so the refusal is visible."""
     given = {**dict(zip(POSITIONAL, args, strict=False)), **kwargs}
     record = JobRecord(
@@ -200,7 +205,7 @@ def reject_unstored(
         poll=PollPolicy(**default_poll(rt.settings)),
     )
     rt.store.create(tracking.new_record(record, utcnow()))
-    reject(rt, tracking_id, reason)
+    return reject(rt, tracking_id, reason)
 
 
 def submit(rt: Runtime, record: JobRecord) -> JobRecord:
@@ -243,10 +248,10 @@ def _record_submitted(rt: Runtime, record: JobRecord, job_id: str) -> JobRecord:
     now = utcnow()
     first_check = now + timedelta(seconds=next_delay(record))
     logger.info("job %s: submitted as Batch job %s", record.tracking_id, job_id)
-    change = rt.store.update(
-        record.tracking_id, lambda r: tracking.submitted(r, job_id, now, first_check)
+    change = _apply(
+        rt, record.tracking_id, lambda r: tracking.submitted(r, job_id, now, first_check)
     )
-    current = _commit(rt, record.tracking_id, change)
+    current = _current(rt, record.tracking_id, change)
     if change is None and current.is_terminal and current.job_id != job_id:
         # Cancelled while SubmitJob was under way: do not leave that Batch job running.
         _terminate_quietly(
@@ -255,59 +260,74 @@ def _record_submitted(rt: Runtime, record: JobRecord, job_id: str) -> JobRecord:
     return current
 
 
-@dataclass(frozen=True)
-class CheckResult:
-    """What a check decided: the record, and the countdown of the next check (None: done)."""
-
-    record: JobRecord
-    next_delay: float | None
-    stale: bool = False
-
-
-def check(rt: Runtime, tracking_id: str, check_no: int) -> CheckResult:
+def check(rt: Runtime, tracking_id: str, check_no: int) -> CheckOutcome:
     """Run check number ``check_no``: describe the job, store what changed, decide what is next.
 
-    Raises BatchUnavailable when AWS could not answer (the check is then retried as it is).
+    Raises BatchUnavailable when AWS could not answer (the check is then retried as it is),
+    ObservationPending when another check is describing the job right now.
     """
     record = rt.store.get(tracking_id)
     if record.is_terminal:
         return claim_result(rt, record)
     if record.checks != check_no:
-        return CheckResult(record, None, stale=True)
-    now = utcnow()
-    reason = tracking.give_up_reason(record, now)
+        return Drop(record, f"check {check_no} was already done")
+    reason = tracking.give_up_reason(record, utcnow())
     if reason is not None:
-        return CheckResult(give_up(rt, record, reason), None)
+        return give_up(rt, record, reason)
     assert record.job_id is not None, "a job is checked only after it was submitted"
-    view = coalesce.observe(rt, record)
+    observed = coalesce.observe(rt, record)
+    for other, view in observed.others_ended:
+        _apply_observation(rt, other, view)
     delay = next_delay(record, record.checks + 1)  # this check is number record.checks
     now = utcnow()
-    change = rt.store.update(
+    change = _apply(
+        rt,
         tracking_id,
         lambda r: tracking.checked(
             r,
-            view,
+            observed.view,
             check_no=check_no,
             now=now,
             next_check_at=now + timedelta(seconds=delay),
             limits=rt.limits,
         ),
     )
-    if change is None:  # another delivery of this check, or another job's check, got there first
-        current = rt.store.get(tracking_id)
-        if current.is_terminal:
-            return claim_result(rt, current)
-        return CheckResult(current, None, stale=True)
-    record = _commit(rt, tracking_id, change)
-    if record.status is JobStatus.TIMED_OUT:
+    record = _current(rt, tracking_id, change)
+    if change is None and not record.is_terminal:
+        # another delivery of this check got there first
+        return Drop(record, f"check {check_no} was already done")
+    if change is not None and record.status is JobStatus.TIMED_OUT:
         _terminate_quietly(rt, record, record.status_reason or "poller gave up")
     if record.is_terminal:
-        logger.info(
-            "job %s: Batch job %s ended %s", tracking_id, record.job_id, record.status.value
-        )
-        return CheckResult(record, None)
+        if change is not None:
+            logger.info(
+                "job %s: Batch job %s ended %s", tracking_id, record.job_id, record.status.value
+            )
+        return claim_result(rt, record)
     logger.debug("job %s: %s, next check in %.1fs", tracking_id, record.status.value, delay)
-    return CheckResult(record, delay)
+    return Reschedule(record, delay)
+
+
+def _apply_observation(rt: Runtime, record: JobRecord, view: BatchJobView) -> None:
+    """Apply another job's observation made by a coalesced check, as that job's check would
+    (not counted: that job's own check message keeps its number)."""
+    now = utcnow()
+    _apply(
+        rt,
+        record.tracking_id,
+        lambda r: tracking.checked(
+            r, view, check_no=r.checks, now=now, next_check_at=now, limits=rt.limits, own=False
+        ),
+    )
+
+
+def claim_result(rt: Runtime, record: JobRecord) -> Produce | Drop:
+    """For a finished job: Produce if this delivery is the one to produce its Celery result
+    (it claims that in the record), else Drop. Every path that ends a job comes here."""
+    change = rt.store.update(record.tracking_id, tracking.resolve)
+    if change is None:
+        return Drop(record, "its result was produced already")
+    return Produce(change.record)
 
 
 def refused(rt: Runtime, tracking_id: str, err: BatchMisconfigured) -> tuple[JobRecord, str | None]:
@@ -318,7 +338,7 @@ def refused(rt: Runtime, tracking_id: str, err: BatchMisconfigured) -> tuple[Job
     """
     now = utcnow()
     change = rt.store.update(tracking_id, lambda r: tracking.aws_refused(r, str(err), now))
-    record = change.record if change is not None else rt.store.get(tracking_id)
+    record = _current(rt, tracking_id, change)
     if change is not None and record.waiting_since == now:
         logger.error(
             "job %s: AWS refused poller's configuration, retrying for up to %.0fs: %s",
@@ -341,38 +361,18 @@ def remember_canvas(rt: Runtime, tracking_id: str, canvas: dict[str, Any]) -> No
     rt.store.update(tracking_id, lambda r: tracking.canvas_recorded(r, canvas))
 
 
-def apply_observation(rt: Runtime, record: JobRecord, view: BatchJobView) -> None:
-    """Apply another job's observation made by a coalesced check, as that job's check would."""
-    now = utcnow()
-    change = rt.store.update(
-        record.tracking_id,
-        lambda r: tracking.checked(
-            r, view, check_no=r.checks, now=now, next_check_at=now, limits=rt.limits, own=False
-        ),
-    )
-    if change is not None:
-        _commit(rt, record.tracking_id, change)
-
-
-def claim_result(rt: Runtime, record: JobRecord) -> CheckResult:
-    """For a finished job: produce its result if no delivery did yet, else end as stale."""
-    change = rt.store.update(record.tracking_id, tracking.resolve)
-    if change is None:
-        return CheckResult(record, None, stale=True)
-    return CheckResult(change.record, None)
-
-
-def give_up(rt: Runtime, record: JobRecord, reason: str) -> JobRecord:
+def give_up(rt: Runtime, record: JobRecord, reason: str) -> Produce | Drop:
     """End an active job TIMED_OUT; terminate the Batch job when its policy says so."""
-    change = rt.store.update(
-        record.tracking_id,
-        lambda r: tracking.finish(r, JobStatus.TIMED_OUT, reason, utcnow(), resolve=True),
+    now = utcnow()
+    change = _apply(
+        rt, record.tracking_id, lambda r: tracking.finish(r, JobStatus.TIMED_OUT, reason, now)
     )
-    record = _commit(rt, record.tracking_id, change)
-    logger.warning("job %s: %s", record.tracking_id, reason)
-    if record.poll.terminate_on_give_up:
-        _terminate_quietly(rt, record, f"poller: {reason}")
-    return record
+    record = _current(rt, record.tracking_id, change)
+    if change is not None:
+        logger.warning("job %s: %s", record.tracking_id, reason)
+        if record.poll.terminate_on_give_up:
+            _terminate_quietly(rt, record, f"poller: {reason}")
+    return claim_result(rt, record)
 
 
 def _terminate_quietly(rt: Runtime, record: JobRecord, reason: str) -> None:
@@ -389,27 +389,21 @@ def _terminate_quietly(rt: Runtime, record: JobRecord, reason: str) -> None:
 def cancel(rt: Runtime, tracking_id: str, reason: str) -> JobRecord:
     """Stop a job: terminate its Batch job (the next check records FAILED with the reason).
 
-    A job not yet submitted ends FAILED at once, and its submit task will not submit it.
+    A job not yet submitted ends FAILED at once, and its submit task will not submit it (that
+    task, still queued, produces the result).
     """
     record = rt.store.get(tracking_id)
     if record.is_terminal:
         return record
     if record.job_id is None:
-        change = rt.store.update(
-            tracking_id,
-            lambda r: tracking.finish(
-                r,
-                JobStatus.FAILED,
-                f"cancelled before submission: {reason}",
-                utcnow(),
-                resolve=False,  # the submit task, still queued, produces the result
-            ),
-        )
-        return _commit(rt, tracking_id, change)
+        why = f"cancelled before submission: {reason}"
+        now = utcnow()
+        change = _apply(rt, tracking_id, lambda r: tracking.finish(r, JobStatus.FAILED, why, now))
+        return _current(rt, tracking_id, change)
     rt.batch.terminate(record.job_id, reason)
     logger.info("job %s: Batch job %s terminated: %s", tracking_id, record.job_id, reason)
-    change = rt.store.update(tracking_id, lambda r: tracking.cancel_requested(r, reason))
-    return _commit(rt, tracking_id, change)
+    change = _apply(rt, tracking_id, lambda r: tracking.cancel_requested(r, reason))
+    return _current(rt, tracking_id, change)
 
 
 def outcome(record: JobRecord) -> JobResult:

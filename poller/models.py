@@ -6,6 +6,7 @@ Everything here is plain data with validation, JSON in and out; no I/O.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
 from typing import Any, ClassVar, TypedDict, cast
@@ -157,6 +158,51 @@ class JobSpec(BaseModel):
             if not isinstance(dependency.get("jobId"), str) or not dependency["jobId"]:
                 raise ValueError(f"item {i} needs a jobId string")
         return value
+
+
+@dataclass(frozen=True)
+class BatchJobView:
+    """What DescribeJobs said about one job, in poller's terms."""
+
+    job_id: str
+    status: JobStatus
+    status_reason: str | None = None
+    exit_code: int | None = None
+    container_reason: str | None = None
+    attempts: int = 0
+    log_stream_name: str | None = None
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    stopped_at: datetime | None = None
+    array_status_summary: dict[str, int] | None = None
+
+    @classmethod
+    def from_api(cls, job: dict[str, Any]) -> BatchJobView:
+        """Build a view from one item of DescribeJobs' ``jobs`` list."""
+        attempts = job.get("attempts") or []
+        last_container = (attempts[-1].get("container") if attempts else None) or {}
+        container = job.get("container") or {}
+        exit_code = container.get("exitCode", last_container.get("exitCode"))
+        summary = (job.get("arrayProperties") or {}).get("statusSummary")
+        return cls(
+            job_id=job["jobId"],
+            status=JobStatus(job["status"]),
+            status_reason=job.get("statusReason"),
+            exit_code=exit_code,
+            container_reason=last_container.get("reason") or container.get("reason"),
+            attempts=len(attempts),
+            log_stream_name=container.get("logStreamName") or last_container.get("logStreamName"),
+            created_at=_from_millis(job.get("createdAt")),
+            started_at=_from_millis(job.get("startedAt")),
+            stopped_at=_from_millis(job.get("stoppedAt")),
+            array_status_summary=dict(summary) if summary else None,
+        )
+
+
+def _from_millis(value: int | None) -> datetime | None:
+    if not value:
+        return None
+    return datetime.fromtimestamp(value / 1000, tz=UTC)
 
 
 class Transition(BaseModel):

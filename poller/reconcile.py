@@ -24,14 +24,14 @@ from typing import Any
 from celery import bootsteps
 
 from poller import tracking
-from poller.lifecycle import Runtime, get_runtime
 from poller.models import JobRecord, utcnow
+from poller.runtime import Runtime, get_runtime
 from poller.settings import get_settings
 from poller.store import Change
 
 logger = logging.getLogger(__name__)
 
-LOCK_KEY = "reconcile:lock"
+LOCK = "reconcile"  # the store's lock one worker holds per interval
 BATCH = 500  # overdue jobs handled per pass; the next pass takes the rest
 
 
@@ -43,10 +43,9 @@ class ReconcileReport:
     submits_resent: int = 0
 
 
-def reconcile(rt: Runtime, now: datetime | None = None) -> ReconcileReport:
-    """Re-send the lost message of every active job overdue by more than the grace period."""
-    from poller.app import app
-
+def reconcile(rt: Runtime, app: Any, now: datetime | None = None) -> ReconcileReport:
+    """Re-send (through Celery ``app``) the lost message of every active job overdue by more
+    than the grace period."""
     now = now or utcnow()
     grace = timedelta(seconds=rt.settings.reconcile_grace)
     late = now - grace
@@ -114,14 +113,12 @@ def _resend_submit(app: Any, record: JobRecord) -> None:
     )
 
 
-def run_if_leader(rt: Runtime) -> ReconcileReport | None:
+def run_if_leader(rt: Runtime, app: Any) -> ReconcileReport | None:
     """Run a pass unless another worker holds the lock for this interval."""
-    interval = rt.settings.reconcile_interval
-    lock = rt.store.key(LOCK_KEY)
     # The lock expires on its own: a worker that dies holding it blocks one interval at most.
-    if not rt.store.redis.set(lock, "1", nx=True, px=int(interval * 1000)):
+    if not rt.store.take_lock(LOCK, rt.settings.reconcile_interval):
         return None
-    return reconcile(rt)
+    return reconcile(rt, app)
 
 
 class ReconcileStep(bootsteps.StartStopStep):
@@ -133,6 +130,7 @@ class ReconcileStep(bootsteps.StartStopStep):
 
     def __init__(self, worker: Any, **kwargs: Any) -> None:
         super().__init__(worker, **kwargs)
+        self._app = worker.app
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -155,7 +153,7 @@ class ReconcileStep(bootsteps.StartStopStep):
         last_error = None
         while not self._stopping.wait(interval):
             try:
-                run_if_leader(get_runtime())
+                run_if_leader(get_runtime(), self._app)
                 last_error = None
             except Exception as err:  # the thread must outlive any failure; the next pass retries
                 if repr(err) == last_error:

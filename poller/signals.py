@@ -19,53 +19,83 @@ The same events are published as JSON on the Redis channel ``<key_prefix>:events
 
 from __future__ import annotations
 
+import json
 import logging
+from dataclasses import dataclass
 
 from celery.utils.dispatch import Signal
 
-from poller import tracking
-from poller.store import Event
+from poller.models import JobRecord
 
 logger = logging.getLogger(__name__)
 
-job_submitted = Signal(name=tracking.JOB_SUBMITTED, providing_args=["record"])
+job_submitted = Signal(name="job_submitted", providing_args=["record"])
 """The Batch job was created (the record now has its job_id)."""
 
-job_status_changed = Signal(name=tracking.JOB_STATUS_CHANGED, providing_args=["record", "previous"])
+job_status_changed = Signal(name="job_status_changed", providing_args=["record", "previous"])
 """The job moved to a new status; ``previous`` is the status it left, as a string."""
 
-job_succeeded = Signal(name=tracking.JOB_SUCCEEDED, providing_args=["record"])
+job_succeeded = Signal(name="job_succeeded", providing_args=["record"])
 """The Batch job ended SUCCEEDED."""
 
-job_failed = Signal(name=tracking.JOB_FAILED, providing_args=["record"])
+job_failed = Signal(name="job_failed", providing_args=["record"])
 """The job ended FAILED (on Batch) or REJECTED (by validation or AWS)."""
 
-job_timed_out = Signal(name=tracking.JOB_TIMED_OUT, providing_args=["record"])
+job_timed_out = Signal(name="job_timed_out", providing_args=["record"])
 """poller gave up waiting for the job (TIMED_OUT)."""
 
-job_stuck = Signal(name=tracking.JOB_STUCK, providing_args=["record"])
+job_stuck = Signal(name="job_stuck", providing_args=["record"])
 """The job has waited in RUNNABLE longer than ``stuck_after`` (sent once per job)."""
 
-job_finished = Signal(name=tracking.JOB_FINISHED, providing_args=["record"])
+job_finished = Signal(name="job_finished", providing_args=["record"])
 """The job reached any terminal status; sent after the outcome signal."""
 
 SIGNALS: dict[str, Signal] = {
-    tracking.JOB_SUBMITTED: job_submitted,
-    tracking.JOB_STATUS_CHANGED: job_status_changed,
-    tracking.JOB_SUCCEEDED: job_succeeded,
-    tracking.JOB_FAILED: job_failed,
-    tracking.JOB_TIMED_OUT: job_timed_out,
-    tracking.JOB_STUCK: job_stuck,
-    tracking.JOB_FINISHED: job_finished,
-}
+    signal.name: signal  # type: ignore[attr-defined]
+    for signal in (
+        job_submitted, job_status_changed, job_succeeded, job_failed, job_timed_out, job_stuck,
+        job_finished,
+    )
+}  # fmt: skip
+"""Every signal by name, in the order they are sent for one transition."""
+
+
+@dataclass(frozen=True)
+class Event:
+    """A signal a decision (:mod:`poller.tracking`) caused, with its record.
+
+    Its way: the decision returns it, the store publishes it (JSON, on the event channel) in the
+    transaction that stores the record, and :func:`send` sends the signal once that committed.
+    """
+
+    signal: Signal
+    record: JobRecord
+    previous: str | None = None
+
+    @property
+    def name(self) -> str:
+        """The signal's name (``job_failed``, ...), also the event's name on the channel."""
+        return str(self.signal.name)  # type: ignore[attr-defined]  # missing from celery-types
+
+    def to_json(self) -> str:
+        """The event as published on the channel."""
+        return json.dumps(
+            {
+                "event": self.name,
+                "tracking_id": self.record.tracking_id,
+                "job_id": self.record.job_id,
+                "status": self.record.status.value,
+                "previous": self.previous,
+                "version": self.record.version,
+            }
+        )
 
 
 def send(events: list[Event]) -> None:
     """Send the signal of each event, in order. Receivers' errors are logged, never raised."""
     for event in events:
-        signal = SIGNALS[event.name]
         kwargs = {"record": event.record}
-        if event.name == tracking.JOB_STATUS_CHANGED:
+        if event.signal is job_status_changed:
             kwargs["previous"] = event.previous  # type: ignore[assignment]
         logger.debug("job %s: sending %s", event.record.tracking_id, event.name)
-        signal.send(sender=event.name, **kwargs)
+        event.signal.send(sender=event.name, **kwargs)

@@ -1,24 +1,35 @@
-"""The only module that talks to Redis about jobs: records, indexes and the event channel.
+"""The only owner of poller's Redis data: records, indexes, claims, observations, locks, events.
 
-Layout (``<p>`` is the configured key prefix)::
+No other module of poller reads or writes these keys. Layout (``<p>`` is the key prefix)::
 
     <p>:job:<tracking_id>   JSON JobRecord                 (expires record_ttl after the job ends)
     <p>:jobid:<batch id>    tracking id of a Batch job id   (same expiry as its record)
-    <p>:idem:<key>          tracking id owning an idempotency key
+    <p>:idem:<key>          tracking id owning an idempotency key   (expires after record_ttl)
     <p>:active              sorted set: submitted job's tracking id -> next check (epoch s)
     <p>:queued              sorted set: not yet submitted job's tracking id -> when due
     <p>:observe             sorted set: submitted job's tracking id -> when it next needs a
                             Batch observation (its next check; coalesced checks move it later)
+    <p>:claim:<tracking_id> the tracking id of the check describing that job now (expires)
+    <p>:obs:<tracking_id>   JSON {"at": ISO time, "view": BatchJobView | null}: what a coalesced
+                            call saw of the job, for its own check (expires)
+    <p>:lock:<name>         a lock held by one worker for a while (expires): ``reconcile``
     <p>:events              pub/sub channel of JSON events
+    <p>:unacked*            kombu's unacked-message keys for poller's queue (the broker's, named
+                            in :mod:`poller.app`; listed here so the prefix's keys are all known)
+
+Lua scripts live beside this module, in ``scripts/``.
 
 Every change goes through :meth:`JobStore.update`: an optimistic transaction (WATCH/MULTI) that
 bumps the record's version, so two workers acting on the same job (a redelivered check, a race
 after a crash) cannot both store a transition: the loser re-reads and finds nothing left to do.
 Events are published inside the same transaction, so each is published exactly once.
+Errors of redis-py reach the caller as they are (``redis.RedisError``): Celery's tasks retry
+them, and the command line prints them as one line.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -26,43 +37,29 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from importlib import resources
 from typing import Any
 
 import redis
+from pydantic import TypeAdapter
+from redis.commands.core import Script
 
-from poller.errors import JobNotFound
-from poller.models import JobRecord
+from poller.errors import JobNotFound, StoreConflict
+from poller.models import BatchJobView, JobRecord
+from poller.signals import Event
 
 logger = logging.getLogger(__name__)
 
 ACTIVE_INDEX = "active"
 QUEUED_INDEX = "queued"
 OBSERVE_INDEX = "observe"
+CLAIM_KEY = "claim"
+OBSERVATION_KEY = "obs"
+LOCK_KEY = "lock"
 EVENTS_CHANNEL = "events"
+_VIEW = TypeAdapter(BatchJobView)
 _EPOCH = datetime.fromtimestamp(0, tz=UTC)
 _MAX_CONFLICT_RETRIES = 50  # optimistic-lock retries before giving up; conflicts are rare and short
-
-
-@dataclass(frozen=True)
-class Event:
-    """Something that happened to a job: the name of the signal it maps to, and the record."""
-
-    name: str
-    record: JobRecord
-    previous: str | None = None
-
-    def to_json(self) -> str:
-        """The event as published on the channel."""
-        return json.dumps(
-            {
-                "event": self.name,
-                "tracking_id": self.record.tracking_id,
-                "job_id": self.record.job_id,
-                "status": self.record.status.value,
-                "previous": self.previous,
-                "version": self.record.version,
-            }
-        )
 
 
 @dataclass
@@ -193,7 +190,7 @@ class JobStore:
                     return change
                 except redis.WatchError:
                     logger.debug("job %s: concurrent update, retrying", tracking_id)
-        raise RuntimeError(f"job {tracking_id}: too many concurrent updates")
+        raise StoreConflict(f"job {tracking_id}: too many concurrent updates")
 
     def _write(self, pipe: Any, change: Change) -> None:
         record = change.record
@@ -205,6 +202,67 @@ class JobStore:
         self._index_active(record, pipe)
         for event in change.events:
             pipe.publish(self.channel, event.to_json())
+
+    # --- coalesced observations ---------------------------------------------------------
+
+    def claim_due(
+        self, own: str, *, horizon: datetime, claim_for: float, parked_until: datetime,
+        wanted: int, scan_limit: int,
+    ) -> list[str] | None:  # fmt: skip
+        """Claim job ``own`` and up to ``wanted`` other jobs due for an observation by
+        ``horizon``, for ``claim_for`` seconds (claims/``parked_until``: see the script).
+
+        Returns the others' tracking ids, or None when ``own`` is claimed by another check.
+        """
+        claimed = _script(self.redis, "claim_due")(
+            keys=[self.key(OBSERVE_INDEX)],
+            args=[
+                self.key(CLAIM_KEY, ""), own, horizon.timestamp(), int(claim_for * 1000),
+                wanted, scan_limit, parked_until.timestamp(),
+            ],
+        )  # fmt: skip
+        return None if claimed is None else [str(t) for t in claimed]
+
+    def release_claims(self, tracking_ids: list[str]) -> None:
+        """Drop claims before they expire (nothing was observed, or the claimer's own job)."""
+        if tracking_ids:
+            self.redis.delete(*(self.key(CLAIM_KEY, t) for t in tracking_ids))
+
+    def observation(self, tracking_id: str) -> tuple[datetime, BatchJobView | None] | None:
+        """When a coalesced call observed the job and what it saw (view None: not returned)."""
+        raw = self.redis.get(self.key(OBSERVATION_KEY, tracking_id))
+        if raw is None:
+            return None
+        data = json.loads(raw)
+        view = _VIEW.validate_python(data["view"]) if data["view"] is not None else None
+        return datetime.fromisoformat(data["at"]), view
+
+    def store_observations(
+        self, views: dict[str, BatchJobView | None], *, at: datetime, keep_for: float,
+        again_at: datetime,
+    ) -> None:  # fmt: skip
+        """Store what one call saw of each job (kept ``keep_for`` seconds), and move those jobs
+        in the observe index to ``again_at``; one round trip."""
+        if not views:
+            return
+        with self.redis.pipeline(transaction=False) as pipe:
+            for tracking_id, view in views.items():
+                view_json = _VIEW.dump_python(view, mode="json") if view is not None else None
+                data = {"at": at.isoformat(), "view": view_json}
+                pipe.set(
+                    self.key(OBSERVATION_KEY, tracking_id), json.dumps(data),
+                    px=int(keep_for * 1000),
+                )  # fmt: skip
+            # XX: a job that ended meanwhile has left the index and must not come back
+            pipe.zadd(self.key(OBSERVE_INDEX), dict.fromkeys(views, again_at.timestamp()), xx=True)
+            pipe.execute()
+
+    # --- locks ----------------------------------------------------------------------------
+
+    def take_lock(self, name: str, seconds: float) -> bool:
+        """Take the lock ``name`` for ``seconds`` unless someone holds it. It is never released:
+        it expires, so a holder that dies blocks the others for ``seconds`` at most."""
+        return bool(self.redis.set(self.key(LOCK_KEY, name), "1", nx=True, px=int(seconds * 1000)))
 
     def active(
         self, *, due_before: datetime | None = None, limit: int = 1000, queued: bool = False
@@ -260,3 +318,10 @@ class JobStore:
             yield pubsub
         finally:
             pubsub.close()
+
+
+@functools.lru_cache(maxsize=16)
+def _script(client: redis.Redis, name: str) -> Script:
+    """The Lua script ``scripts/<name>.lua`` for this client, run by its SHA."""
+    source = resources.files("poller").joinpath("scripts", f"{name}.lua").read_text()
+    return client.register_script(source)

@@ -19,7 +19,7 @@ from celery.exceptions import Ignore
 from kombu.utils import json as kombu_json
 from kombu.utils.uuid import uuid
 
-from poller import coalesce, lifecycle
+from poller import lifecycle
 from poller.app import app
 from poller.backoff import compute_delay
 from poller.errors import (
@@ -30,10 +30,13 @@ from poller.errors import (
     InvalidJobSpec,
     JobFailed,
     JobTimedOut,
+    ObservationPending,
     SubmitInProgress,
     SubmitRejected,
 )
-from poller.models import JobRecord, utcnow
+from poller.lifecycle import Drop, Produce, Reschedule
+from poller.models import utcnow
+from poller.runtime import Runtime, get_runtime, get_store
 from poller.settings import get_settings
 
 logger = logging.getLogger(__name__)
@@ -87,13 +90,14 @@ class SubmitJobTask(PollerTask):
         )
         tracking_id = options.get("task_id") or uuid()
         canvas = _canvas_options(options)
-        store = lifecycle.get_store()
-        record = lifecycle.accept(
-            store, tracking_id, spec, policy, key, canvas=canvas or None, due=_due(options)
-        )
-        if record.tracking_id != tracking_id:
-            logger.info("idempotency key %r already used by job %s", key, record.tracking_id)
-            return self.AsyncResult(record.tracking_id)
+        store = get_store()
+        try:
+            lifecycle.admit(
+                store, tracking_id, spec, policy, key, canvas=canvas or None, due=_due(options)
+            )
+        except DuplicateSubmission as err:
+            logger.info("%s: returning that job", err)
+            return self.AsyncResult(str(err.owner))
         try:
             return super().apply_async(args, kwargs, **{**options, "task_id": tracking_id})
         except Exception as err:
@@ -114,7 +118,7 @@ def _aws_retry_delay(failures: int) -> float:
     )
 
 
-def _retry_later(task: Task[Any, Any], rt: lifecycle.Runtime, delay: float, **retry: Any) -> Any:
+def _retry_later(task: Task[Any, Any], rt: Runtime, delay: float, **retry: Any) -> Any:
     """Celery's Retry for ``task`` in ``delay`` seconds, noted in the record for the reconciler
     (a retry after an AWS error is not a scheduled check)."""
     lifecycle.reschedule(rt, str(task.request.id), delay)
@@ -133,12 +137,21 @@ def _due(options: dict[str, Any]) -> datetime | None:
     return None
 
 
-def _result_once(rt: lifecycle.Runtime, record: JobRecord) -> Any:
-    """A finished job's outcome, for the one delivery that produces its result (Ignore for the
-    others, so canvas callbacks run once)."""
-    if lifecycle.claim_result(rt, record).stale:
+def _deliver(outcome: Produce | Drop) -> Any:
+    """The task's end for a finished job: its outcome for the delivery that produces the
+    result (a JobResult, or the error it raises), Ignore for the others (no result, so canvas
+    callbacks run once)."""
+    if isinstance(outcome, Drop):
+        logger.info("job %s: %s; dropping this delivery", outcome.record.tracking_id, outcome.why)
         raise Ignore()
-    return lifecycle.outcome(record)
+    return lifecycle.outcome(outcome.record)
+
+
+def _ignore_if_dropped(outcome: Produce | Drop) -> None:
+    """For a refusal the task raises itself (its error says more than the record): Ignore
+    unless this delivery produces the result."""
+    if isinstance(outcome, Drop):
+        _deliver(outcome)
 
 
 def _canvas_options(options: dict[str, Any]) -> dict[str, Any]:
@@ -187,32 +200,27 @@ def submit_job(self: Task[Any, Any], *args: Any, **kwargs: Any) -> Any:
     JobFailed, JobTimedOut or SubmitRejected (DuplicateSubmission for a used idempotency key that
     bypassed ``apply_async``) otherwise.
     """
-    rt = lifecycle.get_runtime()
+    rt = get_runtime()
     tracking_id = str(self.request.id)
     try:
         spec, policy, key = lifecycle.validate(rt.settings, args, kwargs)
     except InvalidJobSpec as err:
-        lifecycle.reject_unstored(rt, tracking_id, args, kwargs, str(err))
+        _ignore_if_dropped(lifecycle.reject_unstored(rt, tracking_id, args, kwargs, str(err)))
         raise
-    record = lifecycle.accept(rt.store, tracking_id, spec, policy, key)
-    if record.tracking_id != tracking_id:
-        message = f"idempotency key {key!r} already used by job {record.tracking_id}"
-        logger.info("job %s: %s", tracking_id, message)
-        raise DuplicateSubmission(message, owner=record.tracking_id)
+    record = lifecycle.admit(rt.store, tracking_id, spec, policy, key)
     if record.is_terminal:  # cancelled before submission, or a redelivered submit
-        return _result_once(rt, record)
+        return _deliver(lifecycle.claim_result(rt, record))
     if record.job_id is None:
         try:
             record = lifecycle.submit(rt, record)
         except BatchMisconfigured as err:
             _, reason = lifecycle.refused(rt, tracking_id, err)
             if reason is not None:
-                return lifecycle.outcome(lifecycle.reject(rt, tracking_id, reason))
+                return _deliver(lifecycle.reject(rt, tracking_id, reason))
             raise _retry_later(self, rt, _aws_retry_delay(self.request.retries)) from err
         except BatchUnavailable as err:
             if self.request.retries >= MAX_SUBMIT_RETRIES:
-                record = lifecycle.reject(rt, tracking_id, f"AWS Batch unavailable: {err}")
-                return lifecycle.outcome(record)
+                return _deliver(lifecycle.reject(rt, tracking_id, f"AWS Batch unavailable: {err}"))
             delay = _aws_retry_delay(self.request.retries)
             logger.warning("job %s: submit will be retried in %.1fs: %s", tracking_id, delay, err)
             raise _retry_later(self, rt, delay) from err
@@ -220,10 +228,10 @@ def submit_job(self: Task[Any, Any], *args: Any, **kwargs: Any) -> Any:
             logger.info("job %s: %s; trying again shortly", tracking_id, err)
             raise self.retry(countdown=SUBMIT_BUSY_RETRY_SECONDS) from err
         except SubmitRejected as err:
-            lifecycle.reject(rt, tracking_id, str(err))
+            _ignore_if_dropped(lifecycle.reject(rt, tracking_id, str(err)))
             raise
         if record.is_terminal:  # cancelled while being submitted
-            return _result_once(rt, record)
+            return _deliver(lifecycle.claim_result(rt, record))
     canvas = _canvas(self.request)
     if canvas:
         lifecycle.remember_canvas(rt, tracking_id, canvas)
@@ -252,13 +260,13 @@ def check_job(self: Task[Any, Any], tracking_id: str, check_no: int = 0, failure
         # resolve the wrong result and leave the caller's waiting forever.
         logger.error("job %s: dropping a check sent under task id %s", tracking_id, self.request.id)
         raise Ignore()
-    rt = lifecycle.get_runtime()
+    rt = get_runtime()
     try:
-        result = lifecycle.check(rt, tracking_id, check_no)
+        outcome = lifecycle.check(rt, tracking_id, check_no)
     except BatchMisconfigured as err:
         record, reason = lifecycle.refused(rt, tracking_id, err)
         if reason is not None:
-            return lifecycle.outcome(lifecycle.give_up(rt, record, reason))
+            return _deliver(lifecycle.give_up(rt, record, reason))
         again = (tracking_id, check_no, failures + 1)
         raise _retry_later(self, rt, _aws_retry_delay(failures), args=again) from err
     except BatchUnavailable as err:
@@ -269,19 +277,14 @@ def check_job(self: Task[Any, Any], tracking_id: str, check_no: int = 0, failure
         )
         again = (tracking_id, check_no, failures + 1)
         raise _retry_later(self, rt, delay, args=again) from err
-    except coalesce.ObservationPending:
+    except ObservationPending:
         # Another check is describing this job right now: pick up its observation shortly.
         raise self.retry(
             args=(tracking_id, check_no, failures), countdown=PENDING_RETRY_SECONDS
         ) from None
-    if result.stale:
-        logger.info(
-            "job %s: check %d was already done; dropping this delivery", tracking_id, check_no
-        )
-        raise Ignore()
-    if result.next_delay is None:
-        return lifecycle.outcome(result.record)
-    record, delay = result.record, result.next_delay
+    if not isinstance(outcome, Reschedule):
+        return _deliver(outcome)
+    record, delay = outcome.record, outcome.delay
     scheduled = CheckScheduled(
         f"Batch job {record.job_id} is {record.status.value}; check {check_no + 2} in "
         f"{delay:.1f}s at {lifecycle.stamp(record.next_check_at)}"

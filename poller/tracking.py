@@ -15,24 +15,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from poller.batch import BatchJobView
-from poller.models import JobRecord, JobStatus, Transition
-from poller.store import Change, Event
+from poller import signals
+from poller.models import BatchJobView, JobRecord, JobStatus, Transition
+from poller.signals import Event
+from poller.store import Change
 
-# Signal names, in the order they are sent for one transition.
-JOB_SUBMITTED = "job_submitted"
-JOB_STATUS_CHANGED = "job_status_changed"
-JOB_SUCCEEDED = "job_succeeded"
-JOB_FAILED = "job_failed"
-JOB_TIMED_OUT = "job_timed_out"
-JOB_STUCK = "job_stuck"
-JOB_FINISHED = "job_finished"
-
-_OUTCOME_EVENT = {
-    JobStatus.SUCCEEDED: JOB_SUCCEEDED,
-    JobStatus.FAILED: JOB_FAILED,
-    JobStatus.REJECTED: JOB_FAILED,
-    JobStatus.TIMED_OUT: JOB_TIMED_OUT,
+_OUTCOME_SIGNAL = {
+    JobStatus.SUCCEEDED: signals.job_succeeded,
+    JobStatus.FAILED: signals.job_failed,
+    JobStatus.REJECTED: signals.job_failed,
+    JobStatus.TIMED_OUT: signals.job_timed_out,
 }
 
 
@@ -50,12 +42,12 @@ def _transition(record: JobRecord, status: JobStatus, now: datetime) -> list[Eve
     previous = record.status
     record.status = status
     record.history.append(Transition(status=status, observed_at=now))
-    events = [Event(JOB_STATUS_CHANGED, record, previous.value)]
+    events = [Event(signals.job_status_changed, record, previous.value)]
     if status.is_terminal:
         record.finished_at = now
         # Stays indexed until its Celery result is produced; due now for the reconciler.
         record.next_check_at = now
-        events += [Event(_OUTCOME_EVENT[status], record), Event(JOB_FINISHED, record)]
+        events += [Event(_OUTCOME_SIGNAL[status], record), Event(signals.job_finished, record)]
     return events
 
 
@@ -77,7 +69,7 @@ def submitted(
     new.submitted_at = now
     new.waiting_reason = new.waiting_since = None
     new.next_check_at = next_check_at
-    events = [Event(JOB_SUBMITTED, new), *_transition(new, JobStatus.SUBMITTED, now)]
+    events = [Event(signals.job_submitted, new), *_transition(new, JobStatus.SUBMITTED, now)]
     return Change(new, events)
 
 
@@ -134,26 +126,21 @@ def canvas_recorded(record: JobRecord, canvas: dict[str, Any]) -> Change | None:
     return Change(record.model_copy(update={"canvas": canvas}))
 
 
-def finish(
-    record: JobRecord, status: JobStatus, reason: str, now: datetime, *, resolve: bool
-) -> Change | None:
-    """End an active job with a status poller decides (REJECTED, TIMED_OUT, FAILED) and a reason.
-
-    ``resolve``: the caller is the job's own task and produces its Celery result now.
-    """
+def finish(record: JobRecord, status: JobStatus, reason: str, now: datetime) -> Change | None:
+    """End an active job with a status poller decides (REJECTED, TIMED_OUT, FAILED) and a reason."""
     if record.is_terminal:
         return None
     new = record.model_copy(deep=True)
     new.status_reason = reason
-    new.resolved = resolve
     return Change(new, _transition(new, status, now))
 
 
 def resolve(record: JobRecord) -> Change | None:
-    """Claim the right to produce a finished job's Celery result; None when it was produced.
+    """Claim the right to produce a finished job's Celery result; None when it was claimed.
 
-    Late or duplicate deliveries of the job's task then end without a result, so canvas
-    callbacks and chain steps run once.
+    The one decision behind "a result once": whichever delivery of the job's task (or the
+    caller that could not enqueue it) claims it produces the result; the others end without
+    one, so canvas callbacks and chain steps run once.
     """
     if not record.is_terminal or record.resolved:
         return None
@@ -180,9 +167,9 @@ def checked(
     """Apply check number ``check_no``'s observation (None: Batch did not return the job).
 
     Returns None for a stale check (another delivery already applied this one) or a finished job.
-    The check is counted, the next one scheduled and, if the job ended, its result claimed, in
-    the same change. ``own=False`` applies an observation another job's check made: it is not
-    counted, so the job's pending check message keeps its number and produces the result.
+    The check is counted and the next one scheduled in the same change. ``own=False`` applies
+    an observation another job's check made: it is not counted, so the job's pending check
+    message keeps its number and finds the job finished.
     """
     if record.is_terminal or record.checks != check_no:
         return None
@@ -201,7 +188,6 @@ def checked(
             events += _transition(new, view.status, now)
         if not new.is_terminal:
             events += _stuck(new, now, limits)
-    new.resolved = own and new.is_terminal
     return Change(new, events)
 
 
@@ -241,7 +227,7 @@ def _stuck(record: JobRecord, now: datetime, limits: Limits) -> list[Event]:
     if now - runnable_since < timedelta(seconds=limits.stuck_after):
         return []
     record.stuck_notified = True
-    events = [Event(JOB_STUCK, record)]
+    events = [Event(signals.job_stuck, record)]
     if limits.give_up_when_stuck:
         record.status_reason = (
             f"stuck in RUNNABLE for over {limits.stuck_after:.0f}s: {record.status_reason or ''}"

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 import pytest
 import redis
 
 from poller import coalesce, tracking
-from poller.lifecycle import Runtime
 from poller.models import utcnow
+from poller.runtime import Runtime
 from poller.settings import Settings
-from poller.store import OBSERVE_INDEX, JobStore
+from poller.store import CLAIM_KEY, OBSERVE_INDEX, JobStore
 from tests.test_store import make
 
 
@@ -21,6 +21,17 @@ def rt(poller_redis_client: redis.Redis) -> Runtime:
     settings = Settings(coalesce_window=1.5, poll_max_delay=30, visibility_timeout=3600)
     store = JobStore(poller_redis_client, prefix="claims-test", record_ttl=60)
     return Runtime(settings=settings, store=store, batch=cast(Any, None))
+
+
+def observed(rt: Runtime, tracking_ids: list[str], at: datetime) -> None:
+    """Store "not returned" observations of these jobs made at ``at``, as a coalesced call does."""
+    window, cap = rt.settings.coalesce_window, rt.settings.poll_max_delay
+    rt.store.store_observations(
+        dict.fromkeys(tracking_ids),
+        at=at,
+        keep_for=window + cap,
+        again_at=at + timedelta(seconds=max(cap - window, window)),
+    )
 
 
 def submitted(rt: Runtime, count: int, overdue_by: float) -> list[str]:
@@ -43,7 +54,7 @@ def test_a_backlog_of_observed_jobs_does_not_hide_the_jobs_still_needing_a_call(
     # Given 1,000 overdue jobs whose 600 most overdue already have a fresh observation waiting
     # for their late checks (what a busy worker leaves behind)
     ids = submitted(rt, 1000, overdue_by=5)
-    coalesce._store_observations(rt, dict.fromkeys(ids[:600]), utcnow())
+    observed(rt, ids[:600], utcnow())
     # When a check of another job claims jobs to describe with its own
     others = coalesce._claim_due(rt, ids[-1], utcnow())
     # Then it gets a full call's worth, all among the jobs without an observation, most overdue first
@@ -69,8 +80,8 @@ def test_an_overdue_job_is_observed_again_once_its_observation_is_older_than_the
     # Given two jobs whose checks fell due 40 s ago (workers are behind), observed just after
     # that: one 35 s ago (older than the 30 s cap less the window), one 20 s ago
     stale, recent, own = submitted(rt, 3, overdue_by=40)
-    coalesce._store_observations(rt, {stale: None}, utcnow() - timedelta(seconds=35))
-    coalesce._store_observations(rt, {recent: None}, utcnow() - timedelta(seconds=20))
+    observed(rt, [stale], utcnow() - timedelta(seconds=35))
+    observed(rt, [recent], utcnow() - timedelta(seconds=20))
     # When a check claims jobs to describe
     others = coalesce._claim_due(rt, own, utcnow())
     # Then only the stale one is described again, though its own late check could still use it
@@ -95,8 +106,9 @@ def test_claimed_jobs_leave_the_due_range_until_their_claim_expires(rt: Runtime)
     ids = submitted(rt, 10, overdue_by=1)
     first = coalesce._claim_due(rt, ids[0], utcnow())
     assert first is not None and len(first) == 9
-    # Another check sees nothing left to claim while the claims last ...
-    rt.store.redis.delete(*(rt.store.key(coalesce.CLAIM_KEY, t) for t in ids))  # claimer died
+    # Its claims vanish (the claimer died), yet another check sees nothing to claim: claimed
+    # jobs stay parked past the horizon of any check made within the claim's lifetime ...
+    rt.store.redis.delete(*(rt.store.key(CLAIM_KEY, t) for t in ids))
     assert coalesce._claim_due(rt, "latecomer", utcnow()) == []
     # ... and everything once they have expired (the claimer never stored observations)
     later = utcnow() + timedelta(seconds=2 * rt.settings.coalesce_window)

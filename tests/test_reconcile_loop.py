@@ -37,9 +37,9 @@ def test_failing_passes_never_end_the_thread(
         return None
 
     monkeypatch.setattr(reconcile, "get_runtime", runtime)
-    monkeypatch.setattr(reconcile, "run_if_leader", lambda rt: None)
+    monkeypatch.setattr(reconcile, "run_if_leader", lambda rt, app: None)
     step = reconcile.ReconcileStep.__new__(reconcile.ReconcileStep)
-    step._stopping, step._thread = threading.Event(), None
+    step._app, step._stopping, step._thread = None, threading.Event(), None
     # When the reconcile thread runs
     step.start(worker=None)
     try:

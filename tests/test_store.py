@@ -84,8 +84,10 @@ def test_finished_records_expire_and_leave_the_active_index(
     store: JobStore, poller_redis_client: redis.Redis
 ) -> None:
     store.create(make())
-    store.update("t1", lambda r: tracking.finish(r, JobStatus.REJECTED, "bad", T0, resolve=True))
-    assert store.active() == []
+    store.update("t1", lambda r: tracking.finish(r, JobStatus.REJECTED, "bad", T0))
+    assert store.active(queued=True) == ["t1"]  # until its result is produced
+    store.update("t1", tracking.resolve)
+    assert store.active(queued=True) == []
     assert 0 < poller_redis_client.ttl("poller:job:t1") <= 60
 
 

@@ -158,13 +158,13 @@ def test_finish_and_cancel_requested() -> None:
     cancelled = tracking.cancel_requested(record, "user asked")
     assert cancelled is not None and cancelled.events == []
     assert tracking.cancel_requested(cancelled.record, "user asked") is None
-    done = tracking.finish(record, JobStatus.REJECTED, "bad", T0, resolve=True)
+    done = tracking.finish(record, JobStatus.REJECTED, "bad", T0)
     assert done is not None and [e.name for e in done.events] == [
         "job_status_changed",
         "job_failed",
         "job_finished",
     ]
-    assert tracking.finish(done.record, JobStatus.TIMED_OUT, "x", T0, resolve=True) is None
+    assert tracking.finish(done.record, JobStatus.TIMED_OUT, "x", T0) is None
 
 
 def test_a_finished_job_produces_its_result_once() -> None:
@@ -181,7 +181,8 @@ def test_a_finished_job_produces_its_result_once() -> None:
     claimed = tracking.resolve(seen.record)
     assert claimed is not None
     assert tracking.resolve(claimed.record) is None
-    # A job's own check that sees the end claims the result in the same change
+    # A job's own check that sees the end does not claim it either: the lifecycle claims it
+    # (lifecycle.claim_result), as on every path that ends a job
     own = check(submitted_record(), BatchJobView("job-1", JobStatus.FAILED), 1)
     assert own is not None
-    assert own.record.resolved
+    assert not own.record.resolved

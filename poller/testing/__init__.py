@@ -8,6 +8,8 @@ Installed with poller, the plugin registers these fixtures (all real servers, on
 - ``poller_worker``: a real ``celery -A poller worker`` child process for the session;
 - ``poller_redis_client``: a client on the embedded Redis, flushed before each test.
 
+:class:`FakeBatch` is AWS Batch in memory, for fast tests of the lifecycle without any server.
+
 A server that cannot start fails the test with the reason; it is never skipped. Extra modules
 for the worker to import (signal receivers, say) go in the ``poller_worker_includes`` fixture.
 """
@@ -20,8 +22,11 @@ from typing import TYPE_CHECKING
 import pytest
 import redis
 
-from poller.testing.stack import configure_process, stack_env
+from poller.testing.fake_batch import FakeBatch
+from poller.testing.stack import configure_process, records_url, stack_env
 from poller.testing.worker import Worker
+
+__all__ = ["FakeBatch"]
 
 if TYPE_CHECKING:  # imported in the fixtures: the plugin loads even without poller[local]
     from aws_batch_emulator import LocalBatch
@@ -75,9 +80,10 @@ def poller_worker(
 
 
 @pytest.fixture
-def poller_redis_client(poller_env: dict[str, str]) -> Iterator[redis.Redis]:
-    """A client on the records' database of the embedded Redis, flushed before the test."""
-    client = redis.Redis.from_url(poller_env["POLLER_REDIS_URL"], decode_responses=True)
+def poller_redis_client(poller_redis: EmbeddedRedis) -> Iterator[redis.Redis]:
+    """A client on the records' database of the embedded Redis (the one ``poller_env`` points
+    POLLER_REDIS_URL at), flushed before the test. Needs no Batch endpoint."""
+    client = redis.Redis.from_url(records_url(poller_redis), decode_responses=True)
     client.flushdb()
     yield client
     client.close()

@@ -174,7 +174,7 @@ def run(successes: int = 3, keep: bool = False, flower_port: int | None = None) 
 
 
 def _run_jobs(console: Console, successes: int) -> int:
-    from poller.lifecycle import get_store
+    from poller.runtime import get_store
 
     store = get_store()
     jobs = submit_all(successes)

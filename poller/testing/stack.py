@@ -30,11 +30,10 @@ def stack_env(
     The broker uses Redis db 0 and the job records and results db 1, so tests can flush the
     records without touching the broker's queues and bindings under a running worker.
     """
-    base = redis_server.url.rsplit("/", 1)[0]
     return {
         **batch.environ(),
-        "POLLER_BROKER_URL": f"{base}/0",
-        "POLLER_REDIS_URL": f"{base}/1",
+        "POLLER_BROKER_URL": _database(redis_server, 0),
+        "POLLER_REDIS_URL": records_url(redis_server),
         "POLLER_POLL_INITIAL_DELAY": str(initial_delay),
         "POLLER_POLL_MAX_DELAY": str(max_delay),
         "POLLER_POLL_JITTER": "0.1",
@@ -43,16 +42,25 @@ def stack_env(
     }
 
 
+def records_url(redis_server: EmbeddedRedis) -> str:
+    """The URL of the database holding job records and results (db 1)."""
+    return _database(redis_server, 1)
+
+
+def _database(redis_server: EmbeddedRedis, db: int) -> str:
+    return f"{redis_server.url.rsplit('/', 1)[0]}/{db}"
+
+
 def configure_process(env: dict[str, str]) -> None:
     """Point this process's poller (settings, Celery app, boto3) at the given environment."""
-    from poller import lifecycle
+    from poller import runtime
     from poller.app import app, celery_config
     from poller.settings import get_settings
 
     os.environ.update(env)
     get_settings.cache_clear()
-    lifecycle.get_runtime.cache_clear()
-    lifecycle.get_store.cache_clear()
+    runtime.get_runtime.cache_clear()
+    runtime.get_store.cache_clear()
     # Drop connections to the previous servers: Celery caches its broker pool and backend.
     app.close()
     app.amqp._producer_pool = None  # type: ignore[attr-defined]  # close() may keep it

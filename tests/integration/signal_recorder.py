@@ -9,14 +9,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from poller import lifecycle, signals
+from poller import runtime, signals
 from poller.models import JobRecord
 
 RECORD_KEY = "test:signals"
 
 
 def _record(sender: str, record: JobRecord, previous: str | None = None, **_: Any) -> None:
-    store = lifecycle.get_runtime().store
+    store = runtime.get_runtime().store
     entry = {"signal": sender, "tracking_id": record.tracking_id, "status": record.status.value}
     if previous is not None:
         entry["previous"] = previous
@@ -47,7 +47,7 @@ def note_after(record: dict[str, Any]) -> dict[str, Any]:
     """A chain's next step: note when it ran and what it received."""
     from poller.models import utcnow
 
-    store = lifecycle.get_runtime().store
+    store = runtime.get_runtime().store
     note = {
         "tracking_id": record["tracking_id"],
         "status": record["status"],

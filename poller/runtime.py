@@ -1,0 +1,59 @@
+"""The process's wiring: its settings, its job store and its Batch client, built once.
+
+Built on first use, so a worker builds them after it forked (never before), and a test can point
+the process elsewhere by clearing the caches (:func:`poller.testing.stack.configure_process`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+from poller.batch import Batch, BatchClient
+from poller.settings import Settings, get_settings
+from poller.store import JobStore
+from poller.tracking import Limits
+
+
+@dataclass
+class Runtime:
+    """What the lifecycle needs: settings, the job store and a Batch client."""
+
+    settings: Settings
+    store: JobStore
+    batch: Batch
+
+    @property
+    def limits(self) -> Limits:
+        """The check's time limits, from settings."""
+        return Limits(
+            not_found_grace=self.settings.not_found_grace,
+            stuck_after=self.settings.stuck_after,
+            give_up_when_stuck=self.settings.give_up_when_stuck,
+        )
+
+
+def store_from_settings(settings: Settings) -> JobStore:
+    """A JobStore on the configured Redis."""
+    return JobStore.from_url(
+        settings.effective_redis_url, prefix=settings.key_prefix, record_ttl=settings.record_ttl
+    )
+
+
+@lru_cache(maxsize=1)
+def get_store() -> JobStore:
+    """This process's job store, created on first use."""
+    return store_from_settings(get_settings())
+
+
+@lru_cache(maxsize=1)
+def get_runtime() -> Runtime:
+    """This process's runtime, created on first use."""
+    settings = get_settings()
+    return Runtime(
+        settings=settings,
+        store=get_store(),
+        batch=BatchClient.create(
+            max_attempts=settings.aws_max_attempts, read_timeout=settings.submit_lease - 5
+        ),
+    )

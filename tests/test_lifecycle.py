@@ -1,0 +1,267 @@
+"""The lifecycle's protocol, in process: a real Redis, AWS Batch faked in memory (FakeBatch).
+
+Crash and duplicate branches that the integration tier can only reach with real workers and
+seconds of waiting run here in milliseconds: a lost SubmitJob answer, a held lease, a cancel
+racing SubmitJob, duplicate and stale check deliveries, a result claimed twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import redis
+
+from poller import lifecycle, signals, tracking
+from poller.errors import (
+    BatchMisconfigured,
+    BatchThrottled,
+    BatchUnavailable,
+    DuplicateSubmission,
+    SubmitInProgress,
+    SubmitRejected,
+)
+from poller.lifecycle import Drop, Produce, Reschedule
+from poller.models import JobRecord, JobStatus, utcnow
+from poller.runtime import Runtime
+from poller.settings import Settings
+from poller.store import Change, JobStore
+from poller.testing import FakeBatch
+
+QUEUE = "poller-local"
+
+
+def settings(**overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "poll_initial_delay": 1, "poll_max_delay": 10, "poll_jitter": 0,
+        "visibility_timeout": 3600, "not_found_grace": 0.001, "coalesce": True,
+        "coalesce_window": 2, "aws_config_grace": 60,
+    }  # fmt: skip
+    return Settings(**{**values, **overrides})
+
+
+@pytest.fixture
+def batch() -> FakeBatch:
+    return FakeBatch(queues=[QUEUE])
+
+
+@pytest.fixture
+def rt(poller_redis_client: redis.Redis, batch: FakeBatch) -> Runtime:
+    store = JobStore(poller_redis_client, prefix="lifecycle-test", record_ttl=60)
+    return Runtime(settings=settings(), store=store, batch=batch)
+
+
+@pytest.fixture
+def sent() -> Iterator[list[tuple[str, str]]]:
+    """(signal, tracking id) of every poller signal sent during the test."""
+    seen: list[tuple[str, str]] = []
+
+    def receiver(sender: str, record: JobRecord, **_: Any) -> None:
+        seen.append((sender, record.tracking_id))
+
+    for signal in signals.SIGNALS.values():
+        signal.connect(receiver, weak=False)
+    yield seen
+    for signal in signals.SIGNALS.values():
+        signal.disconnect(receiver)
+
+
+def admitted(
+    rt: Runtime, tracking_id: str = "t1", key: str | None = None, **poll: Any
+) -> JobRecord:
+    spec, policy, _ = lifecycle.validate(
+        rt.settings, ("nightly", QUEUE, "def"), {"poll": poll or None}
+    )
+    return lifecycle.admit(rt.store, tracking_id, spec, policy, key)
+
+
+def running(rt: Runtime, batch: FakeBatch, tracking_id: str = "t1", **poll: Any) -> JobRecord:
+    """A submitted job, RUNNING on Batch."""
+    record = lifecycle.submit(rt, admitted(rt, tracking_id, **poll))
+    assert record.job_id is not None
+    batch.set_status(record.job_id, JobStatus.RUNNING)
+    return record
+
+
+# --- admission ------------------------------------------------------------------------------
+
+
+def test_a_used_idempotency_key_is_answered_with_its_owner(rt: Runtime) -> None:
+    admitted(rt, "first", key="nightly-2026-11-26")
+    with pytest.raises(DuplicateSubmission) as caught:
+        admitted(rt, "second", key="nightly-2026-11-26")
+    assert caught.value.owner == "first"
+    # And admitting the owner again (a redelivered message) is a no-op
+    assert admitted(rt, "first", key="nightly-2026-11-26").tracking_id == "first"
+
+
+# --- submit ---------------------------------------------------------------------------------
+
+
+def test_submit_creates_one_batch_job_and_signals_it(
+    rt: Runtime, batch: FakeBatch, sent: list[tuple[str, str]]
+) -> None:
+    record = lifecycle.submit(rt, admitted(rt))
+    assert record.status is JobStatus.SUBMITTED and record.job_id in batch.jobs
+    assert batch.calls["SubmitJob"] == 1
+    assert sent == [("job_submitted", "t1"), ("job_status_changed", "t1")]
+
+
+def test_a_lost_submit_answer_never_creates_a_second_job(rt: Runtime, batch: FakeBatch) -> None:
+    # Given a SubmitJob that created the job but whose answer was lost
+    batch.lose_next_answer("SubmitJob")
+    with pytest.raises(BatchUnavailable):
+        lifecycle.submit(rt, admitted(rt))
+    # When the submission is retried
+    record = lifecycle.submit(rt, rt.store.get("t1"))
+    # Then it finds that job by its tracking-id tag instead of submitting again
+    assert batch.calls["SubmitJob"] == 1 and batch.calls["ListJobs"] == 1
+    assert list(batch.jobs) == [record.job_id]
+
+
+def test_a_throttled_submit_created_nothing_so_the_retry_does_not_look(
+    rt: Runtime, batch: FakeBatch
+) -> None:
+    batch.fail_next("SubmitJob", BatchThrottled("TooManyRequestsException"))
+    with pytest.raises(BatchThrottled):
+        lifecycle.submit(rt, admitted(rt))
+    lifecycle.submit(rt, rt.store.get("t1"))
+    assert batch.calls["ListJobs"] == 0 and len(batch.jobs) == 1
+
+
+def test_a_delivery_finding_the_lease_held_does_not_call_submit(
+    rt: Runtime, batch: FakeBatch
+) -> None:
+    # Given another attempt holding the SubmitJob lease, its job not visible in Batch yet
+    admitted(rt)
+    rt.store.update("t1", lambda r: tracking.submitting(r, utcnow(), timedelta(seconds=60)))
+    # When a second delivery runs, it looks for the job, then waits for the lease
+    with pytest.raises(SubmitInProgress):
+        lifecycle.submit(rt, rt.store.get("t1"))
+    assert batch.calls["ListJobs"] == 1 and batch.calls["SubmitJob"] == 0
+
+
+def test_a_delivery_during_submit_adopts_the_job_it_finds(rt: Runtime, batch: FakeBatch) -> None:
+    # Given a second delivery running while the first is inside SubmitJob, the job visible
+    seen: list[JobRecord] = []
+    batch.on_submit = lambda job: seen.append(lifecycle.submit(rt, rt.store.get("t1")))
+    # When the first one's SubmitJob answers
+    first = lifecycle.submit(rt, admitted(rt))
+    # Then both recorded the same job, created once
+    assert seen[0].job_id == first.job_id and len(batch.jobs) == 1
+    assert batch.calls["SubmitJob"] == 1
+
+
+def test_a_cancel_racing_submit_terminates_the_job_it_created(
+    rt: Runtime, batch: FakeBatch
+) -> None:
+    # Given a user cancelling while SubmitJob is under way
+    batch.on_submit = lambda job: lifecycle.cancel(rt, "t1", "not needed")
+    # When SubmitJob answers
+    record = lifecycle.submit(rt, admitted(rt))
+    # Then the record stays cancelled and the Batch job it created is terminated
+    assert record.status is JobStatus.FAILED and record.job_id is None
+    (job,) = batch.jobs.values()
+    assert job.status is JobStatus.FAILED and batch.calls["TerminateJob"] == 1
+    # And the submit task's delivery produces the result, once
+    assert isinstance(lifecycle.claim_result(rt, record), Produce)
+    assert isinstance(lifecycle.claim_result(rt, record), Drop)
+
+
+def test_a_refused_submit_ends_rejected_with_one_result(rt: Runtime, batch: FakeBatch) -> None:
+    spec, policy, _ = lifecycle.validate(rt.settings, ("nightly", "no-such-queue", "def"), {})
+    lifecycle.admit(rt.store, "t1", spec, policy, None)
+    with pytest.raises(SubmitRejected):
+        lifecycle.submit(rt, rt.store.get("t1"))
+    first, second = lifecycle.reject(rt, "t1", "refused"), lifecycle.reject(rt, "t1", "again")
+    assert isinstance(first, Produce) and first.record.status is JobStatus.REJECTED
+    assert isinstance(second, Drop) and rt.store.get("t1").status_reason == "refused"
+
+
+# --- check ----------------------------------------------------------------------------------
+
+
+def test_a_check_reschedules_then_produces_the_result_once(
+    rt: Runtime, batch: FakeBatch, sent: list[tuple[str, str]]
+) -> None:
+    record = running(rt, batch)
+    first = lifecycle.check(rt, "t1", 0)
+    assert isinstance(first, Reschedule) and first.record.status is JobStatus.RUNNING
+    assert first.delay == 2  # initial 1 s x factor 2 for the second check
+    batch.set_status(str(record.job_id), JobStatus.SUCCEEDED)
+    done = lifecycle.check(rt, "t1", 1)
+    assert isinstance(done, Produce) and done.record.status is JobStatus.SUCCEEDED
+    # A duplicate of that delivery, and a late copy of an earlier check, produce nothing
+    assert isinstance(lifecycle.check(rt, "t1", 1), Drop)
+    assert isinstance(lifecycle.check(rt, "t1", 0), Drop)
+    assert [name for name, _ in sent].count("job_succeeded") == 1
+
+
+def test_a_stale_check_number_is_dropped_without_calling_aws(rt: Runtime, batch: FakeBatch) -> None:
+    running(rt, batch)
+    assert isinstance(lifecycle.check(rt, "t1", 0), Reschedule)
+    calls = batch.calls["DescribeJobs"]
+    dropped = lifecycle.check(rt, "t1", 0)  # redelivered after it was applied
+    assert isinstance(dropped, Drop) and batch.calls["DescribeJobs"] == calls
+
+
+def test_one_call_describes_other_due_jobs_and_records_their_ends(
+    rt: Runtime, batch: FakeBatch, sent: list[tuple[str, str]]
+) -> None:
+    # Given two running jobs due now, the second already finished on Batch
+    running(rt, batch, "a")
+    other = running(rt, batch, "b")
+    batch.set_status(str(other.job_id), JobStatus.FAILED, reason="exit 3", exit_code=3)
+    # When the first job's check runs
+    assert isinstance(lifecycle.check(rt, "a", 0), Reschedule)
+    # Then one DescribeJobs call also recorded the second job's end, signalled once
+    assert batch.calls["DescribeJobs"] == 1
+    assert rt.store.get("b").status is JobStatus.FAILED
+    assert ("job_failed", "b") in sent
+    # And the second job's own pending check produces its result without calling AWS
+    produced = lifecycle.check(rt, "b", 0)
+    assert isinstance(produced, Produce) and produced.record.exit_code == 3
+    assert batch.calls["DescribeJobs"] == 1
+    assert [s for s in sent if s == ("job_failed", "b")] == [("job_failed", "b")]
+
+
+def test_a_job_batch_forgot_ends_failed_after_the_grace(rt: Runtime, batch: FakeBatch) -> None:
+    record = running(rt, batch)
+    batch.forget(str(record.job_id))
+    assert isinstance(lifecycle.check(rt, "t1", 0), Reschedule)  # first miss starts the grace
+    a_second_ago = utcnow() - timedelta(seconds=1)  # longer ago than the grace (1 ms)
+    rt.store.update("t1", lambda r: Change(r.model_copy(update={"missing_since": a_second_ago})))
+    ended = lifecycle.check(rt, "t1", 1)  # the next miss ends it
+    assert isinstance(ended, Produce) and ended.record.status is JobStatus.FAILED
+    assert "no longer knows" in str(ended.record.status_reason)
+
+
+def test_max_checks_gives_up_and_terminates_when_asked(rt: Runtime, batch: FakeBatch) -> None:
+    record = running(rt, batch, max_checks=1, terminate_on_give_up=True)
+    assert isinstance(lifecycle.check(rt, "t1", 0), Reschedule)
+    gave_up = lifecycle.check(rt, "t1", 1)
+    assert isinstance(gave_up, Produce) and gave_up.record.status is JobStatus.TIMED_OUT
+    assert batch.jobs[str(record.job_id)].status is JobStatus.FAILED
+    assert isinstance(lifecycle.give_up(rt, gave_up.record, "again"), Drop)
+
+
+def test_aws_refusing_the_configuration_waits_out_its_grace(rt: Runtime) -> None:
+    admitted(rt)
+    err = BatchMisconfigured("AccessDeniedException: not allowed")
+    record, reason = lifecycle.refused(rt, "t1", err)
+    assert reason is None and record.waiting_reason == str(err)
+    rt.settings = settings(aws_config_grace=0.5)
+    a_second_ago = utcnow() - timedelta(seconds=1)
+    rt.store.update("t1", lambda r: Change(r.model_copy(update={"waiting_since": a_second_ago})))
+    _, reason = lifecycle.refused(rt, "t1", err)
+    assert reason is not None and "AccessDeniedException" in reason
+
+
+def test_cancel_before_submission_leaves_the_result_to_the_submit_task(rt: Runtime) -> None:
+    admitted(rt)
+    record = lifecycle.cancel(rt, "t1", "not needed")
+    assert record.status is JobStatus.FAILED and not record.resolved
+    assert record.status_reason == "cancelled before submission: not needed"
+    assert tracking.resolve(record) is not None
