@@ -29,8 +29,11 @@ demo: $(STAMP)  ## the whole stack on this machine, real jobs going through thei
 bench: $(STAMP)  ## coalesced vs per-job DescribeJobs at 1,000 and 10,000 jobs, and throttled submits
 	$(PY) bench/tracking.py --jobs 1000 --jobs 10000
 
+# The fast in-process tier first (stops at its first failure, and then nothing else runs), then
+# the tiers that start real servers; coverage adds up over both.
 test: lint typecheck  ## everything CI runs: lint, types, the whole test suite
-	$(PY) -m pytest
+	$(PY) -m pytest -m "not integration" -x --cov-fail-under=0 --cov-report=
+	$(PY) -m pytest -m integration --cov-append
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.*

@@ -39,7 +39,7 @@ def compute_delay(
     """
     if check_number < 0:
         raise ValueError(f"check_number must be >= 0, got {check_number}")
-    # Compare exponents rather than computing factor**n, which overflows for long-running jobs.
+    # Multiply step by step and stop at the cap: factor**n overflows for long-running jobs.
     base = initial_delay
     for _ in range(check_number):
         base *= factor

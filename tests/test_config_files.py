@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+import pytest
 from pydantic import SecretStr
 
 from poller.settings import Settings
 
 EXAMPLE = Path(__file__).parent.parent / "config" / "poller.env.example"
+
+
+@pytest.fixture(autouse=True)
+def _no_poller_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings read POLLER_* from the environment, which other tests' fixtures export."""
+    for name in [n for n in os.environ if n.startswith("POLLER_")]:
+        monkeypatch.delenv(name)
 
 
 def example_values() -> dict[str, str]:

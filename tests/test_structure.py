@@ -115,3 +115,14 @@ def test_nothing_in_poller_imports_moto_or_the_emulator_at_import_time() -> None
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     # Then neither moto nor the emulator was loaded
     assert out.stdout.strip() == "[]"
+
+
+def test_poller_and_the_emulator_enforce_the_same_aws_rules() -> None:
+    # The two distributions share no code (the emulator is reusable without poller), so each
+    # writes AWS's job-name rule and array-size range once; this keeps the two copies equal.
+    from aws_batch_emulator import runtime
+
+    from poller import models
+
+    assert models.JOB_NAME_RE.pattern == runtime.JOB_NAME_PATTERN.pattern
+    assert models.ARRAY_SIZE_RANGE == runtime.ARRAY_SIZE_RANGE

@@ -1,12 +1,15 @@
 """moto's Batch HTTP responses, hardened and wired to the local runtime.
 
-`LocalBatchResponse` subclasses moto's `BatchResponse`:
+`install` points moto's Batch URL routes at `LocalBatchResponse`, a subclass of moto's
+`BatchResponse`:
 
 - every request body is checked against the botocore model of its operation first, so
   malformed input (bad JSON, a missing ``jobName``, wrong types) gets a 400 ClientException
   instead of a moto crash (HTTP 500);
-- SubmitJob passes ``retryStrategy`` on (moto drops it); other newer fields are accepted and
-  ignored; DescribeJobs looks ids up directly; ListJobs paginates with ``nextToken``;
+- SubmitJob passes ``retryStrategy``, ``propagateTags``, ``schedulingPriorityOverride`` and
+  ``shareIdentifier`` on (moto drops them); DescribeJobs looks ids up directly; ListJobs
+  paginates with ``nextToken``;
+- every answer is put in AWS's wire format (`aws_batch_emulator.wire`);
 - every call runs under the backend's lock, so the lifecycle threads see consistent state.
 """
 
@@ -17,7 +20,7 @@ import binascii
 import json
 import logging
 from functools import cache
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from botocore.model import OperationModel, Shape
 from botocore.validate import ParamValidator
@@ -27,8 +30,10 @@ from moto.core.common_types import TYPE_RESPONSE
 from moto.core.exceptions import JsonRESTError
 from moto.core.request import Request
 
-if TYPE_CHECKING:
-    from aws_batch_emulator.runtime import BatchRuntime, LocalBatchBackend
+from aws_batch_emulator.runtime import BatchRuntime, LocalBatchBackend
+from aws_batch_emulator.service_model import operation_for
+from aws_batch_emulator.settings import RuntimeSettings
+from aws_batch_emulator.wire import conform
 
 logger = logging.getLogger(__name__)
 
@@ -39,19 +44,11 @@ _INPUT_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError)
 
 
 @cache
-def _operation_models() -> dict[str, OperationModel]:
-    """Batch operations whose input is all in the JSON body, by their /v1/<segment>."""
-    import botocore.session
-
-    model = botocore.session.get_session().get_service_model("batch")
-    operations: dict[str, OperationModel] = {}
-    for name in model.operation_names:
-        operation = model.operation_model(name)
-        shape = operation.input_shape
-        members = shape.members.values() if shape is not None else []
-        if all(member.serialization.get("location") is None for member in members):
-            operations[operation.http["requestUri"].split("/")[2].lower()] = operation
-    return operations
+def _reads_json_body(operation: OperationModel) -> bool:
+    """True when all of the operation's input is in the JSON body (none in the path or query)."""
+    shape = operation.input_shape
+    members = shape.members.values() if shape is not None else []
+    return all(member.serialization.get("location") is None for member in members)
 
 
 def _known_only(value: Any, shape: Shape) -> Any:
@@ -88,7 +85,7 @@ class LocalBatchResponse(BatchResponse):
     """moto's BatchResponse with validated input and the local runtime as backend."""
 
     runtime: ClassVar[BatchRuntime | None] = None
-    """Set by `aws_batch_emulator.runtime.install`."""
+    """Set by `install`."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -99,7 +96,7 @@ class LocalBatchResponse(BatchResponse):
         """The local backend of the caller's account and region."""
         runtime = type(self).runtime
         if runtime is None:
-            raise RuntimeError("aws_batch_emulator.runtime.install() was not called")
+            raise RuntimeError("aws_batch_emulator.api.install() was not called")
         return runtime.backend(self.current_account, self.region)
 
     def _dispatch(
@@ -121,7 +118,8 @@ class LocalBatchResponse(BatchResponse):
         try:
             self.request_params = self._validated_params()
             with self.batch_backend.lock:
-                return super().call_action()
+                status, headers, body = super().call_action()
+            return status, headers, self._on_the_wire(status, body)
         except JsonRESTError as err:
             return self._error(err)
         except _INPUT_ERRORS as err:
@@ -134,6 +132,18 @@ class LocalBatchResponse(BatchResponse):
         headers.update(err.get_headers())
         return err.code, headers, err.get_body()
 
+    def _operation(self) -> OperationModel | None:
+        return operation_for(self.method, self.path)
+
+    def _on_the_wire(self, status: int, body: Any) -> Any:
+        """A successful JSON answer conformed to the operation's output shape."""
+        operation = self._operation()
+        if status != 200 or operation is None or operation.output_shape is None:
+            return body
+        if not isinstance(body, str | bytes) or not body.strip():
+            return body
+        return json.dumps(conform(json.loads(body), operation.output_shape))
+
     def _validated_params(self) -> dict[str, Any]:
         body = self.body.decode() if isinstance(self.body, bytes) else (self.body or "")
         try:
@@ -142,8 +152,12 @@ class LocalBatchResponse(BatchResponse):
             raise ClientException("The request body is not valid JSON") from None
         if not isinstance(params, dict):
             raise ClientException("The request body must be a JSON object")
-        operation = _operation_models().get(self._get_action().lower())
-        if operation is not None and operation.input_shape is not None:
+        operation = self._operation()
+        if (
+            operation is not None
+            and operation.input_shape is not None
+            and _reads_json_body(operation)
+        ):
             shape = operation.input_shape
             report = ParamValidator().validate(_known_only(params, shape), shape)
             if report.has_errors():
@@ -151,7 +165,7 @@ class LocalBatchResponse(BatchResponse):
         return params
 
     def submitjob(self) -> str:
-        """SubmitJob, with retryStrategy honoured."""
+        """SubmitJob, with the members moto drops passed on."""
         params = self.request_params
         name, job_id, job_arn = self.batch_backend.submit_job(
             params["jobName"],
@@ -165,6 +179,9 @@ class LocalBatchResponse(BatchResponse):
             parameters=params.get("parameters"),
             tags=params.get("tags"),
             retry_strategy=params.get("retryStrategy"),
+            propagate_tags=params.get("propagateTags"),
+            scheduling_priority=params.get("schedulingPriorityOverride"),
+            share_identifier=params.get("shareIdentifier"),
         )
         return json.dumps({"jobId": job_id, "jobName": name, "jobArn": job_arn})
 
@@ -191,3 +208,15 @@ class LocalBatchResponse(BatchResponse):
         if start + size < len(jobs):
             result["nextToken"] = _encode_token(start + size)
         return json.dumps(result)
+
+
+def install(settings: RuntimeSettings) -> BatchRuntime:
+    """Route moto's Batch API to a new local runtime. Call once, in the server process only."""
+    import moto.batch.urls as batch_urls
+
+    runtime = BatchRuntime(settings)
+    LocalBatchResponse.runtime = runtime
+    for path in list(batch_urls.url_paths):
+        batch_urls.url_paths[path] = LocalBatchResponse.dispatch
+    logger.info("local Batch runtime installed: %s", settings)
+    return runtime

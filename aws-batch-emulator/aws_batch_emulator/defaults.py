@@ -25,12 +25,14 @@ def create_default_resources(backend: BatchBackend) -> None:
         compute_resources=None,  # type: ignore[arg-type]  # UNMANAGED environments have none
         service_role=role_arn,
     )
+    # Integers, as CreateJobQueue's JSON carries them: moto annotates them as str, and describes
+    # the queue with whatever it was given.
     backend.create_job_queue(
         queue_name=resources.JOB_QUEUE,
-        priority="1",
+        priority=1,  # type: ignore[arg-type]
         schedule_policy=None,
         state="ENABLED",
-        compute_env_order=[{"order": "1", "computeEnvironment": environment.arn}],
+        compute_env_order=[{"order": 1, "computeEnvironment": environment.arn}],  # type: ignore[dict-item]
     )
     for spec in resources.JOB_DEFINITIONS:
         backend.register_job_definition(

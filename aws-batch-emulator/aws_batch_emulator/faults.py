@@ -32,6 +32,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
+from aws_batch_emulator.service_model import BATCH_PREFIX, operations_by_route, route_segment
+
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
@@ -39,9 +41,6 @@ logger = logging.getLogger(__name__)
 
 ADMIN_PREFIX = "/_poller/"
 """Path prefix of the admin routes served by `FaultMiddleware` itself."""
-
-BATCH_PREFIX = "/v1/"
-"""Path prefix of every AWS Batch API operation (restJson1 protocol)."""
 
 _THROTTLED = (429, "TooManyRequestsException", "Too Many Requests.")
 _SERVER_ERROR = (500, "ServerException", "Injected server error.")
@@ -176,19 +175,6 @@ class TokenBucket:
         return False
 
 
-def _batch_operation_names() -> dict[tuple[str, str], str]:
-    """Map (HTTP method, first path segment after /v1/) to the Batch operation name."""
-    import botocore.session
-
-    model = botocore.session.get_session().get_service_model("batch")
-    names: dict[tuple[str, str], str] = {}
-    for name in model.operation_names:
-        http = model.operation_model(name).http
-        segment = http["requestUri"].split("/")[2].lower()
-        names[(http["method"].upper(), segment)] = name
-    return names
-
-
 class FaultMiddleware:
     """WSGI middleware: counts Batch calls, injects faults and serves ``/_poller/*``."""
 
@@ -204,7 +190,7 @@ class FaultMiddleware:
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
-        self._operations = _batch_operation_names()
+        self._operations = {route: op.name for route, op in operations_by_route().items()}
         self._calls: Counter[str] = Counter()
         self._throttled: Counter[str] = Counter()
         self._errors: Counter[str] = Counter()
@@ -275,7 +261,7 @@ class FaultMiddleware:
         return _respond(start_response, status, {"__type": code, "message": message}, code)
 
     def _operation(self, method: str, path: str) -> str:
-        segment = path[len(BATCH_PREFIX) :].split("/", 1)[0].lower()
+        segment = route_segment(path)
         return self._operations.get((method.upper(), segment), segment)
 
     def _decide(self, operation: str) -> tuple[int, str, str] | None:

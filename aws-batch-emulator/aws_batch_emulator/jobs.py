@@ -1,11 +1,12 @@
 """Job models of the local Batch endpoint: moto's `Job` with a lifecycle driven by us.
 
 moto's own `Job` either runs Docker or (``batch_simple``) finishes at once. `LocalJob` keeps
-moto's construction, ARNs, tags and container details, and replaces the status, timestamps,
-attempts and describe output with values driven by a local runtime (see `batch_process` and
-`batch_simulated`). `ArrayParentJob` derives an array job's state from its children.
+moto's construction, ARNs and tags, and replaces the status, timestamps, attempts and describe
+output with values driven by a local runtime (see `aws_batch_emulator.process` and
+`aws_batch_emulator.simulated`). `ArrayParentJob` derives an array job's state from its children.
 
-Every method that reads or changes job state expects the owning backend's lock to be held.
+Every method that reads or changes job state expects the compute environment's lock
+(`LocalCompute.lock`) to be held.
 """
 
 from __future__ import annotations
@@ -14,14 +15,15 @@ import copy
 import fnmatch
 import re
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from moto.batch.models import Job, JobDefinition, JobQueue
+from moto.batch.models import BatchBackend, Job, JobDefinition, JobQueue
 
-if TYPE_CHECKING:
-    from aws_batch_emulator.runtime import LocalBatchBackend
+from aws_batch_emulator.compute import LocalCompute
+from aws_batch_emulator.containers import container_detail
 
 SUBMITTED = "SUBMITTED"
 PENDING = "PENDING"
@@ -45,6 +47,9 @@ DEPENDENCY_FAILED = "Dependent Job failed"
 """statusReason of a job failed because one of its dependencies failed."""
 KILLED_EXIT_CODE = 137
 """Exit code a container reports when SIGKILLed (128 + 9)."""
+
+_TASK_ID_NAMESPACE = uuid.UUID("5f0c6bd2-8f43-4c55-9a57-6b1f3c1e2a10")
+"""Namespace of the ECS task ids made up for array children (any fixed UUID)."""
 
 
 @dataclass(frozen=True)
@@ -101,7 +106,8 @@ class LocalJob(Job):
     def __init__(
         self,
         *,
-        backend: LocalBatchBackend,
+        backend: BatchBackend,
+        compute: LocalCompute,
         name: str,
         job_def: JobDefinition,
         queue: JobQueue,
@@ -115,6 +121,9 @@ class LocalJob(Job):
         array_properties: dict[str, Any] | None = None,
         provided_job_id: str | None = None,
         tags: dict[str, str] | None = None,
+        propagate_tags: bool | None = None,
+        scheduling_priority: int | None = None,
+        share_identifier: str | None = None,
     ) -> None:
         super().__init__(
             name,
@@ -132,7 +141,7 @@ class LocalJob(Job):
             provided_job_id=provided_job_id,
             tags=tags,
         )
-        self.local_backend = backend
+        self.compute = compute
         self._status: str = SUBMITTED
         self.created_s = time.time()
         self.started_s: float | None = None
@@ -142,6 +151,19 @@ class LocalJob(Job):
         self.retry_strategy: dict[str, Any] = dict(retry_strategy or job_def.retry_strategy or {})
         index = self.array_properties.get("index")
         self.array_index: int | None = index if isinstance(index, int) else None
+        # SubmitJob's propagateTags overrides the definition's; None: set by neither.
+        self.propagate_tags = job_def.propagate_tags if propagate_tags is None else propagate_tags
+        self.scheduling_priority = scheduling_priority
+        self.share_identifier = share_identifier
+        # AWS names the log stream <definition>/default/<ECS task id>. moto uses the job id, but an
+        # array child's id holds a ':', which CloudWatch Logs forbids in stream names: children
+        # get a hex task id of their own (stable for a given child id).
+        self.task_id = (
+            self.job_id
+            if self.array_index is None
+            else uuid.uuid5(_TASK_ID_NAMESPACE, self.job_id).hex
+        )
+        self._stream_name = f"{job_def.name}/default/{self.task_id}"
 
     # moto's ManagedState computes status on read; ours is set by the runtime (or by refresh()).
     @property
@@ -170,7 +192,7 @@ class LocalJob(Job):
     @property
     def stage_seconds(self) -> float:
         """How long each pre-RUNNING stage lasts."""
-        return self.local_backend.settings.stage_seconds
+        return self.compute.settings.stage_seconds
 
     def launch(self) -> None:
         """Start the job's lifecycle after it is registered with the backend."""
@@ -232,7 +254,7 @@ class LocalJob(Job):
         self.stopped_s = time.time() if at is None else at
         self.job_stopped_reason = reason
         self.exit_code = exit_code
-        self.local_backend.changed.notify_all()
+        self.compute.changed.notify_all()
 
     def begin_attempt(self, started: float) -> dict[str, Any]:
         """Record an attempt reaching RUNNING (AWS AttemptDetail shape)."""
@@ -242,8 +264,8 @@ class LocalJob(Job):
         self.container_reason = None
         record: dict[str, Any] = {
             "container": {
-                "containerInstanceArn": self.local_backend.container_instance_arn,
-                "taskArn": self.local_backend.task_arn(self.job_id),
+                "containerInstanceArn": self.compute.container_instance_arn,
+                "taskArn": self.compute.task_arn(self.task_id),
                 "logStreamName": self.log_stream_name,
                 "networkInterfaces": [],
             },
@@ -284,6 +306,14 @@ class LocalJob(Job):
             return self.command()
         return super()._get_container_property(p, default)
 
+    def _container_details(self) -> dict[str, Any]:
+        # moto's details lack the image, resource requirements and other definition members.
+        return container_detail(
+            super()._container_details(),
+            self.job_definition.container_properties or {},
+            self.container_overrides,
+        )
+
     def command(self) -> list[str]:
         """Container command: override or definition command, with Ref:: parameters filled."""
         definition = self.job_definition.container_properties or {}
@@ -306,6 +336,8 @@ class LocalJob(Job):
         result = super().describe_short()
         self._amend(result)
         result.pop("container", None)
+        if self.share_identifier is not None:
+            result["shareIdentifier"] = self.share_identifier
         container = self._container_outcome(detail=False)
         if container:
             result["container"] = container
@@ -328,7 +360,18 @@ class LocalJob(Job):
             result["arrayProperties"] = array
         if self.retry_strategy:
             result["retryStrategy"] = self._retry_strategy_out()
+        self._scheduling_fields(result)
         return result
+
+    def _scheduling_fields(self, result: dict[str, Any]) -> None:
+        """SubmitJob's propagateTags, schedulingPriorityOverride and shareIdentifier, as AWS shows
+        them (recorded only: the local queue schedules first come first served)."""
+        if self.propagate_tags is not None:
+            result["propagateTags"] = bool(self.propagate_tags)
+        if self.scheduling_priority is not None:
+            result["schedulingPriority"] = self.scheduling_priority
+        if self.share_identifier is not None:
+            result["shareIdentifier"] = self.share_identifier
 
     def _amend(self, result: dict[str, Any]) -> None:
         result["status"] = self._status

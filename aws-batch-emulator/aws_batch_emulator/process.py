@@ -4,7 +4,8 @@ One thread per job walks the lifecycle SUBMITTED -> PENDING -> RUNNABLE -> START
 -> SUCCEEDED/FAILED. Each pre-RUNNING stage lasts ``stage_seconds``; PENDING also waits for the
 job's dependencies and RUNNABLE for a free slot of the compute environment (``concurrency``).
 The command's output (stdout and stderr merged, as the awslogs driver does) goes to moto's
-CloudWatch Logs backend, stream ``<definition>/default/<job id>`` of ``/aws/batch/job``.
+CloudWatch Logs backend, stream ``<definition>/default/<task id>`` of ``/aws/batch/job`` (the
+task id is the job id, or a hex id for an array child: see `LocalJob.task_id`).
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ class ProcessJob(LocalJob):
 
     @property
     def _cond(self) -> threading.Condition:
-        return self.local_backend.changed
+        return self.compute.changed
 
     def launch(self) -> None:
         """Start the job's thread."""
@@ -117,7 +118,7 @@ class ProcessJob(LocalJob):
             self._conclude(outcome)
             return False
         finally:
-            self.local_backend.release_slot()
+            self.compute.release_slot()
 
     def _conclude(self, outcome: AttemptOutcome) -> None:
         with self._cond:
@@ -152,24 +153,24 @@ class ProcessJob(LocalJob):
 
     def _acquire_slot(self) -> bool:
         """Wait in RUNNABLE, first come first served, for a free slot; then STARTING."""
-        backend = self.local_backend
+        compute = self.compute
         with self._cond:
-            backend.slot_queue.append(self)
+            compute.slot_queue.append(self)
             try:
                 while not self.is_final:
                     if (
-                        backend.slot_queue[0] is self
-                        and backend.slots_in_use < backend.settings.concurrency
+                        compute.slot_queue[0] is self
+                        and compute.slots_in_use < compute.settings.concurrency
                     ):
-                        backend.slot_queue.popleft()
-                        backend.slots_in_use += 1
+                        compute.slot_queue.popleft()
+                        compute.slots_in_use += 1
                         self._status = STARTING
                         return True
                     self._cond.wait(_SAFETY_WAIT)
                 return False
             finally:
-                if self in backend.slot_queue:
-                    backend.slot_queue.remove(self)
+                if self in compute.slot_queue:
+                    compute.slot_queue.remove(self)
                     self._cond.notify_all()
 
     def _run_attempt(self, number: int) -> AttemptOutcome | None:

@@ -1,9 +1,9 @@
-"""The lifecycle engine of the local Batch endpoint and its patching of moto.
+"""The lifecycle engine of the local Batch endpoint: moto's Batch backend with local jobs.
 
-`install()` (called once, in the server process only) points moto's Batch URL routes at
-`aws_batch_emulator.api.LocalBatchResponse`, whose backend is a `LocalBatchBackend`: moto's
-`BatchBackend` whose jobs are `ProcessJob`s (``process`` runtime) or `SimulatedJob`s
-(``simulated`` runtime), looked up by id rather than by scanning every job.
+`LocalBatchBackend` is moto's `BatchBackend` whose jobs are `ProcessJob`s (``process`` runtime)
+or `SimulatedJob`s (``simulated`` runtime), looked up by id rather than by scanning every job.
+`BatchRuntime` holds one backend per account and region; `aws_batch_emulator.api.install` routes
+moto's Batch API to it.
 """
 
 from __future__ import annotations
@@ -11,19 +11,17 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from moto.batch.exceptions import ClientException
 from moto.batch.models import BatchBackend, Job, JobDefinition, JobQueue
 
-from aws_batch_emulator import resources
+from aws_batch_emulator.compute import LocalCompute
 from aws_batch_emulator.defaults import create_default_resources
 from aws_batch_emulator.jobs import RUNNING, STATUSES, ArrayParentJob, LocalJob
 from aws_batch_emulator.process import ProcessJob
-from aws_batch_emulator.resources import RUNTIMES
+from aws_batch_emulator.settings import RuntimeSettings
 from aws_batch_emulator.simulated import SimulatedJob, simulation_parameters
 
 logger = logging.getLogger(__name__)
@@ -32,30 +30,10 @@ MAX_DESCRIBE_JOBS = 100
 """DescribeJobs accepts at most this many job ids (as AWS)."""
 ARRAY_SIZE_RANGE = (2, 10_000)
 """Allowed arrayProperties.size (as AWS)."""
+SCHEDULING_PRIORITY_RANGE = (0, 9999)
+"""Allowed schedulingPriorityOverride (as AWS)."""
 # AWS: up to 128 letters, digits, hyphens and underscores, starting alphanumeric (moto wants 2+).
 JOB_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
-
-
-@dataclass(frozen=True)
-class RuntimeSettings:
-    """Options of the local Batch runtime."""
-
-    runtime: str = "process"
-    """``process`` (run commands) or ``simulated`` (computed from parameters and the clock)."""
-    concurrency: int = 4
-    """Jobs of the process runtime that may be STARTING/RUNNING at once."""
-    stage_seconds: float = 0.2
-    """Length of each stage before RUNNING (SUBMITTED, PENDING, RUNNABLE, STARTING)."""
-    sim_seconds: float = 1.0
-    """Default RUNNING time of simulated jobs (job parameter ``sim_seconds`` overrides it)."""
-
-    def __post_init__(self) -> None:
-        if self.runtime not in RUNTIMES:
-            raise ValueError(f"runtime must be one of {RUNTIMES}, got {self.runtime!r}")
-        if self.concurrency < 1:
-            raise ValueError(f"concurrency must be >= 1, got {self.concurrency}")
-        if self.stage_seconds < 0 or self.sim_seconds < 0:
-            raise ValueError("stage_seconds and sim_seconds must be >= 0")
 
 
 class LocalBatchBackend(BatchBackend):
@@ -63,27 +41,17 @@ class LocalBatchBackend(BatchBackend):
 
     def __init__(self, region_name: str, account_id: str, settings: RuntimeSettings) -> None:
         super().__init__(region_name, account_id)
-        self.settings = settings
-        self.lock = threading.RLock()
-        self.changed = threading.Condition(self.lock)
-        """Notified whenever a job finishes or a slot frees up."""
-        self.slot_queue: deque[LocalJob] = deque()
-        self.slots_in_use = 0
+        self.compute = LocalCompute(settings, region_name, account_id)
 
     @property
-    def container_instance_arn(self) -> str:
-        """ARN reported as the container instance of every attempt."""
-        return f"arn:aws:ecs:{self.region_name}:{self.account_id}:container-instance/local"
+    def settings(self) -> RuntimeSettings:
+        """Options of the runtime."""
+        return self.compute.settings
 
-    def task_arn(self, job_id: str) -> str:
-        """ARN reported as the ECS task of a job's attempts."""
-        return f"arn:aws:ecs:{self.region_name}:{self.account_id}:task/{resources.COMPUTE_ENVIRONMENT}/{job_id}"
-
-    def release_slot(self) -> None:
-        """Give back a compute-environment slot taken by a process job."""
-        with self.changed:
-            self.slots_in_use -= 1
-            self.changed.notify_all()
+    @property
+    def lock(self) -> threading.RLock:
+        """The lock guarding every job of this backend (`LocalCompute.lock`)."""
+        return self.compute.lock
 
     def find_job(self, identifier: str) -> LocalJob | None:
         """Job by id or ARN, in constant time."""
@@ -105,13 +73,21 @@ class LocalBatchBackend(BatchBackend):
         parameters: dict[str, str] | None = None,
         tags: dict[str, str] | None = None,
         retry_strategy: dict[str, Any] | None = None,
+        propagate_tags: bool | None = None,
+        scheduling_priority: int | None = None,
+        share_identifier: str | None = None,
     ) -> tuple[str, str, str]:
         """SubmitJob: validate as AWS does, create the job (and array children), start them."""
         job_def, queue = self._submission_targets(job_name, job_def_id, job_queue)
         size = _array_size(array_properties)
+        _check_scheduling_priority(scheduling_priority)
         job_class = self._job_class()
         common: dict[str, Any] = {
+            "propagate_tags": propagate_tags,
+            "scheduling_priority": scheduling_priority,
+            "share_identifier": share_identifier,
             "backend": self,
+            "compute": self.compute,
             "name": job_name,
             "job_def": job_def,
             "queue": queue,
@@ -225,6 +201,7 @@ class LocalBatchBackend(BatchBackend):
     def _list_candidates(
         self, job_queue_name: str | None, array_job_id: str | None
     ) -> list[LocalJob]:
+        """The jobs to list, in AWS's order: a queue's newest first, an array's by index."""
         if array_job_id:
             parent = self.find_job(array_job_id)
             return list(parent.children) if isinstance(parent, ArrayParentJob) else []
@@ -233,7 +210,8 @@ class LocalBatchBackend(BatchBackend):
         queue = self.get_job_queue(job_queue_name)
         if queue is None:
             raise ClientException(f"Job queue {job_queue_name} does not exist")
-        return [job for job in queue.jobs if isinstance(job, LocalJob)]
+        # A queue holds its jobs in submission order.
+        return [job for job in reversed(queue.jobs) if isinstance(job, LocalJob)]
 
     def cancel_job(self, job_id: str, reason: str) -> None:
         """CancelJob: fail the job if it has not reached STARTING (a no-op otherwise)."""
@@ -272,6 +250,14 @@ def _array_size(array_properties: Mapping[str, Any] | None) -> int | None:
             f"arrayProperties.size must be between {low} and {high}, got {size!r}"
         )
     return size
+
+
+def _check_scheduling_priority(priority: int | None) -> None:
+    low, high = SCHEDULING_PRIORITY_RANGE
+    if priority is not None and not low <= priority <= high:
+        raise ClientException(
+            f"schedulingPriorityOverride must be between {low} and {high}, got {priority!r}"
+        )
 
 
 def _status_predicate(status: str) -> Callable[[LocalJob], bool]:
@@ -342,17 +328,3 @@ class BatchRuntime:
             backends = list(self._backends.values())
         for backend in backends:
             backend.shutdown()
-
-
-def install(settings: RuntimeSettings) -> BatchRuntime:
-    """Route moto's Batch API to the local runtime. Call once, in the server process only."""
-    import moto.batch.urls as batch_urls
-
-    from aws_batch_emulator.api import LocalBatchResponse
-
-    runtime = BatchRuntime(settings)
-    LocalBatchResponse.runtime = runtime
-    for path in list(batch_urls.url_paths):
-        batch_urls.url_paths[path] = LocalBatchResponse.dispatch
-    logger.info("local Batch runtime installed: %s", settings)
-    return runtime

@@ -1,8 +1,8 @@
 """Serve the local AWS Batch endpoint, in the foreground or as a child process.
 
-``serve()`` runs moto's server (with `aws_batch_emulator.runtime` installed and
+``serve()`` runs moto's server (with the local runtime installed by `aws_batch_emulator.api` and
 `aws_batch_emulator.faults.FaultMiddleware` in front) until SIGINT/SIGTERM. `LocalBatch` starts the
-same thing as a child process (``python -m aws_batch_emulator.server``) and gives tests and
+same thing as a child process (``python -m aws_batch_emulator``) and gives tests and
 tools a handle on it: URL, boto3 clients, call counters and fault switches.
 """
 
@@ -91,7 +91,8 @@ def serve(
     )
     from werkzeug.serving import make_server
 
-    from aws_batch_emulator.runtime import RuntimeSettings, install
+    from aws_batch_emulator.api import install
+    from aws_batch_emulator.settings import RuntimeSettings
 
     settings = RuntimeSettings(runtime, concurrency, stage_seconds, sim_seconds)
     engine = install(settings)
@@ -137,7 +138,7 @@ def _stop_on_signals(shutdown: Callable[[], None]) -> Callable[[], None]:
 
 
 class LocalBatch:
-    """Handle on a local Batch endpoint running as a child process (`python -m aws_batch_emulator.server ...`)."""
+    """Handle on a local Batch endpoint running as a child process (`python -m aws_batch_emulator ...`)."""
 
     def __init__(
         self,

@@ -86,7 +86,7 @@ class SimulatedJob(LocalJob):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        default_seconds = self.local_backend.settings.sim_seconds
+        default_seconds = self.compute.settings.sim_seconds
         self.sim_seconds, self.sim_exit_code = simulation_parameters(
             self.parameters, default_seconds
         )
