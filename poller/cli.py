@@ -383,7 +383,14 @@ def config_command(as_json: bool) -> None:
 )
 def demo(successes: int, keep: bool, flower_port: int | None) -> None:
     """Start Redis, a local AWS Batch, a worker and Flower, and run real jobs through them."""
-    from poller.testing.demo import run
+    try:
+        from poller.testing.demo import run
+    except ModuleNotFoundError as err:  # a user install: the emulator is a dev distribution
+        raise click.ClickException(
+            f"poller demo needs the AWS Batch emulator and poller[testing] ({err}): run it from "
+            "poller's repository (`make demo`), or `pip install './aws-batch-emulator' "
+            "'poller[testing]'`"
+        ) from err
 
     sys.exit(run(successes=successes, keep=keep, flower_port=flower_port))
 

@@ -16,7 +16,7 @@ from tests.faults.conftest import FAULT_SETTINGS, FaultStack
 pytestmark = pytest.mark.integration
 
 SKIPPED_ACK = "failed (its broker connection was lost)"
-DROPPED = "was already done; dropping this delivery"
+DROPPED = "; dropping this delivery"  # a stale check, or one whose job's result was produced
 VISIBILITY_TIMEOUT = float(FAULT_SETTINGS["POLLER_VISIBILITY_TIMEOUT"])
 
 
