@@ -104,6 +104,7 @@ def _install_worker_parts() -> None:
     from celery.signals import celeryd_init, worker_init
 
     from poller import tracebacks
+    from poller.events import EventsStep
     from poller.reconcile import ReconcileStep
     from poller.worker_start import prepare_worker, refuse_bad_settings
 
@@ -121,6 +122,7 @@ def _install_worker_parts() -> None:
 
         flower.install(options)
     app.steps["worker"].add(ReconcileStep)
+    app.steps["worker"].add(EventsStep)
     celeryd_init.connect(on_celeryd_init, weak=False)
     worker_init.connect(lambda **_: tracebacks.install(), weak=False)
 

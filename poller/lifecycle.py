@@ -128,6 +128,15 @@ def next_delay(record: JobRecord, check_number: int | None = None) -> float:
     )
 
 
+def check_delay(rt: Runtime, record: JobRecord, check_number: int | None = None) -> float:
+    """Seconds until check number ``check_number`` (default: the next): the poll policy's
+    delay, or while Batch events flow the events cap (polling is then the safety net)."""
+    if rt.settings.events_queue_url is not None and rt.store.events_flowing():
+        cap = rt.settings.events_poll_max_delay
+        return compute_delay(0, initial_delay=cap, max_delay=cap, jitter=record.poll.jitter)
+    return next_delay(record, check_number)
+
+
 def _apply(
     rt: Runtime | JobStore, tracking_id: str, decide: Callable[[JobRecord], Change | None]
 ) -> Change | None:
@@ -246,7 +255,7 @@ def submit(rt: Runtime, record: JobRecord) -> JobRecord:
 
 def _record_submitted(rt: Runtime, record: JobRecord, job_id: str) -> JobRecord:
     now = utcnow()
-    first_check = now + timedelta(seconds=next_delay(record))
+    first_check = now + timedelta(seconds=check_delay(rt, record))
     logger.info("job %s: submitted as Batch job %s", record.tracking_id, job_id)
     change = _apply(
         rt, record.tracking_id, lambda r: tracking.submitted(r, job_id, now, first_check)
@@ -278,7 +287,7 @@ def check(rt: Runtime, tracking_id: str, check_no: int) -> CheckOutcome:
     observed = coalesce.observe(rt, record)
     for other, view in observed.others_ended:
         _apply_observation(rt, other, view)
-    delay = next_delay(record, record.checks + 1)  # this check is number record.checks
+    delay = check_delay(rt, record, record.checks + 1)  # this check is number record.checks
     now = utcnow()
     change = _apply(
         rt,
@@ -319,6 +328,16 @@ def _apply_observation(rt: Runtime, record: JobRecord, view: BatchJobView) -> No
             r, view, check_no=r.checks, now=now, next_check_at=now, limits=rt.limits, own=False
         ),
     )
+
+
+def apply_event(rt: Runtime, tracking_id: str, view: BatchJobView) -> JobRecord | None:
+    """Apply a Batch state-change event to the job; the record when it moved the job forward,
+    None when it changed nothing (a duplicate, or older than what is recorded)."""
+    now = utcnow()
+    change = _apply(
+        rt, tracking_id, lambda r: tracking.event_observed(r, view, now=now, limits=rt.limits)
+    )
+    return None if change is None else change.record
 
 
 def claim_result(rt: Runtime, record: JobRecord) -> Produce | Drop:

@@ -23,7 +23,7 @@ from typing import Any
 
 from celery import bootsteps
 
-from poller import tracking
+from poller import resend, tracking
 from poller.models import JobRecord, utcnow
 from poller.runtime import Runtime, get_runtime
 from poller.settings import get_settings
@@ -89,12 +89,7 @@ def _resend_check(app: Any, record: JobRecord) -> None:
         record.tracking_id,
         record.next_check_at,
     )
-    app.send_task(
-        "poller.check_job",
-        args=(record.tracking_id, record.checks, 0),
-        task_id=record.tracking_id,  # the job's result lives under its tracking id
-        **(record.canvas or {}),
-    )
+    resend.send_check(app, record)
 
 
 def _resend_submit(app: Any, record: JobRecord) -> None:
@@ -103,14 +98,7 @@ def _resend_submit(app: Any, record: JobRecord) -> None:
         record.tracking_id,
         record.next_check_at,
     )
-    kwargs = {
-        **record.spec,
-        "poll": record.poll.model_dump(),
-        "idempotency_key": record.idempotency_key,
-    }
-    app.send_task(
-        "poller.submit_job", kwargs=kwargs, task_id=record.tracking_id, **(record.canvas or {})
-    )
+    resend.send_submit(app, record)
 
 
 def run_if_leader(rt: Runtime, app: Any) -> ReconcileReport | None:

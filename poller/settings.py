@@ -168,6 +168,31 @@ class Settings(BaseSettings):
         ),
     )
 
+    events_queue_url: str | None = Field(
+        None,
+        description=(
+            "URL of the SQS queue receiving AWS Batch's job state-change events (EventBridge; "
+            "`poller events setup` creates it). Set: each worker consumes it, and job ends are "
+            "noticed in about a second; polling goes on as the safety net."
+        ),
+    )
+    events_poll_max_delay: float = Field(
+        600.0,
+        gt=0,
+        description=(
+            "Seconds between a job's checks while events flow (the safety net's cap); must be "
+            "below the visibility timeout."
+        ),
+    )
+    events_silence: float = Field(
+        180.0,
+        gt=0,
+        description=(
+            "Seconds without any event (or with the queue unreachable) after which checks go "
+            "back to the poll policy's own delays."
+        ),
+    )
+
     @field_validator("broker_url", "result_backend")
     @classmethod
     def _celery_url(cls, value: SecretStr | None) -> SecretStr | None:
@@ -197,6 +222,15 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"POLLER_REDIS_URL is required when POLLER_BROKER_URL is {broker_scheme}:// "
                 "(the job records need a plain redis:// or rediss:// URL)"
+            )
+        if (
+            self.events_queue_url is not None
+            and self.events_poll_max_delay >= self.visibility_timeout
+        ):
+            raise ValueError(
+                f"POLLER_EVENTS_POLL_MAX_DELAY ({self.events_poll_max_delay}s) must be below "
+                f"POLLER_VISIBILITY_TIMEOUT ({self.visibility_timeout}s): a check's countdown "
+                "message would be redelivered by the broker before it is due"
             )
         if self.poll_max_delay >= self.visibility_timeout:
             raise ValueError(

@@ -13,6 +13,8 @@ No other module of poller reads or writes these keys. Layout (``<p>`` is the key
     <p>:obs:<tracking_id>   JSON {"at": ISO time, "view": BatchJobView | null}: what a coalesced
                             call saw of the job, for its own check (expires)
     <p>:lock:<name>         a lock held by one worker for a while (expires): ``reconcile``
+    <p>:events:flowing      exists while the workers' event consumers see Batch events (expires)
+    <p>:metrics:events      hash: Batch events handled, by outcome (applied, duplicate, ...)
     <p>:events              pub/sub channel of JSON events
     <p>:unacked*            kombu's unacked-message keys for poller's queue (the broker's, named
                             in :mod:`poller.app`; listed here so the prefix's keys are all known)
@@ -56,6 +58,8 @@ OBSERVE_INDEX = "observe"
 CLAIM_KEY = "claim"
 OBSERVATION_KEY = "obs"
 LOCK_KEY = "lock"
+EVENTS_FLOWING_KEY = "events:flowing"
+EVENT_COUNTS_KEY = "metrics:events"
 EVENTS_CHANNEL = "events"
 _VIEW = TypeAdapter(BatchJobView)
 _EPOCH = datetime.fromtimestamp(0, tz=UTC)
@@ -256,6 +260,32 @@ class JobStore:
             # XX: a job that ended meanwhile has left the index and must not come back
             pipe.zadd(self.key(OBSERVE_INDEX), dict.fromkeys(views, again_at.timestamp()), xx=True)
             pipe.execute()
+
+    # --- Batch events -----------------------------------------------------------------------
+
+    def note_events_flowing(self, seconds: float) -> None:
+        """Events reached a consumer: they count as flowing for ``seconds`` more."""
+        self.redis.set(self.key(EVENTS_FLOWING_KEY), "1", px=int(seconds * 1000))
+
+    def note_events_stopped(self) -> None:
+        """A consumer cannot reach the queue: events stop counting as flowing now."""
+        self.redis.delete(self.key(EVENTS_FLOWING_KEY))
+
+    def events_flowing(self) -> bool:
+        """Whether some consumer saw events recently (checks may then wait longer)."""
+        return bool(self.redis.exists(self.key(EVENTS_FLOWING_KEY)))
+
+    def count_events(self, outcomes: dict[str, int]) -> None:
+        """Add handled events by outcome to the fleet's counters (one round trip)."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for outcome, count in outcomes.items():
+                pipe.hincrby(self.key(EVENT_COUNTS_KEY), outcome, count)
+            pipe.execute()
+
+    def event_counts(self) -> dict[str, int]:
+        """Batch events handled so far by every worker, by outcome."""
+        counts = self.redis.hgetall(self.key(EVENT_COUNTS_KEY))
+        return {str(outcome): int(count) for outcome, count in counts.items()}
 
     # --- locks ----------------------------------------------------------------------------
 

@@ -235,7 +235,9 @@ def submit_job(self: Task[Any, Any], *args: Any, **kwargs: Any) -> Any:
     canvas = _canvas(self.request)
     if canvas:
         lifecycle.remember_canvas(rt, tracking_id, canvas)
-    first_check = lifecycle.next_delay(record)
+    # When the record says the first check is due (it also tells the reconciler)
+    due = record.next_check_at or utcnow()
+    first_check = max(0.0, (due - utcnow()).total_seconds())
     return self.replace(check_job.si(tracking_id, record.checks).set(countdown=first_check))
 
 

@@ -191,6 +191,19 @@ def checked(
     return Change(new, events)
 
 
+def event_observed(
+    record: JobRecord, view: BatchJobView, *, now: datetime, limits: Limits
+) -> Change | None:
+    """Apply a Batch state-change event, as another check's observation (the job's own check
+    message keeps its number). Events come at least once and in any order: one that does not
+    move the job forward (a duplicate, or older than what is recorded) changes nothing."""
+    if record.is_terminal or view.status.rank <= record.status.rank:
+        return None
+    return checked(
+        record, view, check_no=record.checks, now=now, next_check_at=now, limits=limits, own=False
+    )
+
+
 def _copy_details(record: JobRecord, view: BatchJobView) -> None:
     record.status_reason = view.status_reason or record.status_reason
     record.exit_code = view.exit_code

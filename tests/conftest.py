@@ -9,8 +9,15 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import pytest
+import redis
 
+from poller import signals
+from poller.models import JobRecord
+from poller.runtime import Runtime
+from poller.store import JobStore
+from poller.testing import FakeBatch
 from poller.testing.stack import configure_process
+from tests.fakes import QUEUE, settings
 
 T = TypeVar("T")
 
@@ -55,3 +62,29 @@ def report(request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str]) -
             print(f"\n[{tier}] {name}: " + ", ".join(f"{k}={v}" for k, v in figures.items()))
 
     return emit
+
+
+@pytest.fixture
+def batch() -> FakeBatch:
+    return FakeBatch(queues=[QUEUE])
+
+
+@pytest.fixture
+def rt(poller_redis_client: redis.Redis, batch: FakeBatch) -> Runtime:
+    store = JobStore(poller_redis_client, prefix="lifecycle-test", record_ttl=60)
+    return Runtime(settings=settings(), store=store, batch=batch)
+
+
+@pytest.fixture
+def sent() -> Iterator[list[tuple[str, str]]]:
+    """(signal, tracking id) of every poller signal sent during the test."""
+    seen: list[tuple[str, str]] = []
+
+    def receiver(sender: str, record: JobRecord, **_: Any) -> None:
+        seen.append((sender, record.tracking_id))
+
+    for signal in signals.SIGNALS.values():
+        signal.connect(receiver, weak=False)
+    yield seen
+    for signal in signals.SIGNALS.values():
+        signal.disconnect(receiver)

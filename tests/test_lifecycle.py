@@ -7,14 +7,11 @@ racing SubmitJob, duplicate and stale check deliveries, a result claimed twice.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
-from typing import Any
 
 import pytest
-import redis
 
-from poller import lifecycle, signals, tracking
+from poller import lifecycle, tracking
 from poller.errors import (
     BatchMisconfigured,
     BatchThrottled,
@@ -26,64 +23,9 @@ from poller.errors import (
 from poller.lifecycle import Drop, Produce, Reschedule
 from poller.models import JobRecord, JobStatus, utcnow
 from poller.runtime import Runtime
-from poller.settings import Settings
-from poller.store import Change, JobStore
+from poller.store import Change
 from poller.testing import FakeBatch
-
-QUEUE = "poller-local"
-
-
-def settings(**overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "poll_initial_delay": 1, "poll_max_delay": 10, "poll_jitter": 0,
-        "visibility_timeout": 3600, "not_found_grace": 0.001, "coalesce": True,
-        "coalesce_window": 2, "aws_config_grace": 60,
-    }  # fmt: skip
-    return Settings(**{**values, **overrides})
-
-
-@pytest.fixture
-def batch() -> FakeBatch:
-    return FakeBatch(queues=[QUEUE])
-
-
-@pytest.fixture
-def rt(poller_redis_client: redis.Redis, batch: FakeBatch) -> Runtime:
-    store = JobStore(poller_redis_client, prefix="lifecycle-test", record_ttl=60)
-    return Runtime(settings=settings(), store=store, batch=batch)
-
-
-@pytest.fixture
-def sent() -> Iterator[list[tuple[str, str]]]:
-    """(signal, tracking id) of every poller signal sent during the test."""
-    seen: list[tuple[str, str]] = []
-
-    def receiver(sender: str, record: JobRecord, **_: Any) -> None:
-        seen.append((sender, record.tracking_id))
-
-    for signal in signals.SIGNALS.values():
-        signal.connect(receiver, weak=False)
-    yield seen
-    for signal in signals.SIGNALS.values():
-        signal.disconnect(receiver)
-
-
-def admitted(
-    rt: Runtime, tracking_id: str = "t1", key: str | None = None, **poll: Any
-) -> JobRecord:
-    spec, policy, _ = lifecycle.validate(
-        rt.settings, ("nightly", QUEUE, "def"), {"poll": poll or None}
-    )
-    return lifecycle.admit(rt.store, tracking_id, spec, policy, key)
-
-
-def running(rt: Runtime, batch: FakeBatch, tracking_id: str = "t1", **poll: Any) -> JobRecord:
-    """A submitted job, RUNNING on Batch."""
-    record = lifecycle.submit(rt, admitted(rt, tracking_id, **poll))
-    assert record.job_id is not None
-    batch.set_status(record.job_id, JobStatus.RUNNING)
-    return record
-
+from tests.fakes import admitted, running, settings
 
 # --- admission ------------------------------------------------------------------------------
 

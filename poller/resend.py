@@ -1,0 +1,34 @@
+"""Messages poller sends itself to move a job on: a check now, or the submission again.
+
+Both go out under the job's tracking id (its Celery result lives there) with the canvas links
+stored in its record, so a chain or chord continues from whichever message produces the result.
+Sending one too many is harmless: checks are fenced by their number, submissions by the record.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from poller.models import JobRecord
+
+
+def send_check(app: Any, record: JobRecord) -> None:
+    """Send the job's next check, to run now."""
+    app.send_task(
+        "poller.check_job",
+        args=(record.tracking_id, record.checks, 0),
+        task_id=record.tracking_id,
+        **(record.canvas or {}),
+    )
+
+
+def send_submit(app: Any, record: JobRecord) -> None:
+    """Send the job's submission again (it was never submitted)."""
+    kwargs = {
+        **record.spec,
+        "poll": record.poll.model_dump(),
+        "idempotency_key": record.idempotency_key,
+    }
+    app.send_task(
+        "poller.submit_job", kwargs=kwargs, task_id=record.tracking_id, **(record.canvas or {})
+    )

@@ -1,0 +1,41 @@
+"""The in-process stack of the fast tier: settings, and jobs taken through the lifecycle against
+a real Redis and :class:`poller.testing.FakeBatch` (fixtures ``rt``, ``batch``, ``sent`` in
+conftest)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from poller import lifecycle
+from poller.models import JobRecord, JobStatus
+from poller.runtime import Runtime
+from poller.settings import Settings
+from poller.testing import FakeBatch
+
+QUEUE = "poller-local"
+
+
+def settings(**overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "poll_initial_delay": 1, "poll_max_delay": 10, "poll_jitter": 0,
+        "visibility_timeout": 3600, "not_found_grace": 0.001, "coalesce": True,
+        "coalesce_window": 2, "aws_config_grace": 60,
+    }  # fmt: skip
+    return Settings(**{**values, **overrides})
+
+
+def admitted(
+    rt: Runtime, tracking_id: str = "t1", key: str | None = None, **poll: Any
+) -> JobRecord:
+    spec, policy, _ = lifecycle.validate(
+        rt.settings, ("nightly", QUEUE, "def"), {"poll": poll or None}
+    )
+    return lifecycle.admit(rt.store, tracking_id, spec, policy, key)
+
+
+def running(rt: Runtime, batch: FakeBatch, tracking_id: str = "t1", **poll: Any) -> JobRecord:
+    """A submitted job, RUNNING on Batch."""
+    record = lifecycle.submit(rt, admitted(rt, tracking_id, **poll))
+    assert record.job_id is not None
+    batch.set_status(record.job_id, JobStatus.RUNNING)
+    return record

@@ -1,0 +1,130 @@
+"""Batch state-change events applied in process: a real Redis, Batch faked in memory."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from poller import events, lifecycle
+from poller.lifecycle import Produce
+from poller.models import JobRecord, JobStatus
+from poller.runtime import Runtime
+from poller.testing import FakeBatch
+from tests.fakes import admitted, running, settings
+
+
+class RecordingApp:
+    """Stands in for the Celery app: records the checks the consumer sends."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, tuple[Any, ...], str]] = []
+
+    def send_task(self, name: str, args: tuple[Any, ...], task_id: str, **_: Any) -> None:
+        self.sent.append((name, args, task_id))
+
+
+def event(record: JobRecord, status: str, **detail: Any) -> str:
+    """A "Batch Job State Change" body as EventBridge delivers it to SQS."""
+    return json.dumps(
+        {
+            "version": "0", "id": "e-1", "detail-type": "Batch Job State Change",
+            "source": "aws.batch", "account": "123456789012", "time": "2026-11-26T13:00:00Z",
+            "region": "us-east-1", "resources": [f"arn:aws:batch:::job/{record.job_id}"],
+            "detail": {
+                "jobId": record.job_id, "jobName": record.job_name, "jobQueue": "q",
+                "status": status, "tags": {lifecycle.TRACKING_TAG: record.tracking_id},
+                **detail,
+            },
+        }
+    )  # fmt: skip
+
+
+@pytest.fixture
+def app() -> RecordingApp:
+    return RecordingApp()
+
+
+def test_an_event_moves_the_job_forward_once_and_signals_once(
+    rt: Runtime, batch: FakeBatch, app: RecordingApp, sent: list[tuple[str, str]]
+) -> None:
+    record = running(rt, batch)
+    body = event(record, "STARTING")
+    # Given the job recorded SUBMITTED, When its STARTING event arrives twice
+    assert events.handle(rt, app, body) == events.APPLIED
+    assert events.handle(rt, app, body) == events.DUPLICATE
+    # Then it moved once, signalled once, and no check was sent (it has not ended)
+    assert rt.store.get("t1").status is JobStatus.STARTING
+    assert sent.count(("job_status_changed", "t1")) == 2  # SUBMITTED, then STARTING
+    assert app.sent == []
+
+
+def test_an_older_event_after_a_newer_one_changes_nothing(
+    rt: Runtime, batch: FakeBatch, app: RecordingApp
+) -> None:
+    record = running(rt, batch)
+    assert events.handle(rt, app, event(record, "RUNNING")) == events.APPLIED
+    version = rt.store.get("t1").version
+    assert events.handle(rt, app, event(record, "RUNNABLE")) == events.DUPLICATE
+    assert rt.store.get("t1").version == version
+
+
+def test_a_terminal_event_sends_the_check_that_produces_the_result_at_once(
+    rt: Runtime, batch: FakeBatch, app: RecordingApp
+) -> None:
+    record = running(rt, batch)
+    # When its SUCCEEDED event arrives (twice: at least once delivery)
+    body = event(record, "SUCCEEDED", container={"exitCode": 0}, stoppedAt=1_700_000_000_000)
+    assert events.handle(rt, app, body) == events.APPLIED
+    # Then the end is recorded, with Batch's details, and a check is sent under its tracking id
+    ended = rt.store.get("t1")
+    assert ended.status is JobStatus.SUCCEEDED and ended.exit_code == 0
+    assert app.sent == [("poller.check_job", ("t1", ended.checks, 0), "t1")]
+    # And that check produces the result without calling AWS
+    calls = dict(batch.calls)
+    assert isinstance(lifecycle.check(rt, "t1", ended.checks), Produce)
+    assert dict(batch.calls) == calls
+    # And a redelivered event, after the result was produced, sends nothing more
+    assert events.handle(rt, app, body) == events.DUPLICATE
+    assert len(app.sent) == 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    ["not json", "[]", '{"source": "aws.batch"}', json.dumps({"source": "aws.ec2", "detail": {}}),
+     json.dumps({"source": "aws.batch", "detail-type": "Batch Job State Change", "detail": {}}),
+     json.dumps({"source": "aws.batch", "detail-type": "Batch Job State Change",
+                 "detail": {"jobId": "j", "status": "BOGUS"}})],
+)  # fmt: skip
+def test_malformed_bodies_are_malformed(rt: Runtime, app: RecordingApp, body: str) -> None:
+    assert events.handle(rt, app, body) == events.MALFORMED
+
+
+def test_events_of_jobs_poller_does_not_track_are_unknown(
+    rt: Runtime, batch: FakeBatch, app: RecordingApp
+) -> None:
+    record = running(rt, batch)
+    stranger = record.model_copy(update={"job_id": "someone-elses", "tracking_id": "nope"})
+    assert events.handle(rt, app, event(stranger, "RUNNING")) == events.UNKNOWN_JOB
+    # An array child carries its parent's tags but is not the job poller tracks
+    child = record.model_copy(update={"job_id": f"{record.job_id}:3"})
+    assert events.handle(rt, app, event(child, "SUCCEEDED")) == events.UNKNOWN_JOB
+    assert rt.store.get("t1").status is JobStatus.RUNNING
+
+
+def test_an_event_before_the_submission_is_recorded_is_left_for_redelivery(
+    rt: Runtime, app: RecordingApp
+) -> None:
+    record = admitted(rt).model_copy(update={"job_id": "not-recorded-yet"})
+    assert events.handle(rt, app, event(record, "PENDING")) == events.EARLY
+
+
+def test_while_events_flow_checks_wait_the_events_cap(rt: Runtime, batch: FakeBatch) -> None:
+    record = running(rt, batch)
+    rt.settings = settings(events_queue_url="http://sqs/q", events_poll_max_delay=600)
+    assert lifecycle.check_delay(rt, record, 3) == 8  # the policy: 1 s x 2^3 (no jitter)
+    rt.store.note_events_flowing(60)
+    assert lifecycle.check_delay(rt, record, 3) == 600  # the events cap
+    rt.store.note_events_stopped()
+    assert lifecycle.check_delay(rt, record, 3) == 8
