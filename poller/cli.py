@@ -258,11 +258,14 @@ def jobs(active: bool, status_: str | None, limit: int, as_json: bool) -> None:
         out.print(view.jobs_table(records, title=f"{len(records)} job(s)"))
 
 
-@main.command()
+@main.group(invoke_without_command=True)
 @click.option("--count", type=int, default=None, help="Stop after this many events.")
 @json_option
-def events(count: int | None, as_json: bool) -> None:
-    """Follow the job event channel (Ctrl-C stops)."""
+@click.pass_context
+def events(ctx: click.Context, count: int | None, as_json: bool) -> None:
+    """Follow the job event channel (Ctrl-C stops); `events setup` for AWS Batch's events."""
+    if ctx.invoked_subcommand is not None:
+        return
     from poller.runtime import get_store
 
     seen = 0
@@ -285,6 +288,33 @@ def events(count: int | None, as_json: bool) -> None:
                     )
         except KeyboardInterrupt:
             pass
+
+
+@events.command("setup")
+@click.option(
+    "--queue-name", default="poller-batch-events", show_default=True, help="The SQS queue."
+)
+@click.option(
+    "--rule-name", default="poller-batch-job-state-change", show_default=True,
+    help="The EventBridge rule.",
+)  # fmt: skip
+@click.option("--dry-run", is_flag=True, help="Say what would change, change nothing.")
+def events_setup_command(queue_name: str, rule_name: str, dry_run: bool) -> None:
+    """Create or update the SQS queue and EventBridge rule bringing Batch's job state-change
+    events to poller's workers (idempotent), and print POLLER_EVENTS_QUEUE_URL."""
+    import boto3
+
+    from poller.events_setup import setup
+
+    report = setup(
+        boto3.client("sqs"), boto3.client("events"),
+        queue_name=queue_name, rule_name=rule_name, dry_run=dry_run,
+    )  # fmt: skip
+    for action in report.actions:
+        console.print(action, highlight=False)
+    if report.queue_url:
+        console.print("Set this for every worker:")
+        out.print(f"POLLER_EVENTS_QUEUE_URL={report.queue_url}", highlight=False)
 
 
 @main.command()
@@ -330,11 +360,15 @@ def check(as_json: bool) -> None:
     }
     batch = BatchClient.create(max_attempts=1)
     probes["batch"] = (f"{batch.endpoint_url} ({batch.region})", batch.ping)
+    if settings.events_queue_url is not None:
+        probes["events"] = (settings.events_queue_url, _events_probe(settings.events_queue_url))
     results = {}
     for name, (target, probe) in probes.items():
         try:
-            probe()
+            detail = probe()
             results[name] = {"target": target, "ok": True}
+            if isinstance(detail, str):
+                results[name]["detail"] = detail
         except Exception as err:  # report every failure, whatever the client raised
             results[name] = {"target": target, "ok": False, "error": str(err)}
     if as_json:
@@ -342,9 +376,28 @@ def check(as_json: bool) -> None:
     else:
         for name, result in results.items():
             mark = "[green]ok[/]" if result["ok"] else f"[red]FAILED[/] {result.get('error')}"
+            if result.get("detail"):
+                mark += f" ({result['detail']})"
             console.print(f"{name:<8} {result['target']}: {mark}", highlight=False)
     if not all(r["ok"] for r in results.values()):
         sys.exit(view.EXIT_ERROR)
+
+
+def _events_probe(queue_url: str) -> Callable[[], Any]:
+    """Reach the events queue; then say whether events arrive (some worker saw one lately)."""
+
+    def probe() -> str:
+        from poller.events import sqs_client
+        from poller.runtime import get_store
+
+        attributes = sqs_client().get_queue_attributes(
+            QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages"]
+        )["Attributes"]
+        waiting = attributes.get("ApproximateNumberOfMessages", "?")
+        arriving = "events arriving" if get_store().events_flowing() else "no events lately"
+        return f"{arriving}; {waiting} waiting"
+
+    return probe
 
 
 @main.command("config")

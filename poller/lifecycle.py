@@ -5,9 +5,10 @@ The protocol that makes at-least-once delivery harmless reads here:
 
 - **Admission** (:func:`admit`): one path, in the caller before the message is sent and again
   in the worker; a used idempotency key is answered with :class:`DuplicateSubmission`.
-- **A change, then its signals** (:func:`_apply`): every change goes through the store's
-  optimistic transaction (which publishes its events), then its signals are sent: signals
-  follow stored facts, once.
+- **A transition, then its signals** (:func:`_apply`): every change that causes signals goes
+  through the store's optimistic transaction (which publishes its events), then its signals are
+  sent: signals follow stored facts, once. Changes without signals (leases, notes) go to the
+  store directly.
 - **A check ends one of three ways**: :class:`Reschedule`, :class:`Produce` (this delivery
   produces the job's Celery result) or :class:`Drop` (a stale or duplicate delivery).
 - **A result once** (:func:`claim_result`): the only place that decides which delivery
@@ -138,12 +139,11 @@ def check_delay(rt: Runtime, record: JobRecord, check_number: int | None = None)
 
 
 def _apply(
-    rt: Runtime | JobStore, tracking_id: str, decide: Callable[[JobRecord], Change | None]
+    rt: Runtime, tracking_id: str, decide: Callable[[JobRecord], Change | None]
 ) -> Change | None:
     """Store ``decide``'s change to the job, then send its signals: a transition's one way from
-    decision to receiver. None when nothing changed (no signal)."""
-    store = rt if isinstance(rt, JobStore) else rt.store
-    change = store.update(tracking_id, decide)
+    decision to receiver, in the worker. None when nothing changed (no signal)."""
+    change = rt.store.update(tracking_id, decide)
     if change is not None:
         signals.send(change.events)
     return change
@@ -190,17 +190,21 @@ def admit(
 
 
 def abandon(store: JobStore, tracking_id: str, reason: str) -> None:
-    """End a submission whose message could not be sent; the caller raises the error, so it
-    claims the result (and the reconciler leaves the job alone)."""
-    _apply(store, tracking_id, lambda r: tracking.finish(r, JobStatus.REJECTED, reason, utcnow()))
-    store.update(tracking_id, tracking.resolve)
+    """End a submission whose message could not be sent, in the caller's process (which raises
+    the error itself, so it claims the result; no signal: those are sent in workers)."""
+    now = utcnow()
+    change = store.update(
+        tracking_id, lambda r: tracking.finish(r, JobStatus.REJECTED, reason, now)
+    )
+    if change is not None:
+        claim_result(store, change.record)
 
 
 def reject(rt: Runtime, tracking_id: str, reason: str) -> Produce | Drop:
     """End a job REJECTED (validation or AWS refused it)."""
     now = utcnow()
     _apply(rt, tracking_id, lambda r: tracking.finish(r, JobStatus.REJECTED, reason, now))
-    return claim_result(rt, rt.store.get(tracking_id))
+    return claim_result(rt.store, rt.store.get(tracking_id))
 
 
 def reject_unstored(
@@ -277,7 +281,7 @@ def check(rt: Runtime, tracking_id: str, check_no: int) -> CheckOutcome:
     """
     record = rt.store.get(tracking_id)
     if record.is_terminal:
-        return claim_result(rt, record)
+        return claim_result(rt.store, record)
     if record.checks != check_no:
         return Drop(record, f"check {check_no} was already done")
     reason = tracking.give_up_reason(record, utcnow())
@@ -312,7 +316,7 @@ def check(rt: Runtime, tracking_id: str, check_no: int) -> CheckOutcome:
             logger.info(
                 "job %s: Batch job %s ended %s", tracking_id, record.job_id, record.status.value
             )
-        return claim_result(rt, record)
+        return claim_result(rt.store, record)
     logger.debug("job %s: %s, next check in %.1fs", tracking_id, record.status.value, delay)
     return Reschedule(record, delay)
 
@@ -340,10 +344,12 @@ def apply_event(rt: Runtime, tracking_id: str, view: BatchJobView) -> JobRecord 
     return None if change is None else change.record
 
 
-def claim_result(rt: Runtime, record: JobRecord) -> Produce | Drop:
+def claim_result(store: JobStore, record: JobRecord) -> Produce | Drop:
     """For a finished job: Produce if this delivery is the one to produce its Celery result
-    (it claims that in the record), else Drop. Every path that ends a job comes here."""
-    change = rt.store.update(record.tracking_id, tracking.resolve)
+    (it claims that in the record), else Drop. The only place a result is claimed: every path
+    that produces one comes here (a job that ends without it, seen finished by another job's
+    check or cancelled before submission, is claimed by its own task's delivery)."""
+    change = store.update(record.tracking_id, tracking.resolve)
     if change is None:
         return Drop(record, "its result was produced already")
     return Produce(change.record)
@@ -391,7 +397,7 @@ def give_up(rt: Runtime, record: JobRecord, reason: str) -> Produce | Drop:
         logger.warning("job %s: %s", record.tracking_id, reason)
         if record.poll.terminate_on_give_up:
             _terminate_quietly(rt, record, f"poller: {reason}")
-    return claim_result(rt, record)
+    return claim_result(rt.store, record)
 
 
 def _terminate_quietly(rt: Runtime, record: JobRecord, reason: str) -> None:

@@ -205,6 +205,15 @@ def _from_millis(value: int | None) -> datetime | None:
     return datetime.fromtimestamp(value / 1000, tz=UTC)
 
 
+@dataclass(frozen=True)
+class Limits:
+    """The time limits a check applies, from settings."""
+
+    not_found_grace: float
+    stuck_after: float
+    give_up_when_stuck: bool
+
+
 class Transition(BaseModel):
     """One status a job was seen in, and when poller saw it."""
 

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from poller.batch import Batch, BatchClient
+from poller.models import Limits
 from poller.settings import Settings, get_settings
 from poller.store import JobStore
-from poller.tracking import Limits
 
 
 @dataclass

@@ -57,7 +57,7 @@ SIGNALS: dict[str, Signal] = {
         job_finished,
     )
 }  # fmt: skip
-"""Every signal by name, in the order they are sent for one transition."""
+"""Every signal by name."""
 
 
 @dataclass(frozen=True)

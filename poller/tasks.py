@@ -209,7 +209,7 @@ def submit_job(self: Task[Any, Any], *args: Any, **kwargs: Any) -> Any:
         raise
     record = lifecycle.admit(rt.store, tracking_id, spec, policy, key)
     if record.is_terminal:  # cancelled before submission, or a redelivered submit
-        return _deliver(lifecycle.claim_result(rt, record))
+        return _deliver(lifecycle.claim_result(rt.store, record))
     if record.job_id is None:
         try:
             record = lifecycle.submit(rt, record)
@@ -231,7 +231,7 @@ def submit_job(self: Task[Any, Any], *args: Any, **kwargs: Any) -> Any:
             _ignore_if_dropped(lifecycle.reject(rt, tracking_id, str(err)))
             raise
         if record.is_terminal:  # cancelled while being submitted
-            return _deliver(lifecycle.claim_result(rt, record))
+            return _deliver(lifecycle.claim_result(rt.store, record))
     canvas = _canvas(self.request)
     if canvas:
         lifecycle.remember_canvas(rt, tracking_id, canvas)

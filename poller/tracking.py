@@ -11,12 +11,11 @@ produces events, and a terminal record is never changed again.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from poller import signals
-from poller.models import BatchJobView, JobRecord, JobStatus, Transition
+from poller.models import BatchJobView, JobRecord, JobStatus, Limits, Transition
 from poller.signals import Event
 from poller.store import Change
 
@@ -26,15 +25,6 @@ _OUTCOME_SIGNAL = {
     JobStatus.REJECTED: signals.job_failed,
     JobStatus.TIMED_OUT: signals.job_timed_out,
 }
-
-
-@dataclass(frozen=True)
-class Limits:
-    """The time limits a check applies, from settings."""
-
-    not_found_grace: float
-    stuck_after: float
-    give_up_when_stuck: bool
 
 
 def _transition(record: JobRecord, status: JobStatus, now: datetime) -> list[Event]:
@@ -98,8 +88,9 @@ def submit_failed(record: JobRecord, *, created: bool | None) -> Change | None:
 
 
 def rescheduled(record: JobRecord, when: datetime) -> Change | None:
-    """Move an active job's next expected activity (a retry, a re-sent message) to ``when``."""
-    if record.is_terminal:
+    """Move a job's next expected activity (a retry, a re-sent message) to ``when``; also for a
+    finished job whose result is not produced yet (the reconciler re-sends its message)."""
+    if record.is_terminal and record.resolved:
         return None
     return Change(record.model_copy(update={"next_check_at": when}))
 

@@ -39,3 +39,13 @@ def running(rt: Runtime, batch: FakeBatch, tracking_id: str = "t1", **poll: Any)
     assert record.job_id is not None
     batch.set_status(record.job_id, JobStatus.RUNNING)
     return record
+
+
+class RecordingApp:
+    """Stands in for the Celery app: records the checks the consumer sends."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, tuple[Any, ...], str]] = []
+
+    def send_task(self, name: str, args: tuple[Any, ...], task_id: str, **_: Any) -> None:
+        self.sent.append((name, args, task_id))

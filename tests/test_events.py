@@ -12,17 +12,7 @@ from poller.lifecycle import Produce
 from poller.models import JobRecord, JobStatus
 from poller.runtime import Runtime
 from poller.testing import FakeBatch
-from tests.fakes import admitted, running, settings
-
-
-class RecordingApp:
-    """Stands in for the Celery app: records the checks the consumer sends."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, tuple[Any, ...], str]] = []
-
-    def send_task(self, name: str, args: tuple[Any, ...], task_id: str, **_: Any) -> None:
-        self.sent.append((name, args, task_id))
+from tests.fakes import RecordingApp, admitted, running, settings
 
 
 def event(record: JobRecord, status: str, **detail: Any) -> str:

@@ -8,10 +8,11 @@ racing SubmitJob, duplicate and stale check deliveries, a result claimed twice.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
-from poller import lifecycle, tracking
+from poller import lifecycle, signals, tracking
 from poller.errors import (
     BatchMisconfigured,
     BatchThrottled,
@@ -36,7 +37,8 @@ def test_a_used_idempotency_key_is_answered_with_its_owner(rt: Runtime) -> None:
         admitted(rt, "second", key="nightly-2026-11-26")
     assert caught.value.owner == "first"
     # And admitting the owner again (a redelivered message) is a no-op
-    assert admitted(rt, "first", key="nightly-2026-11-26").tracking_id == "first"
+    again = admitted(rt, "first", key="nightly-2026-11-26")
+    assert again == rt.store.get("first") and again.version == 0
 
 
 # --- submit ---------------------------------------------------------------------------------
@@ -108,8 +110,8 @@ def test_a_cancel_racing_submit_terminates_the_job_it_created(
     (job,) = batch.jobs.values()
     assert job.status is JobStatus.FAILED and batch.calls["TerminateJob"] == 1
     # And the submit task's delivery produces the result, once
-    assert isinstance(lifecycle.claim_result(rt, record), Produce)
-    assert isinstance(lifecycle.claim_result(rt, record), Drop)
+    assert isinstance(lifecycle.claim_result(rt.store, record), Produce)
+    assert isinstance(lifecycle.claim_result(rt.store, record), Drop)
 
 
 def test_a_refused_submit_ends_rejected_with_one_result(rt: Runtime, batch: FakeBatch) -> None:
@@ -170,11 +172,12 @@ def test_one_call_describes_other_due_jobs_and_records_their_ends(
 
 
 def test_a_job_batch_forgot_ends_failed_after_the_grace(rt: Runtime, batch: FakeBatch) -> None:
+    rt.settings = settings(not_found_grace=60)
     record = running(rt, batch)
     batch.forget(str(record.job_id))
     assert isinstance(lifecycle.check(rt, "t1", 0), Reschedule)  # first miss starts the grace
-    a_second_ago = utcnow() - timedelta(seconds=1)  # longer ago than the grace (1 ms)
-    rt.store.update("t1", lambda r: Change(r.model_copy(update={"missing_since": a_second_ago})))
+    past_the_grace = utcnow() - timedelta(seconds=61)  # the grace is 60 s
+    rt.store.update("t1", lambda r: Change(r.model_copy(update={"missing_since": past_the_grace})))
     ended = lifecycle.check(rt, "t1", 1)  # the next miss ends it
     assert isinstance(ended, Produce) and ended.record.status is JobStatus.FAILED
     assert "no longer knows" in str(ended.record.status_reason)
@@ -206,4 +209,52 @@ def test_cancel_before_submission_leaves_the_result_to_the_submit_task(rt: Runti
     record = lifecycle.cancel(rt, "t1", "not needed")
     assert record.status is JobStatus.FAILED and not record.resolved
     assert record.status_reason == "cancelled before submission: not needed"
-    assert tracking.resolve(record) is not None
+    assert rt.store.active(queued=True) == ["t1"]  # until a delivery produces the result
+    assert isinstance(lifecycle.claim_result(rt.store, record), Produce)
+    assert rt.store.active(queued=True) == []
+
+
+def test_a_job_ended_by_a_delivery_that_died_before_claiming_is_produced_by_the_next(
+    rt: Runtime, batch: FakeBatch
+) -> None:
+    # Given a check that stored the job's end, then died before claiming its result
+    record = running(rt, batch)
+    batch.set_status(str(record.job_id), JobStatus.SUCCEEDED)
+    view = batch.describe([str(record.job_id)])[str(record.job_id)]
+    now = utcnow()
+    rt.store.update(
+        "t1",
+        lambda r: tracking.checked(
+            r, view, check_no=0, now=now, next_check_at=now, limits=rt.limits
+        ),
+    )
+    # When its message is delivered again
+    redelivered = lifecycle.check(rt, "t1", 0)
+    # Then that delivery produces the result
+    assert isinstance(redelivered, Produce) and redelivered.record.resolved
+
+
+def test_signals_are_sent_after_their_change_is_stored(
+    rt: Runtime, batch: FakeBatch, sent: list[tuple[str, str]]
+) -> None:
+    stored_when_sent: list[JobStatus] = []
+
+    def receiver(sender: str, record: JobRecord, **_: Any) -> None:
+        stored_when_sent.append(rt.store.get(record.tracking_id).status)
+
+    signals.job_submitted.connect(receiver, weak=False)
+    try:
+        lifecycle.submit(rt, admitted(rt))
+    finally:
+        signals.job_submitted.disconnect(receiver)
+    assert stored_when_sent == [JobStatus.SUBMITTED]
+
+
+def test_an_abandoned_submission_ends_claimed_and_sends_no_signal(
+    rt: Runtime, sent: list[tuple[str, str]]
+) -> None:
+    admitted(rt)
+    lifecycle.abandon(rt.store, "t1", "could not be enqueued: broker down")
+    record = rt.store.get("t1")
+    assert record.status is JobStatus.REJECTED and record.resolved
+    assert sent == [] and rt.store.active(queued=True) == []

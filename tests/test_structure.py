@@ -24,11 +24,23 @@ def imports_of(path: Path, modules: set[str]) -> set[str]:
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+        elif isinstance(node, ast.ImportFrom):
+            base = _absolute(path, node.module, node.level)
             # `from poller import tasks` imports the module poller.tasks, not poller/__init__
-            subs = {f"{node.module}.{alias.name}" for alias in node.names}
-            found.update(subs & modules or {node.module})
+            subs = {f"{base}.{alias.name}" for alias in node.names}
+            found.update(subs & modules or {base})
     return found & modules
+
+
+def _absolute(path: Path, module: str | None, level: int) -> str:
+    """The absolute name ``from <level dots><module> import`` means in ``path``."""
+    if level == 0:
+        return str(module)
+    package = module_name(path).split(".")
+    if path.name != "__init__.py":
+        package = package[:-1]
+    base = package[: len(package) - (level - 1)]
+    return ".".join([*base, module] if module else base)
 
 
 def import_graph(root: Path = PACKAGE) -> dict[str, set[str]]:

@@ -1,0 +1,150 @@
+"""Benchmark: how soon poller notices a job's end, and what that costs, with its defaults.
+
+Run with ``make bench`` (or ``.venv/bin/python bench/detection.py --jobs 200``).
+
+The workload is the one the peers were measured on: N jobs (200 by default) of 60-240 s on the
+local endpoint's simulated runtime, all submitted at once, the same durations in every run
+(seeded). Each mode runs against a fresh embedded Redis, endpoint and real worker processes,
+with poller's default settings (no POLLER_POLL_* override):
+
+- ``polling``: the default poll policy and coalescing, no events;
+- ``events``: the same, plus AWS Batch state-change events (EventBridge -> SQS) from the endpoint,
+  consumed by the workers (``POLLER_EVENTS_QUEUE_URL``), polling as the safety net.
+
+Printed per mode: DescribeJobs calls per job (counted at the endpoint), detection lag p50/p99
+(the record's finished_at minus Batch's stoppedAt), Celery result lag p99 (the result's
+date_done minus stoppedAt), checks run per job, and worker CPU seconds per 1,000 jobs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from datetime import UTC
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from aws_batch_emulator import LocalBatch
+from aws_batch_emulator.resources import JOB_QUEUE, SLEEP_JOB_DEFINITION
+
+from bench.tracking import Workload, console, progress_bars, quantile, wait_all
+from poller.testing.redis_server import EmbeddedRedis
+from poller.testing.stack import configure_process, stack_env
+from poller.testing.worker import Worker
+
+MODES = ("polling", "events")
+# The test stack's short delays, dropped so that poller's own defaults apply.
+TEST_DELAYS = ("POLLER_POLL_INITIAL_DELAY", "POLLER_POLL_MAX_DELAY", "POLLER_POLL_JITTER")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds the process has used (/proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def submit_all(durations: list[float]) -> list[str]:
+    from poller import submit_job
+
+    with progress_bars() as progress:
+        task = progress.add_task("submitting", total=len(durations))
+        ids = []
+        for i, seconds in enumerate(durations):
+            params = {"sim_seconds": str(seconds)}
+            job = submit_job.delay(f"lag-{i}", JOB_QUEUE, SLEEP_JOB_DEFINITION, parameters=params)
+            ids.append(job.id)
+            progress.advance(task)
+    return ids
+
+
+def run(mode: str, workload: Workload) -> dict[str, float]:
+    """One mode's figures on a fresh stack."""
+    saved = dict(os.environ)
+    events = mode == "events"
+    with EmbeddedRedis() as server, LocalBatch(runtime="simulated", events=events) as batch:
+        env = stack_env(server, batch, initial_delay=1, max_delay=1)
+        for name in (*TEST_DELAYS, "POLLER_NOT_FOUND_GRACE", "POLLER_AWS_RETRY_DELAY"):
+            env.pop(name, None)
+        if events:
+            env["POLLER_EVENTS_QUEUE_URL"] = batch.events_queue_url
+        configure_process(env)
+        workers = [Worker(env, concurrency=16) for _ in range(workload.workers)]
+        try:
+            for worker in workers:
+                worker.start()
+            cpu_before = sum(cpu_seconds(w.pid) for w in workers if w.pid)
+            ids = submit_all(workload.durations())
+            with progress_bars() as progress:
+                records = wait_all(ids, progress, mode, timeout=workload.max_seconds * 4 + 600)
+            result_lags = _result_lags(records)
+            cpu = sum(cpu_seconds(w.pid) for w in workers if w.pid) - cpu_before
+            calls = batch.stats()["calls"]
+        finally:
+            for worker in workers:
+                worker.stop(timeout=60)
+            os.environ.clear()
+            os.environ.update(saved)
+    lags = [
+        (r.finished_at - r.stopped_at).total_seconds()
+        for r in records
+        if r.finished_at and r.stopped_at
+    ]
+    jobs = len(records)
+    return {
+        "DescribeJobs per job": calls.get("DescribeJobs", 0) / jobs,
+        "detection lag p50 (s)": quantile(lags, 0.5),
+        "detection lag p99 (s)": quantile(lags, 0.99),
+        "result lag p99 (s)": quantile(result_lags, 0.99),
+        "checks per job": sum(r.checks for r in records) / jobs,
+        "worker CPU s per 1,000 jobs": cpu * 1000 / jobs,
+        "jobs ended": sum(1 for r in records if r.is_terminal),
+    }
+
+
+def _result_lags(records: list[Any]) -> list[float]:
+    """Each job's Celery result date_done minus Batch's stoppedAt (the canvas goes on then)."""
+    from poller.app import app
+
+    lags = []
+    for record in records:
+        done = app.AsyncResult(record.tracking_id).date_done
+        if done is None or record.stopped_at is None:
+            continue
+        done = done if done.tzinfo else done.replace(tzinfo=UTC)
+        lags.append((done - record.stopped_at).total_seconds())
+    return lags
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--jobs", type=int, action="append", help="job count (repeatable)")
+    parser.add_argument("--min-seconds", type=float, default=60.0)
+    parser.add_argument("--max-seconds", type=float, default=240.0)
+    parser.add_argument("--workers", type=int, default=2, help="worker processes per run")
+    parser.add_argument("--mode", choices=MODES, action="append", help="default: both")
+    args = parser.parse_args()
+    for jobs in args.jobs or [200]:
+        workload = Workload(jobs, args.min_seconds, args.max_seconds, 0, 0, args.workers)
+        console.rule(f"{jobs} jobs of {args.min_seconds:.0f}-{args.max_seconds:.0f} s")
+        results = {}
+        for mode in args.mode or MODES:
+            started = time.monotonic()
+            results[mode] = run(mode, workload)
+            console.print(f"{mode}: {time.monotonic() - started:.0f}s wall")
+        table = Table(title=f"{jobs} jobs, poller's defaults")
+        table.add_column("figure")
+        for mode in results:
+            table.add_column(mode, justify="right")
+        for figure in next(iter(results.values())):
+            table.add_row(figure, *(f"{results[m][figure]:.2f}" for m in results))
+        console.print(table)
+
+
+if __name__ == "__main__":
+    main()
