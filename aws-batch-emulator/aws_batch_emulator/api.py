@@ -30,6 +30,7 @@ from moto.core.common_types import TYPE_RESPONSE
 from moto.core.exceptions import JsonRESTError
 from moto.core.request import Request
 
+from aws_batch_emulator.changes import ChangeListener
 from aws_batch_emulator.runtime import BatchRuntime, LocalBatchBackend
 from aws_batch_emulator.service_model import operation_for
 from aws_batch_emulator.settings import RuntimeSettings
@@ -210,11 +211,14 @@ class LocalBatchResponse(BatchResponse):
         return json.dumps(result)
 
 
-def install(settings: RuntimeSettings) -> BatchRuntime:
-    """Route moto's Batch API to a new local runtime. Call once, in the server process only."""
+def install(settings: RuntimeSettings, listener: ChangeListener | None = None) -> BatchRuntime:
+    """Route moto's Batch API to a new local runtime. Call once, in the server process only.
+
+    `listener` is told of every job status change after SUBMITTED (see `BatchRuntime`).
+    """
     import moto.batch.urls as batch_urls
 
-    runtime = BatchRuntime(settings)
+    runtime = BatchRuntime(settings, listener)
     LocalBatchResponse.runtime = runtime
     for path in list(batch_urls.url_paths):
         batch_urls.url_paths[path] = LocalBatchResponse.dispatch

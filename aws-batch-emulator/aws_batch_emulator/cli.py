@@ -7,6 +7,7 @@ import logging
 
 import click
 
+from aws_batch_emulator import resources
 from aws_batch_emulator.faults import FaultConfig
 from aws_batch_emulator.resources import RUNTIMES
 from aws_batch_emulator.server import READY_LINE, serve
@@ -82,7 +83,41 @@ def _is_loopback(host: str) -> bool:
 @click.option(
     "--outage", is_flag=True, help="Answer every Batch call 503 (until changed over HTTP)."
 )
-@click.option("--seed", type=int, default=None, help="Seed of the fault generator.")
+@click.option("--seed", type=int, default=None, help="Seed of the fault generators.")
+@click.option(
+    "--events",
+    is_flag=True,
+    help="Publish Batch Job State Change events to EventBridge; a rule sends them to SQS queue "
+    "poller-local-events.",
+)
+@click.option(
+    "--event-duplicate",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Share of events published twice.",
+)
+@click.option(
+    "--event-drop",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Share of events never published.",
+)
+@click.option(
+    "--event-delay",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Share of events published late (out of order).",
+)
+@click.option(
+    "--event-delay-seconds",
+    type=float,
+    default=5.0,
+    show_default=True,
+    help="A delayed event goes out after a random 0..this many seconds.",
+)
 @click.option("--log-level", default="WARNING", show_default=True, help="Logging level.")
 def main(
     host: str,
@@ -96,6 +131,11 @@ def main(
     latency: float,
     outage: bool,
     seed: int | None,
+    events: bool,
+    event_duplicate: float,
+    event_drop: float,
+    event_delay: float,
+    event_delay_seconds: float,
     log_level: str,
 ) -> None:
     """Serve a local AWS Batch endpoint (moto) whose jobs really run, in the foreground."""
@@ -104,7 +144,15 @@ def main(
     )
     try:
         faults = FaultConfig(
-            throttle=throttle, error_rate=error_rate, latency=latency, outage=outage, seed=seed
+            throttle=throttle,
+            error_rate=error_rate,
+            latency=latency,
+            outage=outage,
+            seed=seed,
+            event_duplicate=event_duplicate,
+            event_drop=event_drop,
+            event_delay=event_delay,
+            event_delay_seconds=event_delay_seconds,
         )
     except ValueError as err:
         raise click.UsageError(str(err)) from err
@@ -117,11 +165,18 @@ def main(
 
     def ready(url: str) -> None:
         click.echo(READY_LINE.format(url=url, runtime=runtime))  # the launcher waits for it
+        variables = ["BATCH", "CLOUDWATCH_LOGS", *(["SQS", "EVENTS"] if events else [])]
         click.echo(
             f"Local AWS Batch endpoint on {url} (runtime={runtime}); use it with "
-            f"AWS_ENDPOINT_URL_BATCH={url} AWS_ENDPOINT_URL_CLOUDWATCH_LOGS={url}",
+            + " ".join(f"AWS_ENDPOINT_URL_{name}={url}" for name in variables),
             err=True,
         )
+        if events:
+            click.echo(
+                f"Batch Job State Change events go to SQS queue {resources.EVENTS_QUEUE} "
+                f"({resources.REGION}, via EventBridge rule {resources.EVENTS_RULE})",
+                err=True,
+            )
 
     serve(
         host=host,
@@ -131,5 +186,6 @@ def main(
         stage_seconds=stage_seconds,
         sim_seconds=sim_seconds,
         faults=faults,
+        events=events,
         on_ready=ready,
     )

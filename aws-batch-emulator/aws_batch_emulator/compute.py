@@ -11,14 +11,28 @@ import threading
 from collections import deque
 
 from aws_batch_emulator import resources
+from aws_batch_emulator.changes import ChangeListener
 from aws_batch_emulator.settings import RuntimeSettings
+from aws_batch_emulator.wakeups import WakeUp, WakeUps
 
 
 class LocalCompute:
     """Shared state of one backend's jobs. Hold `lock` (or `changed`) to read or change it."""
 
-    def __init__(self, settings: RuntimeSettings, region_name: str, account_id: str) -> None:
+    def __init__(
+        self,
+        settings: RuntimeSettings,
+        region_name: str,
+        account_id: str,
+        listener: ChangeListener | None = None,
+    ) -> None:
         self.settings = settings
+        self.region_name = region_name
+        """Region of the backend's jobs."""
+        self.account_id = account_id
+        """Account of the backend's jobs."""
+        self.listener = listener
+        """Told of every job status change after SUBMITTED; None (the default) when nobody is."""
         self.lock = threading.RLock()
         """Guards every job of the backend; API calls and lifecycle threads take it."""
         self.changed = threading.Condition(self.lock)
@@ -28,6 +42,7 @@ class LocalCompute:
         self.slots_in_use = 0
         """Process jobs holding a slot (STARTING or RUNNING)."""
         self._arn_prefix = f"arn:aws:ecs:{region_name}:{account_id}"
+        self._wakeups: WakeUps | None = None
 
     @property
     def container_instance_arn(self) -> str:
@@ -43,3 +58,19 @@ class LocalCompute:
         with self.changed:
             self.slots_in_use -= 1
             self.changed.notify_all()
+
+    def wake_at(self, when: float, callback: WakeUp) -> None:
+        """Call `callback` at epoch time `when` on the environment's timer thread (started on
+        first use: only simulated jobs whose changes are listened to need it)."""
+        with self.lock:
+            if self._wakeups is None:
+                self._wakeups = WakeUps(f"batch-wakeups-{self.region_name}")
+            wakeups = self._wakeups
+        wakeups.at(when, callback)
+
+    def close(self) -> None:
+        """Stop the timer thread, if any."""
+        with self.lock:
+            wakeups, self._wakeups = self._wakeups, None
+        if wakeups is not None:
+            wakeups.stop()

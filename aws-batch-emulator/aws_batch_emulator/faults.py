@@ -13,7 +13,8 @@ It also serves the admin routes under ``/_poller/``:
 
 - ``GET /_poller/health`` -> ``{"ok": true}``
 - ``GET /_poller/stats`` -> ``{"calls": {...}, "throttled": {...}, "errors": {...},
-  "incomplete": {...}}``
+  "incomplete": {...}}``, plus the counters of each `StatsSection` under its key (``"events"``
+  when the server publishes job state change events)
 - ``POST /_poller/stats/reset``
 - ``GET /_poller/faults`` / ``POST /_poller/faults`` (a JSON object of the fields to change)
 """
@@ -30,7 +31,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aws_batch_emulator.service_model import BATCH_PREFIX, operations_by_route, route_segment
 
@@ -56,6 +57,9 @@ _HTTP_REASONS = {
     500: "Internal Server Error",
     503: "Service Unavailable",
 }
+
+
+_EVENT_SHARES = ("event_duplicate", "event_drop", "event_delay")
 
 
 def _number(name: str, value: Any) -> float:
@@ -84,7 +88,17 @@ class FaultConfig:
     deny: list[str] = field(default_factory=list)
     """Operations answered HTTP 403 ``AccessDeniedException``, as for a role lacking them."""
     seed: int | None = None
-    """Seed of the random generator that picks the calls failed by ``error_rate``."""
+    """Seed of the random generators that pick the calls failed by ``error_rate`` and the events
+    hit by the ``event_*`` faults (each has its own generator, seeded alike)."""
+    event_duplicate: float = 0.0
+    """Share (0..1) of job state change events published twice (same ``id``, as EventBridge's
+    at-least-once delivery does). Events apply only to a server started with ``--events``."""
+    event_drop: float = 0.0
+    """Share (0..1) of job state change events never published."""
+    event_delay: float = 0.0
+    """Share (0..1) of job state change events published late, so they arrive out of order."""
+    event_delay_seconds: float = 5.0
+    """A delayed event goes out after a random 0..this many seconds."""
 
     def __post_init__(self) -> None:
         self._validate()
@@ -108,6 +122,12 @@ class FaultConfig:
             raise ValueError(f"error_rate must be within 0..1, got {self.error_rate!r}")
         if _number("latency", self.latency) < 0:
             raise ValueError(f"latency must be >= 0, got {self.latency!r}")
+        for name in _EVENT_SHARES:
+            value = getattr(self, name)
+            if not 0.0 <= _number(name, value) <= 1.0:
+                raise ValueError(f"{name} must be within 0..1, got {value!r}")
+        if _number("event_delay_seconds", self.event_delay_seconds) < 0:
+            raise ValueError(f"event_delay_seconds must be >= 0, got {self.event_delay_seconds!r}")
         if not isinstance(self.deny, list) or not all(
             isinstance(op, str) and op for op in self.deny
         ):
@@ -129,6 +149,10 @@ class FaultConfig:
             "response_delay": dict(self.response_delay),
             "deny": list(self.deny),
             "seed": self.seed,
+            "event_duplicate": self.event_duplicate,
+            "event_drop": self.event_drop,
+            "event_delay": self.event_delay,
+            "event_delay_seconds": self.event_delay_seconds,
         }
 
     @classmethod
@@ -144,7 +168,7 @@ class FaultConfig:
         for name in ("throttle", "response_delay"):
             if isinstance(values.get(name), Mapping):
                 values[name] = dict(values[name])
-        for name in ("error_rate", "latency"):
+        for name in ("error_rate", "latency", *_EVENT_SHARES, "event_delay_seconds"):
             if name in values:
                 values[name] = _number(name, values[name])
         return cls(**values)
@@ -152,6 +176,20 @@ class FaultConfig:
     def changed(self, changes: Mapping[str, Any]) -> FaultConfig:
         """Return a copy with `changes` applied (validated like `from_json`)."""
         return FaultConfig.from_json({**self.to_json(), **changes})
+
+
+class StatsSection(Protocol):
+    """A part of the server with counters of its own, shown under a key of ``/_poller/stats``;
+    it follows the fault configuration (the event publisher is one)."""
+
+    def configure(self, config: FaultConfig) -> None:
+        """Take a new fault configuration into account."""
+
+    def stats(self) -> dict[str, int]:
+        """The section's counters."""
+
+    def reset_stats(self) -> None:
+        """Zero the section's counters."""
 
 
 class TokenBucket:
@@ -185,8 +223,10 @@ class FaultMiddleware:
         *,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        sections: Mapping[str, StatsSection] | None = None,
     ) -> None:
         self._app = app
+        self._sections = dict(sections or {})
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
@@ -216,25 +256,33 @@ class FaultMiddleware:
             if config.seed is not None and config.seed != self._config.seed:
                 self._random.seed(config.seed)
             self._config = config
+            for section in self._sections.values():  # under the lock: in the same order
+                section.configure(config)
         logger.info("fault configuration: %s", config.to_json())
 
     def stats(self) -> dict[str, dict[str, int]]:
-        """Counters per operation: calls received, throttled, failed by a fault, cut short."""
+        """Counters per operation (calls received, throttled, failed by a fault, cut short), and
+        each section's counters under its key."""
         with self._lock:
-            return {
+            counters = {
                 "calls": dict(self._calls),
                 "throttled": dict(self._throttled),
                 "errors": dict(self._errors),
                 "incomplete": dict(self._incomplete),
             }
+        for key, section in self._sections.items():
+            counters[key] = section.stats()
+        return counters
 
     def reset_stats(self) -> None:
-        """Zero every counter."""
+        """Zero every counter, the sections' too."""
         with self._lock:
             self._calls.clear()
             self._throttled.clear()
             self._errors.clear()
             self._incomplete.clear()
+        for section in self._sections.values():
+            section.reset_stats()
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         """Serve admin routes, account and maybe reject Batch calls, pass the rest to moto."""

@@ -7,12 +7,17 @@ output with values driven by a local runtime (see `aws_batch_emulator.process` a
 
 Every method that reads or changes job state expects the compute environment's lock
 (`LocalCompute.lock`) to be held.
+
+Each status a job reaches after SUBMITTED is reported (`LocalJob.announce`) to the compute
+environment's change listener, when there is one (a server publishing events), with the job's
+DescribeJobs item of that moment. An array child's reports also update its parent's status.
 """
 
 from __future__ import annotations
 
 import copy
 import fnmatch
+import json
 import re
 import time
 import uuid
@@ -22,6 +27,7 @@ from typing import Any
 
 from moto.batch.models import BatchBackend, Job, JobDefinition, JobQueue
 
+from aws_batch_emulator.changes import JobChange
 from aws_batch_emulator.compute import LocalCompute
 from aws_batch_emulator.containers import container_detail
 
@@ -143,6 +149,10 @@ class LocalJob(Job):
         )
         self.compute = compute
         self._status: str = SUBMITTED
+        # The last status reported to the compute's listener: AWS sends no event for SUBMITTED.
+        self._announced = SUBMITTED
+        self.array_parent: LocalJob | None = None
+        """The parent of an array child (set by `ArrayParentJob.adopt`)."""
         self.created_s = time.time()
         self.started_s: float | None = None
         self.stopped_s: float | None = None
@@ -203,6 +213,34 @@ class LocalJob(Job):
     def shutdown(self) -> None:
         """Release OS resources (processes) because the server stops."""
 
+    def announce(self, at: float | None = None) -> None:
+        """Report the status to the compute's listener if it changed since the last report.
+
+        Call it once the job's state is whole (status, attempts, timestamps): the report carries
+        the DescribeJobs item of this moment. `at` is when the status was reached (default now).
+        """
+        listener = self.compute.listener
+        if listener is None or self._status == self._announced:
+            return
+        self._announced = self._status
+        compute = self.compute
+        listener.job_changed(
+            JobChange(
+                account_id=compute.account_id,
+                region=compute.region_name,
+                job_arn=self.arn,
+                status=self._status,
+                at=time.time() if at is None else at,
+                # Serialized now, under the lock: the job changes on after this.
+                description=json.dumps(self.describe_as_is()),
+            )
+        )
+        if self.array_parent is not None:
+            self.array_parent.child_changed(self)
+
+    def child_changed(self, child: LocalJob) -> None:
+        """One of this job's array children reported a status change (array parents only)."""
+
     def stage_status(self, now: float) -> str:
         """SUBMITTED for the first stage after submission, PENDING afterwards."""
         return SUBMITTED if now < self.created_s + self.stage_seconds else PENDING
@@ -255,6 +293,7 @@ class LocalJob(Job):
         self.job_stopped_reason = reason
         self.exit_code = exit_code
         self.compute.changed.notify_all()
+        self.announce(self.stopped_s)
 
     def begin_attempt(self, started: float) -> dict[str, Any]:
         """Record an attempt reaching RUNNING (AWS AttemptDetail shape)."""
@@ -349,6 +388,10 @@ class LocalJob(Job):
     def describe(self) -> dict[str, Any]:
         """DescribeJobs detail, with our status, timestamps, attempts and array fields."""
         self.refresh()
+        return self.describe_as_is()
+
+    def describe_as_is(self) -> dict[str, Any]:
+        """`describe` without bringing lazily computed state up to date first."""
         result = super().describe()
         self._amend(result)
         container = result.get("container")
@@ -414,11 +457,14 @@ class ArrayParentJob(LocalJob):
         super().__init__(**kwargs)
         self.children: list[LocalJob] = []
         self._stop_reason: str | None = None
+        self._children_done = 0  # children whose final status was reported (see child_changed)
 
     def adopt(self, children: list[LocalJob]) -> None:
         """Attach the child jobs (moto's `_child_jobs` too, for its describe code)."""
         self.children = children
         self._child_jobs = list(children)
+        for child in children:
+            child.array_parent = self
 
     def refresh(self) -> None:
         """Derive status: PENDING until a child runs, RUNNING, then SUCCEEDED/FAILED."""
@@ -426,6 +472,26 @@ class ArrayParentJob(LocalJob):
             return
         for child in self.children:
             child.refresh()
+        self._derive()
+        self.announce()
+
+    def child_changed(self, child: LocalJob) -> None:
+        """Derive the status again when the child's change can change it.
+
+        Only three changes can: the first report (SUBMITTED to PENDING), the first child to run
+        and the last child to end. Skipping the others keeps a 10,000-child array from deriving
+        its status from every child at every child's change.
+        """
+        if self.is_final:
+            return
+        if child.is_final:
+            self._children_done += 1
+        first_to_run = self._status != RUNNING and child.status in (RUNNING, *TERMINAL)
+        if self._status == SUBMITTED or first_to_run or self._children_done >= len(self.children):
+            self._derive()
+            self.announce()
+
+    def _derive(self) -> None:
         started = [child.started_s for child in self.children if child.started_s is not None]
         self.started_s = min(started) if started else None
         if self.children and all(child.is_final for child in self.children):

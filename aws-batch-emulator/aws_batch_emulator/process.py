@@ -137,6 +137,7 @@ class ProcessJob(LocalJob):
             if self.is_final:
                 return False
             self._status = status
+            self.announce()
             return True
 
     def _await_dependencies(self) -> bool:
@@ -165,6 +166,7 @@ class ProcessJob(LocalJob):
                         compute.slot_queue.popleft()
                         compute.slots_in_use += 1
                         self._status = STARTING
+                        self.announce()
                         return True
                     self._cond.wait(_SAFETY_WAIT)
                 return False
@@ -185,8 +187,10 @@ class ProcessJob(LocalJob):
             except (OSError, ValueError, IndexError) as err:
                 outcome = AttemptOutcome(None, f"CannotStartContainerError: {err}")
                 self.end_attempt(record, time.time(), outcome)
+                self.announce()  # RUNNING, as DescribeJobs shows it until the job settles
                 return outcome
             self._proc = proc
+            self.announce()
         timed_out = self._supervise(proc)
         with self._cond:
             self._proc = None

@@ -82,3 +82,24 @@ JOB_DEFINITIONS = (SLEEP, ECHO)
 
 RUNTIMES = ("process", "simulated")
 """Job runtimes: run each job's command as a subprocess, or simulate it from parameters."""
+
+EVENTS_QUEUE = "poller-local-events"
+"""SQS queue receiving the Batch job state change events (servers started with ``--events``)."""
+
+EVENTS_RULE = "poller-local-batch-events"
+"""EventBridge rule, on the default bus, sending Batch job state changes to `EVENTS_QUEUE`."""
+
+EVENTS_TARGET_ID = "poller-local-events-queue"
+"""Id of `EVENTS_QUEUE` among the targets of `EVENTS_RULE`."""
+
+EVENT_BUS = "default"
+"""The event bus AWS Batch publishes to, and the one `EVENTS_RULE` is on."""
+
+EVENT_SOURCE = "aws.batch"
+"""``source`` of every event AWS Batch publishes."""
+
+EVENT_DETAIL_TYPE = "Batch Job State Change"
+"""``detail-type`` of a job state change event."""
+
+EVENTS_PATTERN = {"source": [EVENT_SOURCE], "detail-type": [EVENT_DETAIL_TYPE]}
+"""Event pattern of `EVENTS_RULE`: every job state change."""

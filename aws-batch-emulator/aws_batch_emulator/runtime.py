@@ -17,6 +17,7 @@ from typing import Any
 from moto.batch.exceptions import ClientException
 from moto.batch.models import BatchBackend, Job, JobDefinition, JobQueue
 
+from aws_batch_emulator.changes import ChangeListener
 from aws_batch_emulator.compute import LocalCompute
 from aws_batch_emulator.defaults import create_default_resources
 from aws_batch_emulator.jobs import RUNNING, STATUSES, ArrayParentJob, LocalJob
@@ -39,9 +40,15 @@ JOB_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 class LocalBatchBackend(BatchBackend):
     """moto's Batch backend with locally run jobs. Callers hold `lock` around every call."""
 
-    def __init__(self, region_name: str, account_id: str, settings: RuntimeSettings) -> None:
+    def __init__(
+        self,
+        region_name: str,
+        account_id: str,
+        settings: RuntimeSettings,
+        listener: ChangeListener | None = None,
+    ) -> None:
         super().__init__(region_name, account_id)
-        self.compute = LocalCompute(settings, region_name, account_id)
+        self.compute = LocalCompute(settings, region_name, account_id, listener)
 
     @property
     def settings(self) -> RuntimeSettings:
@@ -233,11 +240,12 @@ class LocalBatchBackend(BatchBackend):
         return self.find_job(job_id)
 
     def shutdown(self) -> None:
-        """Kill every running job command."""
+        """Kill every running job command and stop the timer thread."""
         with self.lock:
             for job in list(self._jobs.values()):
                 if isinstance(job, LocalJob):
                     job.shutdown()
+        self.compute.close()
 
 
 def _array_size(array_properties: Mapping[str, Any] | None) -> int | None:
@@ -303,10 +311,14 @@ def _number(value: str) -> float:
 
 
 class BatchRuntime:
-    """One `LocalBatchBackend` per (account, region), each with the ready-made resources."""
+    """One `LocalBatchBackend` per (account, region), each with the ready-made resources.
 
-    def __init__(self, settings: RuntimeSettings) -> None:
+    `listener`, if given, is told of every job status change after SUBMITTED, in every backend.
+    """
+
+    def __init__(self, settings: RuntimeSettings, listener: ChangeListener | None = None) -> None:
         self.settings = settings
+        self.listener = listener
         self._backends: dict[tuple[str, str], LocalBatchBackend] = {}
         self._lock = threading.Lock()
 
@@ -316,7 +328,7 @@ class BatchRuntime:
         with self._lock:
             backend = self._backends.get(key)
             if backend is None:
-                backend = LocalBatchBackend(region_name, account_id, self.settings)
+                backend = LocalBatchBackend(region_name, account_id, self.settings, self.listener)
                 with backend.lock:
                     create_default_resources(backend)
                 self._backends[key] = backend

@@ -1,9 +1,11 @@
 """Serve the local AWS Batch endpoint, in the foreground or as a child process.
 
 ``serve()`` runs moto's server (with the local runtime installed by `aws_batch_emulator.api` and
-`aws_batch_emulator.faults.FaultMiddleware` in front) until SIGINT/SIGTERM. `LocalBatch` starts the
-same thing as a child process (``python -m aws_batch_emulator``) and gives tests and
-tools a handle on it: URL, boto3 clients, call counters and fault switches.
+`aws_batch_emulator.faults.FaultMiddleware` in front) until SIGINT/SIGTERM. With ``events=True``
+it also publishes job state change events to EventBridge, which a ready-made rule sends to an SQS
+queue (`aws_batch_emulator.events`). `LocalBatch` starts the same thing as a child process
+(``python -m aws_batch_emulator``) and gives tests and tools a handle on it: URL, boto3 clients,
+call counters and fault switches.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from aws_batch_emulator.resources import RUNTIMES
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+    from aws_batch_emulator.events import EventPublisher
 
 logger = logging.getLogger(__name__)
 
@@ -81,9 +85,14 @@ def serve(
     stage_seconds: float = 0.2,
     sim_seconds: float = 1.0,
     faults: FaultConfig | None = None,
+    events: bool = False,
     on_ready: Callable[[str], None] | None = None,
 ) -> None:
-    """Serve the local Batch endpoint in the foreground until SIGINT/SIGTERM; on_ready(endpoint_url) once listening (port 0 = a free port)."""
+    """Serve the local Batch endpoint in the foreground until SIGINT/SIGTERM; on_ready(endpoint_url) once listening (port 0 = a free port).
+
+    `events`: publish job state change events; the SQS queue and EventBridge rule that receive
+    them exist before on_ready is called.
+    """
     from moto.moto_server.werkzeug_app import (
         DomainDispatcherApplication,
         MotoRequestHandler,
@@ -95,14 +104,16 @@ def serve(
     from aws_batch_emulator.settings import RuntimeSettings
 
     settings = RuntimeSettings(runtime, concurrency, stage_seconds, sim_seconds)
-    engine = install(settings)
+    publisher = _event_publisher() if events else None
+    engine = install(settings, publisher)
     engine.backend(resources.ACCOUNT_ID, resources.REGION)  # ready-made resources before ready
     if logging.getLogger("werkzeug").level == logging.NOTSET:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
     routing = _BatchRouting(
         DomainDispatcherApplication(create_backend_app), create_backend_app("batch")
     )
-    app = FaultMiddleware(routing, faults)
+    sections = {} if publisher is None else {"events": publisher}
+    app = FaultMiddleware(routing, faults, sections=sections)
     server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
     restore = _stop_on_signals(server.shutdown)
     try:
@@ -114,7 +125,19 @@ def serve(
     finally:
         restore()
         engine.shutdown()
+        if publisher is not None:
+            publisher.close()
         server.server_close()
+
+
+def _event_publisher() -> EventPublisher:
+    """The events queue and rule, and a started publisher delivering to EventBridge (the fault
+    middleware gives it the fault configuration)."""
+    from aws_batch_emulator.eventbridge import create_event_resources, deliver
+    from aws_batch_emulator.events import EventPublisher
+
+    create_event_resources(resources.ACCOUNT_ID, resources.REGION)
+    return EventPublisher(deliver).start()
 
 
 def _stop_on_signals(shutdown: Callable[[], None]) -> Callable[[], None]:
@@ -151,6 +174,7 @@ class LocalBatch:
         faults: FaultConfig | None = None,
         region: str = "us-east-1",
         startup_timeout: float = 30.0,
+        events: bool = False,
     ) -> None:
         if runtime not in RUNTIMES:
             raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
@@ -167,6 +191,11 @@ class LocalBatch:
         self.initial_faults = faults or FaultConfig()
         self.region = region
         self.startup_timeout = startup_timeout
+        self.events = events
+        """Whether the server publishes job state change events (``--events``)."""
+        self.events_queue_url = ""
+        """URL of the SQS queue receiving the events, as GetQueueUrl gives it; set by start()
+        when `events` is on."""
         self._proc: subprocess.Popen[bytes] | None = None
         self._workdir: Path | None = None
 
@@ -206,6 +235,10 @@ class LocalBatch:
             command += ["--seed", str(faults.seed)]
         if faults.outage:
             command.append("--outage")
+        if self.events:
+            command.append("--events")
+        for name in ("event_duplicate", "event_drop", "event_delay", "event_delay_seconds"):
+            command += [f"--{name.replace('_', '-')}", str(getattr(faults, name))]
         return command
 
     def start(self) -> LocalBatch:
@@ -230,6 +263,8 @@ class LocalBatch:
             self.endpoint_url = self._await_ready_line(time.monotonic() + self.startup_timeout)
             self.port = int(self.endpoint_url.rsplit(":", 1)[1])
             self._await_health(time.monotonic() + self.startup_timeout)
+            if self.events:
+                self.events_queue_url = self._queue_url(resources.EVENTS_QUEUE)
         except EmulatorError:
             self.stop()
             raise
@@ -251,12 +286,15 @@ class LocalBatch:
                     proc.kill()
                     proc.wait()
             self.pid = None
+        self.events_queue_url = ""
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
 
     def stats(self) -> dict[str, dict[str, int]]:
-        """Counters per Batch operation: ``calls``, ``throttled``, ``errors``."""
+        """Counters per Batch operation (``calls``, ``throttled``, ``errors``, ``incomplete``);
+        with `events`, also ``events``: ``published``, ``duplicated``, ``dropped``, ``delayed``,
+        ``failed``."""
         stats: dict[str, dict[str, int]] = self._admin("GET", "stats")
         return stats
 
@@ -277,7 +315,13 @@ class LocalBatch:
         return FaultConfig.from_json(self._admin("GET", "faults"))
 
     def client(self, service: str = "batch", **config: Any) -> Any:
-        """A boto3 client for this endpoint (dummy credentials); `config` goes to botocore's Config."""
+        """A boto3 client for this endpoint (dummy credentials); `config` goes to botocore's Config.
+
+        Any service moto serves works (``"logs"``, and ``"sqs"`` and ``"events"`` for the events).
+        """
+        return self._client(service, self.region, **config)
+
+    def _client(self, service: str, region: str, **config: Any) -> Any:
         import boto3
         from botocore.config import Config
 
@@ -285,22 +329,37 @@ class LocalBatch:
         return session.client(  # type: ignore[call-overload]
             service,
             endpoint_url=self._require_url(),
-            region_name=self.region,
+            region_name=region,
             aws_access_key_id=resources.ACCESS_KEY_ID,
             aws_secret_access_key=resources.SECRET_ACCESS_KEY,
             config=Config(**config) if config else None,
         )
 
     def environ(self) -> dict[str, str]:
-        """Environment variables pointing AWS SDKs in child processes at this endpoint."""
+        """Environment variables pointing AWS SDKs in child processes at this endpoint (with
+        `events`, its SQS and EventBridge too)."""
         url = self._require_url()
-        return {
+        env = {
             "AWS_ENDPOINT_URL_BATCH": url,
             "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS": url,
             "AWS_DEFAULT_REGION": self.region,
             "AWS_ACCESS_KEY_ID": resources.ACCESS_KEY_ID,
             "AWS_SECRET_ACCESS_KEY": resources.SECRET_ACCESS_KEY,
         }
+        if self.events:
+            env["AWS_ENDPOINT_URL_SQS"] = url
+            env["AWS_ENDPOINT_URL_EVENTS"] = url
+        return env
+
+    def _queue_url(self, name: str) -> str:
+        """A queue's URL, asked of the server's SQS (GetQueueUrl) in the ready-made region,
+        where the server creates its queue whatever region this handle's clients use."""
+        try:
+            sqs = self._client("sqs", resources.REGION)
+            url: str = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+        except Exception as err:  # botocore's errors: the server is not what we expect
+            raise EmulatorError(f"the events queue {name!r} is missing: {err}") from err
+        return url
 
     def _require_url(self) -> str:
         if not self.endpoint_url:

@@ -5,6 +5,10 @@ A job's timeline is planned once its dependencies are met: each attempt spends o
 default from the server option), and ends with exit code ``sim_exit_code`` (parameter, default 0).
 Describing a job reads the plan against the clock, so thousands of jobs cost nothing while idle.
 The compute environment's concurrency limit is not simulated.
+
+When the compute environment has a change listener (events are on), each job is also read at each
+planned change, on the environment's timer thread, and a read replays every change passed since
+the previous one: the listener hears of each status in order, when it is reached.
 """
 
 from __future__ import annotations
@@ -43,6 +47,9 @@ SIM_EXIT_CODE_PARAMETER = "sim_exit_code"
 """Job parameter: the exit code a simulated attempt ends with (int)."""
 
 _LOGS_LOCK = threading.Lock()
+# How often a job waiting for its dependencies is read again for its events: the plan of its
+# attempts only exists once they are done.
+_DEPENDENCY_POLL = 0.1
 
 
 @dataclass(frozen=True)
@@ -91,17 +98,71 @@ class SimulatedJob(LocalJob):
             self.parameters, default_seconds
         )
         self._plan: list[PlannedAttempt] | None = None
+        self._replayed_to = 0.0  # the last change replayed for the listener (epoch seconds)
+
+    def launch(self) -> None:
+        """Have the job read at its first change when its changes are listened to."""
+        if self.compute.listener is not None:
+            self.compute.wake_at(self.created_s + self.stage_seconds, self._wake)
 
     def refresh(self) -> None:
-        """Compute the status at the current time."""
+        """Compute the status at the current time (replaying each change passed, for listeners)."""
         if self.is_final:
             return
         now = time.time()
+        if self.compute.listener is not None:
+            self._replay(now)
+        self._evaluate(now)
+        self.announce(now)
+
+    def _evaluate(self, now: float) -> None:
+        """Set the state the plan gives for time `now`."""
         if self._plan is None:
             self._plan = self._make_plan(now)
             if self._plan is None:
                 return
         self._follow(self._plan, now)
+
+    def _replay(self, now: float) -> None:
+        """Set and report, in order, the state at each change after the last replayed, up to now.
+
+        The state at a change is a function of the plan and that time, so it is the state that
+        DescribeJobs showed (or would have) then.
+        """
+        for moment in self._moments():
+            if moment <= self._replayed_to:
+                continue
+            if moment > now:
+                return
+            self._evaluate(moment)
+            self._replayed_to = moment
+            self.announce(moment)
+            if self.is_final:
+                return
+
+    def _moments(self) -> list[float]:
+        """When the status changes, in order, as far as known: the plan needs the dependencies."""
+        stage = self.stage_seconds
+        moments = [self.created_s + stage]  # SUBMITTED -> PENDING
+        if self._plan is None:
+            verdict, latest = self.dependency_state()
+            if verdict == "failed":
+                return [*moments, max(self.created_s + stage, latest)]
+            if verdict == "ready":
+                self._plan = self._attempts_from(max(self.created_s + 2 * stage, latest))
+        for step in self._plan or []:
+            moments += [step.runnable_at, step.starting_at, step.running_at, step.stopped_at]
+        return sorted(moments)
+
+    def _wake(self) -> float | None:
+        """Timer callback: bring the job up to date; return when to look again (None: done)."""
+        with self.compute.lock:
+            self.refresh()
+            if self.is_final:
+                return None
+            now = time.time()
+            later = next((moment for moment in self._moments() if moment > now), None)
+            return now + _DEPENDENCY_POLL if later is None else later
 
     def terminate(self, reason: str) -> None:
         """TerminateJob: freeze the job FAILED now; a running attempt ends killed."""
