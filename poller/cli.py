@@ -311,7 +311,7 @@ def events_setup_command(queue_name: str, rule_name: str, dry_run: bool) -> None
         queue_name=queue_name, rule_name=rule_name, dry_run=dry_run,
     )  # fmt: skip
     for action in report.actions:
-        console.print(action, highlight=False)
+        console.print(action, highlight=False, soft_wrap=True)
     if report.queue_url:
         console.print("Set this for every worker:")
         out.print(f"POLLER_EVENTS_QUEUE_URL={report.queue_url}", highlight=False)

@@ -348,7 +348,7 @@ class LocalBatch:
         }
         if self.events:
             env["AWS_ENDPOINT_URL_SQS"] = url
-            env["AWS_ENDPOINT_URL_EVENTS"] = url
+            env["AWS_ENDPOINT_URL_EVENTBRIDGE"] = url
         return env
 
     def _queue_url(self, name: str) -> str:

@@ -213,7 +213,9 @@ def test_rule_pattern_target_and_queue_exist_at_start(simulated: LocalBatch) -> 
     assert queue_arn == f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:{EVENTS_QUEUE}"
     assert simulated.events_queue_url == queue_url
     env = simulated.environ()
-    assert env["AWS_ENDPOINT_URL_SQS"] == env["AWS_ENDPOINT_URL_EVENTS"] == simulated.endpoint_url
+    assert (
+        env["AWS_ENDPOINT_URL_SQS"] == env["AWS_ENDPOINT_URL_EVENTBRIDGE"] == simulated.endpoint_url
+    )
     assert simulated.stats()["events"] == {
         "published": 0,
         "duplicated": 0,

@@ -1,0 +1,212 @@
+"""AWS Batch state-change events (EventBridge -> SQS from the local endpoint) on real servers:
+Redis, the endpoint's SQS and EventBridge, and real workers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aws_batch_emulator import LocalBatch
+
+from poller import submit_job
+from poller.models import JobRecord, JobStatus
+from poller.runtime import get_store
+from poller.testing.worker import Worker
+from tests.conftest import configured_for, eventually
+from tests.faults.conftest import FaultStack
+from tests.faults.slow_receiver import ENTERED_KEY
+
+pytestmark = pytest.mark.integration
+
+POLLER = [str(Path(sys.executable).parent / "poller")]
+
+
+@pytest.fixture(scope="module")
+def fault_batch() -> Iterator[LocalBatch]:
+    """The fault stack's endpoint, publishing Batch events to its SQS queue."""
+    with LocalBatch(runtime="simulated", stage_seconds=0.1, sim_seconds=1.0, events=True) as batch:
+        yield batch
+
+
+@pytest.fixture
+def events_stack(stack: FaultStack) -> Iterator[FaultStack]:
+    """The fault stack with an empty events queue, every process consuming it."""
+    drain(stack.batch.client("sqs"), stack.batch.events_queue_url)
+    stack.batch.set_faults(event_duplicate=0.0, event_drop=0.0, event_delay=0.0)
+    stack.env["POLLER_EVENTS_QUEUE_URL"] = stack.batch.events_queue_url
+    stack.env["POLLER_EVENTS_POLL_MAX_DELAY"] = "6"  # below the stack's visibility timeout (8)
+    with configured_for(stack.env):
+        yield stack
+
+
+def drain(sqs: Any, url: str) -> None:
+    """Delete what earlier tests left in the queue (PurgeQueue is once a minute)."""
+    while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages"):
+        entries = [
+            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)
+        ]
+        sqs.delete_message_batch(QueueUrl=url, Entries=entries)
+
+
+def history_ranks_never_go_down(record: JobRecord) -> bool:
+    ranks = [t.status.rank for t in record.history]
+    return ranks == sorted(ranks)
+
+
+def queue_drained(stack: FaultStack) -> bool:
+    attributes = stack.batch.client("sqs").get_queue_attributes(
+        QueueUrl=stack.batch.events_queue_url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return all(int(v) == 0 for v in attributes.values())
+
+
+def test_job_ends_are_applied_from_their_events_without_describing_them(
+    events_stack: FaultStack, report: Any
+) -> None:
+    # Given checks that would run only after two minutes (visibility timeout above that)
+    slow_polls = {
+        "POLLER_VISIBILITY_TIMEOUT": "600", "POLLER_POLL_INITIAL_DELAY": "120",
+        "POLLER_POLL_MAX_DELAY": "120", "POLLER_EVENTS_POLL_MAX_DELAY": "300",
+    }  # fmt: skip
+    env = {**events_stack.env, **slow_polls}
+    with configured_for(env):
+        events_stack.start_worker(**slow_polls)
+        events_stack.batch.reset_stats()
+        # When 10 jobs of 1-3 s run
+        ids = events_stack.submit(10, "evented", seconds=(1.0, 3.0))
+        results = [submit_job.AsyncResult(i).get(timeout=30) for i in ids]
+    # Then every Celery result resolved from the job's events, long before any check ran
+    assert [r["status"] for r in results] == ["SUCCEEDED"] * 10
+    calls = events_stack.batch.stats()["calls"]
+    counts = get_store().event_counts()
+    report("events only", jobs=10, describe_jobs=calls.get("DescribeJobs", 0), events=counts)
+    assert calls.get("DescribeJobs", 0) == 0
+    assert counts.get("applied", 0) >= 10 * 4  # PENDING .. SUCCEEDED, at least
+    assert all(events_stack.finished_signals()[i] == 1 for i in ids)
+
+
+def test_duplicated_delayed_and_dropped_events_end_every_job_once(
+    events_stack: FaultStack, report: Any
+) -> None:
+    # Given 30 % of events duplicated, 30 % late (out of order), 10 % never published
+    events_stack.batch.set_faults(
+        event_duplicate=0.3, event_delay=0.3, event_delay_seconds=3.0, event_drop=0.1, seed=7
+    )
+    events_stack.start_worker()
+    # When 30 jobs run
+    ids = events_stack.submit(30, "faulty-events", seconds=(1.0, 4.0))
+    records = events_stack.wait_all_terminal(ids, timeout=120)
+    # Then every job ended SUCCEEDED (the dropped ends caught by polling), with one
+    # job_finished each, and no record's history goes backwards
+    assert {r.status for r in records} == {JobStatus.SUCCEEDED}
+    finished = events_stack.finished_signals()
+    assert all(finished[i] == 1 for i in ids)
+    assert all(history_ranks_never_go_down(r) for r in records)
+    eventually(lambda: queue_drained(events_stack), timeout=30, interval=0.5)
+    published = events_stack.batch.stats()["events"]
+    counts = get_store().event_counts()
+    report("faulty events", jobs=30, published=published, handled=counts)
+    assert published["duplicated"] > 0 and published["delayed"] > 0 and published["dropped"] > 0
+    assert counts.get("duplicate", 0) > 0 and counts.get("applied", 0) > 0
+
+
+def test_events_a_killed_worker_held_come_back_and_are_applied_once(
+    events_stack: FaultStack, report: Any
+) -> None:
+    # Given a worker whose event consumer is stuck in a receiver, holding received messages,
+    # and an events queue that redelivers after 3 s
+    sqs = events_stack.batch.client("sqs")
+    url = events_stack.batch.events_queue_url
+    sqs.set_queue_attributes(QueueUrl=url, Attributes={"VisibilityTimeout": "3"})
+    try:
+        stuck = Worker(events_stack.env, includes=["tests.faults.slow_receiver"], concurrency=4)
+        events_stack.workers.append(stuck)
+        stuck.start()
+        ids = events_stack.submit(5, "slow", seconds=(2.0, 3.0))
+        store = get_store()
+        eventually(lambda: store.redis.get(store.key(ENTERED_KEY)), timeout=30, interval=0.1)
+        # When that worker is killed -9 and another takes over
+        stuck.kill()
+        events_stack.start_worker()
+        records = events_stack.wait_all_terminal(ids, timeout=90)
+        eventually(lambda: queue_drained(events_stack), timeout=30, interval=0.5)
+    finally:
+        sqs.set_queue_attributes(QueueUrl=url, Attributes={"VisibilityTimeout": "30"})
+    # Then every job ended once, nothing went backwards, and every event published was handled
+    published = events_stack.batch.stats()["events"]["published"]
+    counts = get_store().event_counts()
+    report("killed consumer", jobs=5, published=published, handled=counts)
+    assert {r.status for r in records} == {JobStatus.SUCCEEDED}
+    assert all(events_stack.finished_signals()[i] <= 1 for i in ids)
+    assert all(history_ranks_never_go_down(r) for r in records)
+    assert sum(counts.values()) >= published
+
+
+def test_malformed_and_unknown_events_are_counted_and_deleted(events_stack: FaultStack) -> None:
+    # Given a worker consuming the queue
+    worker = events_stack.start_worker()
+    sqs = events_stack.batch.client("sqs")
+    url = events_stack.batch.events_queue_url
+    unknown = {
+        "version": "0", "id": "x", "detail-type": "Batch Job State Change", "source": "aws.batch",
+        "account": "123456789012", "time": "2026-11-26T13:00:00Z", "region": "us-east-1",
+        "resources": [], "detail": {"jobId": "not-ours", "status": "RUNNING", "tags": {}},
+    }  # fmt: skip
+    # When malformed bodies and an event of a job poller does not track arrive
+    for body in ["not json", json.dumps({"source": "aws.ec2"}), json.dumps(unknown)]:
+        sqs.send_message(QueueUrl=url, MessageBody=body)
+    # Then they are counted, deleted, and the worker lives on
+    eventually(lambda: get_store().event_counts() == {"malformed": 2, "unknown_job": 1}, timeout=30)
+    eventually(lambda: queue_drained(events_stack), timeout=30, interval=0.5)
+    assert worker.pid is not None
+    assert "Batch event ignored" in worker.log.read_text()
+
+
+def test_an_unreachable_queue_leaves_polling_in_charge(events_stack: FaultStack) -> None:
+    # Given a worker whose events queue does not exist
+    missing = events_stack.batch.events_queue_url.rsplit("/", 1)[0] + "/no-such-queue"
+    worker = events_stack.start_worker(POLLER_EVENTS_QUEUE_URL=missing)
+    # When jobs run
+    ids = events_stack.submit(5, "no-events", seconds=(1.0, 2.0))
+    records = events_stack.wait_all_terminal(ids, timeout=60)
+    # Then polling ended them, the worker said once why events do not come, and lives on
+    assert {r.status for r in records} == {JobStatus.SUCCEEDED}
+    assert worker.log.read_text().count("polling takes over") == 1
+    assert worker.pid is not None
+    assert not get_store().events_flowing()
+
+
+def test_events_setup_is_idempotent(events_stack: FaultStack) -> None:
+    env = {**os.environ, **events_stack.batch.environ()}
+    command = [*POLLER, "events", "setup", "--queue-name", "setup-test"]
+    # When `poller events setup` runs twice
+    first = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+    second = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+    # Then the first created the queues, rule and target and printed the URL to set
+    assert "create SQS queue setup-test" in first.stderr
+    assert "create EventBridge rule" in first.stderr
+    url = first.stdout.strip().removeprefix("POLLER_EVENTS_QUEUE_URL=")
+    assert url.endswith("/setup-test")
+    # And the second changed nothing
+    actions = [line for line in second.stderr.splitlines() if line and "Set this" not in line]
+    assert actions and all(line.startswith("unchanged") for line in actions), second.stderr
+    assert second.stdout == first.stdout
+    # And the rule targets the queue, which lets EventBridge send from that rule only
+    events = events_stack.batch.client("events")
+    (target,) = events.list_targets_by_rule(Rule="poller-batch-job-state-change")["Targets"]
+    sqs = events_stack.batch.client("sqs")
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert target["Arn"] == attributes["QueueArn"]
+    policy = json.loads(attributes["Policy"])["Statement"][0]
+    assert policy["Principal"] == {"Service": "events.amazonaws.com"}
+    assert policy["Condition"]["ArnEquals"]["aws:SourceArn"].endswith(
+        "rule/poller-batch-job-state-change"
+    )
+    assert json.loads(attributes["RedrivePolicy"])["deadLetterTargetArn"].endswith("setup-test-dlq")
