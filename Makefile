@@ -26,8 +26,9 @@ typecheck: $(STAMP)  ## mypy --strict on the package
 demo: $(STAMP)  ## the whole stack on this machine, real jobs going through their states
 	$(VENV)/bin/poller demo
 
-bench: $(STAMP)  ## coalesced vs per-job DescribeJobs at 1,000 and 10,000 jobs, and throttled submits
+bench: $(STAMP)  ## coalesced vs per-job DescribeJobs, throttled submits; detection with the defaults, polling vs events
 	$(PY) bench/tracking.py --jobs 1000 --jobs 10000
+	$(PY) bench/detection.py --jobs 200 --jobs 1000 --jobs 10000
 
 # The fast in-process tier first (stops at its first failure, and then nothing else runs), then
 # the tiers that start real servers; coverage adds up over both.

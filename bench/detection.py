@@ -63,8 +63,8 @@ def submit_all(durations: list[float]) -> list[str]:
     return ids
 
 
-def run(mode: str, workload: Workload) -> dict[str, float]:
-    """One mode's figures on a fresh stack."""
+def run(mode: str, workload: Workload, overrides: dict[str, str]) -> dict[str, float]:
+    """One mode's figures on a fresh stack (``overrides``: POLLER_* settings to try)."""
     saved = dict(os.environ)
     events = mode == "events"
     with EmbeddedRedis() as server, LocalBatch(runtime="simulated", events=events) as batch:
@@ -73,6 +73,7 @@ def run(mode: str, workload: Workload) -> dict[str, float]:
             env.pop(name, None)
         if events:
             env["POLLER_EVENTS_QUEUE_URL"] = batch.events_queue_url
+        env.update(overrides)
         configure_process(env)
         workers = [Worker(env, concurrency=16) for _ in range(workload.workers)]
         try:
@@ -128,16 +129,21 @@ def main() -> None:
     parser.add_argument("--max-seconds", type=float, default=240.0)
     parser.add_argument("--workers", type=int, default=2, help="worker processes per run")
     parser.add_argument("--mode", choices=MODES, action="append", help="default: both")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="POLLER_X=V", help="try another setting"
+    )
     args = parser.parse_args()
+    overrides = dict(item.split("=", 1) for item in args.set)
     for jobs in args.jobs or [200]:
         workload = Workload(jobs, args.min_seconds, args.max_seconds, 0, 0, args.workers)
         console.rule(f"{jobs} jobs of {args.min_seconds:.0f}-{args.max_seconds:.0f} s")
         results = {}
         for mode in args.mode or MODES:
             started = time.monotonic()
-            results[mode] = run(mode, workload)
+            results[mode] = run(mode, workload, overrides)
             console.print(f"{mode}: {time.monotonic() - started:.0f}s wall")
-        table = Table(title=f"{jobs} jobs, poller's defaults")
+        title = ", ".join(f"{k}={v}" for k, v in overrides.items()) or "poller's defaults"
+        table = Table(title=f"{jobs} jobs, {title}")
         table.add_column("figure")
         for mode in results:
             table.add_column(mode, justify="right")
