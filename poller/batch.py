@@ -29,6 +29,7 @@ from botocore.exceptions import (
 )
 from botocore.validate import ParamValidator
 
+from poller.aws_calls import CallCounter
 from poller.errors import (
     BatchMisconfigured,
     BatchRequestError,
@@ -217,7 +218,11 @@ class BatchClient:
 
     @classmethod
     def create(
-        cls, max_attempts: int = 3, read_timeout: float = 30.0, **client_kwargs: Any
+        cls,
+        max_attempts: int = 3,
+        read_timeout: float = 30.0,
+        counter: CallCounter | None = None,
+        **client_kwargs: Any,
     ) -> BatchClient:
         """Create clients from boto3's usual configuration chain.
 
@@ -231,10 +236,14 @@ class BatchClient:
             read_timeout=read_timeout,
         )
         once = config.merge(Config(retries={"mode": "standard", "max_attempts": 1}))
-        return cls(
+        clients = (
             boto3.client("batch", config=config, **client_kwargs),
             boto3.client("batch", config=once, **client_kwargs),
         )
+        if counter is not None:  # the fleet's poller_aws_calls_total
+            for client in clients:
+                counter.attach(client)
+        return cls(*clients)
 
     @property
     def endpoint_url(self) -> str:

@@ -400,6 +400,24 @@ def _events_probe(queue_url: str) -> Callable[[], Any]:
     return probe
 
 
+@main.command("metrics")
+@click.option("--port", type=int, default=9808, show_default=True, help="Port to listen on.")
+@click.option(
+    "--address", default="127.0.0.1", show_default=True,
+    help="Address to bind (0.0.0.0 in a container).",
+)  # fmt: skip
+def metrics_command(port: int, address: str) -> None:
+    """Serve the fleet's job metrics at /metrics for Prometheus (one process for every worker)."""
+    from poller.metrics import serve
+    from poller.runtime import get_store
+    from poller.settings import get_settings
+
+    serve(get_store(), get_settings().coalesce_window, port, address)
+    shown = f"[{address}]" if ":" in address else address
+    console.print(f"poller metrics on [bold]http://{shown}:{port}/metrics[/]", soft_wrap=True)
+    _wait_for_stop_signal()
+
+
 @main.command("config")
 @json_option
 def config_command(as_json: bool) -> None:

@@ -65,6 +65,7 @@ def reconcile(rt: Runtime, app: Any, now: datetime | None = None) -> ReconcileRe
         else:
             _resend_check(app, record)
             checks += 1
+    rt.store.count_resends(checks + submits)
     if checks or submits:
         logger.warning(
             "reconcile: re-sent %d lost check(s) and %d lost submission(s)", checks, submits

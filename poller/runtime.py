@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
+from poller.aws_calls import CallCounter
 from poller.batch import Batch, BatchClient
 from poller.models import Limits
 from poller.settings import Settings, get_settings
@@ -36,7 +37,10 @@ class Runtime:
 def store_from_settings(settings: Settings) -> JobStore:
     """A JobStore on the configured Redis."""
     return JobStore.from_url(
-        settings.effective_redis_url, prefix=settings.key_prefix, record_ttl=settings.record_ttl
+        settings.effective_redis_url,
+        prefix=settings.key_prefix,
+        record_ttl=settings.record_ttl,
+        count_metrics=settings.metrics,
     )
 
 
@@ -50,10 +54,13 @@ def get_store() -> JobStore:
 def get_runtime() -> Runtime:
     """This process's runtime, created on first use."""
     settings = get_settings()
+    store = get_store()
     return Runtime(
         settings=settings,
-        store=get_store(),
+        store=store,
         batch=BatchClient.create(
-            max_attempts=settings.aws_max_attempts, read_timeout=settings.submit_lease - 5
+            max_attempts=settings.aws_max_attempts,
+            read_timeout=settings.submit_lease - 5,
+            counter=CallCounter(store) if settings.metrics else None,
         ),
     )

@@ -77,7 +77,7 @@ class Settings(BaseSettings):
         ),
     )
     poll_initial_delay: float = Field(5.0, gt=0, description="Seconds before the first check.")
-    poll_max_delay: float = Field(300.0, gt=0, description="Cap on the seconds between checks.")
+    poll_max_delay: float = Field(25.0, gt=0, description="Cap on the seconds between checks.")
     poll_factor: float = Field(2.0, ge=1, description="Growth of the delay from check to check.")
     poll_jitter: float = Field(
         0.2, ge=0, le=1, description="Share of each delay taken off at random (0 = none)."
@@ -131,7 +131,7 @@ class Settings(BaseSettings):
         ),
     )
     coalesce_window: float = Field(
-        1.5,
+        3.0,
         gt=0,
         description=(
             "Seconds ahead a check looks for due jobs to describe with its own, and the oldest "
@@ -168,6 +168,13 @@ class Settings(BaseSettings):
         ),
     )
 
+    metrics: bool = Field(
+        True,
+        description=(
+            "Count job metrics (statuses, transitions, lags, AWS calls) in Redis for `poller "
+            "metrics`, in the same transaction as each record change."
+        ),
+    )
     events_queue_url: str | None = Field(
         None,
         description=(

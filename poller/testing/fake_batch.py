@@ -29,6 +29,8 @@ class FakeJob:
     status_reason: str | None = None
     exit_code: int | None = None
     created_at: datetime = field(default_factory=utcnow)
+    started_at: datetime | None = None
+    stopped_at: datetime | None = None
 
     def view(self) -> BatchJobView:
         """What DescribeJobs says of it."""
@@ -38,7 +40,17 @@ class FakeJob:
             status_reason=self.status_reason,
             exit_code=self.exit_code,
             created_at=self.created_at,
+            started_at=self.started_at,
+            stopped_at=self.stopped_at,
         )
+
+    def move(self, status: JobStatus, reason: str | None, exit_code: int | None) -> None:
+        """Go to ``status``, stamping startedAt (RUNNING) and stoppedAt (an end) as Batch does."""
+        self.status, self.status_reason, self.exit_code = status, reason, exit_code
+        if status is JobStatus.RUNNING and self.started_at is None:
+            self.started_at = utcnow()
+        if status.is_terminal and self.stopped_at is None:
+            self.stopped_at = utcnow()
 
 
 class FakeBatch:
@@ -68,8 +80,7 @@ class FakeBatch:
         exit_code: int | None = None,
     ) -> None:
         """Move a job to ``status`` (any order: Batch's own order is not enforced here)."""
-        job = self.jobs[job_id]
-        job.status, job.status_reason, job.exit_code = status, reason, exit_code
+        self.jobs[job_id].move(status, reason, exit_code)
 
     def fail_next(self, operation: str, error: Exception, times: int = 1) -> None:
         """Answer the next ``times`` calls of ``operation`` with ``error`` (nothing is done)."""
@@ -124,7 +135,7 @@ class FakeBatch:
         self._call("TerminateJob")
         job = self.jobs[job_id]
         if not job.status.is_terminal:
-            job.status, job.status_reason = JobStatus.FAILED, reason
+            job.move(JobStatus.FAILED, reason, None)
         self._answer("TerminateJob")
 
     def _known(self, job_id: str) -> bool:

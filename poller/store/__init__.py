@@ -14,7 +14,7 @@ No other module of poller reads or writes these keys. Layout (``<p>`` is the key
                             call saw of the job, for its own check (expires)
     <p>:lock:<name>         a lock held by one worker for a while (expires): ``reconcile``
     <p>:events:flowing      exists while the workers' event consumers see Batch events (expires)
-    <p>:metrics:events      hash: Batch events handled, by outcome (applied, duplicate, ...)
+    <p>:metrics:*           the fleet's job metrics: see :mod:`poller.store.metrics`
     <p>:events              pub/sub channel of JSON events
     <p>:unacked*            kombu's unacked-message keys for poller's queue (the broker's, named
                             in :mod:`poller.app`; listed here so the prefix's keys are all known)
@@ -49,6 +49,7 @@ from redis.commands.core import Script
 from poller.errors import JobNotFound, StoreConflict
 from poller.models import BatchJobView, JobRecord
 from poller.signals import Event
+from poller.store import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ CLAIM_KEY = "claim"
 OBSERVATION_KEY = "obs"
 LOCK_KEY = "lock"
 EVENTS_FLOWING_KEY = "events:flowing"
-EVENT_COUNTS_KEY = "metrics:events"
+EVENT_COUNTS_KEY = metrics.EVENTS
 EVENTS_CHANNEL = "events"
 _VIEW = TypeAdapter(BatchJobView)
 _EPOCH = datetime.fromtimestamp(0, tz=UTC)
@@ -77,10 +78,18 @@ class Change:
 class JobStore:
     """Job records, their indexes and events in Redis."""
 
-    def __init__(self, client: redis.Redis, *, prefix: str = "poller", record_ttl: int = 604_800):
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        prefix: str = "poller",
+        record_ttl: int = 604_800,
+        count_metrics: bool = True,
+    ):
         self.redis = client
         self.prefix = prefix
         self.record_ttl = record_ttl
+        self.count_metrics = count_metrics
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> JobStore:
@@ -142,8 +151,10 @@ class JobStore:
                     self.redis.delete(job_key)
                     return existing
                 self.redis.set(idem_key, record.tracking_id, ex=self.record_ttl)
-        with self.redis.pipeline(transaction=False) as pipe:
+        with self.redis.pipeline() as pipe:  # MULTI: indexed and counted together
             self._index_active(record, pipe)
+            if self.count_metrics:
+                metrics.count_change(pipe, self.key, None, record)
             pipe.execute()
         return record
 
@@ -189,15 +200,17 @@ class JobStore:
                         return None
                     change.record.version = current.version + 1
                     pipe.multi()
-                    self._write(pipe, change)
+                    self._write(pipe, change, current)
                     pipe.execute()
                     return change
                 except redis.WatchError:
                     logger.debug("job %s: concurrent update, retrying", tracking_id)
         raise StoreConflict(f"job {tracking_id}: too many concurrent updates")
 
-    def _write(self, pipe: Any, change: Change) -> None:
+    def _write(self, pipe: Any, change: Change, previous: JobRecord) -> None:
         record = change.record
+        if self.count_metrics:
+            metrics.count_change(pipe, self.key, previous, record)
         job_key = self.key("job", record.tracking_id)
         ttl = self.record_ttl if record.is_terminal else None
         pipe.set(job_key, record.model_dump_json(), ex=ttl)
@@ -287,6 +300,28 @@ class JobStore:
         counts = self.redis.hgetall(self.key(EVENT_COUNTS_KEY))
         return {str(outcome): int(count) for outcome, count in counts.items()}
 
+    # --- fleet metrics (see poller.store.metrics) -------------------------------------------
+
+    def count_aws_calls(self, calls: dict[tuple[str, str], int]) -> None:
+        """Add AWS calls by (operation, outcome) to the fleet's counters (one round trip)."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for (operation, outcome), count in calls.items():
+                pipe.hincrby(self.key(metrics.AWS_CALLS), f"{operation}|{outcome}", count)
+            pipe.execute()
+
+    def count_resends(self, count: int) -> None:
+        """Add messages the reconciler re-sent to the fleet's counter."""
+        if count:
+            self.redis.incrby(self.key(metrics.RESENDS), count)
+
+    def metrics_snapshot(self, overdue_after: float) -> metrics.Snapshot:
+        """Every fleet counter now; a check counts as overdue ``overdue_after`` seconds late."""
+        now = time.time()
+        return metrics.read(
+            self.redis, self.key, now=now, kept_for=self.record_ttl,
+            overdue=(self.key(ACTIVE_INDEX), now - overdue_after),
+        )  # fmt: skip
+
     # --- locks ----------------------------------------------------------------------------
 
     def take_lock(self, name: str, seconds: float) -> bool:
@@ -353,5 +388,5 @@ class JobStore:
 @functools.lru_cache(maxsize=16)
 def _script(client: redis.Redis, name: str) -> Script:
     """The Lua script ``scripts/<name>.lua`` for this client, run by its SHA."""
-    source = resources.files("poller").joinpath("scripts", f"{name}.lua").read_text()
+    source = resources.files(__name__).joinpath("scripts", f"{name}.lua").read_text()
     return client.register_script(source)

@@ -1,0 +1,115 @@
+"""``poller metrics``: the fleet's job metrics for Prometheus, from the store's counters.
+
+One process serves the whole fleet (every worker counts into Redis): run it beside Flower.
+Celery's own exporters count tasks (every check is a task, rescheduling itself); these count
+Batch jobs: how many are in each status, how they end, how long they wait and run, how late
+their end is noticed, and what poller asks of AWS. Labels are bounded: status, job queue,
+operation, outcome.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from poller.models import JobStatus
+from poller.store import JobStore
+from poller.store.metrics import Histogram
+
+HISTOGRAM_HELP = {
+    "detection_lag_seconds": ("When poller noticed a job's end, minus Batch's stoppedAt.", None),
+    "queue_wait_seconds": ("A job's startedAt minus its createdAt, by job queue.", "job_queue"),
+    "job_run_seconds": ("A job's stoppedAt minus its startedAt, by job queue.", "job_queue"),
+}
+
+
+class FleetCollector(Collector):
+    """Reads every counter from the store at each scrape (one Redis round trip)."""
+
+    def __init__(self, store: JobStore, overdue_after: float) -> None:
+        self._store = store
+        self._overdue_after = overdue_after
+
+    def collect(self) -> Iterator[Metric]:
+        """The metrics of one scrape."""
+        snap = self._store.metrics_snapshot(self._overdue_after)
+        jobs = GaugeMetricFamily(
+            "poller_jobs",
+            "Jobs in each status now (finished ones while their record is kept).",
+            labels=["status"],
+        )
+        for each in JobStatus:
+            jobs.add_metric([each.value], snap.jobs.get(each.value, 0))
+        yield jobs
+        transitions = CounterMetricFamily(
+            "poller_job_transitions", "Transitions into each status.", labels=["status"]
+        )
+        for status, count in sorted(snap.transitions.items()):
+            transitions.add_metric([status], count)
+        yield transitions
+        finished = CounterMetricFamily(
+            "poller_jobs_finished", "Jobs that ended, by status and job queue.",
+            labels=["status", "job_queue"],
+        )  # fmt: skip
+        for (status, queue), count in sorted(snap.finished_total.items()):
+            finished.add_metric([status, queue], count)
+        yield finished
+        for name, histogram in snap.histograms.items():
+            yield _histogram(name, histogram)
+        calls = CounterMetricFamily(
+            "poller_aws_calls", "AWS API calls by operation and outcome.",
+            labels=["operation", "outcome"],
+        )  # fmt: skip
+        for (operation, outcome), count in sorted(snap.aws_calls.items()):
+            calls.add_metric([operation, outcome], count)
+        yield calls
+        yield GaugeMetricFamily(
+            "poller_checks_overdue",
+            "Active jobs whose check is late by more than the coalesce window.",
+            value=snap.checks_overdue,
+        )
+        yield CounterMetricFamily(
+            "poller_reconciler_resends",
+            "Lost messages the reconciler sent again.",
+            value=snap.reconciler_resends,
+        )
+        events = CounterMetricFamily(
+            "poller_events", "AWS Batch state-change events handled, by outcome.",
+            labels=["outcome"],
+        )  # fmt: skip
+        for outcome, count in sorted(snap.events.items()):
+            events.add_metric([outcome], count)
+        yield events
+
+
+def _histogram(name: str, histogram: Histogram) -> HistogramMetricFamily:
+    text, label = HISTOGRAM_HELP[name]
+    family = HistogramMetricFamily(f"poller_{name}", text, labels=[label] if label else [])
+    for value, cumulative in sorted(histogram.buckets.items()):
+        bounds = [*(str(float(b)) for b in histogram.bounds), "+Inf"]
+        family.add_metric(
+            [value] if label else [],
+            buckets=list(zip(bounds, cumulative, strict=True)),
+            sum_value=histogram.sums.get(value, 0.0),
+        )
+    return family
+
+
+def registry_for(store: JobStore, overdue_after: float) -> CollectorRegistry:
+    """A registry holding only the fleet's metrics."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(FleetCollector(store, overdue_after))
+    return registry
+
+
+def serve(store: JobStore, overdue_after: float, port: int, address: str) -> None:
+    """Serve ``/metrics`` on ``address:port`` in a background thread."""
+    start_http_server(port, addr=address, registry=registry_for(store, overdue_after))

@@ -1,0 +1,170 @@
+"""Part of the store: the fleet's job metrics, kept in Redis.
+
+A record change is counted in the same MULTI as the change itself (:func:`count_change`), so any
+number of workers on any number of hosts neither double-count (a change is stored once) nor
+lose one (a crash loses the change and its count together). Keys (``<p>`` the key prefix)::
+
+    <p>:metrics:jobs                 hash: active status -> jobs in it now
+    <p>:metrics:finished:<STATUS>    sorted set: tracking id -> when it finished (a job counts
+                                     while its record is kept; trimmed when read)
+    <p>:metrics:transitions          hash: status -> transitions into it
+    <p>:metrics:finished_total       hash: "<STATUS>|<job queue>" -> jobs that ended so
+    <p>:metrics:hist:<name>          hash: "<label>|<bucket index>", "<label>|sum", "<label>|count"
+    <p>:metrics:aws_calls            hash: "<operation>|<outcome>" -> calls
+    <p>:metrics:reconciler_resends   counter: messages the reconciler re-sent
+    <p>:metrics:events               hash: outcome -> Batch events handled
+
+Labels are bounded: statuses, job queues, operations and outcomes, never a job's id or name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from poller.models import JobRecord, JobStatus
+
+JOBS = "metrics:jobs"
+FINISHED = "metrics:finished"
+TRANSITIONS = "metrics:transitions"
+FINISHED_TOTAL = "metrics:finished_total"
+HISTOGRAM = "metrics:hist"
+AWS_CALLS = "metrics:aws_calls"
+RESENDS = "metrics:reconciler_resends"
+EVENTS = "metrics:events"
+
+# Upper bounds (seconds) of each histogram's buckets; +Inf is implied.
+BUCKETS: dict[str, tuple[float, ...]] = {
+    "detection_lag_seconds": (0.5, 1, 2, 5, 10, 15, 20, 30, 45, 60, 120, 300, 600),
+    "queue_wait_seconds": (1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600),
+    "job_run_seconds": (1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400),
+}
+
+
+def count_change(pipe: Any, key: Any, previous: JobRecord | None, record: JobRecord) -> None:
+    """Queue on ``pipe`` (inside the change's MULTI) the counts ``previous`` -> ``record`` makes.
+
+    ``key`` builds a key under the store's prefix; ``previous`` is None for a new record.
+    """
+    if previous is not None and previous.status is record.status:
+        return
+    pipe.hincrby(key(TRANSITIONS), record.status.value, 1)
+    if previous is not None and not previous.is_terminal:
+        pipe.hincrby(key(JOBS), previous.status.value, -1)
+    if not record.is_terminal:
+        pipe.hincrby(key(JOBS), record.status.value, 1)
+        return
+    finished = (record.finished_at or datetime.now().astimezone()).timestamp()
+    pipe.zadd(key(FINISHED, record.status.value), {record.tracking_id: finished})
+    pipe.hincrby(key(FINISHED_TOTAL), f"{record.status.value}|{record.job_queue}", 1)
+    _observe(pipe, key, "detection_lag_seconds", "", record.finished_at, record.stopped_at)
+    _observe(
+        pipe, key, "queue_wait_seconds", record.job_queue, record.started_at, record.created_at
+    )
+    _observe(pipe, key, "job_run_seconds", record.job_queue, record.stopped_at, record.started_at)
+
+
+def _observe(
+    pipe: Any, key: Any, name: str, label: str, end: datetime | None, start: datetime | None
+) -> None:
+    if end is None or start is None:
+        return
+    seconds = max(0.0, (end - start).total_seconds())
+    bucket = next((i for i, bound in enumerate(BUCKETS[name]) if seconds <= bound), None)
+    fields = key(HISTOGRAM, name)
+    pipe.hincrby(fields, f"{label}|{'inf' if bucket is None else bucket}", 1)
+    pipe.hincrbyfloat(fields, f"{label}|sum", seconds)
+    pipe.hincrby(fields, f"{label}|count", 1)
+
+
+@dataclass
+class Histogram:
+    """One histogram's cumulative buckets, sum and count, per label value."""
+
+    bounds: tuple[float, ...]
+    buckets: dict[str, list[int]] = field(default_factory=dict)  # label -> cumulative counts
+    sums: dict[str, float] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class Snapshot:
+    """Every counter, read at one moment (a scrape)."""
+
+    jobs: dict[str, int]
+    transitions: dict[str, int]
+    finished_total: dict[tuple[str, str], int]
+    histograms: dict[str, Histogram]
+    aws_calls: dict[tuple[str, str], int]
+    reconciler_resends: int
+    events: dict[str, int]
+    checks_overdue: int
+
+
+def read(
+    client: Any, key: Any, *, now: float, kept_for: float, overdue: tuple[str, float]
+) -> Snapshot:
+    """Read every counter in one round trip; finished jobs whose record expired are dropped
+    from their sets first. ``overdue``: the active index's key and the score before which a
+    check counts as overdue."""
+    terminal = [s.value for s in JobStatus if s.is_terminal]
+    with client.pipeline(transaction=False) as pipe:
+        for status in terminal:
+            pipe.zremrangebyscore(key(FINISHED, status), "-inf", now - kept_for)
+            pipe.zcard(key(FINISHED, status))
+        pipe.hgetall(key(JOBS))
+        pipe.hgetall(key(TRANSITIONS))
+        pipe.hgetall(key(FINISHED_TOTAL))
+        for name in BUCKETS:
+            pipe.hgetall(key(HISTOGRAM, name))
+        pipe.hgetall(key(AWS_CALLS))
+        pipe.get(key(RESENDS))
+        pipe.hgetall(key(EVENTS))
+        pipe.zcount(overdue[0], "-inf", overdue[1])
+        answers = pipe.execute()
+    finished = answers[1 : 2 * len(terminal) : 2]
+    jobs_now, transitions, finished_total, *rest = answers[2 * len(terminal) :]
+    raw_histograms, rest = rest[: len(BUCKETS)], rest[len(BUCKETS) :]
+    aws_calls, resends, events, overdue_count = rest
+    jobs = {status: max(0, int(n)) for status, n in jobs_now.items()}
+    jobs.update(dict(zip(terminal, (int(n) for n in finished), strict=True)))
+    return Snapshot(
+        jobs=jobs,
+        transitions={k: int(v) for k, v in transitions.items()},
+        finished_total={_pair(k): int(v) for k, v in finished_total.items()},
+        histograms={
+            name: _histogram(BUCKETS[name], raw)
+            for name, raw in zip(BUCKETS, raw_histograms, strict=True)
+        },
+        aws_calls={_pair(k): int(v) for k, v in aws_calls.items()},
+        reconciler_resends=int(resends or 0),
+        events={k: int(v) for k, v in events.items()},
+        checks_overdue=int(overdue_count),
+    )
+
+
+def _pair(field_name: str) -> tuple[str, str]:
+    first, _, second = str(field_name).partition("|")
+    return first, second
+
+
+def _histogram(bounds: tuple[float, ...], raw: dict[str, str]) -> Histogram:
+    histogram = Histogram(bounds)
+    per_bucket: dict[str, list[int]] = {}
+    for field_name, value in raw.items():
+        label, _, part = str(field_name).rpartition("|")
+        if part == "sum":
+            histogram.sums[label] = float(value)
+        elif part == "count":
+            histogram.counts[label] = int(value)
+        else:
+            counts = per_bucket.setdefault(label, [0] * (len(bounds) + 1))
+            counts[len(bounds) if part == "inf" else int(part)] += int(value)
+    for label, counts in per_bucket.items():
+        running, cumulative = 0, []
+        for count in counts:
+            running += count
+            cumulative.append(running)
+        histogram.buckets[label] = cumulative
+    return histogram

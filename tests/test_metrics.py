@@ -1,0 +1,99 @@
+"""Fleet metrics counted with each record change, read back as Prometheus text (in process)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from poller import lifecycle
+from poller.aws_calls import CallCounter, outcome
+from poller.metrics import registry_for
+from poller.models import JobStatus, utcnow
+from poller.runtime import Runtime
+from poller.store import Change
+from poller.testing import FakeBatch
+from tests.fakes import running, settings
+
+
+def scrape(rt: Runtime) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of one scrape, by name and labels."""
+    text = generate_latest(registry_for(rt.store, overdue_after=1.5)).decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def test_a_jobs_life_is_counted_once_per_change(rt: Runtime, batch: FakeBatch) -> None:
+    # Given three jobs: one succeeds, one fails, one still runs (each check calls AWS)
+    rt.settings = settings(coalesce=False)
+    for tracking_id in ("ok", "bad", "busy"):
+        running(rt, batch, tracking_id)
+    for tracking_id, status in (("ok", JobStatus.SUCCEEDED), ("bad", JobStatus.FAILED)):
+        job_id = str(rt.store.get(tracking_id).job_id)
+        batch.set_status(job_id, JobStatus.RUNNING)
+        lifecycle.check(rt, tracking_id, 0)
+        batch.set_status(job_id, status)
+        lifecycle.check(rt, tracking_id, 1)
+        # a duplicate delivery changes nothing, so counts nothing
+        lifecycle.check(rt, tracking_id, 1)
+    samples = scrape(rt)
+    # Then each status holds its jobs now, and every transition and end is counted once
+    assert samples[("poller_jobs", (("status", "SUCCEEDED"),))] == 1
+    assert samples[("poller_jobs", (("status", "FAILED"),))] == 1
+    assert samples[("poller_jobs", (("status", "SUBMITTED"),))] == 1  # "busy"
+    assert samples[("poller_jobs", (("status", "RUNNING"),))] == 0
+    assert samples[("poller_jobs", (("status", "QUEUED"),))] == 0
+    assert samples[("poller_job_transitions_total", (("status", "SUBMITTED"),))] == 3
+    assert samples[("poller_job_transitions_total", (("status", "RUNNING"),))] == 2
+    finished = (("job_queue", "poller-local"), ("status", "SUCCEEDED"))
+    assert samples[("poller_jobs_finished_total", finished)] == 1
+    assert samples[("poller_detection_lag_seconds_count", ())] == 2
+    assert samples[("poller_job_run_seconds_count", (("job_queue", "poller-local"),))] == 2
+    assert samples[("poller_queue_wait_seconds_count", (("job_queue", "poller-local"),))] == 2
+    # And no label carries a job's id or name
+    labels = {value for _, pairs in samples for _, value in pairs}
+    assert not labels & {"ok", "bad", "busy", "nightly"}
+
+
+def test_overdue_checks_and_resends_are_counted(rt: Runtime, batch: FakeBatch) -> None:
+    running(rt, batch, "on-time")  # due 1 s after submission
+    running(rt, batch, "late")
+    ten_seconds_ago = utcnow() - timedelta(seconds=10)
+    rt.store.update(
+        "late", lambda r: Change(r.model_copy(update={"next_check_at": ten_seconds_ago}))
+    )
+    rt.store.count_resends(2)
+    samples = scrape(rt)
+    assert samples[("poller_reconciler_resends_total", ())] == 2
+    assert samples[("poller_checks_overdue", ())] == 1
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.flushed: list[dict[tuple[str, str], int]] = []
+
+    def count_aws_calls(self, calls: dict[tuple[str, str], int]) -> None:
+        self.flushed.append(calls)
+
+
+def test_aws_calls_are_counted_in_memory_and_flushed_in_one_round_trip() -> None:
+    sink = Sink()
+    counter = CallCounter(sink)
+    for _ in range(3):
+        counter.record("DescribeJobs", "ok")
+    counter.record("SubmitJob", "throttled")
+    counter.flush()
+    assert sink.flushed == [{("DescribeJobs", "ok"): 3, ("SubmitJob", "throttled"): 1}]
+
+
+def test_outcomes_of_an_aws_call() -> None:
+    cases: list[tuple[Any, Any, str]] = [
+        (200, None, "ok"), (429, None, "throttled"), (400, "ThrottlingException", "throttled"),
+        (503, None, "server_error"), (None, None, "server_error"), (400, "ClientException", "client_error"),
+    ]  # fmt: skip
+    assert [outcome(status, code) for status, code, _ in cases] == [want for *_, want in cases]
