@@ -412,7 +412,7 @@ def metrics_command(port: int, address: str) -> None:
     from poller.runtime import get_store
     from poller.settings import get_settings
 
-    serve(get_store(), get_settings().coalesce_window, port, address)
+    serve(get_store(), get_settings(), port, address)
     shown = f"[{address}]" if ":" in address else address
     console.print(f"poller metrics on [bold]http://{shown}:{port}/metrics[/]", soft_wrap=True)
     _wait_for_stop_signal()

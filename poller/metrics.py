@@ -21,6 +21,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from poller.models import JobStatus
+from poller.settings import Settings
 from poller.store import JobStore
 from poller.store.metrics import Histogram
 
@@ -34,13 +35,14 @@ HISTOGRAM_HELP = {
 class FleetCollector(Collector):
     """Reads every counter from the store at each scrape (one Redis round trip)."""
 
-    def __init__(self, store: JobStore, overdue_after: float) -> None:
+    def __init__(self, store: JobStore, overdue_after: float, alive_for: float) -> None:
         self._store = store
         self._overdue_after = overdue_after
+        self._alive_for = alive_for
 
     def collect(self) -> Iterator[Metric]:
         """The metrics of one scrape."""
-        snap = self._store.metrics_snapshot(self._overdue_after)
+        snap = self._store.metrics_snapshot(self._overdue_after, self._alive_for)
         jobs = GaugeMetricFamily(
             "poller_jobs",
             "Jobs in each status now (finished ones while their record is kept).",
@@ -76,6 +78,11 @@ class FleetCollector(Collector):
             "Active jobs whose check is late by more than the coalesce window.",
             value=snap.checks_overdue,
         )
+        yield GaugeMetricFamily(
+            "poller_workers",
+            "Workers that said they run within three reconcile intervals.",
+            value=snap.workers,
+        )
         yield CounterMetricFamily(
             "poller_reconciler_resends",
             "Lost messages the reconciler sent again.",
@@ -103,13 +110,15 @@ def _histogram(name: str, histogram: Histogram) -> HistogramMetricFamily:
     return family
 
 
-def registry_for(store: JobStore, overdue_after: float) -> CollectorRegistry:
-    """A registry holding only the fleet's metrics."""
+def registry_for(store: JobStore, settings: Settings) -> CollectorRegistry:
+    """A registry holding only the fleet's metrics: a check is overdue past the coalesce
+    window, a worker alive while it said so within three reconcile intervals."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(FleetCollector(store, overdue_after))
+    alive_for = 3 * settings.reconcile_interval
+    registry.register(FleetCollector(store, settings.coalesce_window, alive_for))
     return registry
 
 
-def serve(store: JobStore, overdue_after: float, port: int, address: str) -> None:
+def serve(store: JobStore, settings: Settings, port: int, address: str) -> None:
     """Serve ``/metrics`` on ``address:port`` in a background thread."""
-    start_http_server(port, addr=address, registry=registry_for(store, overdue_after))
+    start_http_server(port, addr=address, registry=registry_for(store, settings))

@@ -120,6 +120,7 @@ class ReconcileStep(bootsteps.StartStopStep):
     def __init__(self, worker: Any, **kwargs: Any) -> None:
         super().__init__(worker, **kwargs)
         self._app = worker.app
+        self._hostname = str(getattr(worker, "hostname", "") or "worker")
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -142,7 +143,9 @@ class ReconcileStep(bootsteps.StartStopStep):
         last_error = None
         while not self._stopping.wait(interval):
             try:
-                run_if_leader(get_runtime(), self._app)
+                rt = get_runtime()
+                rt.store.note_worker(self._hostname)  # poller_workers
+                run_if_leader(rt, self._app)
                 last_error = None
             except Exception as err:  # the thread must outlive any failure; the next pass retries
                 if repr(err) == last_error:

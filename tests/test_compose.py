@@ -38,7 +38,7 @@ def parsed(*args: str) -> dict[str, Any]:
 
 def test_the_compose_file_is_valid_with_the_expected_services() -> None:
     services = parsed("--profile", "local")["services"]
-    assert set(services) == {"redis", "worker", "flower", "local-batch"}
+    assert set(services) == {"redis", "worker", "flower", "metrics", "local-batch"}
     # The local AWS Batch endpoint runs only with `--profile local`
     assert services["local-batch"]["profiles"] == ["local"]
     assert [

@@ -20,7 +20,7 @@ from tests.fakes import running, settings
 
 def scrape(rt: Runtime) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """Every sample of one scrape, by name and labels."""
-    text = generate_latest(registry_for(rt.store, overdue_after=1.5)).decode()
+    text = generate_latest(registry_for(rt.store, rt.settings)).decode()
     return {
         (sample.name, tuple(sorted(sample.labels.items()))): sample.value
         for family in text_string_to_metric_families(text)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -34,12 +35,13 @@ def test_failing_passes_never_end_the_thread(
             raise RuntimeError("You must specify a region.")
         passes.append("ran")
         recovered.set()
-        return None
+        return SimpleNamespace(store=SimpleNamespace(note_worker=lambda hostname: None))
 
     monkeypatch.setattr(reconcile, "get_runtime", runtime)
     monkeypatch.setattr(reconcile, "run_if_leader", lambda rt, app: None)
     step = reconcile.ReconcileStep.__new__(reconcile.ReconcileStep)
-    step._app, step._stopping, step._thread = None, threading.Event(), None
+    step._app, step._hostname = None, "test-worker"
+    step._stopping, step._thread = threading.Event(), None
     # When the reconcile thread runs
     step.start(worker=None)
     try:

@@ -314,12 +314,17 @@ class JobStore:
         if count:
             self.redis.incrby(self.key(metrics.RESENDS), count)
 
-    def metrics_snapshot(self, overdue_after: float) -> metrics.Snapshot:
-        """Every fleet counter now; a check counts as overdue ``overdue_after`` seconds late."""
+    def note_worker(self, hostname: str) -> None:
+        """A worker says it runs (every reconcile interval)."""
+        self.redis.zadd(self.key(metrics.WORKERS), {hostname: time.time()})
+
+    def metrics_snapshot(self, overdue_after: float, alive_for: float) -> metrics.Snapshot:
+        """Every fleet counter now; a check counts as overdue ``overdue_after`` seconds late,
+        a worker as running while it said so within ``alive_for`` seconds."""
         now = time.time()
         return metrics.read(
             self.redis, self.key, now=now, kept_for=self.record_ttl,
-            overdue=(self.key(ACTIVE_INDEX), now - overdue_after),
+            overdue=(self.key(ACTIVE_INDEX), now - overdue_after), alive_for=alive_for,
         )  # fmt: skip
 
     # --- locks ----------------------------------------------------------------------------

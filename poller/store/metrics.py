@@ -13,6 +13,7 @@ lose one (a crash loses the change and its count together). Keys (``<p>`` the ke
     <p>:metrics:aws_calls            hash: "<operation>|<outcome>" -> calls
     <p>:metrics:reconciler_resends   counter: messages the reconciler re-sent
     <p>:metrics:events               hash: outcome -> Batch events handled
+    <p>:metrics:workers              sorted set: worker hostname -> when it last said it runs
 
 Labels are bounded: statuses, job queues, operations and outcomes, never a job's id or name.
 """
@@ -33,6 +34,7 @@ HISTOGRAM = "metrics:hist"
 AWS_CALLS = "metrics:aws_calls"
 RESENDS = "metrics:reconciler_resends"
 EVENTS = "metrics:events"
+WORKERS = "metrics:workers"
 
 # Upper bounds (seconds) of each histogram's buckets; +Inf is implied.
 BUCKETS: dict[str, tuple[float, ...]] = {
@@ -100,14 +102,16 @@ class Snapshot:
     reconciler_resends: int
     events: dict[str, int]
     checks_overdue: int
+    workers: int
 
 
 def read(
-    client: Any, key: Any, *, now: float, kept_for: float, overdue: tuple[str, float]
-) -> Snapshot:
+    client: Any, key: Any, *, now: float, kept_for: float, overdue: tuple[str, float],
+    alive_for: float,
+) -> Snapshot:  # fmt: skip
     """Read every counter in one round trip; finished jobs whose record expired are dropped
     from their sets first. ``overdue``: the active index's key and the score before which a
-    check counts as overdue."""
+    check counts as overdue; a worker counts while it said it runs within ``alive_for`` s."""
     terminal = [s.value for s in JobStatus if s.is_terminal]
     with client.pipeline(transaction=False) as pipe:
         for status in terminal:
@@ -122,11 +126,13 @@ def read(
         pipe.get(key(RESENDS))
         pipe.hgetall(key(EVENTS))
         pipe.zcount(overdue[0], "-inf", overdue[1])
+        pipe.zremrangebyscore(key(WORKERS), "-inf", now - alive_for)
+        pipe.zcard(key(WORKERS))
         answers = pipe.execute()
     finished = answers[1 : 2 * len(terminal) : 2]
     jobs_now, transitions, finished_total, *rest = answers[2 * len(terminal) :]
     raw_histograms, rest = rest[: len(BUCKETS)], rest[len(BUCKETS) :]
-    aws_calls, resends, events, overdue_count = rest
+    aws_calls, resends, events, overdue_count, _, workers = rest
     jobs = {status: max(0, int(n)) for status, n in jobs_now.items()}
     jobs.update(dict(zip(terminal, (int(n) for n in finished), strict=True)))
     return Snapshot(
@@ -141,6 +147,7 @@ def read(
         reconciler_resends=int(resends or 0),
         events={k: int(v) for k, v in events.items()},
         checks_overdue=int(overdue_count),
+        workers=int(workers),
     )
 
 

@@ -152,7 +152,19 @@ def running_stack(console: Console, flower_port: int) -> Iterator[str]:
         console.print(f"Redis        {redis_server.url}")
         console.print(f"AWS Batch    {batch.endpoint_url}  (queue {JOB_QUEUE})")
         console.print(f"Flower       [bold]{flower.url}[/]")
+        console.print(f"Metrics      [bold]{_serve_metrics()}[/]  (Prometheus, the whole fleet)")
         yield flower.url
+
+
+def _serve_metrics() -> str:
+    """Serve the fleet's job metrics from this process (as `poller metrics` would); its URL."""
+    from poller.metrics import serve
+    from poller.runtime import get_store
+    from poller.settings import get_settings
+
+    port = free_port()
+    serve(get_store(), get_settings(), port, "127.0.0.1")
+    return f"http://127.0.0.1:{port}/metrics"
 
 
 def run(successes: int = 3, keep: bool = False, flower_port: int | None = None) -> int:

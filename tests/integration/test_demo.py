@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -31,6 +32,7 @@ def test_the_demo_runs_every_scenario_and_exits_0() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "5 of 5 jobs ended as expected" in result.stdout
     assert "Flower       http://127.0.0.1:" in result.stdout
+    assert re.search(r"Metrics      http://127\.0\.0\.1:\d+/metrics", result.stdout)
 
 
 def children_of(pid: int) -> set[int]:

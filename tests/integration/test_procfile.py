@@ -38,10 +38,12 @@ def worker_pid(env: dict[str, str]) -> int | None:
 def test_procfile_runs_a_job_end_to_end(tmp_path: Path) -> None:
     # Given the Procfile started with honcho on free ports
     redis_port, batch_port, flower_port = free_port(), free_port(), free_port()
+    metrics_port = free_port()
     env_file = tmp_path / "procfile.env"
     values = (ROOT / "config" / "local.env").read_text()
     values = values.replace("6379", str(redis_port)).replace("4566", str(batch_port))
     values = values.replace("FLOWER_PORT=5555", f"FLOWER_PORT={flower_port}")
+    values = values.replace("METRICS_PORT=9808", f"METRICS_PORT={metrics_port}")
     env_file.write_text(
         values
         + "FLOWER_BASIC_AUTH=admin:test-only\nPOLLER_POLL_INITIAL_DELAY=0.5\nPOLLER_POLL_MAX_DELAY=1\n"
@@ -90,6 +92,12 @@ def test_procfile_runs_a_job_end_to_end(tmp_path: Path) -> None:
         tracking_id = json.loads(submitted.stdout)["tracking_id"]
         assert tasks[tracking_id]["name"] == "poller.check_job"
         assert tasks[tracking_id]["state"] == "SUCCESS"
+        # And the metrics process counts the job, for the whole fleet
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as page:
+            scraped = page.read().decode()
+        assert (
+            'poller_jobs_finished_total{job_queue="poller-local",status="SUCCEEDED"} 1.0' in scraped
+        )
         # And each rescheduled check said the Batch status and the next check's time
         assert re.search(r"CheckScheduled\('Batch job \S+ is [A-Z]+; check \d+ in", log.read_text())
         # When the worker is killed -9 (its pid as Celery reports it)
@@ -111,7 +119,7 @@ def test_procfile_runs_a_job_end_to_end(tmp_path: Path) -> None:
         honcho.send_signal(signal.SIGTERM)
         assert honcho.wait(timeout=30) is not None
     output = log.read_text()
-    for name in ("redis", "batch", "worker", "flower"):
+    for name in ("redis", "batch", "worker", "flower", "metrics"):
         assert f"{name}.1" in output
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", redis_port), timeout=1)
