@@ -29,6 +29,7 @@ demo: $(STAMP)  ## the whole stack on this machine, real jobs going through thei
 bench: $(STAMP)  ## coalesced vs per-job DescribeJobs, throttled submits; detection with the defaults, polling vs events
 	$(PY) bench/tracking.py --jobs 1000 --jobs 10000
 	$(PY) bench/detection.py --jobs 200 --jobs 1000 --jobs 10000
+	$(PY) bench/metrics_cost.py
 
 # The fast in-process tier first (stops at its first failure, and then nothing else runs), then
 # the tiers that start real servers; coverage adds up over both.
