@@ -23,7 +23,7 @@ from moto.events.models import events_backends
 from moto.events.utils import EventMessageType
 from moto.sqs.models import sqs_backends
 
-from aws_batch_emulator import resources
+from aws_batch_emulator import resources, sqs_speed
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +32,7 @@ def create_event_resources(
     account_id: str = resources.ACCOUNT_ID, region: str = resources.REGION
 ) -> str:
     """Create the events queue, the rule and its target; return the queue's ARN."""
+    sqs_speed.install()
     queue = sqs_backends[account_id][region].create_queue(resources.EVENTS_QUEUE)
     bus = events_backends[account_id][region]
     bus.put_rule(

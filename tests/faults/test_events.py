@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 from aws_batch_emulator import LocalBatch
+from aws_batch_emulator.resources import JOB_QUEUE, SLEEP_JOB_DEFINITION
+from celery import chain
 
 from poller import submit_job
 from poller.models import JobRecord, JobStatus
@@ -21,6 +23,7 @@ from poller.testing.worker import Worker
 from tests.conftest import configured_for, eventually
 from tests.faults.conftest import FaultStack
 from tests.faults.slow_receiver import ENTERED_KEY
+from tests.integration.signal_recorder import ON_POLLER_QUEUE, note_after
 
 pytestmark = pytest.mark.integration
 
@@ -79,11 +82,19 @@ def test_job_ends_are_applied_from_their_events_without_describing_them(
     with configured_for(env):
         events_stack.start_worker(**slow_polls)
         events_stack.batch.reset_stats()
-        # When 10 jobs of 1-3 s run
+        # When 10 jobs of 1-3 s run, one of them in a chain
         ids = events_stack.submit(10, "evented", seconds=(1.0, 3.0))
+        params = {"sim_seconds": "1.5", "seconds": "1.5"}
+        chained = chain(
+            submit_job.s("evented-chain", JOB_QUEUE, SLEEP_JOB_DEFINITION, parameters=params),
+            note_after.s().set(**ON_POLLER_QUEUE),
+        ).delay()
         results = [submit_job.AsyncResult(i).get(timeout=30) for i in ids]
+        after = chained.get(timeout=30)
     # Then every Celery result resolved from the job's events, long before any check ran
     assert [r["status"] for r in results] == ["SUCCEEDED"] * 10
+    # And the chain's next step ran after its job, as soon as the job's end event came
+    assert after["status"] == "SUCCEEDED"
     calls = events_stack.batch.stats()["calls"]
     counts = get_store().event_counts()
     report("events only", jobs=10, describe_jobs=calls.get("DescribeJobs", 0), events=counts)
