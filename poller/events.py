@@ -12,7 +12,8 @@ A message is deleted only after its change is stored; one that cannot be handled
 down) comes back after the queue's visibility timeout. Events of jobs poller does not track and
 malformed bodies are counted, logged and deleted: nothing blocks the queue. While events flow,
 checks wait ``events_poll_max_delay`` (polling is the safety net); after ``events_silence``
-without any, or with the queue unreachable, they go back to the poll policy.
+without any, with the queue unreachable, or while the events received are a backlog (the newest
+older than FRESH_SECONDS), they go back to the poll policy.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import json
 import logging
 import threading
 from collections import Counter
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
@@ -41,6 +43,9 @@ DETAIL_TYPE = "Batch Job State Change"
 SOURCE = "aws.batch"
 WAIT_SECONDS = 10  # SQS long poll: an event is received as soon as it arrives, whatever this is
 MAX_BACKOFF = 30.0  # seconds between attempts to reach an unreachable queue, at most
+# Events count as flowing only while they arrive fresh: a backlog (the newest event received is
+# older than this) must not hold polling at its long cap.
+FRESH_SECONDS = 30.0
 
 # What became of an event (counted in the store, by outcome)
 APPLIED = "applied"  # it moved the job forward
@@ -116,9 +121,21 @@ def consume(rt: Runtime, app: Any, sqs: Any, queue_url: str) -> Counter[str]:
     if done:
         sqs.delete_message_batch(QueueUrl=queue_url, Entries=done)
     if messages:
-        rt.store.note_events_flowing(rt.settings.events_silence)
+        if min(_age(m["Body"]) for m in messages) <= FRESH_SECONDS:
+            rt.store.note_events_flowing(rt.settings.events_silence)
+        else:  # behind: polling at the normal cap until the backlog is gone
+            rt.store.note_events_stopped()
         rt.store.count_events(dict(outcomes))
     return outcomes
+
+
+def _age(body: str) -> float:
+    """Seconds since AWS published the event (0 when its time cannot be read)."""
+    try:
+        published = datetime.fromisoformat(str(json.loads(body)["time"]).replace("Z", "+00:00"))
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return 0.0
+    return (datetime.now(UTC) - published).total_seconds()
 
 
 def sqs_client() -> Any:

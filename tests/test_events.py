@@ -9,7 +9,7 @@ import pytest
 
 from poller import events, lifecycle
 from poller.lifecycle import Produce
-from poller.models import JobRecord, JobStatus
+from poller.models import JobRecord, JobStatus, utcnow
 from poller.runtime import Runtime
 from poller.testing import FakeBatch
 from tests.fakes import RecordingApp, admitted, running, settings
@@ -118,3 +118,37 @@ def test_while_events_flow_checks_wait_the_events_cap(rt: Runtime, batch: FakeBa
     assert lifecycle.check_delay(rt, record, 3) == 600  # the events cap
     rt.store.note_events_stopped()
     assert lifecycle.check_delay(rt, record, 3) == 8
+
+
+class OneBatchQueue:
+    """An SQS client holding one batch of messages."""
+
+    def __init__(self, bodies: list[str]) -> None:
+        self.messages = [{"Body": b, "ReceiptHandle": str(i)} for i, b in enumerate(bodies)]
+        self.deleted: list[str] = []
+
+    def receive_message(self, **_: Any) -> dict[str, Any]:
+        messages, self.messages = self.messages, []
+        return {"Messages": messages}
+
+    def delete_message_batch(self, **request: Any) -> None:
+        self.deleted += [e["ReceiptHandle"] for e in request["Entries"]]
+
+
+def test_fresh_events_flow_but_a_backlog_leaves_polling_at_its_own_cap(
+    rt: Runtime, batch: FakeBatch, app: RecordingApp
+) -> None:
+    record = running(rt, batch)
+    fresh = event(record, "STARTING").replace(
+        "2026-11-26T13:00:00Z", utcnow().strftime("%Y-%m-%dT%H:%M:%SZ")
+    )
+    # Fresh events: flowing, and the message deleted
+    queue = OneBatchQueue([fresh])
+    assert events.consume(rt, app, queue, "q") == {events.APPLIED: 1}
+    assert rt.store.events_flowing() and queue.deleted == ["0"]
+    # A backlog (the newest event received is minutes old): not flowing, still applied
+    old = event(record, "RUNNING")  # published 2026-11-26T13:00:00Z
+    rt.store.note_events_flowing(60)
+    events.consume(rt, app, OneBatchQueue([old]), "q")
+    assert not rt.store.events_flowing()
+    assert rt.store.get("t1").status is JobStatus.RUNNING
