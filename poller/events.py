@@ -22,6 +22,7 @@ import json
 import logging
 import threading
 from collections import Counter
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -55,24 +56,48 @@ MALFORMED = "malformed"  # not a Batch job state-change event
 EARLY = "early"  # poller's job, whose submission is not recorded yet: left for redelivery
 
 
-def parse(body: str) -> BatchJobView | None:
-    """The job detail of a state-change event body, or None when it is not one."""
+@dataclass(frozen=True)
+class BatchEvent:
+    """What poller reads from one state-change event body (parsed once)."""
+
+    view: BatchJobView
+    tracking_tag: str | None  # poller's tracking-id tag on the job, if any
+    age: float  # seconds since AWS published it (0 when its time cannot be read)
+
+
+def parse(body: str) -> BatchEvent | None:
+    """The state-change event in a message body, or None when it is not one."""
     try:
         event = json.loads(body)
         if event.get("source") != SOURCE or event.get("detail-type") != DETAIL_TYPE:
             return None
-        return BatchJobView.from_api(event["detail"])
+        view = BatchJobView.from_api(event["detail"])
+        tag = (event["detail"].get("tags") or {}).get(lifecycle.TRACKING_TAG)
     except (ValueError, TypeError, KeyError, AttributeError, ValidationError):
         return None
+    return BatchEvent(view, tag if isinstance(tag, str) else None, _age(event.get("time")))
+
+
+def _age(published: Any) -> float:
+    try:
+        when = datetime.fromisoformat(str(published).replace("Z", "+00:00"))
+    except ValueError:
+        return 0.0
+    return (datetime.now(UTC) - when).total_seconds()
 
 
 def handle(rt: Runtime, app: Any, body: str) -> str:
     """Apply one event body; returns its outcome (the message is deleted unless EARLY)."""
-    view = parse(body)
-    if view is None:
+    return apply(rt, app, parse(body), body)
+
+
+def apply(rt: Runtime, app: Any, event: BatchEvent | None, body: str) -> str:
+    """Apply one parsed event (None: ``body`` is not one); returns its outcome."""
+    if event is None:
         logger.warning("Batch event ignored: not a job state-change event: %.200s", body)
         return MALFORMED
-    tracking_id = _tracking_id(rt, view, body)
+    view = event.view
+    tracking_id = _tracking_id(rt, event)
     if tracking_id is None:
         logger.info("Batch event for job %s ignored: poller does not track it", view.job_id)
         return UNKNOWN_JOB
@@ -82,7 +107,7 @@ def handle(rt: Runtime, app: Any, body: str) -> str:
     if record.job_id != view.job_id:  # an array child, tagged like its parent
         return UNKNOWN_JOB
     applied = lifecycle.apply_event(rt, tracking_id, view)
-    current = applied or rt.store.get(tracking_id)
+    current = applied or record
     if current.is_terminal and not current.resolved:
         # Produce the result now, not at the next scheduled check (which then finds it done).
         resend.send_check(app, current)
@@ -92,17 +117,14 @@ def handle(rt: Runtime, app: Any, body: str) -> str:
     return APPLIED
 
 
-def _tracking_id(rt: Runtime, view: BatchJobView, body: str) -> str | None:
+def _tracking_id(rt: Runtime, event: BatchEvent) -> str | None:
     try:
-        return rt.store.tracking_id_for_job(view.job_id)
+        return rt.store.tracking_id_for_job(event.view.job_id)
     except JobNotFound:
         pass
     # Not recorded yet (SubmitJob's answer on its way): poller's tag says whose it is.
-    tags = (json.loads(body)["detail"].get("tags")) or {}
-    tracking_id = tags.get(lifecycle.TRACKING_TAG)
-    if not isinstance(tracking_id, str) or rt.store.find(tracking_id) is None:
-        return None
-    return tracking_id
+    tag = event.tracking_tag
+    return tag if tag is not None and rt.store.find(tag) is not None else None
 
 
 def consume(rt: Runtime, app: Any, sqs: Any, queue_url: str) -> Counter[str]:
@@ -113,29 +135,23 @@ def consume(rt: Runtime, app: Any, sqs: Any, queue_url: str) -> Counter[str]:
     messages = response.get("Messages", [])
     outcomes: Counter[str] = Counter()
     done: list[dict[str, str]] = []
+    ages = []
     for message in messages:
-        outcome = handle(rt, app, message["Body"])
+        event = parse(message["Body"])
+        outcome = apply(rt, app, event, message["Body"])
         outcomes[outcome] += 1
+        ages.append(event.age if event is not None else 0.0)
         if outcome != EARLY:
             done.append({"Id": str(len(done)), "ReceiptHandle": message["ReceiptHandle"]})
     if done:
         sqs.delete_message_batch(QueueUrl=queue_url, Entries=done)
     if messages:
-        if min(_age(m["Body"]) for m in messages) <= FRESH_SECONDS:
+        if min(ages) <= FRESH_SECONDS:
             rt.store.note_events_flowing(rt.settings.events_silence)
         else:  # behind: polling at the normal cap until the backlog is gone
             rt.store.note_events_stopped()
         rt.store.count_events(dict(outcomes))
     return outcomes
-
-
-def _age(body: str) -> float:
-    """Seconds since AWS published the event (0 when its time cannot be read)."""
-    try:
-        published = datetime.fromisoformat(str(json.loads(body)["time"]).replace("Z", "+00:00"))
-    except (ValueError, TypeError, KeyError, AttributeError):
-        return 0.0
-    return (datetime.now(UTC) - published).total_seconds()
 
 
 def sqs_client() -> Any:

@@ -4,10 +4,11 @@ conftest)."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from poller import lifecycle
-from poller.models import JobRecord, JobStatus
+from poller import lifecycle, tracking
+from poller.models import JobRecord, JobStatus, utcnow
 from poller.runtime import Runtime
 from poller.settings import Settings
 from poller.testing import FakeBatch
@@ -22,6 +23,22 @@ def settings(**overrides: Any) -> Settings:
         "coalesce_window": 2, "aws_config_grace": 60,
     }  # fmt: skip
     return Settings(**{**values, **overrides})
+
+
+def ended_unclaimed(rt: Runtime, batch: FakeBatch, status: JobStatus) -> datetime:
+    """Job "t1" ended ``status`` by its check 0, whose worker died before claiming the result
+    (the end is stored, the result not produced); returns when that check ran."""
+    record = running(rt, batch)
+    batch.set_status(str(record.job_id), status)
+    view = batch.describe([str(record.job_id)])[str(record.job_id)]
+    now = utcnow()
+    rt.store.update(
+        "t1",
+        lambda r: tracking.checked(
+            r, view, check_no=0, now=now, next_check_at=now, limits=rt.limits
+        ),
+    )
+    return now
 
 
 def admitted(

@@ -26,7 +26,7 @@ from poller.models import JobRecord, JobStatus, utcnow
 from poller.runtime import Runtime
 from poller.store import Change
 from poller.testing import FakeBatch
-from tests.fakes import admitted, running, settings
+from tests.fakes import admitted, ended_unclaimed, running, settings
 
 # --- admission ------------------------------------------------------------------------------
 
@@ -218,16 +218,7 @@ def test_a_job_ended_by_a_delivery_that_died_before_claiming_is_produced_by_the_
     rt: Runtime, batch: FakeBatch
 ) -> None:
     # Given a check that stored the job's end, then died before claiming its result
-    record = running(rt, batch)
-    batch.set_status(str(record.job_id), JobStatus.SUCCEEDED)
-    view = batch.describe([str(record.job_id)])[str(record.job_id)]
-    now = utcnow()
-    rt.store.update(
-        "t1",
-        lambda r: tracking.checked(
-            r, view, check_no=0, now=now, next_check_at=now, limits=rt.limits
-        ),
-    )
+    ended_unclaimed(rt, batch, JobStatus.SUCCEEDED)
     # When its message is delivered again
     redelivered = lifecycle.check(rt, "t1", 0)
     # Then that delivery produces the result

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from poller import lifecycle, reconcile, tracking
-from poller.models import JobStatus, utcnow
+from poller import lifecycle, reconcile
+from poller.models import JobStatus
 from poller.runtime import Runtime
 from poller.testing import FakeBatch
-from tests.fakes import RecordingApp, running
+from tests.fakes import RecordingApp, ended_unclaimed
 
 
 def test_a_finished_job_whose_result_was_never_produced_gets_a_check(
@@ -16,16 +16,7 @@ def test_a_finished_job_whose_result_was_never_produced_gets_a_check(
 ) -> None:
     # Given a job whose end was stored by a worker that died before producing its result, and
     # whose message is lost too
-    record = running(rt, batch)
-    batch.set_status(str(record.job_id), JobStatus.FAILED)
-    view = batch.describe([str(record.job_id)])[str(record.job_id)]
-    now = utcnow()
-    rt.store.update(
-        "t1",
-        lambda r: tracking.checked(
-            r, view, check_no=0, now=now, next_check_at=now, limits=rt.limits
-        ),
-    )
+    now = ended_unclaimed(rt, batch, JobStatus.FAILED)
     # When a reconcile pass runs after the grace
     app = RecordingApp()
     later = now + timedelta(seconds=rt.settings.reconcile_grace + 1)

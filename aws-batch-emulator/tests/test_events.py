@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import json
 import re
-import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from aws_batch_emulator import FaultConfig, LocalBatch
@@ -27,6 +26,7 @@ from aws_batch_emulator.resources import (
     REGION,
     SLEEP_JOB_DEFINITION,
 )
+from waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -51,8 +51,6 @@ NO_EVENT_FAULTS = {
     "event_delay": 0.0,
     "event_delay_seconds": 5.0,
 }
-
-T = TypeVar("T")
 
 
 # --- servers -------------------------------------------------------------------------------
@@ -82,18 +80,6 @@ def faulty(simulated: LocalBatch) -> Iterator[LocalBatch]:
 
 
 # --- helpers -------------------------------------------------------------------------------
-
-
-def eventually(probe: Callable[[], T | None], timeout: float = 20.0, interval: float = 0.02) -> T:
-    """Poll `probe` until it returns something other than None; fail after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value is not None:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout}s")
-        time.sleep(interval)
 
 
 class Inbox:

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import json
 import re
-import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from functools import cache
-from typing import Any, TypeVar
+from typing import Any
 
 import botocore.session
 import pytest
@@ -30,11 +29,11 @@ from aws_batch_emulator.resources import (
 )
 from botocore.exceptions import ClientError
 from botocore.model import ListShape, MapShape, OperationModel, Shape, StructureShape
+from waiting import eventually
 
 pytestmark = pytest.mark.integration
 
 DONE = {"SUCCEEDED", "FAILED"}
-T = TypeVar("T")
 
 # JSON types botocore's shape types travel as (restJson1); bool is not a number here.
 WIRE_TYPES: dict[str, tuple[type, ...]] = {
@@ -121,18 +120,6 @@ def checked_call(server: LocalBatch, name: str, body: dict[str, Any]) -> dict[st
     problems = wire_problems(answer, shape)
     assert not problems, f"{name} answer off the model:\n" + "\n".join(problems)
     return answer
-
-
-def eventually(probe: Callable[[], T | None], timeout: float = 20.0, interval: float = 0.02) -> T:
-    """Poll `probe` until it returns something other than None; fail after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value is not None:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout}s")
-        time.sleep(interval)
 
 
 def describe(server: LocalBatch, *job_ids: str) -> list[dict[str, Any]]:

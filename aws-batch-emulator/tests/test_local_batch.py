@@ -14,7 +14,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any
 
 import boto3
 import pytest
@@ -26,6 +26,7 @@ from aws_batch_emulator.resources import (
     SLEEP_JOB_DEFINITION,
 )
 from botocore.exceptions import ClientError
+from waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -33,8 +34,6 @@ LIFECYCLE = ["SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEED
 DONE = {"SUCCEEDED", "FAILED"}
 ESSENTIAL_EXITED = "Essential container in task exited"
 NO_RETRIES: dict[str, Any] = {"retries": {"total_max_attempts": 1}}
-
-T = TypeVar("T")
 
 
 # --- servers -------------------------------------------------------------------------------
@@ -78,18 +77,6 @@ def simulated() -> Iterator[LocalBatch]:
 
 
 # --- helpers -------------------------------------------------------------------------------
-
-
-def eventually(probe: Callable[[], T | None], timeout: float = 20.0, interval: float = 0.02) -> T:
-    """Poll `probe` until it returns something other than None; fail after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value is not None:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout}s")
-        time.sleep(interval)
 
 
 def describe(client: Any, job_id: str) -> dict[str, Any]:
