@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import subprocess
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 
 class EmulatorError(RuntimeError):
@@ -19,5 +22,6 @@ def stop_process(process: subprocess.Popen[Any], timeout: float) -> None:
     try:
         process.wait(timeout)
     except subprocess.TimeoutExpired:
+        logger.warning("pid %s ignored SIGTERM for %.0fs; killing it", process.pid, timeout)
         process.kill()
         process.wait()

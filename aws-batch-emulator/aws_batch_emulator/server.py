@@ -30,7 +30,7 @@ from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any
 
 from aws_batch_emulator import resources
-from aws_batch_emulator.children import EmulatorError
+from aws_batch_emulator.children import EmulatorError, stop_process
 from aws_batch_emulator.faults import FaultConfig, FaultMiddleware
 from aws_batch_emulator.resources import RUNTIMES
 
@@ -275,16 +275,7 @@ class LocalBatch:
         """SIGTERM the server (it kills its jobs), SIGKILL after `timeout`; idempotent."""
         proc, self._proc = self._proc, None
         if proc is not None:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=timeout)
-                except subprocess.TimeoutExpired:
-                    logger.warning(
-                        "local Batch endpoint pid %s ignored SIGTERM; killing it", proc.pid
-                    )
-                    proc.kill()
-                    proc.wait()
+            stop_process(proc, timeout)
             self.pid = None
         self.events_queue_url = ""
         if self._workdir is not None:
