@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from poller import JobHandle, JobStatus
 from poller.cli import main
-from poller.testing import Worker
+from poller.testing.worker import Worker
 from tests.conftest import eventually
 
 pytestmark = pytest.mark.integration

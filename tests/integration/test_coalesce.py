@@ -10,8 +10,8 @@ from aws_batch_emulator import LocalBatch
 from aws_batch_emulator.resources import JOB_QUEUE, SLEEP_JOB_DEFINITION
 
 from poller import JobHandle, JobStatus, submit_job
-from poller.testing import Worker as SessionWorker
 from poller.testing.worker import Worker
+from poller.testing.worker import Worker as SessionWorker
 
 pytestmark = pytest.mark.integration
 

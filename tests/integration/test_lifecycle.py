@@ -20,7 +20,7 @@ from poller.errors import (
     JobTimedOut,
     SubmitRejected,
 )
-from poller.testing import Worker
+from poller.testing.worker import Worker
 from tests.conftest import eventually
 from tests.integration.signal_recorder import (
     ON_POLLER_QUEUE,
