@@ -30,6 +30,7 @@ bench: $(STAMP)  ## coalesced vs per-job DescribeJobs, throttled submits; detect
 	$(PY) bench/tracking.py --jobs 1000 --jobs 10000
 	$(PY) bench/detection.py --jobs 200 --jobs 1000 --jobs 10000
 	$(PY) bench/metrics_cost.py
+	$(PY) bench/emulator_scale.py --jobs 10000
 
 # The fast in-process tier first (stops at its first failure, and then nothing else runs), then
 # the tiers that start real servers; coverage adds up over both.

@@ -108,23 +108,25 @@ class ProcessJob(LocalJob):
         try:
             if not self._pause(self.stage_seconds):
                 return False
-            outcome = self._run_attempt(number)
-            if outcome is None:
+            ended = self._run_attempt(number)
+            if ended is None:
                 return False
+            outcome, stopped = ended
             # Settle the job before the slot frees: the next job must not start while this
             # one still reads RUNNING.
             if self.should_retry(number, outcome):
                 return self._move(RUNNABLE)
-            self._conclude(outcome)
+            self._conclude(outcome, stopped)
             return False
         finally:
             self.compute.release_slot()
 
-    def _conclude(self, outcome: AttemptOutcome) -> None:
+    def _conclude(self, outcome: AttemptOutcome, stopped: float) -> None:
+        """End the job at the instant its last attempt stopped (one clock reading for both)."""
         with self._cond:
             if not self.is_final:
                 status = SUCCEEDED if outcome.succeeded else FAILED
-                self.finish(status, outcome.status_reason, exit_code=outcome.exit_code)
+                self.finish(status, outcome.status_reason, at=stopped, exit_code=outcome.exit_code)
 
     def _pause(self, seconds: float) -> bool:
         """Wait `seconds` unless the job is finished meanwhile; False if it was."""
@@ -175,29 +177,33 @@ class ProcessJob(LocalJob):
                     compute.slot_queue.remove(self)
                     self._cond.notify_all()
 
-    def _run_attempt(self, number: int) -> AttemptOutcome | None:
+    def _run_attempt(self, number: int) -> tuple[AttemptOutcome, float] | None:
+        """Run one attempt; its outcome and the instant it stopped, or None if the job ended."""
         with self._cond:
             if self.is_final:
                 return None
             self._status = RUNNING
-            record = self.begin_attempt(time.time())
+            started = time.time()
+            record = self.begin_attempt(started)
             self._ensure_log_stream()
             try:
                 proc = self._spawn(number)
             except (OSError, ValueError, IndexError) as err:
                 outcome = AttemptOutcome(None, f"CannotStartContainerError: {err}")
-                self.end_attempt(record, time.time(), outcome)
-                self.announce()  # RUNNING, as DescribeJobs shows it until the job settles
-                return outcome
+                stopped = time.time()
+                self.end_attempt(record, stopped, outcome)
+                self.announce(started)  # RUNNING, as DescribeJobs shows it until the job settles
+                return outcome, stopped
             self._proc = proc
-            self.announce()
+            self.announce(started)
         timed_out = self._supervise(proc)
         with self._cond:
             self._proc = None
             outcome = self._outcome(proc.returncode, timed_out)
-            self.end_attempt(record, time.time(), outcome)
+            stopped = time.time()
+            self.end_attempt(record, stopped, outcome)
             self._kill_reason = None
-            return outcome
+            return outcome, stopped
 
     def _spawn(self, number: int) -> subprocess.Popen[bytes]:
         command = self.command()
