@@ -1,0 +1,93 @@
+"""The configuration commands: ``check`` that Redis (broker and records), AWS Batch and the
+events queue answer with the current settings, and show the effective settings (``config``,
+passwords masked)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import redis
+
+from poller import console as view
+from poller.cli.common import console, json_option, out
+from poller.cli.group import main
+from poller.settings import mask_url
+
+
+@main.command()
+@json_option
+def check(as_json: bool) -> None:
+    """Check that Redis (broker and records) and AWS Batch answer; exit 3 when not."""
+    from poller.batch import BatchClient
+    from poller.settings import get_settings
+
+    settings = get_settings()
+    probes: dict[str, tuple[str, Callable[[], Any]]] = {
+        "broker": (
+            mask_url(settings.broker_url.get_secret_value()),
+            lambda: redis.Redis.from_url(
+                settings.broker_url.get_secret_value(), socket_timeout=3
+            ).ping(),
+        ),
+        "records": (
+            mask_url(settings.effective_redis_url),
+            lambda: redis.Redis.from_url(settings.effective_redis_url, socket_timeout=3).ping(),
+        ),
+    }
+    batch = BatchClient.create(max_attempts=1)
+    probes["batch"] = (f"{batch.endpoint_url} ({batch.region})", batch.ping)
+    if settings.events_queue_url is not None:
+        probes["events"] = (settings.events_queue_url, _events_probe(settings.events_queue_url))
+    results = {}
+    for name, (target, probe) in probes.items():
+        try:
+            detail = probe()
+            results[name] = {"target": target, "ok": True}
+            if isinstance(detail, str):
+                results[name]["detail"] = detail
+        except Exception as err:  # report every failure, whatever the client raised
+            results[name] = {"target": target, "ok": False, "error": str(err)}
+    if as_json:
+        out.print_json(json.dumps(results))
+    else:
+        for name, result in results.items():
+            mark = "[green]ok[/]" if result["ok"] else f"[red]FAILED[/] {result.get('error')}"
+            if result.get("detail"):
+                mark += f" ({result['detail']})"
+            console.print(f"{name:<8} {result['target']}: {mark}", highlight=False)
+    if not all(r["ok"] for r in results.values()):
+        sys.exit(view.EXIT_ERROR)
+
+
+def _events_probe(queue_url: str) -> Callable[[], Any]:
+    """Reach the events queue; then say whether events arrive (some worker saw one lately)."""
+
+    def probe() -> str:
+        from poller.events import sqs_client
+        from poller.runtime import get_store
+
+        attributes = sqs_client().get_queue_attributes(
+            QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages"]
+        )["Attributes"]
+        waiting = attributes.get("ApproximateNumberOfMessages", "?")
+        arriving = "events arriving" if get_store().events_flowing() else "no events lately"
+        return f"{arriving}; {waiting} waiting"
+
+    return probe
+
+
+@main.command("config")
+@json_option
+def config_command(as_json: bool) -> None:
+    """Show the effective settings (passwords masked)."""
+    from poller.settings import get_settings
+
+    shown = get_settings().masked()
+    if as_json:
+        out.print_json(json.dumps(shown))
+    else:
+        for name, value in shown.items():
+            out.print(f"POLLER_{name.upper()}={'' if value is None else value}", highlight=False)
