@@ -43,6 +43,7 @@ logger = logging.getLogger(__name__)
 DETAIL_TYPE = "Batch Job State Change"
 SOURCE = "aws.batch"
 WAIT_SECONDS = 10  # SQS long poll: an event is received as soon as it arrives, whatever this is
+STOP_GRACE = 2.0  # seconds a stopping worker waits for the batch of events being applied
 MAX_BACKOFF = 30.0  # seconds between attempts to reach an unreachable queue, at most
 # Events count as flowing only while they arrive fresh: a backlog (the newest event received is
 # older than this) must not hold polling at its long cap.
@@ -178,10 +179,14 @@ class EventsStep(bootsteps.StartStopStep):
         self._thread.start()
 
     def stop(self, worker: Any) -> None:
-        """Stop the consumer (after the long poll under way, at most WAIT_SECONDS)."""
+        """Stop the consumer without waiting out its long poll (a warm shutdown stays quick).
+
+        A batch being applied gets STOP_GRACE to finish; whatever the poll under way receives
+        after that is not deleted, so SQS delivers it again (applying an event is idempotent).
+        """
         self._stopping.set()
         if self._thread is not None:
-            self._thread.join(timeout=WAIT_SECONDS + 5)
+            self._thread.join(timeout=STOP_GRACE)
             self._thread = None
 
     def _loop(self) -> None:

@@ -39,6 +39,11 @@ class ChildProcess:
         """The child's process id while it runs."""
         return self.process.pid if self.process else None
 
+    @property
+    def is_running(self) -> bool:
+        """True while the child has been started and has not exited."""
+        return self.process is not None and self.process.poll() is None
+
     def start(self, timeout: float = START_TIMEOUT) -> ChildProcess:
         """Start the child and wait until it is ready; LocalStackError with its log if not."""
         with self.log.open("wb") as out:

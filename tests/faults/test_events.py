@@ -176,7 +176,7 @@ def test_malformed_and_unknown_events_are_counted_and_deleted(events_stack: Faul
     # Then they are counted, deleted, and the worker lives on
     eventually(lambda: get_store().event_counts() == {"malformed": 2, "unknown_job": 1}, timeout=30)
     eventually(lambda: queue_drained(events_stack), timeout=30, interval=0.5)
-    assert worker.pid is not None
+    assert worker.is_running, worker.log_tail()
     assert "Batch event ignored" in worker.log.read_text()
 
 
@@ -190,7 +190,7 @@ def test_an_unreachable_queue_leaves_polling_in_charge(events_stack: FaultStack)
     # Then polling ended them, the worker said once why events do not come, and lives on
     assert {r.status for r in records} == {JobStatus.SUCCEEDED}
     assert worker.log.read_text().count("polling takes over") == 1
-    assert worker.pid is not None
+    assert worker.is_running, worker.log_tail()
     assert not get_store().events_flowing()
 
 

@@ -28,7 +28,7 @@ def restart_redis(stack: FaultStack) -> None:
 
 
 def assert_alive(worker: Worker) -> None:
-    assert worker.process is not None and worker.process.poll() is None, worker.log_tail()
+    assert worker.is_running, worker.log_tail()
 
 
 def wait_terminal_while_alive(

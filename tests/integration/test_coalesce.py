@@ -34,7 +34,7 @@ def test_checks_of_jobs_due_together_share_describe_calls(
     poller_batch.reset_stats()
     results = [
         submit_job.delay(
-            f"together-{i}", JOB_QUEUE, SLEEP_JOB_DEFINITION, parameters={"seconds": "3"}
+            f"together-{i}", JOB_QUEUE, SLEEP_JOB_DEFINITION, parameters={"seconds": "1"}
         )
         for i in range(40)
     ]

@@ -49,7 +49,10 @@ def test_ctrl_c_or_sigterm_stops_everything_the_demo_started(
     log = tmp_path / "demo.log"
     with log.open("w") as out:
         demo = subprocess.Popen(
-            [POLLER, "demo", "--keep"], stdout=out, stderr=subprocess.STDOUT, env=clean_env()
+            [POLLER, "demo", "--jobs", "1", "--keep"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=clean_env(),
         )
     try:
         deadline = time.monotonic() + 180

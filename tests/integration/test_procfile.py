@@ -115,11 +115,18 @@ def test_procfile_runs_a_job_end_to_end(tmp_path: Path) -> None:
         assert again.returncode == 0, again.stderr + log.read_text()[-3000:]
         assert "starting it again" in log.read_text()
     finally:
-        # Then honcho stops every process cleanly
         honcho.send_signal(signal.SIGTERM)
-        assert honcho.wait(timeout=30) is not None
+        try:
+            honcho.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            honcho.kill()
+            raise
+    # Then honcho stopped every process on its SIGTERM, none had to be killed, and said why it
+    # ended (143: SIGTERM received)
     output = log.read_text()
+    assert honcho.returncode == 143, output[-3000:]
     for name in ("redis", "batch", "worker", "flower", "metrics"):
-        assert f"{name}.1" in output
+        assert re.search(rf"\| {name}\.1 stopped \(rc=", output), output[-3000:]
+    assert "SIGKILL" not in output, output[-3000:]
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", redis_port), timeout=1)
