@@ -7,11 +7,17 @@ here can still be overridden with ``app.conf.update(...)`` or Celery's own confi
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
 from typing import Any
 
 from celery import Celery
+from celery.app.control import Control
+from celery.utils.functional import maybe_list
 
 from poller.settings import get_settings
+
+logger = logging.getLogger(__name__)
 
 
 def celery_config() -> dict[str, Any]:
@@ -78,7 +84,40 @@ def restore_sweep_seconds(visibility_timeout: int) -> int:
     return max(1, min(5, visibility_timeout // 20))
 
 
-app = Celery("poller", include=["poller.tasks"])
+class PollerControl(Control):
+    """Celery's remote control, recording revocations of poller's jobs in Redis first.
+
+    A revoke sent through poller's app (``AsyncResult.revoke()`` of a poller result, Flower's
+    buttons, ``celery -A poller control revoke``) is then honoured even by a worker that was not
+    up to receive the broadcast. See :mod:`poller.revocation`.
+    """
+
+    def broadcast(
+        self, command: str, arguments: Mapping[str, Any] | None = None, *args: Any, **kwargs: Any
+    ) -> Any:
+        """Control.broadcast; a ``revoke`` is written into the jobs' records before it is sent."""
+        if command == "revoke" and arguments:
+            record_revokes(arguments.get("task_id"), bool(arguments.get("terminate")))
+        return super().broadcast(command, arguments, *args, **kwargs)
+
+
+def record_revokes(task_ids: Any, terminate: bool) -> list[str]:
+    """Record the revocation of each of poller's jobs among ``task_ids`` (an id or a list).
+    Returns their tracking ids; a Redis error is logged (the broadcast still goes out)."""
+    from poller import revocation
+    from poller.runtime import get_store
+
+    ids = [str(i) for i in maybe_list(task_ids) or []]
+    try:
+        return revocation.request(get_store(), ids, revocation.reason_for(terminate))
+    except Exception:
+        logger.warning("could not record the revocation of %s in Redis", ids, exc_info=True)
+        return []
+
+
+# A library's app must never become the process's current app: the project's @shared_task
+# would then resolve to poller's app and broker (a worker of poller's still sets it current).
+app = Celery("poller", include=["poller.tasks"], set_as_current=False, control=PollerControl)
 app.add_defaults(celery_config)
 
 
@@ -106,11 +145,12 @@ def _install_worker_parts() -> None:
     from poller import tracebacks
     from poller.events import EventsStep
     from poller.reconcile import ReconcileStep
-    from poller.worker_start import prepare_worker, refuse_bad_settings
+    from poller.worker_start import cancel_on_revoke, prepare_worker, refuse_bad_settings
 
     def on_celeryd_init(instance: Any, options: dict[str, Any], **_: Any) -> None:
         if instance.app is app:  # not another app's worker in a process that imported poller
             prepare_worker(instance, options)
+            cancel_on_revoke(cancel_revoked)
 
     command = poller_celery_command()
     if command == "worker":
@@ -125,6 +165,18 @@ def _install_worker_parts() -> None:
     app.steps["worker"].add(EventsStep)
     celeryd_init.connect(on_celeryd_init, weak=False)
     worker_init.connect(lambda **_: tracebacks.install(), weak=False)
+
+
+def cancel_revoked(task_ids: Any, terminate: bool) -> None:
+    """In poller's worker, for a ``revoke`` broadcast: cancel each of poller's jobs among
+    ``task_ids`` now, and mark its Celery result REVOKED (see :mod:`poller.revocation`)."""
+    from poller import revocation
+    from poller.runtime import get_runtime
+
+    for tracking_id in record_revokes(task_ids, terminate):
+        record = revocation.apply(get_runtime(), tracking_id)
+        if record is not None:
+            app.backend.mark_as_revoked(tracking_id, record.status_reason or revocation.REASON)
 
 
 _install_worker_parts()

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from poller import coalesce, signals, tracking
+from poller import coalesce, revocation, signals, tracking
 from poller.backoff import compute_delay
 from poller.batch import check_request
 from poller.errors import (
@@ -81,7 +81,7 @@ class Drop:
     why: str
 
 
-CheckOutcome = Reschedule | Produce | Drop
+CheckOutcome = Reschedule | Produce | Drop | revocation.Revoked
 
 
 def default_poll(settings: Settings) -> dict[str, Any]:
@@ -280,6 +280,8 @@ def check(rt: Runtime, tracking_id: str, check_no: int) -> CheckOutcome:
     ObservationPending when another check is describing the job right now.
     """
     record = rt.store.get(tracking_id)
+    if record.revoked:
+        return revocation.Revoked(revocation.apply(rt, tracking_id) or record)
     if record.is_terminal:
         return claim_result(rt.store, record)
     if record.checks != check_no:

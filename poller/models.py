@@ -273,6 +273,7 @@ class JobRecord(BaseModel):
     idempotency_key: str | None = None
     stuck_notified: bool = False
     cancel_reason: str | None = None
+    revoked: bool = False  # its Celery task was revoked: the job is cancelled, its result REVOKED
     missing_since: datetime | None = None
     waiting_reason: str | None = None  # an AWS error about poller's configuration, while it lasts
     waiting_since: datetime | None = None

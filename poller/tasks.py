@@ -8,10 +8,11 @@ canvas callbacks wait for the Batch job itself. ``check_job`` reschedules itself
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 import redis
 from celery import Task
@@ -19,7 +20,7 @@ from celery.exceptions import Ignore
 from kombu.utils import json as kombu_json
 from kombu.utils.uuid import uuid
 
-from poller import lifecycle
+from poller import lifecycle, revocation
 from poller.app import app
 from poller.backoff import compute_delay
 from poller.errors import (
@@ -36,6 +37,7 @@ from poller.errors import (
 )
 from poller.lifecycle import Drop, Produce, Reschedule
 from poller.models import utcnow
+from poller.revocation import Revoked
 from poller.runtime import Runtime, get_runtime, get_store
 from poller.settings import get_settings
 
@@ -71,9 +73,26 @@ class PollerTask(Task[Any, Any]):
 
     subtask = signature  # Celery's alias is bound to Task.signature, not to this one
 
+    def delay_on_commit(self, *args: Any, **kwargs: Any) -> None:
+        """Django: ``delay`` once the current database transaction commits; nothing if it rolls
+        back (Celery's ``DjangoTask`` idiom, for poller's tasks)."""
+        self.apply_async_on_commit(args, kwargs)
+
+    def apply_async_on_commit(self, args: Any = None, kwargs: Any = None, **options: Any) -> None:
+        """Django: ``apply_async`` once the current transaction commits (see delay_on_commit)."""
+        from django.db import transaction
+
+        transaction.on_commit(functools.partial(self.apply_async, args, kwargs, **options))
+
 
 class SubmitJobTask(PollerTask):
     """Validates and records a submission in the caller's process before it is enqueued."""
+
+    def apply_async_on_commit(self, args: Any = None, kwargs: Any = None, **options: Any) -> None:
+        """A bad spec raises InvalidJobSpec now, inside the transaction; a good one is sent
+        once the transaction commits."""
+        lifecycle.validate(get_settings(), tuple(args or ()), dict(kwargs or {}))
+        super().apply_async_on_commit(args, kwargs, **options)
 
     def apply_async(self, args: Any = None, kwargs: Any = None, **options: Any) -> Any:  # type: ignore[override]
         """Send the submission, after validating it and storing its QUEUED record.
@@ -147,6 +166,14 @@ def _deliver(outcome: Produce | Drop) -> Any:
     return lifecycle.outcome(outcome.record)
 
 
+def _end_revoked(task: Task[Any, Any], outcome: Revoked) -> NoReturn:
+    """End a revoked job's task as Celery ends a revoked task: result REVOKED, no callbacks."""
+    reason = outcome.record.status_reason or revocation.REASON
+    task.backend.mark_as_revoked(str(task.request.id), reason, request=task.request)
+    logger.info("job %s: %s", outcome.record.tracking_id, reason)
+    raise Ignore()
+
+
 def _ignore_if_dropped(outcome: Produce | Drop) -> None:
     """For a refusal the task raises itself (its error says more than the record): Ignore
     unless this delivery produces the result."""
@@ -208,6 +235,8 @@ def submit_job(self: Task[Any, Any], *args: Any, **kwargs: Any) -> Any:
         _ignore_if_dropped(lifecycle.reject_unstored(rt, tracking_id, args, kwargs, str(err)))
         raise
     record = lifecycle.admit(rt.store, tracking_id, spec, policy, key)
+    if record.revoked:  # revoked before a worker that remembers it took the submission
+        _end_revoked(self, Revoked(revocation.apply(rt, tracking_id) or record))
     if record.is_terminal:  # cancelled before submission, or a redelivered submit
         return _deliver(lifecycle.claim_result(rt.store, record))
     if record.job_id is None:
@@ -284,6 +313,8 @@ def check_job(self: Task[Any, Any], tracking_id: str, check_no: int = 0, failure
         raise self.retry(
             args=(tracking_id, check_no, failures), countdown=PENDING_RETRY_SECONDS
         ) from None
+    if isinstance(outcome, Revoked):
+        _end_revoked(self, outcome)
     if not isinstance(outcome, Reschedule):
         return _deliver(outcome)
     record, delay = outcome.record, outcome.delay

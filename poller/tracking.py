@@ -145,6 +145,23 @@ def cancel_requested(record: JobRecord, reason: str) -> Change | None:
     return Change(record.model_copy(update={"cancel_reason": reason}))
 
 
+def revoke_requested(record: JobRecord, reason: str) -> Change | None:
+    """Note that the job's Celery task was revoked (a worker applies it: :func:`revoked`)."""
+    if record.is_terminal or record.revoked:
+        return None
+    return Change(record.model_copy(update={"revoked": True, "cancel_reason": reason}))
+
+
+def revoked(record: JobRecord, reason: str, now: datetime) -> Change | None:
+    """End a revoked job FAILED with ``reason``. Its Celery result is REVOKED, which counts as
+    produced (``resolved``): no later delivery of its task produces another."""
+    if record.is_terminal:
+        return None
+    new = record.model_copy(deep=True)
+    new.revoked, new.resolved, new.status_reason = True, True, reason
+    return Change(new, _transition(new, JobStatus.FAILED, now))
+
+
 def checked(
     record: JobRecord,
     view: BatchJobView | None,

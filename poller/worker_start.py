@@ -13,13 +13,14 @@ from __future__ import annotations
 import importlib
 import logging
 import sys
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 import boto3
 from celery.signals import worker_ready
 
 from poller.errors import ConfigurationError
-from poller.settings import Settings, get_settings
+from poller.settings import Settings, django_settings_module, get_settings, put_project_on_path
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +44,29 @@ def prepare_worker(worker: Any, options: dict[str, Any]) -> None:
         logger.info("poller worker consuming %s; imported %s (POLLER_IMPORTS)", queues, imported)
 
     worker_ready.connect(say_what_it_does, weak=False)
+
+
+def cancel_on_revoke(cancel: Callable[[Any, bool], None]) -> None:
+    """Have Celery's ``revoke`` control command call ``cancel(task_ids, terminate)`` first.
+
+    Celery only remembers a revocation and drops the task's next message; for poller that
+    message is a check, and the Batch job would run on untracked. Idempotent.
+    """
+    from celery.worker import control
+
+    celery_revoke = control.Panel.data["revoke"]
+    if getattr(celery_revoke, "poller_cancels", False):
+        return
+
+    def revoke(state: Any, task_id: Any, terminate: bool = False, **kwargs: Any) -> Any:
+        try:
+            cancel(task_id, terminate)
+        except Exception:  # Redis or AWS unreachable: the next check applies the revocation
+            logger.exception("could not cancel the job of revoked task %s now", task_id)
+        return celery_revoke(state, task_id, terminate=terminate, **kwargs)
+
+    revoke.poller_cancels = True  # type: ignore[attr-defined]
+    control.Panel.data["revoke"] = revoke
 
 
 def refuse_bad_settings() -> Settings:
@@ -70,7 +94,19 @@ def aws_configuration_problem(session: boto3.session.Session | None = None) -> s
 
 
 def import_app_modules(settings: Settings) -> None:
-    """Import every POLLER_IMPORTS module; refuse to start naming one that fails."""
+    """Import every POLLER_IMPORTS module; refuse to start naming one that fails.
+
+    In a Django project (``DJANGO_SETTINGS_MODULE``), Django is set up first, with the project
+    directory on ``sys.path``: receivers may import models at module level and use the ORM.
+    """
+    if django_settings_module() is not None:
+        put_project_on_path()
+        try:
+            import django
+
+            django.setup()
+        except Exception as err:
+            refuse(f"DJANGO_SETTINGS_MODULE: cannot set Django up: {type(err).__name__}: {err}")
     for name in settings.imports:
         try:
             importlib.import_module(name)

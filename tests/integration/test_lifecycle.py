@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import pytest
 import redis
 from aws_batch_emulator import LocalBatch
 from aws_batch_emulator.resources import JOB_QUEUE, SLEEP_JOB_DEFINITION
-from celery import chain, chord
+from celery import Celery, chain, chord
+from celery.result import AsyncResult
 
 from poller import JobHandle, JobStatus, check_job, submit_job
 from poller.app import app
@@ -152,6 +154,39 @@ def test_cancel_stops_a_running_job(poller_redis_client: redis.Redis) -> None:
     with pytest.raises(JobFailed, match="no longer needed"):
         result.get(timeout=RESULT_TIMEOUT)
     assert handle.record.cancel_reason == "no longer needed"
+
+
+def revoke_through(door: str, tracking_id: str) -> None:
+    """Revoke a task as each door does: poller's result (Flower, ``celery -A poller control``
+    use poller's app too), with terminate, or a service that has only Celery."""
+    if door == "plain-celery":
+        with Celery("service", broker=os.environ["POLLER_BROKER_URL"]) as service:
+            service.control.revoke(tracking_id)
+    else:
+        AsyncResult(tracking_id, app=app).revoke(terminate=door == "terminate")
+
+
+@pytest.mark.parametrize("door", ["revoke", "terminate", "plain-celery"])
+def test_revoking_a_tracking_id_cancels_its_batch_job(
+    door: str, poller_redis_client: redis.Redis, poller_batch: LocalBatch
+) -> None:
+    # Given a running job
+    result = sleep_job(f"revoked-{door}", seconds=60)
+    handle = JobHandle(result.id)
+    eventually(lambda: (r := handle.store.find(result.id)) and r.status is JobStatus.RUNNING)
+    # When its tracking id is revoked
+    revoke_through(door, result.id)
+    # Then the record ends FAILED saying so, and the Celery result is REVOKED
+    record = eventually(lambda: (r := handle.record).is_terminal and r)
+    assert record.status is JobStatus.FAILED and record.revoked
+    assert "revoked" in str(record.status_reason)
+    eventually(lambda: AsyncResult(result.id, app=app).state == "REVOKED")
+    # And the Batch job was stopped, and job_failed fired once
+    job = poller_batch.client().describe_jobs(jobs=[record.job_id])["jobs"][0]
+    assert job["status"] == "FAILED" and "revoked" in job["statusReason"]
+    assert [e["signal"] for e in signals_of(poller_redis_client, result.id)].count(
+        "job_failed"
+    ) == 1
 
 
 def test_a_chain_runs_its_next_step_after_the_batch_job(poller_redis_client: redis.Redis) -> None:
