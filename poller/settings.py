@@ -1,4 +1,5 @@
-"""poller's settings: one typed object, read from ``POLLER_*`` environment variables.
+"""poller's settings: one typed object, read from ``POLLER_*`` environment variables, and in a
+Django project (``DJANGO_SETTINGS_MODULE`` set) from the same names in its settings.py.
 
 This is the only module that reads the environment for poller. AWS settings (region, credentials,
 endpoint) are deliberately not here: boto3 reads them through its own chain (``AWS_REGION``,
@@ -8,12 +9,21 @@ endpoint) are deliberately not here: boto3 reads them through its own chain (``A
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import sys
 from functools import lru_cache
 from typing import Annotated, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from poller.errors import ConfigurationError
 
@@ -200,6 +210,18 @@ class Settings(BaseSettings):
         ),
     )
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Arguments, then the environment, then a Django project's settings.py, then defaults."""
+        return (init_settings, env_settings, DjangoSettingsSource(settings_cls))
+
     @field_validator("broker_url", "result_backend")
     @classmethod
     def _celery_url(cls, value: SecretStr | None) -> SecretStr | None:
@@ -286,6 +308,46 @@ def mask_url(url: str) -> str:
         return url
     netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+class DjangoSettingsSource(PydanticBaseSettingsSource):
+    """``POLLER_*`` names from a Django project's settings, when ``DJANGO_SETTINGS_MODULE`` is set.
+
+    Below environment variables (they win) and above the defaults. The project directory (the
+    working directory, as with ``manage.py``) is put on ``sys.path`` so the settings import from
+    the worker and the ``poller`` command too. Reading settings needs no ``django.setup()``.
+    """
+
+    def __call__(self) -> dict[str, Any]:
+        """The fields the project's settings define."""
+        if django_settings_module() is None:
+            return {}
+        put_project_on_path()
+        from django.conf import settings as django_settings
+
+        found = {}
+        for name in self.settings_cls.model_fields:
+            value = getattr(django_settings, f"POLLER_{name.upper()}", None)
+            if value is not None:
+                found[name] = value
+        return found
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        """Unused: ``__call__`` reads every field at once."""
+        return None, field_name, False
+
+
+def django_settings_module() -> str | None:
+    """``DJANGO_SETTINGS_MODULE`` when it is set and Django is installed, else None."""
+    module = os.environ.get("DJANGO_SETTINGS_MODULE")
+    return module if module and importlib.util.find_spec("django") is not None else None
+
+
+def put_project_on_path() -> None:
+    """Put the working directory (a Django project's root) first on ``sys.path``, once."""
+    root = os.getcwd()
+    if root not in sys.path:
+        sys.path.insert(0, root)
 
 
 @lru_cache(maxsize=1)

@@ -4,6 +4,7 @@ passwords masked)."""
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from collections.abc import Callable
@@ -23,6 +24,7 @@ def check(as_json: bool) -> None:
     """Check that Redis (broker and records) and AWS Batch answer; exit 3 when not."""
     from poller.batch import BatchClient
     from poller.settings import get_settings
+    from poller.worker_start import aws_configuration_problem
 
     settings = get_settings()
     probes: dict[str, tuple[str, Callable[[], Any]]] = {
@@ -37,8 +39,12 @@ def check(as_json: bool) -> None:
             lambda: redis.Redis.from_url(settings.effective_redis_url, socket_timeout=3).ping(),
         ),
     }
-    batch = BatchClient.create(max_attempts=1)
-    probes["batch"] = (f"{batch.endpoint_url} ({batch.region})", batch.ping)
+    problem = aws_configuration_problem()
+    if problem is None:
+        batch = BatchClient.create(max_attempts=1)
+        probes["batch"] = (f"{batch.endpoint_url} ({batch.region})", batch.ping)
+    else:  # boto3's own message ("You must specify a region.") says not what to set
+        probes["batch"] = ("AWS Batch", functools.partial(_refuse, problem))
     if settings.events_queue_url is not None:
         probes["events"] = (settings.events_queue_url, _events_probe(settings.events_queue_url))
     results = {}
@@ -60,6 +66,10 @@ def check(as_json: bool) -> None:
             console.print(f"{name:<8} {result['target']}: {mark}", highlight=False)
     if not all(r["ok"] for r in results.values()):
         sys.exit(view.EXIT_ERROR)
+
+
+def _refuse(problem: str) -> None:
+    raise RuntimeError(problem)
 
 
 def _events_probe(queue_url: str) -> Callable[[], Any]:
@@ -90,4 +100,6 @@ def config_command(as_json: bool) -> None:
         out.print_json(json.dumps(shown))
     else:
         for name, value in shown.items():
+            if isinstance(value, list):  # the variable's own format: comma-separated
+                value = ",".join(map(str, value))
             out.print(f"POLLER_{name.upper()}={'' if value is None else value}", highlight=False)

@@ -10,10 +10,12 @@ from __future__ import annotations
 import gc
 import json
 import os
+import subprocess
 import sys
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,6 +25,7 @@ from aws_batch_emulator.resources import JOB_QUEUE, SLEEP_JOB_DEFINITION
 from celery import chain, chord
 
 from poller import JobHandle, JobResult, submit_job
+from poller.runtime import get_store
 from poller.testing.redis_server import EmbeddedRedis
 from poller.testing.stack import stack_env
 from poller.testing.worker import ChildProcess, Worker
@@ -191,3 +194,81 @@ def test_receivers_loaded_with_poller_imports_fire_once_per_failing_job(
     report("receivers", fired=f"{sum(fired.values())}/6")
     assert fired == Counter(ids)
     assert "imported tests.integration.shop.receivers" in project.poller_worker.log.read_text()
+
+
+class ShopBeat(ChildProcess):
+    """``celery -A tests.integration.shop.beat beat``: the project's scheduler, sending
+    ``poller.submit_job`` by name every second."""
+
+    name = "shop-beat"
+
+    def __init__(self, env: dict[str, str], schedule: str) -> None:
+        super().__init__(env)
+        self.schedule = schedule
+
+    def command(self) -> list[str]:
+        return [
+            sys.executable, "-m", "celery", "-A", "tests.integration.shop.beat", "beat",
+            "--loglevel", "INFO", "-s", self.schedule,
+        ]  # fmt: skip
+
+    def is_ready(self) -> bool:
+        return "beat: Starting" in self.log.read_text()
+
+
+def test_beat_entries_naming_poller_submit_job_run_batch_jobs(
+    project: Project, tmp_path: Path
+) -> None:
+    # Given the project's beat sending "poller.submit_job" by name, with the one route line
+    beat = ShopBeat(dict(os.environ), str(tmp_path / "beat-schedule"))
+    try:
+        beat.start()
+
+        # When it has sent a few, then Batch jobs ran for them, through poller's worker
+        def beat_jobs() -> list[Any] | None:
+            ended = [
+                r for r in get_store().list(limit=500) if r.job_name == "beat-job" and r.is_terminal
+            ]
+            return ended if len(ended) >= 2 else None
+
+        ended = eventually(beat_jobs, timeout=TIMEOUT)
+    finally:
+        beat.stop()
+    assert {r.status.value for r in ended} == {"SUCCEEDED"}
+    assert all(r.job_id for r in ended)
+    project.assert_no_stray_task()
+
+
+ONLY_CELERY = """
+import json, os, sys
+from celery import Celery
+service = Celery("service", broker=os.environ["SHOP_BROKER_URL"], backend=os.environ["SHOP_RESULT_BACKEND"])
+spec = json.loads(sys.argv[1])
+result = service.send_task("poller.submit_job", kwargs=spec, queue="poller")
+try:
+    print(json.dumps({"ok": result.get(timeout=60)["status"]}))
+except Exception as err:
+    print(json.dumps({"error": type(err).__name__, "message": str(err)}))
+assert "poller" not in sys.modules
+"""
+
+
+@pytest.mark.parametrize("valid", [True, False], ids=["valid", "no-job-definition"])
+def test_send_task_by_name_from_a_process_with_only_celery(project: Project, valid: bool) -> None:
+    # Given a spec (without job_definition when invalid), sent by name from a process that has
+    # only Celery
+    spec = {"job_name": "sent-by-name", "job_queue": JOB_QUEUE, "parameters": {"seconds": "0.2"}}
+    if valid:
+        spec["job_definition"] = SLEEP_JOB_DEFINITION
+    ran = subprocess.run(
+        [sys.executable, "-c", ONLY_CELERY, json.dumps(spec)],
+        env=dict(os.environ), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    answer = json.loads(ran.stdout)
+    # Then a valid one succeeds; an invalid one is refused in the worker, naming the field
+    if valid:
+        assert answer == {"ok": "SUCCEEDED"}
+    else:
+        assert answer["error"] == "InvalidJobSpec"
+        assert "job_definition" in answer["message"]
