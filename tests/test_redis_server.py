@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import socket
 
 import pytest
 import redis
 
 from poller.testing import redis_server
-from poller.testing.processes import LocalStackError
+from poller.testing.processes import LocalStackError, free_port
 from poller.testing.redis_server import EmbeddedRedis, find_server_binary
 
 
@@ -55,3 +56,32 @@ def test_a_server_that_cannot_start_fails_with_its_log(tmp_path) -> None:
         with pytest.raises(LocalStackError, match="exited|did not answer"):
             second.start()
         second.close()
+
+
+def test_a_picked_port_taken_before_the_server_binds_it_is_replaced(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a port the OS handed out, taken by another process before the server could bind it
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = squatter.getsockname()[1]
+        ports = iter([taken, free_port()])
+        monkeypatch.setattr(redis_server, "free_port", lambda: next(ports))
+        # When an embedded Redis with no port given starts
+        with EmbeddedRedis() as server:
+            # Then it serves on another port
+            assert server.port != taken
+            assert redis.Redis.from_url(server.url).ping()
+
+
+def test_a_port_given_by_the_caller_is_never_replaced() -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        server = EmbeddedRedis(port=squatter.getsockname()[1], startup_timeout=5)
+        try:
+            with pytest.raises(LocalStackError, match="Address already in use"):
+                server.start()
+        finally:
+            server.close()

@@ -43,6 +43,9 @@ def find_server_binary() -> Path:
         raise LocalStackError(f"{INSTALL_HINT} ({err})") from err
 
 
+PORT_ATTEMPTS = 3  # fresh ports tried when the one picked was taken before the server bound it
+
+
 class EmbeddedRedis:
     """A Redis server child process bound to 127.0.0.1, with its data in a directory of its own.
 
@@ -65,6 +68,9 @@ class EmbeddedRedis:
         startup_timeout: float = 15.0,
     ) -> None:
         self.port = port or free_port()
+        # A port the OS picked may be taken by another process before the server binds it
+        # (two test processes at once): such a server moves to a fresh port on its first start.
+        self._may_move = port is None
         self.password = password
         self.appendonly = appendonly
         self.startup_timeout = startup_timeout
@@ -106,16 +112,24 @@ class EmbeddedRedis:
         if self._process is not None:
             return self
         binary = find_server_binary()
-        self._process = subprocess.Popen(
-            self._command(binary),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        try:
-            self._wait_until_ready()
-        except LocalStackError:
-            self.stop()
-            raise
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            self._process = subprocess.Popen(
+                self._command(binary),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
+            try:
+                self._wait_until_ready()
+                break
+            except LocalStackError as err:
+                self.stop()
+                if not (self._may_move and "Address already in use" in str(err)):
+                    raise
+                if attempt == PORT_ATTEMPTS:
+                    raise
+                logger.info("port %s was taken meanwhile; trying another", self.port)
+                self.port = free_port()
+        self._may_move = False  # a restart keeps its port: clients know it
         logger.info("Redis server %s started on port %s (pid %s)", binary, self.port, self.pid)
         return self
 
@@ -139,8 +153,8 @@ class EmbeddedRedis:
                         return
                 except redis.exceptions.BusyLoadingError:
                     pass  # replaying the append-only file after a restart
-                except redis.exceptions.ConnectionError:
-                    pass
+                except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+                    pass  # not up yet, or another process holds the port and does not answer
                 time.sleep(0.05)
         finally:
             client.close()
