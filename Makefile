@@ -33,10 +33,13 @@ bench: $(STAMP)  ## coalesced vs per-job DescribeJobs, throttled submits; detect
 	$(PY) bench/emulator_scale.py --jobs 10000
 
 # The fast in-process tier first (stops at its first failure, and then nothing else runs), then
-# the tiers that start real servers; coverage adds up over both.
+# the tiers that start real servers; coverage adds up over both. Two test processes (one per
+# core): the real-server tests mostly wait on jobs and timeouts, so two overlap well; a module
+# stays in one process (--dist loadfile) so that it shares its servers.
+PARALLEL := -n 2 --dist loadfile --durations=15
 test: lint typecheck  ## everything CI runs: lint, types, the whole test suite
-	$(PY) -m pytest -m "not integration" -x --cov-fail-under=0 --cov-report=
-	$(PY) -m pytest -m integration --cov-append
+	$(PY) -m pytest -m "not integration" -x $(PARALLEL) --cov-fail-under=0 --cov-report=
+	$(PY) -m pytest -m integration $(PARALLEL) --cov-append
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.*

@@ -52,16 +52,36 @@ def configured_for(env: dict[str, str]) -> Iterator[None]:
         configure_process({})
 
 
+FIGURES = "figures"  # user property of a test report: a line of the test's figures
+
+
 @pytest.fixture
-def report(request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str]) -> Any:
-    """Print a test's figures on one line, past pytest's capture, for the closing note."""
+def report(request: pytest.FixtureRequest) -> Any:
+    """Note a test's figures on one line; the session's summary prints them (from every xdist
+    worker: pytest-xdist relays reports, not a worker's output)."""
     tier = request.path.parent.name  # faults, integration
 
     def emit(name: str, **figures: Any) -> None:
-        with capsys.disabled():
-            print(f"\n[{tier}] {name}: " + ", ".join(f"{k}={v}" for k, v in figures.items()))
+        line = f"[{tier}] {name}: " + ", ".join(f"{k}={v}" for k, v in figures.items())
+        request.node.user_properties.append((FIGURES, line))
 
     return emit
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Print the figures the tests noted (see ``report``), in the order the tests ended."""
+    lines = [
+        value
+        for outcome in ("passed", "failed")
+        for test in terminalreporter.stats.get(outcome, [])
+        if test.when == "call"
+        for name, value in test.user_properties
+        if name == FIGURES
+    ]
+    if lines:
+        terminalreporter.section("figures")
+        for line in lines:
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture

@@ -1,0 +1,1 @@
+"""The project's app: orders fulfilled by AWS Batch jobs."""
