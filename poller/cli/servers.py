@@ -5,8 +5,10 @@ jobs). SIGTERM and Ctrl-C stop each of them."""
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -28,10 +30,10 @@ def metrics_command(port: int, address: str) -> None:
     from poller.runtime import get_store
     from poller.settings import get_settings
 
-    serve(get_store(), get_settings(), port, address)
-    shown = f"[{address}]" if ":" in address else address
-    console.print(f"poller metrics on [bold]http://{shown}:{port}/metrics[/]", soft_wrap=True)
-    _wait_for_stop_signal()
+    with _until_stopped():
+        serve(get_store(), get_settings(), port, address)
+        shown = f"[{address}]" if ":" in address else address
+        console.print(f"poller metrics on [bold]http://{shown}:{port}/metrics[/]", soft_wrap=True)
 
 
 @main.command("worker", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
@@ -70,19 +72,20 @@ def redis_command(port: int, password: str | None, appendonly: bool, data_dir: P
     if data_dir is not None:
         data_dir.mkdir(parents=True, exist_ok=True)
     server = EmbeddedRedis(port=port, password=password, appendonly=appendonly, data_dir=data_dir)
-    server.start()
-    shown = mask_url(server.url)
     if data_dir is None:
         kept = "temporary, deleted on exit"
     else:
         kept = "kept across restarts" if appendonly else "not persisted: --no-appendonly"
-    console.print(
-        f"Redis listening on [bold]{shown}[/] (pid {server.pid}); data in {server.data_dir} "
-        f"({kept})",
-        soft_wrap=True,
-    )
-    _wait_for_stop_signal()
-    server.close()
+    try:
+        with _until_stopped():
+            server.start()
+            console.print(
+                f"Redis listening on [bold]{mask_url(server.url)}[/] (pid {server.pid}); data in "
+                f"{server.data_dir} ({kept})",
+                soft_wrap=True,
+            )
+    finally:
+        server.close()
 
 
 @main.command()
@@ -119,12 +122,18 @@ def demo(successes: int, keep: bool, flower_port: int | None) -> None:
     sys.exit(run(successes=successes, keep=keep, flower_port=flower_port))
 
 
-def _wait_for_stop_signal() -> None:
-    """Block until SIGINT or SIGTERM."""
+@contextlib.contextmanager
+def _until_stopped() -> Iterator[None]:
+    """Run the block (start a server, say it is ready), then wait for SIGINT or SIGTERM.
+
+    Both are handled from the block's start: a supervisor that stops the process as soon as it
+    reads the ready line gets a clean stop (exit 0), not death by SIGTERM.
+    """
     from poller.testing.processes import sigterm_as_interrupt
 
     try:
         with sigterm_as_interrupt():
+            yield
             signal.pause()
     except KeyboardInterrupt:
         console.print("stopping")
