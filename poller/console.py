@@ -6,6 +6,7 @@ import json
 from datetime import datetime
 from typing import Any
 
+from rich import box
 from rich.table import Table
 from rich.text import Text
 
@@ -50,21 +51,57 @@ def elapsed(record: JobRecord, now: datetime | None = None) -> str:
     return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
 
 
-def jobs_table(records: list[JobRecord], title: str | None = None) -> Table:
-    """One row per job: name, status, checks, elapsed, Batch job id, tracking id."""
-    table = Table(title=title)
-    for column in ("job", "status", "checks", "elapsed", "batch job id", "tracking id"):
-        table.add_column(column, no_wrap=column.endswith("id"))
+def age(record: JobRecord, now: datetime) -> str:
+    """Time since the job was accepted: ``42s``, ``7m05s``, ``3h12m``, ``2d04h``."""
+    if not record.history:
+        return "-"
+    seconds = max(int((now - record.history[0].observed_at).total_seconds()), 0)
+    minutes, hours, days = seconds // 60, seconds // 3600, seconds // 86400
+    if days:
+        return f"{days}d{hours % 24:02d}h"
+    if hours:
+        return f"{hours}h{minutes % 60:02d}m"
+    return f"{minutes}m{seconds % 60:02d}s" if minutes else f"{seconds}s"
+
+
+def ended_reason(record: JobRecord) -> str:
+    """Batch's reason for an ended job (with its exit code), empty for an active one."""
+    if not record.is_terminal:
+        return ""
+    reason = record.status_reason or ""
+    if record.exit_code is not None:
+        reason = f"{reason} (exit {record.exit_code})" if reason else f"exit {record.exit_code}"
+    return reason
+
+
+def jobs_table(records: list[JobRecord], title: str | None = None, wide: bool = False) -> Table:
+    """One row per job: name, status, age and, for ended jobs, Batch's reason.
+
+    It fits 80 columns (a long name or reason is cut with an ellipsis); ``wide`` adds checks,
+    the Batch job id and the tracking id, never cut.
+    """
+    # The table takes the console's width (80 when piped): name and reason share what the
+    # fixed columns leave, 2:3, and are cut with an ellipsis rather than wrapped.
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, expand=True)
+    table.add_column("job", overflow="ellipsis", no_wrap=True, ratio=2)
+    table.add_column("status", no_wrap=True, width=max(len(s.value) for s in JobStatus))
+    table.add_column("age", no_wrap=True, justify="right", width=6)
+    table.add_column("reason", overflow="ellipsis", no_wrap=True, ratio=3)
+    if wide:
+        table.add_column("checks", justify="right", no_wrap=True, width=6)
+        table.add_column("batch job id", no_wrap=True, min_width=36)
+        table.add_column("tracking id", no_wrap=True, min_width=36)
     now = utcnow()
     for record in records:
-        table.add_row(
+        row: list[str | Text] = [
             record.job_name,
             status_text(record.status),
-            str(record.checks),
-            elapsed(record, now),
-            record.job_id or "-",
-            record.tracking_id,
-        )
+            age(record, now),
+            ended_reason(record),
+        ]
+        if wide:
+            row += [str(record.checks), record.job_id or "-", record.tracking_id]
+        table.add_row(*row)
     return table
 
 

@@ -131,9 +131,10 @@ def cancel(identifier: str, reason: str, as_json: bool) -> None:
     help="Only jobs in this status (any case).",
 )
 @click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@click.option("--wide", is_flag=True, help="Add checks, the Batch job id and the tracking id.")
 @json_option
-def jobs(active: bool, status_: str | None, limit: int, as_json: bool) -> None:
-    """List tracked jobs, most recent first."""
+def jobs(active: bool, status_: str | None, limit: int, wide: bool, as_json: bool) -> None:
+    """List tracked jobs, most recent first: name, status, age, and Batch's reason once ended."""
     from poller.runtime import get_store
 
     records = get_store().list(active_only=active, limit=10_000 if status_ else limit)
@@ -142,7 +143,7 @@ def jobs(active: bool, status_: str | None, limit: int, as_json: bool) -> None:
     if as_json:
         out.print_json(view.to_json(records))
     else:
-        out.print(view.jobs_table(records, title=f"{len(records)} job(s)"))
+        out.print(view.jobs_table(records, title=f"{len(records)} job(s)", wide=wide))
 
 
 @main.command()

@@ -1,0 +1,71 @@
+"""`poller jobs` as an operator reads it: 80 columns, piped, with Batch's reason for ended jobs."""
+
+from __future__ import annotations
+
+import io
+
+from rich.console import Console
+
+from poller import console as view
+from poller import lifecycle
+from poller.models import JobRecord, JobStatus
+from poller.runtime import Runtime
+from poller.testing import FakeBatch
+from tests.fakes import running
+
+
+def rendered(records: list[JobRecord], width: int, wide: bool = False) -> list[str]:
+    out = io.StringIO()
+    Console(file=out, width=width, color_system=None, soft_wrap=True).print(
+        view.jobs_table(records, title=f"{len(records)} job(s)", wide=wide)
+    )
+    return out.getvalue().splitlines()
+
+
+def jobs(rt: Runtime, batch: FakeBatch) -> list[JobRecord]:
+    """A running job with a long name, and a failed one whose reason is long."""
+    first = running(rt, batch, "t1")
+    failed = running(rt, batch, "t2")
+    reason = "Essential container in task exited " * 3
+    batch.set_status(str(failed.job_id), JobStatus.FAILED, reason=reason, exit_code=3)
+    for tracking_id in ("t1", "t2"):
+        lifecycle.check(rt, tracking_id, 0)
+    return [rt.store.get(first.tracking_id), rt.store.get("t2")]
+
+
+def test_at_80_columns_every_line_fits_and_shows_name_status_age_and_reason(
+    rt: Runtime, batch: FakeBatch
+) -> None:
+    lines = rendered(jobs(rt, batch), width=80)
+    assert all(len(line) <= 80 for line in lines), lines
+    header = next(line for line in lines if "status" in line)
+    assert header.split() == ["job", "status", "age", "reason"]
+    running_row, failed_row = (line for line in lines if "nightly" in line)
+    assert "RUNNING" in running_row and running_row.rstrip().endswith("s")  # its age, no reason
+    assert "FAILED" in failed_row and "Essential container in task" in failed_row
+    assert "…" in failed_row  # the long reason is cut, not wrapped onto another line
+
+
+def test_wide_adds_checks_and_both_ids_uncut(rt: Runtime, batch: FakeBatch) -> None:
+    records = jobs(rt, batch)
+    lines = rendered(records, width=200, wide=True)
+    text = "\n".join(lines)
+    for record in records:
+        assert record.tracking_id in text and str(record.job_id) in text
+    assert view.ended_reason(records[1]).endswith("(exit 3)")
+    assert view.ended_reason(records[0]) == ""
+
+
+def test_age_reads_in_the_largest_units() -> None:
+    from datetime import timedelta
+
+    from poller.models import Transition, utcnow
+
+    now = utcnow()
+    for seconds, expected in [(42, "42s"), (425, "7m05s"), (11_520, "3h12m"), (187_200, "2d04h")]:
+        record = JobRecord.model_construct(
+            history=[
+                Transition(status=JobStatus.QUEUED, observed_at=now - timedelta(seconds=seconds))
+            ]
+        )
+        assert view.age(record, now) == expected
