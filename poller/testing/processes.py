@@ -40,14 +40,21 @@ def stop_process(process: subprocess.Popen[Any], timeout: float) -> None:
 
 @contextlib.contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
-    """Within the block, SIGTERM raises KeyboardInterrupt: stopped by a supervisor as by Ctrl-C,
-    so everything started is stopped the same way."""
+    """Within the block, SIGTERM and SIGINT raise KeyboardInterrupt: stopped by a supervisor as
+    by Ctrl-C, so everything started is stopped the same way.
+
+    SIGINT is set too because a process can start with it ignored (a background job of a
+    non-interactive shell does), and Python then installs no handler of its own: Ctrl-C, or
+    ``kill -INT``, would do nothing.
+    """
 
     def interrupt(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous_term = signal.signal(signal.SIGTERM, interrupt)
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGTERM, previous_term)
+        signal.signal(signal.SIGINT, previous_int)
