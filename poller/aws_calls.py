@@ -18,6 +18,9 @@ logger = logging.getLogger(__name__)
 
 FLUSH_SECONDS = 1.0
 THROTTLING = frozenset({"Throttling", "ThrottlingException", "TooManyRequestsException"})
+# What poller asks of AWS Batch, and how a call can end: each pair's series exists from the start
+OPERATIONS = ("SubmitJob", "DescribeJobs", "ListJobs", "TerminateJob")
+OUTCOMES = ("ok", "throttled", "server_error", "client_error")
 
 
 class CallSink(Protocol):

@@ -37,6 +37,7 @@ from poller.errors import JobNotFound
 from poller.models import BatchJobView
 from poller.runtime import Runtime, get_runtime
 from poller.settings import get_settings
+from poller.store.metrics import APPLIED, DUPLICATE, EARLY, MALFORMED, UNKNOWN_JOB
 
 logger = logging.getLogger(__name__)
 
@@ -48,13 +49,6 @@ MAX_BACKOFF = 30.0  # seconds between attempts to reach an unreachable queue, at
 # Events count as flowing only while they arrive fresh: a backlog (the newest event received is
 # older than this) must not hold polling at its long cap.
 FRESH_SECONDS = 30.0
-
-# What became of an event (counted in the store, by outcome)
-APPLIED = "applied"  # it moved the job forward
-DUPLICATE = "duplicate"  # a duplicate, or older than what is recorded: nothing changed
-UNKNOWN_JOB = "unknown_job"  # not a job poller tracks (another app's, an array child)
-MALFORMED = "malformed"  # not a Batch job state-change event
-EARLY = "early"  # poller's job, whose submission is not recorded yet: left for redelivery
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,10 @@ operation, outcome.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
+import redis
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -20,10 +22,13 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from poller.aws_calls import OPERATIONS, OUTCOMES
 from poller.models import JobStatus
 from poller.settings import Settings
 from poller.store import JobStore
-from poller.store.metrics import Histogram
+from poller.store.metrics import EVENT_OUTCOMES, Histogram, Snapshot
+
+logger = logging.getLogger(__name__)
 
 HISTOGRAM_HELP = {
     "detection_lag_seconds": ("When poller noticed a job's end, minus Batch's stoppedAt.", None),
@@ -41,60 +46,84 @@ class FleetCollector(Collector):
         self._alive_for = alive_for
 
     def collect(self) -> Iterator[Metric]:
-        """The metrics of one scrape."""
-        snap = self._store.metrics_snapshot(self._overdue_after, self._alive_for)
-        jobs = GaugeMetricFamily(
-            "poller_jobs",
-            "Jobs in each status now (finished ones while their record is kept).",
-            labels=["status"],
-        )
-        for each in JobStatus:
-            jobs.add_metric([each.value], snap.jobs.get(each.value, 0))
-        yield jobs
-        transitions = CounterMetricFamily(
-            "poller_job_transitions", "Transitions into each status.", labels=["status"]
-        )
-        for status, count in sorted(snap.transitions.items()):
-            transitions.add_metric([status], count)
-        yield transitions
-        finished = CounterMetricFamily(
-            "poller_jobs_finished", "Jobs that ended, by status and job queue.",
-            labels=["status", "job_queue"],
-        )  # fmt: skip
-        for (status, queue), count in sorted(snap.finished_total.items()):
-            finished.add_metric([status, queue], count)
-        yield finished
-        for name, histogram in snap.histograms.items():
-            yield _histogram(name, histogram)
-        calls = CounterMetricFamily(
-            "poller_aws_calls", "AWS API calls by operation and outcome.",
-            labels=["operation", "outcome"],
-        )  # fmt: skip
-        for (operation, outcome), count in sorted(snap.aws_calls.items()):
-            calls.add_metric([operation, outcome], count)
-        yield calls
-        yield GaugeMetricFamily(
-            "poller_checks_overdue",
-            "Active jobs whose check is late by more than the coalesce window.",
-            value=snap.checks_overdue,
-        )
-        yield GaugeMetricFamily(
-            "poller_workers",
-            "Workers that said they run within three reconcile intervals.",
-            value=snap.workers,
-        )
-        yield CounterMetricFamily(
-            "poller_reconciler_resends",
-            "Lost messages the reconciler sent again.",
-            value=snap.reconciler_resends,
-        )
-        events = CounterMetricFamily(
-            "poller_events", "AWS Batch state-change events handled, by outcome.",
-            labels=["outcome"],
-        )  # fmt: skip
-        for outcome, count in sorted(snap.events.items()):
-            events.add_metric([outcome], count)
-        yield events
+        """The metrics of one scrape: ``poller_up`` 1 and every counter, or ``poller_up`` 0
+        alone when Redis does not answer (redis_exporter's ``redis_up`` convention: the
+        scrape itself succeeds, so alerts can tell "Redis down" from "exporter down")."""
+        try:
+            snap = self._store.metrics_snapshot(self._overdue_after, self._alive_for)
+        except redis.RedisError:
+            logger.warning("poller metrics: Redis does not answer", exc_info=True)
+            yield _up(0)
+            return
+        yield _up(1)
+        yield from _families(snap)
+
+
+def _up(value: int) -> GaugeMetricFamily:
+    return GaugeMetricFamily(
+        "poller_up", "1 when the job store (Redis) answered this scrape, else 0.", value=value
+    )
+
+
+def _families(snap: Snapshot) -> Iterator[Metric]:
+    """Every counter of a snapshot; a known label set is there at 0 before its first event, so
+    that rate() and increase() see that event."""
+    jobs = GaugeMetricFamily(
+        "poller_jobs",
+        "Jobs in each status now (finished ones while their record is kept).",
+        labels=["status"],
+    )
+    for each in JobStatus:
+        jobs.add_metric([each.value], snap.jobs.get(each.value, 0))
+    yield jobs
+    transitions = CounterMetricFamily(
+        "poller_job_transitions", "Transitions into each status.", labels=["status"]
+    )
+    for each in JobStatus:
+        transitions.add_metric([each.value], snap.transitions.get(each.value, 0))
+    yield transitions
+    finished = CounterMetricFamily(
+        "poller_jobs_finished", "Jobs that ended, by status and job queue.",
+        labels=["status", "job_queue"],
+    )  # fmt: skip
+    queues = snap.job_queues | {queue for _, queue in snap.finished_total}
+    for queue in sorted(queues):
+        for each in JobStatus.TERMINAL:
+            count = snap.finished_total.get((each.value, queue), 0)
+            finished.add_metric([each.value, queue], count)
+    yield finished
+    for name, histogram in snap.histograms.items():
+        yield _histogram(name, histogram)
+    calls = CounterMetricFamily(
+        "poller_aws_calls", "AWS API calls by operation and outcome.",
+        labels=["operation", "outcome"],
+    )  # fmt: skip
+    known = {(op, outcome): 0 for op in OPERATIONS for outcome in OUTCOMES}
+    for (operation, outcome), count in sorted({**known, **snap.aws_calls}.items()):
+        calls.add_metric([operation, outcome], count)
+    yield calls
+    yield GaugeMetricFamily(
+        "poller_checks_overdue",
+        "Active jobs whose check is late by more than the coalesce window.",
+        value=snap.checks_overdue,
+    )
+    yield GaugeMetricFamily(
+        "poller_workers",
+        "Workers that said they run within three reconcile intervals.",
+        value=snap.workers,
+    )
+    yield CounterMetricFamily(
+        "poller_reconciler_resends",
+        "Lost messages the reconciler sent again.",
+        value=snap.reconciler_resends,
+    )
+    events = CounterMetricFamily(
+        "poller_events", "AWS Batch state-change events handled, by outcome.",
+        labels=["outcome"],
+    )  # fmt: skip
+    for outcome, count in sorted({**dict.fromkeys(EVENT_OUTCOMES, 0), **snap.events}.items()):
+        events.add_metric([outcome], count)
+    yield events
 
 
 def _histogram(name: str, histogram: Histogram) -> HistogramMetricFamily:

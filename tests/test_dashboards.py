@@ -58,3 +58,23 @@ def test_the_alerts_say_what_to_do() -> None:
         "PollerJobsFailing",
     } <= set(names)
     assert all(rule["annotations"]["description"] for g in rules["groups"] for rule in g["rules"])
+
+
+def test_every_panel_is_scoped_to_the_chosen_deployment() -> None:
+    # Given the dashboard's variable naming a deployment (its scrape job)
+    dashboard = json.loads((CONFIG / "grafana-dashboard.json").read_text())
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert "poller_up" in variables["job"]["definition"]
+    # Then every series a panel reads is of that deployment: two never add up
+    selectors = re.compile(r"\bpoller_[a-z_]+(\{[^}]*\})?")
+    for expr in dashboard_expressions():
+        for match in selectors.finditer(expr):
+            assert match.group(1) and 'job="$job"' in match.group(1), expr
+
+
+def test_the_alerts_cover_an_exporter_or_redis_that_is_down() -> None:
+    rules = yaml.safe_load((CONFIG / "prometheus-alerts.yml").read_text())
+    by_name = {rule["alert"]: rule for group in rules["groups"] for rule in group["rules"]}
+    assert 'up{job="poller"} == 0' in by_name["PollerMetricsDown"]["expr"]
+    assert "absent(" in by_name["PollerMetricsDown"]["expr"]
+    assert "poller_up" in by_name["PollerRedisDown"]["expr"]

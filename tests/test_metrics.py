@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import timedelta
 from typing import Any
 
+import redis
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from poller import lifecycle
-from poller.aws_calls import CallCounter, outcome
+from poller.aws_calls import OPERATIONS, OUTCOMES, CallCounter, outcome
 from poller.metrics import registry_for
 from poller.models import JobStatus, utcnow
 from poller.runtime import Runtime
-from poller.store import Change
+from poller.store import Change, JobStore
+from poller.store.metrics import BUCKETS, EVENT_OUTCOMES
 from poller.testing import FakeBatch
-from tests.fakes import running, settings
+from poller.testing.processes import free_port
+from tests.fakes import QUEUE, admitted, running, settings
 
 
 def scrape(rt: Runtime) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -31,9 +35,10 @@ def scrape(rt: Runtime) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 def test_a_jobs_life_is_counted_once_per_change(rt: Runtime, batch: FakeBatch) -> None:
     # Given three jobs: one succeeds, one fails, one still runs (each check calls AWS)
     rt.settings = settings(coalesce=False)
-    for tracking_id in ("ok", "bad", "busy"):
+    # (tracking ids apart from every label value: "ok" is an AWS call's outcome)
+    for tracking_id in ("job-ok", "job-bad", "job-busy"):
         running(rt, batch, tracking_id)
-    for tracking_id, status in (("ok", JobStatus.SUCCEEDED), ("bad", JobStatus.FAILED)):
+    for tracking_id, status in (("job-ok", JobStatus.SUCCEEDED), ("job-bad", JobStatus.FAILED)):
         job_id = str(rt.store.get(tracking_id).job_id)
         batch.set_status(job_id, JobStatus.RUNNING)
         lifecycle.check(rt, tracking_id, 0)
@@ -45,7 +50,7 @@ def test_a_jobs_life_is_counted_once_per_change(rt: Runtime, batch: FakeBatch) -
     # Then each status holds its jobs now, and every transition and end is counted once
     assert samples[("poller_jobs", (("status", "SUCCEEDED"),))] == 1
     assert samples[("poller_jobs", (("status", "FAILED"),))] == 1
-    assert samples[("poller_jobs", (("status", "SUBMITTED"),))] == 1  # "busy"
+    assert samples[("poller_jobs", (("status", "SUBMITTED"),))] == 1  # "job-busy"
     assert samples[("poller_jobs", (("status", "RUNNING"),))] == 0
     assert samples[("poller_jobs", (("status", "QUEUED"),))] == 0
     assert samples[("poller_job_transitions_total", (("status", "SUBMITTED"),))] == 3
@@ -57,7 +62,7 @@ def test_a_jobs_life_is_counted_once_per_change(rt: Runtime, batch: FakeBatch) -
     assert samples[("poller_queue_wait_seconds_count", (("job_queue", "poller-local"),))] == 2
     # And no label carries a job's id or name
     labels = {value for _, pairs in samples for _, value in pairs}
-    assert not labels & {"ok", "bad", "busy", "nightly"}
+    assert not labels & {"job-ok", "job-bad", "job-busy", "nightly"}
 
 
 def test_overdue_checks_and_resends_are_counted(rt: Runtime, batch: FakeBatch) -> None:
@@ -97,3 +102,45 @@ def test_outcomes_of_an_aws_call() -> None:
         (503, None, "server_error"), (None, None, "server_error"), (400, "ClientException", "client_error"),
     ]  # fmt: skip
     assert [outcome(status, code) for status, code, _ in cases] == [want for *_, want in cases]
+
+
+def test_known_label_sets_are_served_at_zero_before_their_first_event(rt: Runtime) -> None:
+    # Given one job accepted for a queue, and nothing else yet
+    admitted(rt)
+    samples = scrape(rt)
+    # Then each terminal status of that queue, each AWS operation and outcome, each event
+    # outcome and each status's transitions exist at 0: rate() and increase() see the first one
+    for status in ("SUCCEEDED", "FAILED", "REJECTED", "TIMED_OUT"):
+        assert (
+            samples[("poller_jobs_finished_total", (("job_queue", QUEUE), ("status", status)))] == 0
+        )
+    for operation in OPERATIONS:
+        for result in OUTCOMES:
+            labels = (("operation", operation), ("outcome", result))
+            assert samples[("poller_aws_calls_total", labels)] == 0
+    for result in EVENT_OUTCOMES:
+        assert samples[("poller_events_total", (("outcome", result),))] == 0
+    assert samples[("poller_job_transitions_total", (("status", "RUNNING"),))] == 0
+    assert samples[("poller_job_transitions_total", (("status", "QUEUED"),))] == 1
+    assert samples[("poller_up", ())] == 1
+
+
+def test_with_redis_unreachable_the_scrape_answers_poller_up_0(rt: Runtime) -> None:
+    # Given a store whose Redis does not answer
+    unreachable = redis.Redis(port=free_port(), socket_connect_timeout=1)
+    store = JobStore(unreachable, prefix="metrics-test")
+    # When Prometheus scrapes, then it gets an answer, saying only that
+    text = generate_latest(registry_for(store, rt.settings)).decode()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    assert list(families) == ["poller_up"]
+    assert families["poller_up"].samples[0].value == 0
+
+
+def test_histogram_buckets_fit_batch_times() -> None:
+    for name, bounds in BUCKETS.items():
+        # Then neighbouring bounds are at most x2.5 apart, so a quantile is off by less
+        assert all(b / a <= 2.5 for a, b in itertools.pairwise(bounds)), name
+    assert BUCKETS["job_run_seconds"][0] == 1 and BUCKETS["job_run_seconds"][-1] >= 3600
+    assert BUCKETS["queue_wait_seconds"][0] == 1 and BUCKETS["queue_wait_seconds"][-1] >= 3600
+    assert BUCKETS["detection_lag_seconds"][0] == 0.1
+    assert BUCKETS["detection_lag_seconds"][-1] == 600
