@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from celery import Celery
+from celery.app.amqp import AMQP
 from celery.app.control import Control
 from celery.utils.functional import maybe_list
 
@@ -84,6 +85,19 @@ def restore_sweep_seconds(visibility_timeout: int) -> int:
     return max(1, min(5, visibility_timeout // 20))
 
 
+class PollerAMQP(AMQP):
+    """Celery's messaging, with a task-sent event named like the task's shadow (as the worker's
+    task-received event is): Flower then keeps a job's name while its next check waits."""
+
+    def as_task_v2(self, *args: Any, **kwargs: Any) -> Any:
+        """AMQP.as_task_v2; the sent event takes the shadow name when there is one."""
+        message = super().as_task_v2(*args, **kwargs)
+        shadow = message.headers.get("shadow")
+        if shadow and message.sent_event is not None:
+            message.sent_event["name"] = shadow
+        return message
+
+
 class PollerControl(Control):
     """Celery's remote control, recording revocations of poller's jobs in Redis first.
 
@@ -117,7 +131,13 @@ def record_revokes(task_ids: Any, terminate: bool) -> list[str]:
 
 # A library's app must never become the process's current app: the project's @shared_task
 # would then resolve to poller's app and broker (a worker of poller's still sets it current).
-app = Celery("poller", include=["poller.tasks"], set_as_current=False, control=PollerControl)
+app = Celery(
+    "poller",
+    include=["poller.tasks"],
+    set_as_current=False,
+    control=PollerControl,
+    amqp=PollerAMQP,
+)
 app.add_defaults(celery_config)
 
 

@@ -38,6 +38,7 @@ from poller.errors import (
     SubmitRejected,
 )
 from poller.models import (
+    POSITIONAL,
     BatchJobView,
     JobRecord,
     JobResult,
@@ -55,7 +56,6 @@ from poller.store import Change, JobStore
 logger = logging.getLogger(__name__)
 
 TRACKING_TAG = "poller:tracking-id"  # tag on every Batch job poller submits, to find it again
-POSITIONAL = ("job_name", "job_queue", "job_definition")  # submit_job's positional arguments
 
 
 @dataclass(frozen=True)

@@ -77,6 +77,9 @@ class PollPolicy(BaseModel):
     terminate_on_give_up: bool
 
 
+POSITIONAL = ("job_name", "job_queue", "job_definition")  # submit_job's positional arguments
+
+
 class JobSpec(BaseModel):
     """A validated SubmitJob request in snake_case; nested values keep AWS's own shapes."""
 

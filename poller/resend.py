@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from poller import flower_view
 from poller.models import JobRecord
 
 
@@ -18,6 +19,7 @@ def send_check(app: Any, record: JobRecord) -> None:
         "poller.check_job",
         args=(record.tracking_id, record.checks, 0),
         task_id=record.tracking_id,
+        shadow=flower_view.check_name(record),
         **(record.canvas or {}),
     )
 
@@ -30,5 +32,9 @@ def send_submit(app: Any, record: JobRecord) -> None:
         "idempotency_key": record.idempotency_key,
     }
     app.send_task(
-        "poller.submit_job", kwargs=kwargs, task_id=record.tracking_id, **(record.canvas or {})
+        "poller.submit_job",
+        kwargs=kwargs,
+        task_id=record.tracking_id,
+        shadow=flower_view.submit_name((), record.spec),
+        **(record.canvas or {}),
     )

@@ -20,7 +20,7 @@ from celery.exceptions import Ignore
 from kombu.utils import json as kombu_json
 from kombu.utils.uuid import uuid
 
-from poller import lifecycle, revocation
+from poller import flower_view, lifecycle, revocation
 from poller.app import app
 from poller.backoff import compute_delay
 from poller.errors import (
@@ -72,6 +72,7 @@ class PollerTask(Task[Any, Any]):
         return sig
 
     subtask = signature  # Celery's alias is bound to Task.signature, not to this one
+    Request = "poller.flower_view:JobTaskRequest"  # a rescheduled check shows no traceback
 
     def delay_on_commit(self, *args: Any, **kwargs: Any) -> None:
         """Django: ``delay`` once the current database transaction commits; nothing if it rolls
@@ -87,6 +88,10 @@ class PollerTask(Task[Any, Any]):
 
 class SubmitJobTask(PollerTask):
     """Validates and records a submission in the caller's process before it is enqueued."""
+
+    def shadow_name(self, args: Any, kwargs: Any, options: Any) -> str | None:  # type: ignore[override]  # celery-types says None
+        """Flower and worker logs show the submission under its job's name."""
+        return flower_view.submit_name(args, kwargs)
 
     def apply_async_on_commit(self, args: Any = None, kwargs: Any = None, **options: Any) -> None:
         """A bad spec raises InvalidJobSpec now, inside the transaction; a good one is sent
@@ -267,7 +272,8 @@ def submit_job(self: Task[Any, Any], *args: Any, **kwargs: Any) -> Any:
     # When the record says the first check is due (it also tells the reconciler)
     due = record.next_check_at or utcnow()
     first_check = max(0.0, (due - utcnow()).total_seconds())
-    return self.replace(check_job.si(tracking_id, record.checks).set(countdown=first_check))
+    first = check_job.si(tracking_id, record.checks)
+    return self.replace(first.set(countdown=first_check, shadow=flower_view.check_name(record)))
 
 
 @app.task(
@@ -322,4 +328,9 @@ def check_job(self: Task[Any, Any], tracking_id: str, check_no: int = 0, failure
         f"Batch job {record.job_id} is {record.status.value}; check {check_no + 2} in "
         f"{delay:.1f}s at {lifecycle.stamp(record.next_check_at)}"
     )
-    raise self.retry(args=(tracking_id, check_no + 1, 0), countdown=delay, exc=scheduled)
+    raise self.retry(
+        args=(tracking_id, check_no + 1, 0),
+        countdown=delay,
+        exc=scheduled,
+        shadow=flower_view.check_name(record),
+    )

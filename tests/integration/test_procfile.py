@@ -90,7 +90,8 @@ def test_procfile_runs_a_job_end_to_end(tmp_path: Path) -> None:
         with urllib.request.urlopen(request, timeout=5) as page:
             tasks = json.loads(page.read())
         tracking_id = json.loads(submitted.stdout)["tracking_id"]
-        assert tasks[tracking_id]["name"] == "poller.check_job"
+        job_id = json.loads(submitted.stdout)["job_id"]
+        assert tasks[tracking_id]["name"] == f"poller: procfile-job {job_id}"
         assert tasks[tracking_id]["state"] == "SUCCESS"
         # And the metrics process counts the job, for the whole fleet
         with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as page:
