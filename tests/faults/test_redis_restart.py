@@ -115,7 +115,7 @@ def test_soak_five_redis_restarts_with_100_jobs_tracked(stack: FaultStack, repor
     worker = stack.start_worker()
     pid = worker.pid
     submitted = time.monotonic()
-    ids = stack.submit(100, "soak", seconds=(25.0, 40.0))
+    ids = stack.submit(100, "soak", seconds=(35.0, 50.0))
     eventually(lambda: all(r.checks >= 1 for r in stack.records(ids)), timeout=60, interval=0.5)
     recoveries = []
     for _ in range(5):
