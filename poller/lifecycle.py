@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from poller import coalesce, revocation, signals, tracking
+from poller import coalesce, outbox, revocation, tracking
 from poller.backoff import compute_delay
 from poller.batch import check_request
 from poller.errors import (
@@ -144,8 +144,7 @@ def _apply(
     """Store ``decide``'s change to the job, then send its signals: a transition's one way from
     decision to receiver, in the worker. None when nothing changed (no signal)."""
     change = rt.store.update(tracking_id, decide)
-    if change is not None:
-        signals.send(change.events)
+    outbox.deliver(rt.store, change)
     return change
 
 

@@ -6,6 +6,7 @@ job would stay active forever with nothing scheduled. Every active job is indexe
 its next expected activity; a periodic pass re-sends a check (or the submission, for a job never
 submitted) for those overdue by more than ``reconcile_grace``. A re-sent message that turns out
 to be a duplicate is harmless: checks are fenced by their number, submissions by the record.
+The same pass sends the signals a dead worker stored but never sent (:mod:`poller.outbox`).
 
 The pass runs inside the workers (:class:`ReconcileStep`, a Celery worker bootstep with a
 thread of its own), on a Redis lock, so one worker at a time does it whatever the number of workers,
@@ -23,7 +24,7 @@ from typing import Any
 
 from celery import bootsteps
 
-from poller import resend, tracking
+from poller import outbox, resend, tracking
 from poller.models import JobRecord, utcnow
 from poller.runtime import Runtime, get_runtime
 from poller.settings import get_settings
@@ -41,6 +42,7 @@ class ReconcileReport:
 
     checks_resent: int = 0
     submits_resent: int = 0
+    signals_resent: int = 0
 
 
 def reconcile(rt: Runtime, app: Any, now: datetime | None = None) -> ReconcileReport:
@@ -70,7 +72,8 @@ def reconcile(rt: Runtime, app: Any, now: datetime | None = None) -> ReconcileRe
         logger.warning(
             "reconcile: re-sent %d lost check(s) and %d lost submission(s)", checks, submits
         )
-    return ReconcileReport(checks, submits)
+    signals_sent = outbox.resend_stale(rt.store, late.timestamp())
+    return ReconcileReport(checks, submits, signals_sent)
 
 
 def _push_deadline(seen_version: int, when: datetime) -> Callable[[JobRecord], Change | None]:

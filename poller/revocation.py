@@ -16,7 +16,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from poller import signals, tracking
+from poller import outbox, tracking
 from poller.errors import PollerError
 from poller.models import JobRecord, utcnow
 from poller.runtime import Runtime
@@ -72,6 +72,6 @@ def apply(rt: Runtime, tracking_id: str) -> JobRecord | None:
     change = rt.store.update(tracking_id, lambda r: tracking.revoked(r, reason, now))
     if change is None:
         return None
-    signals.send(change.events)
+    outbox.deliver(rt.store, change)
     logger.info("job %s: revoked; Batch job %s ended: %s", tracking_id, record.job_id, reason)
     return change.record

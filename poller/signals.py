@@ -8,12 +8,15 @@ Connect a receiver as with any Celery signal::
     def page_someone(sender, record, **kwargs):
         alert(f"{record.job_name} failed: {record.describe_failure()}")
 
-Every signal is sent with ``sender`` set to the signal's name and ``record``, the stored
-:class:`poller.models.JobRecord`. Each is sent at most once per job and transition, even when a
-check message is delivered twice: a worker that dies between storing a transition and sending its
-signals loses those signals (the record and the Redis event, published with the record, are not
-lost), so use the event channel or the record where every transition must be seen. A receiver
-that raises is logged and never disturbs tracking (Celery's ``Signal.send`` catches and logs it). Receivers run in the worker: keep them short.
+Every signal is sent with ``sender`` set to the signal's name, ``record``, the stored
+:class:`poller.models.JobRecord`, and ``event_id``, the same for every sending of one job's
+transition (``<tracking id>:<record version>:<signal>``). A transition's signals are sent once,
+even when a check message is delivered twice. They are sent at least once: a worker that dies
+between storing a transition and sending its signals leaves them in the store's outbox, and the
+reconciler sends them after ``reconcile_grace`` (:mod:`poller.outbox`); a worker that dies right
+after sending them may cause them to be sent again, with the same ``event_id``. A receiver that
+raises is logged and never disturbs tracking (Celery's ``Signal.send`` catches and logs it).
+Receivers run in the worker: keep them short (well under ``reconcile_grace``).
 The same events are published as JSON on the Redis channel ``<key_prefix>:events``.
 """
 
@@ -22,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from celery.utils.dispatch import Signal
 
@@ -71,31 +75,49 @@ class Event:
     signal: Signal
     record: JobRecord
     previous: str | None = None
+    version: int | None = None  # the record version that stored it (default: record.version)
 
     @property
     def name(self) -> str:
         """The signal's name (``job_failed``, ...), also the event's name on the channel."""
         return str(self.signal.name)  # type: ignore[attr-defined]  # missing from celery-types
 
+    @property
+    def stored_version(self) -> int:
+        """The version of the record whose transaction stored this event."""
+        return self.record.version if self.version is None else self.version
+
+    @property
+    def id(self) -> str:
+        """The same for every sending of this event: ``<tracking id>:<version>:<signal>``."""
+        return f"{self.record.tracking_id}:{self.stored_version}:{self.name}"
+
     def to_json(self) -> str:
-        """The event as published on the channel."""
+        """The event as published on the channel (and kept in the outbox until sent)."""
         return json.dumps(
             {
+                "id": self.id,
                 "event": self.name,
                 "tracking_id": self.record.tracking_id,
                 "job_id": self.record.job_id,
                 "status": self.record.status.value,
                 "previous": self.previous,
-                "version": self.record.version,
+                "version": self.stored_version,
             }
         )
+
+    @classmethod
+    def from_json(cls, raw: str, record: JobRecord) -> Event:
+        """An event read back from the outbox, sent with the job's current ``record``."""
+        data = json.loads(raw)
+        return cls(SIGNALS[data["event"]], record, data["previous"], data["version"])
 
 
 def send(events: list[Event]) -> None:
     """Send the signal of each event, in order. Receivers' errors are logged, never raised."""
     for event in events:
-        kwargs = {"record": event.record}
+        kwargs: dict[str, Any] = {"record": event.record, "event_id": event.id}
         if event.signal is job_status_changed:
-            kwargs["previous"] = event.previous  # type: ignore[assignment]
+            kwargs["previous"] = event.previous
         logger.debug("job %s: sending %s", event.record.tracking_id, event.name)
         event.signal.send(sender=event.name, **kwargs)

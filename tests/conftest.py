@@ -95,16 +95,27 @@ def rt(poller_redis_client: redis.Redis, batch: FakeBatch) -> Runtime:
     return Runtime(settings=settings(), store=store, batch=batch)
 
 
-@pytest.fixture
-def sent() -> Iterator[list[tuple[str, str]]]:
-    """(signal, tracking id) of every poller signal sent during the test."""
-    seen: list[tuple[str, str]] = []
+def _every_signal(entry: Callable[[str, JobRecord, str], T]) -> Iterator[list[T]]:
+    """``entry(signal, record, event id)`` of every poller signal sent while it is active."""
+    seen: list[T] = []
 
-    def receiver(sender: str, record: JobRecord, **_: Any) -> None:
-        seen.append((sender, record.tracking_id))
+    def receiver(sender: str, record: JobRecord, event_id: str, **_: Any) -> None:
+        seen.append(entry(sender, record, event_id))
 
     for signal in signals.SIGNALS.values():
         signal.connect(receiver, weak=False)
     yield seen
     for signal in signals.SIGNALS.values():
         signal.disconnect(receiver)
+
+
+@pytest.fixture
+def sent() -> Iterator[list[tuple[str, str]]]:
+    """(signal, tracking id) of every poller signal sent during the test."""
+    yield from _every_signal(lambda name, record, _: (name, record.tracking_id))
+
+
+@pytest.fixture
+def received() -> Iterator[list[tuple[str, str, str]]]:
+    """(signal, tracking id, event id) of every poller signal sent during the test."""
+    yield from _every_signal(lambda name, record, event_id: (name, record.tracking_id, event_id))

@@ -16,6 +16,9 @@ No other module of poller reads or writes these keys. Layout (``<p>`` is the key
     <p>:events:flowing      exists while the workers' event consumers see Batch events (expires)
     <p>:metrics:*           the fleet's job metrics: see :mod:`poller.store.metrics`
     <p>:events              pub/sub channel of JSON events
+    <p>:unsent:<tracking_id>  list: the job's events whose signals are not known to be sent
+                            (the outbox: written with the transition, emptied once sent)
+    <p>:unsent              sorted set: tracking id -> when its oldest unsent event was stored
     <p>:unacked*            kombu's unacked-message keys for poller's queue (the broker's, named
                             in :mod:`poller.app`; listed here so the prefix's keys are all known)
 
@@ -24,7 +27,8 @@ Lua scripts live beside this module, in ``scripts/``.
 Every change goes through :meth:`JobStore.update`: an optimistic transaction (WATCH/MULTI) that
 bumps the record's version, so two workers acting on the same job (a redelivered check, a race
 after a crash) cannot both store a transition: the loser re-reads and finds nothing left to do.
-Events are published inside the same transaction, so each is published exactly once.
+Events are published inside the same transaction, so each is published exactly once, and put
+in the job's outbox, so their signals are sent at least once (:mod:`poller.outbox`).
 Errors of redis-py reach the caller as they are (``redis.RedisError``): Celery's tasks retry
 them, and the command line prints them as one line.
 """
@@ -62,6 +66,7 @@ LOCK_KEY = "lock"
 EVENTS_FLOWING_KEY = "events:flowing"
 EVENT_COUNTS_KEY = metrics.EVENTS
 EVENTS_CHANNEL = "events"
+UNSENT_KEY = "unsent"
 _VIEW = TypeAdapter(BatchJobView)
 _EPOCH = datetime.fromtimestamp(0, tz=UTC)
 _MAX_CONFLICT_RETRIES = 50  # optimistic-lock retries before giving up; conflicts are rare and short
@@ -217,8 +222,38 @@ class JobStore:
         if record.job_id:
             pipe.set(self.key("jobid", record.job_id), record.tracking_id, ex=ttl)
         self._index_active(record, pipe)
-        for event in change.events:
-            pipe.publish(self.channel, event.to_json())
+        if not change.events:
+            return
+        entries = [event.to_json() for event in change.events]
+        for entry in entries:
+            pipe.publish(self.channel, entry)
+        outbox = self.key(UNSENT_KEY, record.tracking_id)
+        pipe.rpush(outbox, *entries)
+        pipe.expire(outbox, self.record_ttl)
+        pipe.zadd(self.key(UNSENT_KEY), {record.tracking_id: time.time()}, nx=True)
+
+    # --- the signals' outbox ------------------------------------------------------------------
+
+    def signals_sent(self, tracking_id: str, entries: list[str]) -> None:
+        """Take ``entries`` (events as stored, their signals sent now) out of the job's outbox;
+        one round trip."""
+        _script(self.redis, "signals_sent")(
+            keys=[self.key(UNSENT_KEY, tracking_id), self.key(UNSENT_KEY)],
+            args=[tracking_id, *entries],
+        )
+
+    def unsent(self, stored_before: float, limit: int) -> dict[str, list[str]]:
+        """Outbox entries (JSON events) of the jobs whose oldest unsent event was stored before
+        ``stored_before`` (epoch s), by tracking id; at most ``limit`` jobs."""
+        found = self.redis.zrangebyscore(
+            self.key(UNSENT_KEY), "-inf", stored_before, start=0, num=limit
+        )
+        ids = [str(tracking_id) for tracking_id in found]
+        with self.redis.pipeline(transaction=False) as pipe:
+            for tracking_id in ids:
+                pipe.lrange(self.key(UNSENT_KEY, tracking_id), 0, -1)
+            entries = pipe.execute()
+        return {t: [str(e) for e in held] for t, held in zip(ids, entries, strict=True)}
 
     # --- coalesced observations ---------------------------------------------------------
 

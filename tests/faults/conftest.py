@@ -84,8 +84,28 @@ class FaultStack:
         return eventually(done, timeout=timeout, interval=0.5)
 
     def finished_signals(self) -> Counter[str]:
-        entries = [json.loads(raw) for raw in self.records_db.lrange(f"poller:{RECORD_KEY}", 0, -1)]
-        return Counter(e["tracking_id"] for e in entries if e["signal"] == "job_finished")
+        """job_finished signals received per job, a signal sent again (same event id, as after
+        a worker died between sending and noting it) counted once, as its receivers would."""
+        ids = {e["event_id"]: e for e in self._signals() if e["signal"] == "job_finished"}
+        return Counter(e["tracking_id"] for e in ids.values())
+
+    def wait_finished_signals(self, ids: list[str], timeout: float = 30) -> Counter[str]:
+        """finished_signals() once every job of ``ids`` has one (the one a killed worker stored
+        but did not send comes from the reconciler, after its grace)."""
+
+        def all_received() -> Counter[str] | None:
+            finished = self.finished_signals()
+            return finished if all(finished[i] for i in ids) else None
+
+        return eventually(all_received, timeout=timeout, interval=0.5)
+
+    def signals_sent_again(self) -> int:
+        """Signals received more than once with the same event id."""
+        counts = Counter(e["event_id"] for e in self._signals())
+        return sum(count - 1 for count in counts.values())
+
+    def _signals(self) -> list[dict[str, str]]:
+        return [json.loads(raw) for raw in self.records_db.lrange(f"poller:{RECORD_KEY}", 0, -1)]
 
 
 @pytest.fixture(scope="module")

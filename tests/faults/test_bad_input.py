@@ -96,7 +96,7 @@ def test_a_raising_receiver_disturbs_neither_tracking_nor_other_receivers(
     ]
     # Then every job is tracked to the end and the other receiver saw each finish once
     records = stack.wait_all_terminal(ids, timeout=60)
-    finished = stack.finished_signals()
+    finished = stack.wait_finished_signals(ids)
     errors = eventually(
         lambda: stack.workers[0].log_tail(100000).count("raised: RuntimeError"), timeout=10
     )

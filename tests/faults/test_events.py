@@ -117,7 +117,7 @@ def test_duplicated_delayed_and_dropped_events_end_every_job_once(
     # Then every job ended SUCCEEDED (the dropped ends caught by polling), with one
     # job_finished each, and no record's history goes backwards
     assert {r.status for r in records} == {JobStatus.SUCCEEDED}
-    finished = events_stack.finished_signals()
+    finished = events_stack.wait_finished_signals(ids)
     assert all(finished[i] == 1 for i in ids)
     assert all(history_ranks_never_go_down(r) for r in records)
     eventually(lambda: queue_drained(events_stack), timeout=30, interval=0.5)

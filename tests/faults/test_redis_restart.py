@@ -45,7 +45,7 @@ def wait_terminal_while_alive(
 
 
 def assert_each_job_finished_once(stack: FaultStack, ids: list[str]) -> None:
-    finished = stack.finished_signals()
+    finished = stack.wait_finished_signals(ids)
     assert [i for i in ids if finished[i] != 1] == []
 
 
@@ -136,7 +136,7 @@ def test_soak_five_redis_restarts_with_100_jobs_tracked(stack: FaultStack, repor
         recoveries.append(time.monotonic() - restarted)
     restarts_done = time.monotonic() - submitted
     records = wait_terminal_while_alive(stack, worker, ids, timeout=150)
-    finished = stack.finished_signals()
+    finished = stack.wait_finished_signals(ids)
     log = worker.log.read_text()
     report(
         "soak: 5 redis restarts, 100 jobs",

@@ -15,9 +15,14 @@ from poller.models import JobRecord
 RECORD_KEY = "test:signals"
 
 
-def _record(sender: str, record: JobRecord, previous: str | None = None, **_: Any) -> None:
+def _record(
+    sender: str, record: JobRecord, event_id: str, previous: str | None = None, **_: Any
+) -> None:
     store = runtime.get_runtime().store
-    entry = {"signal": sender, "tracking_id": record.tracking_id, "status": record.status.value}
+    entry = {
+        "signal": sender, "tracking_id": record.tracking_id, "status": record.status.value,
+        "event_id": event_id,
+    }  # fmt: skip
     if previous is not None:
         entry["previous"] = previous
     store.redis.rpush(store.key(RECORD_KEY), json.dumps(entry))
