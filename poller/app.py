@@ -16,7 +16,7 @@ from celery.app.amqp import AMQP
 from celery.app.control import Control
 from celery.utils.functional import maybe_list
 
-from poller.settings import get_settings
+from poller.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
 
@@ -25,8 +25,31 @@ def celery_config() -> dict[str, Any]:
     """Celery settings derived from poller's settings."""
     settings = get_settings()
     transport = {"visibility_timeout": settings.visibility_timeout}
-    broker_transport = {
-        **transport,
+    return {
+        "broker_url": settings.broker_url.get_secret_value(),
+        # Countdown messages stay unacked until due. Redis: the broker must not redeliver them
+        # earlier. RabbitMQ gives a message back when its consumer's connection drops, and
+        # has no visibility timeout (its consumer_timeout is checked by the settings).
+        "broker_transport_options": {} if settings.broker_is_rabbitmq else _redis_broker(settings),
+        "result_backend": settings.effective_result_backend,
+        "result_backend_transport_options": transport,
+        **_common_config(settings),
+        **(_RABBITMQ if settings.broker_is_rabbitmq else {}),
+    }
+
+
+_RABBITMQ = {
+    # After a reconnect Celery lowers the prefetch count and raises it again as tasks end; with
+    # countdown checks held unacked the raise never came (RabbitMQ 3.10, Celery 5.7: the worker
+    # stopped receiving, 1 restart in 3). poller's checks are short: over-fetching is harmless.
+    "worker_enable_prefetch_count_reduction": False,
+}
+
+
+def _redis_broker(settings: Settings) -> dict[str, Any]:
+    """Transport options of the Redis broker (kombu's ``redis`` transport)."""
+    return {
+        "visibility_timeout": settings.visibility_timeout,
         # kombu looks for messages whose visibility timeout passed every 10 s x 10 sweeps
         # (about 100 s) by default; a sweep is one ZRANGE, so poller runs one every few
         # seconds: a message stranded by a lost connection or a dead worker comes back within
@@ -39,9 +62,11 @@ def celery_config() -> dict[str, Any]:
         "unacked_index_key": f"{settings.key_prefix}:unacked_index",
         "unacked_mutex_key": f"{settings.key_prefix}:unacked_mutex",
     }
+
+
+def _common_config(settings: Settings) -> dict[str, Any]:
+    """Celery settings that hold whatever the broker."""
     return {
-        "broker_url": settings.broker_url.get_secret_value(),
-        "result_backend": settings.effective_result_backend,
         # JSON only, on the wire and in results: pickle would let a broker message run code.
         "task_serializer": "json",
         "result_serializer": "json",
@@ -51,9 +76,6 @@ def celery_config() -> dict[str, Any]:
         # no job is forgotten by a crash (the lifecycle makes redelivery harmless).
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
-        # Countdown messages stay unacked until due: the broker must not redeliver them earlier.
-        "broker_transport_options": broker_transport,
-        "result_backend_transport_options": transport,
         "result_expires": settings.record_ttl,
         "result_extended": True,
         # Events for Flower: every submit and check is visible, with its arguments.

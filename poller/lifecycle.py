@@ -109,7 +109,7 @@ def validate(
         positional["extra positional arguments"] = args[len(POSITIONAL) :]
     spec = validate_spec(**{**positional, **fields})
     check_request(spec)  # nested AWS values against botocore's model of SubmitJob
-    policy = validate_poll(poll, default_poll(settings), settings.visibility_timeout)
+    policy = validate_poll(poll, default_poll(settings), settings.countdown_limit)
     if idempotency_key is not None and not isinstance(idempotency_key, str):
         raise InvalidJobSpec(
             "invalid job spec: idempotency_key: must be a string", "idempotency_key"

@@ -334,8 +334,11 @@ def validate_spec(
         raise InvalidJobSpec(f"invalid job spec: {err}") from None
 
 
-def validate_poll(overrides: Any, defaults: dict[str, Any], max_delay_limit: float) -> PollPolicy:
-    """Merge a job's ``poll`` overrides into the defaults; InvalidJobSpec names a bad field."""
+def validate_poll(
+    overrides: Any, defaults: dict[str, Any], max_delay_limit: tuple[float, str]
+) -> PollPolicy:
+    """Merge a job's ``poll`` overrides into the defaults; InvalidJobSpec names a bad field.
+    ``max_delay_limit``: the broker's longest countdown, and the rule that sets it."""
     if overrides is not None and not isinstance(overrides, dict):
         raise InvalidJobSpec("invalid job spec: poll: must be a mapping", field="poll")
     try:
@@ -349,10 +352,9 @@ def validate_poll(overrides: Any, defaults: dict[str, Any], max_delay_limit: flo
             "invalid job spec: poll.max_delay: must be >= poll.initial_delay",
             field="poll.max_delay",
         )
-    if policy.max_delay >= max_delay_limit:
+    limit, rule = max_delay_limit
+    if policy.max_delay >= limit:
         raise InvalidJobSpec(
-            f"invalid job spec: poll.max_delay: must be below the broker's visibility_timeout "
-            f"({max_delay_limit:.0f}s)",
-            field="poll.max_delay",
+            f"invalid job spec: poll.max_delay: must be below {rule}", field="poll.max_delay"
         )
     return policy

@@ -27,9 +27,15 @@ from pydantic_settings import (
 
 from poller.errors import ConfigurationError
 
-# What each client accepts: Celery's Redis broker and result backend, and redis-py (records).
+# What each client accepts: Celery's Redis result backend, its brokers (Redis or RabbitMQ), and
+# redis-py (records).
 CELERY_REDIS_SCHEMES = frozenset({"redis", "rediss", "sentinel", "redis+socket"})
+RABBITMQ_SCHEMES = frozenset({"amqp", "amqps"})
+BROKER_SCHEMES = CELERY_REDIS_SCHEMES | RABBITMQ_SCHEMES
 REDIS_PY_SCHEMES = frozenset({"redis", "rediss", "unix"})
+# What a check may take between its countdown's end and its ack (DescribeJobs, retried), kept
+# inside RabbitMQ's consumer_timeout along with the countdown.
+CHECK_RUN_MARGIN = 60
 
 
 class Settings(BaseSettings):
@@ -39,7 +45,10 @@ class Settings(BaseSettings):
 
     broker_url: SecretStr = Field(
         SecretStr("redis://127.0.0.1:6379/0"),
-        description="Celery broker URL (redis://, rediss:// or sentinel://).",
+        description=(
+            "Celery broker URL: Redis (redis://, rediss://, sentinel://) or RabbitMQ (amqp://, "
+            "amqps://; the records then need POLLER_REDIS_URL)."
+        ),
     )
     redis_url: SecretStr | None = Field(
         None, description="Redis URL for job records and events; defaults to broker_url."
@@ -84,6 +93,16 @@ class Settings(BaseSettings):
         description=(
             "Seconds the Redis broker waits for an ack before redelivering a message; must be "
             "above poll_max_delay, since a check's countdown message stays unacked until due."
+        ),
+    )
+    broker_consumer_timeout: int = Field(
+        1800,
+        gt=CHECK_RUN_MARGIN,
+        description=(
+            "RabbitMQ only: the server's consumer_timeout in seconds (30 min unless changed in "
+            "rabbitmq.conf). RabbitMQ closes the channel of a consumer holding a delivery unacked "
+            "for longer, and a check's countdown message stays unacked until due: the longest "
+            "countdown plus 60 s for the check to run must fit in it."
         ),
     )
     poll_initial_delay: float = Field(5.0, gt=0, description="Seconds before the first check.")
@@ -222,9 +241,14 @@ class Settings(BaseSettings):
         """Arguments, then the environment, then a Django project's settings.py, then defaults."""
         return (init_settings, env_settings, DjangoSettingsSource(settings_cls))
 
-    @field_validator("broker_url", "result_backend")
+    @field_validator("broker_url")
     @classmethod
-    def _celery_url(cls, value: SecretStr | None) -> SecretStr | None:
+    def _broker_url(cls, value: SecretStr | None) -> SecretStr | None:
+        return _checked_url(value, BROKER_SCHEMES)
+
+    @field_validator("result_backend")
+    @classmethod
+    def _backend_url(cls, value: SecretStr | None) -> SecretStr | None:
         return _checked_url(value, CELERY_REDIS_SCHEMES)
 
     @field_validator("redis_url")
@@ -252,21 +276,13 @@ class Settings(BaseSettings):
                 f"POLLER_REDIS_URL is required when POLLER_BROKER_URL is {broker_scheme}:// "
                 "(the job records need a plain redis:// or rediss:// URL)"
             )
-        if (
-            self.events_queue_url is not None
-            and self.events_poll_max_delay >= self.visibility_timeout
-        ):
-            raise ValueError(
-                f"POLLER_EVENTS_POLL_MAX_DELAY ({self.events_poll_max_delay}s) must be below "
-                f"POLLER_VISIBILITY_TIMEOUT ({self.visibility_timeout}s): a check's countdown "
-                "message would be redelivered by the broker before it is due"
-            )
-        if self.poll_max_delay >= self.visibility_timeout:
-            raise ValueError(
-                f"POLLER_POLL_MAX_DELAY ({self.poll_max_delay}s) must be below "
-                f"POLLER_VISIBILITY_TIMEOUT ({self.visibility_timeout}s): a check's countdown message would be redelivered "
-                "by the broker before it is due, and checked twice"
-            )
+        limit, limit_rule = self.countdown_limit
+        countdowns = {"POLLER_POLL_MAX_DELAY": self.poll_max_delay}
+        if self.events_queue_url is not None:
+            countdowns["POLLER_EVENTS_POLL_MAX_DELAY"] = self.events_poll_max_delay
+        for name, countdown in countdowns.items():
+            if countdown >= limit:
+                raise ValueError(f"{name} ({countdown}s) must be below {limit_rule}")
         return self
 
     def masked(self) -> dict[str, Any]:
@@ -277,6 +293,29 @@ class Settings(BaseSettings):
                 value = mask_url(value.get_secret_value())
             shown[name] = value
         return shown
+
+    @property
+    def broker_is_rabbitmq(self) -> bool:
+        """Whether the broker is RabbitMQ (amqp:// or amqps://) rather than Redis."""
+        return urlsplit(self.broker_url.get_secret_value()).scheme in RABBITMQ_SCHEMES
+
+    @property
+    def countdown_limit(self) -> tuple[float, str]:
+        """The longest countdown a check may wait with its message unacked, and the rule that
+        sets it: Redis redelivers a message unacked for the visibility timeout (it would be
+        checked twice); RabbitMQ closes the channel of a consumer holding one for longer than
+        its consumer_timeout."""
+        if self.broker_is_rabbitmq:
+            limit = self.broker_consumer_timeout - CHECK_RUN_MARGIN
+            return limit, (
+                f"POLLER_BROKER_CONSUMER_TIMEOUT ({self.broker_consumer_timeout}s, RabbitMQ's "
+                f"consumer_timeout) less {CHECK_RUN_MARGIN}s for the check to run: RabbitMQ "
+                "would close the channel of the worker holding the countdown message"
+            )
+        return self.visibility_timeout, (
+            f"POLLER_VISIBILITY_TIMEOUT ({self.visibility_timeout}s): a check's countdown "
+            "message would be redelivered by the Redis broker before it is due, and checked twice"
+        )
 
     @property
     def effective_redis_url(self) -> str:

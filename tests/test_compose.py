@@ -76,3 +76,24 @@ def test_the_env_file_names_only_known_settings() -> None:
     names = {line.split("=", 1)[0] for line in lines if line.startswith("POLLER_")}
     assert names
     assert names <= known
+
+
+def test_the_rabbitmq_override_points_every_poller_service_at_rabbitmq_and_redis() -> None:
+    # Given the RabbitMQ override over the compose file
+    files = ("-f", "docker-compose.yml", "-f", "config/compose-rabbitmq.yml")
+    result = compose_config(*files, env={"FLOWER_BASIC_AUTH": "a:b", "RABBITMQ_PASSWORD": "pw"})
+    assert result.returncode == 0, result.stderr
+    services = yaml.safe_load(result.stdout)["services"]
+    # Then RabbitMQ runs on a volume, with a user of its own (guest is refused remotely)
+    rabbitmq = services["rabbitmq"]
+    assert rabbitmq["environment"]["RABBITMQ_DEFAULT_USER"] == "poller"
+    assert any("/var/lib/rabbitmq" in str(volume) for volume in rabbitmq["volumes"])
+    # And each of poller's services has a broker URL and a records URL that poller accepts
+    for name in ("worker", "flower", "metrics"):
+        env = services[name]["environment"]
+        settings = Settings(broker_url=env["POLLER_BROKER_URL"], redis_url=env["POLLER_REDIS_URL"])
+        assert settings.broker_is_rabbitmq, name
+        assert "rabbitmq" in services[name]["depends_on"], name
+    # And without a password it refuses to start, naming it
+    refused = compose_config(*files, env={"FLOWER_BASIC_AUTH": "a:b", "RABBITMQ_PASSWORD": ""})
+    assert refused.returncode != 0 and "RABBITMQ_PASSWORD" in refused.stderr

@@ -30,6 +30,9 @@ def test_a_valid_spec_keeps_aws_shapes() -> None:
     assert spec.container_overrides == {"command": ["echo", "hi"]}
 
 
+LIMIT = (3600.0, "the broker's limit")
+
+
 @pytest.mark.parametrize(
     ("change", "field"),
     [
@@ -74,19 +77,19 @@ def test_bad_specs_are_refused_naming_the_field(change: dict[str, Any], field: s
 )
 def test_bad_poll_policies_are_refused(change: dict[str, Any], field: str) -> None:
     with pytest.raises(InvalidJobSpec) as caught:
-        validate_poll(change, POLL, max_delay_limit=3600)
+        validate_poll(change, POLL, max_delay_limit=LIMIT)
     assert caught.value.field == field
 
 
 def test_poll_overrides_merge_into_defaults() -> None:
-    policy = validate_poll({"max_checks": 3}, POLL, max_delay_limit=3600)
+    policy = validate_poll({"max_checks": 3}, POLL, max_delay_limit=LIMIT)
     assert policy.max_checks == 3
     assert policy.initial_delay == 5.0
 
 
 def test_poll_must_be_a_mapping() -> None:
     with pytest.raises(InvalidJobSpec, match="poll"):
-        validate_poll([1], POLL, max_delay_limit=3600)
+        validate_poll([1], POLL, max_delay_limit=LIMIT)
 
 
 @pytest.mark.parametrize(

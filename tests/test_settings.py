@@ -58,14 +58,14 @@ def test_stranded_messages_are_swept_for_every_few_seconds() -> None:
     )
 
 
-@pytest.mark.parametrize("url", ["htp://127.0.0.1:6379/0", "127.0.0.1:6379", "amqp://guest@x//"])
+@pytest.mark.parametrize("url", ["htp://127.0.0.1:6379/0", "127.0.0.1:6379", "sqs://x"])
 def test_a_bad_broker_url_is_refused_naming_its_variable(
     monkeypatch: pytest.MonkeyPatch, url: str
 ) -> None:
     monkeypatch.setenv("POLLER_BROKER_URL", url)
     get_settings.cache_clear()
     try:
-        with pytest.raises(ConfigurationError, match="POLLER_BROKER_URL: must be a redis://"):
+        with pytest.raises(ConfigurationError, match="POLLER_BROKER_URL: must be a amqp://"):
             get_settings()
     finally:
         get_settings.cache_clear()
@@ -78,3 +78,51 @@ def test_a_sentinel_broker_needs_a_plain_records_url(monkeypatch: pytest.MonkeyP
         Settings()
     monkeypatch.setenv("POLLER_REDIS_URL", "redis://127.0.0.1:6379/1")
     assert Settings().effective_redis_url == "redis://127.0.0.1:6379/1"
+
+
+def test_a_rabbitmq_broker_needs_a_records_url_and_sends_no_redis_transport_options(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given RabbitMQ as the broker
+    monkeypatch.setenv("POLLER_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
+    # Then the records' Redis must be named
+    with pytest.raises(
+        ValueError, match="POLLER_REDIS_URL is required when POLLER_BROKER_URL is amqp"
+    ):
+        Settings()
+    monkeypatch.setenv("POLLER_REDIS_URL", "redis://127.0.0.1:6379/1")
+    settings = Settings()
+    assert settings.broker_is_rabbitmq
+    assert settings.effective_result_backend == "redis://127.0.0.1:6379/1"
+    # And the Redis broker's options (visibility timeout, unacked keys) are not sent to kombu
+    get_settings.cache_clear()
+    try:
+        assert celery_config()["broker_transport_options"] == {}
+    finally:
+        get_settings.cache_clear()
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [("POLLER_POLL_MAX_DELAY", "1750"), ("POLLER_EVENTS_POLL_MAX_DELAY", "1741")],
+)
+def test_on_rabbitmq_a_countdown_that_outlives_the_consumer_timeout_is_refused(
+    monkeypatch: pytest.MonkeyPatch, setting: str, value: str
+) -> None:
+    # Given RabbitMQ with its default consumer_timeout (1800 s)
+    monkeypatch.setenv("POLLER_BROKER_URL", "amqps://u:p@mq.example.com:5671//")
+    monkeypatch.setenv("POLLER_REDIS_URL", "redis://127.0.0.1:6379/1")
+    monkeypatch.setenv("POLLER_EVENTS_QUEUE_URL", "https://sqs.eu-west-1.amazonaws.com/1/q")
+    # Then countdowns up to 1800 - 60 s are accepted, whatever the visibility timeout
+    monkeypatch.setenv("POLLER_VISIBILITY_TIMEOUT", "10")
+    monkeypatch.setenv(setting, "1739")
+    assert Settings().countdown_limit[0] == 1740
+    # And a longer one is refused, naming the setting and RabbitMQ's rule
+    monkeypatch.setenv(setting, value)
+    with pytest.raises(
+        ValueError, match=f"{setting} .* must be below POLLER_BROKER_CONSUMER_TIMEOUT"
+    ):
+        Settings()
+    # Unless the server's consumer_timeout was raised and said so
+    monkeypatch.setenv("POLLER_BROKER_CONSUMER_TIMEOUT", "3600")
+    assert Settings().countdown_limit[0] == 3540

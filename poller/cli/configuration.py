@@ -1,4 +1,4 @@
-"""The configuration commands: ``check`` that Redis (broker and records), AWS Batch and the
+"""The configuration commands: ``check`` that the broker, Redis (records), AWS Batch and the
 events queue answer with the current settings, and show the effective settings (``config``,
 passwords masked)."""
 
@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+import kombu
 import redis
 
 from poller import console as view
@@ -21,7 +22,7 @@ from poller.settings import mask_url
 @main.command()
 @json_option
 def check(as_json: bool) -> None:
-    """Check that Redis (broker and records) and AWS Batch answer; exit 3 when not."""
+    """Check that the broker, Redis (records) and AWS Batch answer; exit 3 when not."""
     from poller.batch import BatchClient
     from poller.settings import get_settings
     from poller.worker_start import aws_configuration_problem
@@ -30,9 +31,7 @@ def check(as_json: bool) -> None:
     probes: dict[str, tuple[str, Callable[[], Any]]] = {
         "broker": (
             mask_url(settings.broker_url.get_secret_value()),
-            lambda: redis.Redis.from_url(
-                settings.broker_url.get_secret_value(), socket_timeout=3
-            ).ping(),
+            functools.partial(_broker_probe, settings.broker_url.get_secret_value()),
         ),
         "records": (
             mask_url(settings.effective_redis_url),
@@ -66,6 +65,12 @@ def check(as_json: bool) -> None:
             console.print(f"{name:<8} {result['target']}: {mark}", highlight=False)
     if not all(r["ok"] for r in results.values()):
         sys.exit(view.EXIT_ERROR)
+
+
+def _broker_probe(url: str) -> None:
+    """Connect to the broker as Celery does (kombu: Redis or RabbitMQ), once."""
+    with kombu.Connection(url, connect_timeout=3) as connection:
+        connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0)
 
 
 def _refuse(problem: str) -> None:
