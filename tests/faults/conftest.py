@@ -11,6 +11,7 @@ import json
 import random
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -114,16 +115,26 @@ def fault_batch() -> Iterator[LocalBatch]:
         yield batch
 
 
+@contextmanager
+def fault_stack(batch: LocalBatch, **env: str) -> Iterator[FaultStack]:
+    """A fresh Redis (append-only) with ``batch`` and the fault settings, plus ``env``; the
+    workers a test starts are stopped when it ends."""
+    batch.reset_stats()
+    batch.set_faults(error_rate=0.0, outage=False, throttle={}, response_delay={}, deny=[])
+    with EmbeddedRedis(appendonly=True) as server:
+        full_env = {
+            **stack_env(server, batch, initial_delay=0.5, max_delay=2.0), **FAULT_SETTINGS, **env
+        }  # fmt: skip
+        started = FaultStack(server, batch, full_env)
+        with configured_for(full_env):
+            try:
+                yield started
+            finally:
+                for worker in started.workers:
+                    worker.stop()
+
+
 @pytest.fixture
 def stack(fault_batch: LocalBatch) -> Iterator[FaultStack]:
-    fault_batch.reset_stats()
-    fault_batch.set_faults(error_rate=0.0, outage=False, throttle={}, response_delay={}, deny=[])
-    with EmbeddedRedis(appendonly=True) as server:
-        env = {**stack_env(server, fault_batch, initial_delay=0.5, max_delay=2.0), **FAULT_SETTINGS}
-        fault_stack = FaultStack(server, fault_batch, env)
-        with configured_for(env):
-            try:
-                yield fault_stack
-            finally:
-                for worker in fault_stack.workers:
-                    worker.stop()
+    with fault_stack(fault_batch) as started:
+        yield started

@@ -33,30 +33,12 @@ from tests.conftest import configured_for, eventually
 from tests.integration.shop.app import app as shop_app
 from tests.integration.shop.receivers import FAILED_KEY
 from tests.integration.shop.tasks import RAN_KEY, load_warehouse, on_batch_error, prepare, summarize
+from tests.integration.shop.worker import ShopWorker
 
 pytestmark = pytest.mark.integration
 
 TIMEOUT = 90
 RESULT_FIELDS = set(JobResult.__annotations__)
-
-
-class ShopWorker(ChildProcess):
-    """``celery -A tests.integration.shop.app worker``: the project's own worker."""
-
-    name = "shop-worker"
-
-    def command(self) -> list[str]:
-        return [
-            sys.executable, "-m", "celery", "-A", "tests.integration.shop.app", "worker",
-            "-P", "threads", "-c", "4", "--loglevel", "INFO", "-n", f"shop-{os.getpid()}@%h",
-            "--without-mingle", "--without-gossip",
-        ]  # fmt: skip
-
-    def is_ready(self) -> bool:
-        try:
-            return bool(shop_app.control.ping(timeout=0.5))
-        except Exception:
-            return False
 
 
 @dataclass
@@ -90,6 +72,7 @@ def project(poller_batch: LocalBatch) -> Iterator[Project]:
         env = stack_env(server, poller_batch, initial_delay=0.3, max_delay=1.0)
         env |= {
             "SHOP_BROKER_URL": env["POLLER_BROKER_URL"],
+            "SHOP_NOTES_URL": env["POLLER_BROKER_URL"],
             "SHOP_RESULT_BACKEND": env["POLLER_REDIS_URL"],
             "POLLER_IMPORTS": "tests.integration.shop.receivers",
         }

@@ -14,7 +14,7 @@ FAILED_KEY = "shop:failed"
 
 def count_failure(sender: Any, record: JobRecord, **_: Any) -> None:
     """Note each failed job's tracking id."""
-    client = redis.Redis.from_url(os.environ["SHOP_BROKER_URL"])
+    client = redis.Redis.from_url(os.environ["SHOP_NOTES_URL"])
     client.rpush(FAILED_KEY, record.tracking_id)
     client.close()
 

@@ -1,4 +1,5 @@
-"""The project's own tasks; each notes in Redis where it ran and what it received."""
+"""The project's own tasks; each notes where it ran and what it received in the Redis of
+SHOP_NOTES_URL."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ RAN_KEY = "shop:ran"
 
 def note(task: Any, received: Any) -> None:
     """Append {task, worker, received} to the shop:ran list."""
-    client = redis.Redis.from_url(os.environ["SHOP_BROKER_URL"])
+    client = redis.Redis.from_url(os.environ["SHOP_NOTES_URL"])
     entry = {"task": task.name, "worker": task.request.hostname, "received": received}
     client.rpush(RAN_KEY, json.dumps(entry))
     client.close()
