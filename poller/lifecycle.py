@@ -196,6 +196,7 @@ def abandon(store: JobStore, tracking_id: str, reason: str) -> None:
         tracking_id, lambda r: tracking.finish(r, JobStatus.REJECTED, reason, now)
     )
     if change is not None:
+        outbox.forget(store, change)
         claim_result(store, change.record)
 
 

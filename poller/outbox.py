@@ -10,7 +10,11 @@ that must not act twice when a worker dies just after sending.
 
 from __future__ import annotations
 
+import json
 import logging
+import time
+
+import redis
 
 from poller import signals
 from poller.signals import Event
@@ -18,7 +22,7 @@ from poller.store import Change, JobStore
 
 logger = logging.getLogger(__name__)
 
-BATCH = 500  # jobs whose unsent signals one pass sends; the next pass takes the rest
+BATCH = 500  # jobs whose unsent signals one pass looks at; the next pass takes the rest
 
 
 def deliver(store: JobStore, change: Change | None) -> None:
@@ -26,21 +30,41 @@ def deliver(store: JobStore, change: Change | None) -> None:
     if change is None or not change.events:
         return
     signals.send(change.events)
-    store.signals_sent(change.record.tracking_id, [event.to_json() for event in change.events])
+    forget(store, change)
 
 
-def resend_stale(store: JobStore, stored_before: float) -> int:
-    """Send the signals still in the outbox that were stored before ``stored_before`` (epoch s);
+def forget(store: JobStore, change: Change) -> None:
+    """Take a change's events out of the outbox (their signals were sent, or must not be).
+
+    A Redis error is logged, not raised: the transition is stored and its signals went out;
+    the reconciler sends them once more, with the same event ids, after the grace.
+    """
+    try:
+        store.signals_sent(change.record.tracking_id, change.stored)
+    except redis.RedisError as err:
+        logger.warning(
+            "job %s: signals sent, but not noted as sent (%s): they may be sent again",
+            change.record.tracking_id, err,
+        )  # fmt: skip
+
+
+def resend_stale(store: JobStore, stored_before: float, until: float) -> int:
+    """Send the signals still in the outbox that were stored before ``stored_before`` (epoch
+    s), stopping at ``until`` (monotonic s: while this worker holds the reconcile lock);
     returns how many were sent."""
     sent = 0
     for tracking_id, entries in store.unsent(stored_before, BATCH).items():
+        if time.monotonic() > until:
+            break
+        stale = [raw for raw in entries if json.loads(raw)["stored_at"] < stored_before]
         record = store.find(tracking_id)
-        events = [Event.from_json(raw, record) for raw in entries] if record else []
-        logger.warning(
-            "job %s: sending %d signal(s) its worker stored but did not send", tracking_id,
-            len(events),
-        )  # fmt: skip
+        events = [Event.from_json(json.loads(raw), record) for raw in stale] if record else []
+        if events:
+            logger.warning(
+                "job %s: sending %d signal(s) its worker stored but did not send", tracking_id,
+                len(events),
+            )  # fmt: skip
         signals.send(events)
-        store.signals_sent(tracking_id, entries)
+        store.signals_sent(tracking_id, stale)
         sent += len(events)
     return sent

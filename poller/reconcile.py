@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -48,6 +49,7 @@ class ReconcileReport:
 def reconcile(rt: Runtime, app: Any, now: datetime | None = None) -> ReconcileReport:
     """Re-send (through Celery ``app``) the lost message of every active job overdue by more
     than the grace period."""
+    started = time.monotonic()
     now = now or utcnow()
     grace = timedelta(seconds=rt.settings.reconcile_grace)
     late = now - grace
@@ -72,7 +74,9 @@ def reconcile(rt: Runtime, app: Any, now: datetime | None = None) -> ReconcileRe
         logger.warning(
             "reconcile: re-sent %d lost check(s) and %d lost submission(s)", checks, submits
         )
-    signals_sent = outbox.resend_stale(rt.store, late.timestamp())
+    # Receivers run here: stop well within the lock's interval, so no other pass overlaps
+    until = started + rt.settings.reconcile_interval / 2
+    signals_sent = outbox.resend_stale(rt.store, late.timestamp(), until)
     return ReconcileReport(checks, submits, signals_sent)
 
 

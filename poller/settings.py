@@ -30,7 +30,7 @@ from poller.errors import ConfigurationError
 # What each client accepts: Celery's Redis result backend, its brokers (Redis or RabbitMQ), and
 # redis-py (records).
 CELERY_REDIS_SCHEMES = frozenset({"redis", "rediss", "sentinel", "redis+socket"})
-RABBITMQ_SCHEMES = frozenset({"amqp", "amqps"})
+RABBITMQ_SCHEMES = frozenset({"amqp", "amqps", "pyamqp"})
 BROKER_SCHEMES = CELERY_REDIS_SCHEMES | RABBITMQ_SCHEMES
 REDIS_PY_SCHEMES = frozenset({"redis", "rediss", "unix"})
 # What a check may take between its countdown's end and its ack (DescribeJobs, retried), kept

@@ -92,11 +92,13 @@ class Event:
         """The same for every sending of this event: ``<tracking id>:<version>:<signal>``."""
         return f"{self.record.tracking_id}:{self.stored_version}:{self.name}"
 
-    def to_json(self) -> str:
-        """The event as published on the channel (and kept in the outbox until sent)."""
+    def to_json(self, stored_at: float | None = None) -> str:
+        """The event as published on the channel (and kept in the outbox until sent), with when
+        it was stored (epoch s)."""
         return json.dumps(
             {
                 "id": self.id,
+                "stored_at": stored_at,
                 "event": self.name,
                 "tracking_id": self.record.tracking_id,
                 "job_id": self.record.job_id,
@@ -107,9 +109,9 @@ class Event:
         )
 
     @classmethod
-    def from_json(cls, raw: str, record: JobRecord) -> Event:
-        """An event read back from the outbox, sent with the job's current ``record``."""
-        data = json.loads(raw)
+    def from_json(cls, data: dict[str, Any], record: JobRecord) -> Event:
+        """An event read back from the outbox (parsed JSON), sent with the job's current
+        ``record``."""
         return cls(SIGNALS[data["event"]], record, data["previous"], data["version"])
 
 

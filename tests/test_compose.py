@@ -87,6 +87,7 @@ def test_the_rabbitmq_override_points_every_poller_service_at_rabbitmq_and_redis
     # Then RabbitMQ runs on a volume, with a user of its own (guest is refused remotely)
     rabbitmq = services["rabbitmq"]
     assert rabbitmq["environment"]["RABBITMQ_DEFAULT_USER"] == "poller"
+    assert rabbitmq["hostname"] == "rabbitmq"  # its data directory is named after it
     assert any("/var/lib/rabbitmq" in str(volume) for volume in rabbitmq["volumes"])
     # And each of poller's services has a broker URL and a records URL that poller accepts
     for name in ("worker", "flower", "metrics"):

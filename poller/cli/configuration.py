@@ -31,7 +31,9 @@ def check(as_json: bool) -> None:
     probes: dict[str, tuple[str, Callable[[], Any]]] = {
         "broker": (
             mask_url(settings.broker_url.get_secret_value()),
-            functools.partial(_broker_probe, settings.broker_url.get_secret_value()),
+            functools.partial(
+                _broker_probe, settings.broker_url.get_secret_value(), settings.broker_is_rabbitmq
+            ),
         ),
         "records": (
             mask_url(settings.effective_redis_url),
@@ -67,9 +69,15 @@ def check(as_json: bool) -> None:
         sys.exit(view.EXIT_ERROR)
 
 
-def _broker_probe(url: str) -> None:
-    """Connect to the broker as Celery does (kombu: Redis or RabbitMQ), once."""
-    with kombu.Connection(url, connect_timeout=3) as connection:
+def _broker_probe(url: str, rabbitmq: bool) -> None:
+    """Connect to the broker as Celery does (kombu: Redis or RabbitMQ), once, within seconds
+    (kombu's Redis transport ignores ``connect_timeout``: its socket options are set)."""
+    timeouts = (
+        {"read_timeout": 3, "write_timeout": 3}
+        if rabbitmq
+        else {"socket_timeout": 3, "socket_connect_timeout": 3}
+    )
+    with kombu.Connection(url, connect_timeout=3, transport_options=timeouts) as connection:
         connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0)
 
 

@@ -78,6 +78,7 @@ class Change:
 
     record: JobRecord
     events: list[Event] = field(default_factory=list)
+    stored: list[str] = field(default_factory=list)  # the events as the store wrote them
 
 
 class JobStore:
@@ -224,13 +225,14 @@ class JobStore:
         self._index_active(record, pipe)
         if not change.events:
             return
-        entries = [event.to_json() for event in change.events]
-        for entry in entries:
+        stored_at = time.time()
+        change.stored = [event.to_json(stored_at) for event in change.events]
+        for entry in change.stored:
             pipe.publish(self.channel, entry)
         outbox = self.key(UNSENT_KEY, record.tracking_id)
-        pipe.rpush(outbox, *entries)
+        pipe.rpush(outbox, *change.stored)
         pipe.expire(outbox, self.record_ttl)
-        pipe.zadd(self.key(UNSENT_KEY), {record.tracking_id: time.time()}, nx=True)
+        pipe.zadd(self.key(UNSENT_KEY), {record.tracking_id: stored_at}, nx=True)
 
     # --- the signals' outbox ------------------------------------------------------------------
 
@@ -243,8 +245,8 @@ class JobStore:
         )
 
     def unsent(self, stored_before: float, limit: int) -> dict[str, list[str]]:
-        """Outbox entries (JSON events) of the jobs whose oldest unsent event was stored before
-        ``stored_before`` (epoch s), by tracking id; at most ``limit`` jobs."""
+        """Outbox entries (JSON events, with ``stored_at``) of the jobs whose oldest unsent event
+        was stored before ``stored_before`` (epoch s), by tracking id; at most ``limit`` jobs."""
         found = self.redis.zrangebyscore(
             self.key(UNSENT_KEY), "-inf", stored_before, start=0, num=limit
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -70,9 +71,11 @@ class EmbeddedRabbitMQ:
                 stderr=subprocess.DEVNULL,
             )
         with self.log.open("ab") as out:
+            # A session of its own: the script runs the Erlang VM as a child, which a SIGKILL
+            # of the script alone would leave running
             self._node = subprocess.Popen(
                 [str(SERVER)], env=self._environ(), stdin=subprocess.DEVNULL, stdout=out,
-                stderr=subprocess.STDOUT,
+                stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
         self._wait_ready()
 
@@ -101,7 +104,9 @@ class EmbeddedRabbitMQ:
             if self._node.poll() is not None:
                 raise LocalStackError(f"RabbitMQ exited at start:\n{self.log.read_text()[-3000:]}")
             try:
-                connection = amqp.Connection(f"127.0.0.1:{self.port}", connect_timeout=1)
+                connection = amqp.Connection(
+                    f"127.0.0.1:{self.port}", connect_timeout=1, read_timeout=2, write_timeout=2
+                )
                 connection.connect()
                 connection.close()
                 return
@@ -115,10 +120,17 @@ class EmbeddedRabbitMQ:
                 time.sleep(0.25)
 
     def stop(self) -> None:
-        """Stop the node (SIGTERM: a clean shutdown); its epmd keeps running for a restart."""
-        if self._node is not None:
-            stop_process(self._node, STOP_TIMEOUT)
-            self._node = None
+        """Stop the node (SIGTERM: a clean shutdown, then SIGKILL to the node's whole process
+        group); its epmd keeps running for a restart."""
+        node, self._node = self._node, None
+        if node is None:
+            return
+        node.terminate()  # the script stops the VM, waits for it, then exits
+        try:
+            node.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            os.killpg(node.pid, signal.SIGKILL)  # its group: the script and the VM it started
+            node.wait()
 
     def close(self) -> None:
         """Stop the node and its epmd, and remove the data directory."""

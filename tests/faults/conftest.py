@@ -100,6 +100,13 @@ class FaultStack:
 
         return eventually(all_received, timeout=timeout, interval=0.5)
 
+    def status_changes_stored_twice(self) -> int:
+        """job_status_changed signals of distinct transitions to a status a job already had
+        (a transition applied twice by two deliveries; a signal merely sent again keeps its id)."""
+        changes = {e["event_id"]: e for e in self._signals() if e["signal"] == "job_status_changed"}
+        counts = Counter((e["tracking_id"], e["status"]) for e in changes.values())
+        return sum(count - 1 for count in counts.values())
+
     def signals_sent_again(self) -> int:
         """Signals received more than once with the same event id."""
         counts = Counter(e["event_id"] for e in self._signals())

@@ -44,6 +44,7 @@ def test_30_percent_of_calls_failing_neither_loses_jobs_nor_uses_up_checks(
     # Each check counted is one DescribeJobs call that was answered: faults used up no checks
     assert checks == describe_calls - describe_faults
     assert all(count == 1 for count in stack.wait_finished_signals(ids).values())
+    assert stack.signals_sent_again() == 0
 
 
 def test_tracking_resumes_after_the_endpoint_is_unreachable_for_30_seconds(

@@ -108,4 +108,5 @@ def test_a_raising_receiver_disturbs_neither_tracking_nor_other_receivers(
     )
     assert {r.status.value for r in records} == {"SUCCEEDED"}
     assert all(finished[i] == 1 for i in ids)
+    assert stack.signals_sent_again() == 0
     assert JobHandle(ids[0]).record.history[-1].status.value == "SUCCEEDED"

@@ -119,6 +119,7 @@ def test_duplicated_delayed_and_dropped_events_end_every_job_once(
     assert {r.status for r in records} == {JobStatus.SUCCEEDED}
     finished = events_stack.wait_finished_signals(ids)
     assert all(finished[i] == 1 for i in ids)
+    assert events_stack.signals_sent_again() == 0
     assert all(history_ranks_never_go_down(r) for r in records)
     eventually(lambda: queue_drained(events_stack), timeout=30, interval=0.5)
     published = events_stack.batch.stats()["events"]

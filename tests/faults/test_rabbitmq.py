@@ -13,7 +13,6 @@ import os
 import subprocess
 import sys
 import time
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,6 @@ from aws_batch_emulator.resources import JOB_QUEUE, SLEEP_JOB_DEFINITION
 from celery import chain
 
 from poller import submit_job
-from poller.models import JobRecord
 from poller.testing.rabbitmq_server import EmbeddedRabbitMQ
 from poller.testing.stack import configure_process
 from tests.conftest import eventually
@@ -55,15 +53,6 @@ def stack(
     queue = "poller-" + request.node.name.removeprefix("test_")[:40]
     with fault_stack(fault_batch, POLLER_BROKER_URL=rabbitmq.url, POLLER_QUEUE=queue) as started:
         yield started
-
-
-def transitions_stored_twice(records: list[JobRecord]) -> int:
-    """Statuses a job's history holds more than once (a transition applied twice)."""
-    return sum(
-        count - 1
-        for record in records
-        for count in Counter(t.status for t in record.history).values()
-    )
 
 
 def test_chains_reach_the_apps_worker_through_the_same_rabbitmq(
@@ -129,11 +118,12 @@ def test_kill_9_of_pollers_worker_with_20_jobs_loses_and_doubles_nothing(
     submits = stack.batch.calls("SubmitJob")
     report(
         "rabbitmq kill -9", jobs=len(ids), statuses=sorted({r.status.value for r in records}),
-        transitions_stored_twice=transitions_stored_twice(records), submit_job_calls=submits,
+        transitions_stored_twice=stack.status_changes_stored_twice(),
+        sent_again_same_id=stack.signals_sent_again(), submit_job_calls=submits,
         batch_jobs=batch_jobs_named(stack, "rmq-crash-"), recovery_s=f"{recovery:.1f}",
     )  # fmt: skip
     assert {r.status.value for r in records} == {"SUCCEEDED"}
-    assert transitions_stored_twice(records) == 0
+    assert stack.status_changes_stored_twice() == 0
     assert all(finished[i] == 1 for i in ids)
     assert submits == 20
     assert batch_jobs_named(stack, "rmq-crash-") == 20
@@ -171,13 +161,15 @@ def test_a_rabbitmq_restart_with_checks_in_flight_ends_every_job_once(
     report(
         "rabbitmq restart", jobs=len(ids), checks_again_after_s=f"{back:.1f}",
         statuses=sorted({r.status.value for r in records}), same_pid=worker.pid == pid,
-        transitions_stored_twice=transitions_stored_twice(records),
+        transitions_stored_twice=stack.status_changes_stored_twice(),
+        sent_again_same_id=stack.signals_sent_again(),
     )  # fmt: skip
     assert worker.is_running and worker.pid == pid, worker.log_tail()
     assert "Unrecoverable error" not in log
     assert {r.status.value for r in records} == {"SUCCEEDED"}
-    assert transitions_stored_twice(records) == 0
+    assert stack.status_changes_stored_twice() == 0
     assert all(finished[i] == 1 for i in ids)
+    assert stack.signals_sent_again() == 0  # no worker died: every signal went out once
 
 
 def test_checks_lost_with_a_purged_queue_are_resent_by_the_reconciler(
@@ -201,6 +193,7 @@ def test_checks_lost_with_a_purged_queue_are_resent_by_the_reconciler(
     assert resent >= 1
     assert {r.status.value for r in records} == {"SUCCEEDED"}
     assert all(finished[i] == 1 for i in ids)
+    assert stack.signals_sent_again() == 0
 
 
 def test_poller_check_reaches_the_rabbitmq_broker_and_masks_its_password(

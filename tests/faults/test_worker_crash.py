@@ -50,6 +50,7 @@ def test_kill_9_with_200_jobs_tracked_loses_and_doubles_nothing(
         "kill -9 with 200 jobs",
         jobs_tracked=len(ids), terminal=len(records), statuses=sorted(statuses),
         job_finished_signals=sum(finished.values()), duplicate_signals=duplicates,
+        transitions_stored_twice=stack.status_changes_stored_twice(),
         sent_again_same_id=stack.signals_sent_again(),
         jobs_signals_sent_from_outbox=sum(
             w.log.read_text().count("stored but did not send") for w in stack.workers
@@ -61,6 +62,7 @@ def test_kill_9_with_200_jobs_tracked_loses_and_doubles_nothing(
     # With exactly one job_finished each, and one Batch job per submission
     assert all(finished[i] == 1 for i in ids)
     assert len(finished) == 200
+    assert stack.status_changes_stored_twice() == 0
     # The endpoint counted 200 SubmitJob calls (a request the killed worker had only half sent
     # is counted apart, as AWS never sees it), and 200 Batch jobs exist
     assert submits == 200

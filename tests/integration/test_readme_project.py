@@ -31,10 +31,14 @@ BIN = Path(sys.executable).parent
 
 
 def section_blocks() -> list[tuple[str, str]]:
-    """The (language, code) blocks of the README's section."""
+    """The (language, code) blocks of the README's section, up to its first subsection."""
     text = README.read_text()
     start = text.index(SECTION)
-    end = text.find("\n## ", start + len(SECTION))
+    end = min(
+        found
+        for mark in ("\n## ", "\n### ")
+        if (found := text.find(mark, start + len(SECTION))) > 0
+    )
     return re.findall(r"```(\w+)\n(.*?)```", text[start:end], flags=re.DOTALL)
 
 
