@@ -9,8 +9,9 @@ Connect a receiver as with any Celery signal::
         alert(f"{record.job_name} failed: {record.describe_failure()}")
 
 Every signal is sent with ``sender`` set to the signal's name, ``record``, the stored
-:class:`poller.models.JobRecord`, and ``event_id``, the same for every sending of one job's
-transition (``<tracking id>:<record version>:<signal>``). A transition's signals are sent once,
+:class:`poller.models.JobRecord`, ``status``, the job's status when the event happened (a
+signal sent late carries the job's newer record), and ``event_id``, the same for every sending of
+one job's transition (``<tracking id>:<record version>:<signal>``). A transition's signals are sent once,
 even when a check message is delivered twice. They are sent at least once: a worker that dies
 between storing a transition and sending its signals leaves them in the store's outbox, and the
 reconciler sends them after ``reconcile_grace`` (:mod:`poller.outbox`); a worker that dies right
@@ -76,6 +77,7 @@ class Event:
     record: JobRecord
     previous: str | None = None
     version: int | None = None  # the record version that stored it (default: record.version)
+    status: str | None = None  # the job's status then (default: record.status)
 
     @property
     def name(self) -> str:
@@ -86,6 +88,11 @@ class Event:
     def stored_version(self) -> int:
         """The version of the record whose transaction stored this event."""
         return self.record.version if self.version is None else self.version
+
+    @property
+    def status_then(self) -> str:
+        """The job's status when this event happened (a late sending's record may be newer)."""
+        return self.record.status.value if self.status is None else self.status
 
     @property
     def id(self) -> str:
@@ -102,7 +109,7 @@ class Event:
                 "event": self.name,
                 "tracking_id": self.record.tracking_id,
                 "job_id": self.record.job_id,
-                "status": self.record.status.value,
+                "status": self.status_then,
                 "previous": self.previous,
                 "version": self.stored_version,
             }
@@ -112,13 +119,17 @@ class Event:
     def from_json(cls, data: dict[str, Any], record: JobRecord) -> Event:
         """An event read back from the outbox (parsed JSON), sent with the job's current
         ``record``."""
-        return cls(SIGNALS[data["event"]], record, data["previous"], data["version"])
+        return cls(
+            SIGNALS[data["event"]], record, data["previous"], data["version"], data["status"]
+        )
 
 
 def send(events: list[Event]) -> None:
     """Send the signal of each event, in order. Receivers' errors are logged, never raised."""
     for event in events:
-        kwargs: dict[str, Any] = {"record": event.record, "event_id": event.id}
+        kwargs: dict[str, Any] = {
+            "record": event.record, "event_id": event.id, "status": event.status_then
+        }  # fmt: skip
         if event.signal is job_status_changed:
             kwargs["previous"] = event.previous
         logger.debug("job %s: sending %s", event.record.tracking_id, event.name)

@@ -315,9 +315,14 @@ def check_job(self: Task[Any, Any], tracking_id: str, check_no: int = 0, failure
         again = (tracking_id, check_no, failures + 1)
         raise _retry_later(self, rt, delay, args=again) from err
     except ObservationPending:
-        # Another check is describing this job right now: pick up its observation shortly.
+        # Another check is describing this job right now: pick up its observation shortly (a
+        # wait like any other, shown in Flower without a traceback)
+        pending = CheckScheduled(
+            f"another check is describing job {tracking_id}; check {check_no + 1} takes its "
+            f"observation in {PENDING_RETRY_SECONDS:.1f}s"
+        )
         raise self.retry(
-            args=(tracking_id, check_no, failures), countdown=PENDING_RETRY_SECONDS
+            args=(tracking_id, check_no, failures), countdown=PENDING_RETRY_SECONDS, exc=pending
         ) from None
     if isinstance(outcome, Revoked):
         _end_revoked(self, outcome)

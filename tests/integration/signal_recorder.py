@@ -16,12 +16,12 @@ RECORD_KEY = "test:signals"
 
 
 def _record(
-    sender: str, record: JobRecord, event_id: str, previous: str | None = None, **_: Any
-) -> None:
+    sender: str, record: JobRecord, event_id: str, status: str, previous: str | None = None,
+    **_: Any,
+) -> None:  # fmt: skip
     store = runtime.get_runtime().store
     entry = {
-        "signal": sender, "tracking_id": record.tracking_id, "status": record.status.value,
-        "event_id": event_id,
+        "signal": sender, "tracking_id": record.tracking_id, "status": status, "event_id": event_id
     }  # fmt: skip
     if previous is not None:
         entry["previous"] = previous
