@@ -175,6 +175,18 @@ def wait_done(client: Any, job_id: str) -> dict[str, Any]:
     return eventually(probe)
 
 
+def watch_until_done(client: Any, job_id: str) -> dict[str, dict[str, Any]]:
+    """The first DescribeJobs item seen in each status of a job, described until it ends."""
+    described: dict[str, dict[str, Any]] = {}
+
+    def probe() -> dict[str, dict[str, Any]] | None:
+        item = describe(client, job_id)
+        described.setdefault(item["status"], item)
+        return described if item["status"] in DONE else None
+
+    return eventually(probe, interval=0.01)
+
+
 # --- resources -----------------------------------------------------------------------------
 
 
@@ -240,19 +252,11 @@ def test_a_job_publishes_one_event_per_transition_after_submitted_as_aws_does(
     client = server.client()
     inbox = Inbox.of(server)
     job = submit(client, f"events-{runtime}", parameters=sleep_parameters(0.4))
-    described: dict[str, dict[str, Any]] = {}
 
-    # When the job runs to its end and its events arrive on the queue
-    def probe() -> list[dict[str, Any]] | None:
-        item = describe(client, job["jobId"])
-        described.setdefault(item["status"], item)
-        inbox.read()
-        events = inbox.by_job[job["jobArn"]]
-        return events if any(status(e) in DONE for e in events) else None
-
-    events = eventually(probe)
-    final = describe(client, job["jobId"])
-    described.setdefault(final["status"], final)
+    # When the job runs to its end, watched with nothing but DescribeJobs (one call a turn, so
+    # no stage of 0.3 s passes unseen), and then its events are read from the queue
+    described = watch_until_done(client, job["jobId"])
+    events = inbox.until_final(job["jobArn"])
 
     # Then there is one event per status after SUBMITTED, in order, in AWS's shape
     assert statuses(events) == [*AFTER_SUBMITTED, "SUCCEEDED"]
@@ -267,6 +271,7 @@ def test_a_job_publishes_one_event_per_transition_after_submitted_as_aws_does(
         assert ISO_SECONDS.match(event["time"]), event["time"]
         assert event["resources"] == [job["jobArn"]]
         # And its detail is what DescribeJobs answered while the job was in that status
+        assert status(event) in described, f"{status(event)} never described: {list(described)}"
         assert event["detail"] == described[status(event)]
     detail = events[-1]["detail"]
     assert (detail["jobId"], detail["jobName"]) == (job["jobId"], f"events-{runtime}")
