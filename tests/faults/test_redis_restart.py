@@ -109,13 +109,14 @@ def test_a_check_in_flight_across_the_restart_does_not_end_the_worker(
 
 
 def test_soak_five_redis_restarts_with_100_jobs_tracked(stack: FaultStack, report: Any) -> None:
-    # Given 100 jobs that outlive five restarts, and DescribeJobs answering in 1.5 s so that
-    # checks are often in flight when Redis goes away
+    # Given 100 jobs that run until they are terminated (jobs of a fixed length could all end
+    # mid-soak when restarts are slow, and leave nothing to check), and DescribeJobs answering in
+    # 1.5 s so that checks are often in flight when Redis goes away
     stack.batch.set_faults(response_delay={"DescribeJobs": 1.5})
     worker = stack.start_worker()
     pid = worker.pid
     submitted = time.monotonic()
-    ids = stack.submit(100, "soak", seconds=(35.0, 50.0))
+    ids = stack.submit(100, "soak", seconds=(600.0, 600.0))
     eventually(lambda: all(r.checks >= 1 for r in stack.records(ids)), timeout=60, interval=0.5)
     recoveries = []
     for _ in range(5):
@@ -130,12 +131,16 @@ def test_soak_five_redis_restarts_with_100_jobs_tracked(stack: FaultStack, repor
             lambda before=before: (
                 assert_alive(worker) or sum(r.checks for r in stack.records(ids)) >= before + 20
             ),
-            timeout=60,
+            timeout=30,
             interval=0.2,
         )
         recoveries.append(time.monotonic() - restarted)
     restarts_done = time.monotonic() - submitted
-    records = wait_terminal_while_alive(stack, worker, ids, timeout=150)
+    # And once Batch terminates the jobs, every one of them ends once, FAILED with Batch's reason
+    batch = stack.batch.client()
+    for record in stack.records(ids):
+        batch.terminate_job(jobId=record.job_id, reason="the soak is over")
+    records = wait_terminal_while_alive(stack, worker, ids, timeout=60)
     finished = stack.wait_finished_signals(ids)
     log = worker.log.read_text()
     report(
@@ -148,5 +153,5 @@ def test_soak_five_redis_restarts_with_100_jobs_tracked(stack: FaultStack, repor
     )  # fmt: skip
     assert worker.pid == pid
     assert "Unrecoverable error" not in log
-    assert {r.status.value for r in records} == {"SUCCEEDED"}
+    assert {(r.status.value, r.status_reason) for r in records} == {("FAILED", "the soak is over")}
     assert_each_job_finished_once(stack, ids)
