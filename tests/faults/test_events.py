@@ -13,7 +13,13 @@ from typing import Any
 
 import pytest
 from aws_batch_emulator import LocalBatch
-from aws_batch_emulator.resources import JOB_QUEUE, SLEEP_JOB_DEFINITION
+from aws_batch_emulator.resources import (
+    EVENT_BUS,
+    EVENTS_RULE,
+    EVENTS_TARGET_ID,
+    JOB_QUEUE,
+    SLEEP_JOB_DEFINITION,
+)
 from celery import chain
 
 from poller import submit_job
@@ -38,23 +44,27 @@ def fault_batch() -> Iterator[LocalBatch]:
 
 
 @pytest.fixture
-def events_stack(stack: FaultStack) -> Iterator[FaultStack]:
-    """The fault stack with an empty events queue, every process consuming it."""
-    drain(stack.batch.client("sqs"), stack.batch.events_queue_url)
+def events_stack(stack: FaultStack, request: pytest.FixtureRequest) -> Iterator[FaultStack]:
+    """The fault stack with an events queue of its own, the rule's target for this test: no
+    event of an earlier test reaches it, late or held unacked by a stopped worker (such a
+    message would stay invisible for the queue's 30 s visibility timeout)."""
+    sqs = stack.batch.client("sqs")
+    url = sqs.create_queue(QueueName=f"events-{request.node.name[5:70]}")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]
+    stack.batch.client("events").put_targets(
+        Rule=EVENTS_RULE,
+        EventBusName=EVENT_BUS,
+        Targets=[{"Id": EVENTS_TARGET_ID, "Arn": arn["QueueArn"]}],
+    )
     stack.batch.set_faults(event_duplicate=0.0, event_drop=0.0, event_delay=0.0)
-    stack.env["POLLER_EVENTS_QUEUE_URL"] = stack.batch.events_queue_url
+    stack.env["POLLER_EVENTS_QUEUE_URL"] = url
     stack.env["POLLER_EVENTS_POLL_MAX_DELAY"] = "6"  # below the stack's visibility timeout (8)
     with configured_for(stack.env):
         yield stack
 
 
-def drain(sqs: Any, url: str) -> None:
-    """Delete what earlier tests left in the queue (PurgeQueue is once a minute)."""
-    while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages"):
-        entries = [
-            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)
-        ]
-        sqs.delete_message_batch(QueueUrl=url, Entries=entries)
+def events_queue(stack: FaultStack) -> str:
+    return stack.env["POLLER_EVENTS_QUEUE_URL"]
 
 
 def history_ranks_never_go_down(record: JobRecord) -> bool:
@@ -64,7 +74,7 @@ def history_ranks_never_go_down(record: JobRecord) -> bool:
 
 def queue_drained(stack: FaultStack) -> bool:
     attributes = stack.batch.client("sqs").get_queue_attributes(
-        QueueUrl=stack.batch.events_queue_url,
+        QueueUrl=events_queue(stack),
         AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
     )["Attributes"]
     return all(int(v) == 0 for v in attributes.values())
@@ -135,7 +145,7 @@ def test_events_a_killed_worker_held_come_back_and_are_applied_once(
     # Given a worker whose event consumer is stuck in a receiver, holding received messages,
     # and an events queue that redelivers after 3 s
     sqs = events_stack.batch.client("sqs")
-    url = events_stack.batch.events_queue_url
+    url = events_queue(events_stack)
     sqs.set_queue_attributes(QueueUrl=url, Attributes={"VisibilityTimeout": "3"})
     try:
         stuck = Worker(events_stack.env, includes=["tests.faults.slow_receiver"], concurrency=4)
@@ -165,7 +175,7 @@ def test_malformed_and_unknown_events_are_counted_and_deleted(events_stack: Faul
     # Given a worker consuming the queue
     worker = events_stack.start_worker()
     sqs = events_stack.batch.client("sqs")
-    url = events_stack.batch.events_queue_url
+    url = events_queue(events_stack)
     unknown = {
         "version": "0", "id": "x", "detail-type": "Batch Job State Change", "source": "aws.batch",
         "account": "123456789012", "time": "2026-11-26T13:00:00Z", "region": "us-east-1",
@@ -183,7 +193,7 @@ def test_malformed_and_unknown_events_are_counted_and_deleted(events_stack: Faul
 
 def test_an_unreachable_queue_leaves_polling_in_charge(events_stack: FaultStack) -> None:
     # Given a worker whose events queue does not exist
-    missing = events_stack.batch.events_queue_url.rsplit("/", 1)[0] + "/no-such-queue"
+    missing = events_queue(events_stack).rsplit("/", 1)[0] + "/no-such-queue"
     worker = events_stack.start_worker(POLLER_EVENTS_QUEUE_URL=missing)
     # When jobs run
     ids = events_stack.submit(5, "no-events", seconds=(1.0, 2.0))
