@@ -11,12 +11,38 @@ import signal
 import socket
 import subprocess
 from collections.abc import Iterator
-from types import FrameType
-from typing import Any
+from types import FrameType, TracebackType
+from typing import Any, Self
 
 
 class LocalStackError(RuntimeError):
     """A local dev-stack server could not start."""
+
+
+class EmbeddedServer:
+    """A server child process used as a context manager: started on entry (and closed again if
+    it cannot start), closed on exit. Subclasses provide ``start`` and ``close``."""
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
 
 
 def free_port() -> int:

@@ -16,9 +16,14 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
+from typing import Self
 
-from poller.testing.processes import LocalStackError, free_port, stop_process
+from poller.testing.processes import (
+    EmbeddedServer,
+    LocalStackError,
+    free_port,
+    stop_process,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +32,7 @@ INSTALL_HINT = "RabbitMQ is not installed: apt-get install rabbitmq-server"
 STOP_TIMEOUT = 30.0  # a node flushes its queues to disk on the way down
 
 
-class EmbeddedRabbitMQ:
+class EmbeddedRabbitMQ(EmbeddedServer):
     """A RabbitMQ node child process bound to 127.0.0.1, with its data in a directory of its own.
 
     Example::
@@ -62,7 +67,7 @@ class EmbeddedRabbitMQ:
         """The node's output (its own log files are under ``home / "log"``)."""
         return self.home / "node.out"
 
-    def start(self) -> None:
+    def start(self) -> Self:
         """Start the node (and its epmd, the first time) and wait until it accepts AMQP."""
         if self._epmd is None:
             self._epmd = subprocess.Popen(
@@ -78,6 +83,7 @@ class EmbeddedRabbitMQ:
                 stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
         self._wait_ready()
+        return self
 
     def _environ(self) -> dict[str, str]:
         home = self.home
@@ -139,19 +145,3 @@ class EmbeddedRabbitMQ:
             stop_process(self._epmd, 5)
             self._epmd = None
         self._tmp.cleanup()
-
-    def __enter__(self) -> EmbeddedRabbitMQ:
-        try:
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -14,11 +14,16 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
+from typing import Self
 
 import redis
 
-from poller.testing.processes import LocalStackError, free_port, stop_process
+from poller.testing.processes import (
+    EmbeddedServer,
+    LocalStackError,
+    free_port,
+    stop_process,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +51,7 @@ def find_server_binary() -> Path:
 PORT_ATTEMPTS = 3  # fresh ports tried when the one picked was taken before the server bound it
 
 
-class EmbeddedRedis:
+class EmbeddedRedis(EmbeddedServer):
     """A Redis server child process bound to 127.0.0.1, with its data in a directory of its own.
 
     Example::
@@ -107,7 +112,7 @@ class EmbeddedRedis:
             command += ["--requirepass", self.password]
         return command
 
-    def start(self) -> EmbeddedRedis:
+    def start(self) -> Self:
         """Start the server and wait until it serves (data loaded); raise LocalStackError if it cannot."""
         if self._process is not None:
             return self
@@ -191,14 +196,3 @@ class EmbeddedRedis:
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
-
-    def __enter__(self) -> EmbeddedRedis:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
