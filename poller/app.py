@@ -186,6 +186,7 @@ def _install_worker_parts() -> None:
 
     from poller import tracebacks
     from poller.events import EventsStep
+    from poller.heartbeat import HeartbeatStep
     from poller.reconcile import ReconcileStep
     from poller.worker_start import cancel_on_revoke, prepare_worker, refuse_bad_settings
 
@@ -203,6 +204,7 @@ def _install_worker_parts() -> None:
         from poller import flower
 
         flower.install(options)
+    app.steps["worker"].add(HeartbeatStep)
     app.steps["worker"].add(ReconcileStep)
     app.steps["worker"].add(EventsStep)
     celeryd_init.connect(on_celeryd_init, weak=False)

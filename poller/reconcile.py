@@ -127,7 +127,6 @@ class ReconcileStep(bootsteps.StartStopStep):
     def __init__(self, worker: Any, **kwargs: Any) -> None:
         super().__init__(worker, **kwargs)
         self._app = worker.app
-        self._hostname = str(getattr(worker, "hostname", "") or "worker")
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -151,7 +150,6 @@ class ReconcileStep(bootsteps.StartStopStep):
         while not self._stopping.wait(interval):
             try:
                 rt = get_runtime()
-                rt.store.note_worker(self._hostname)  # poller_workers
                 run_if_leader(rt, self._app)
                 last_error = None
             except Exception as err:  # the thread must outlive any failure; the next pass retries

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from poller import reconcile
+from poller import heartbeat, reconcile
 from poller.settings import get_settings
 from tests.conftest import eventually
 
@@ -35,12 +35,12 @@ def test_failing_passes_never_end_the_thread(
             raise RuntimeError("You must specify a region.")
         passes.append("ran")
         recovered.set()
-        return SimpleNamespace(store=SimpleNamespace(note_worker=lambda hostname: None))
+        return SimpleNamespace()
 
     monkeypatch.setattr(reconcile, "get_runtime", runtime)
     monkeypatch.setattr(reconcile, "run_if_leader", lambda rt, app: None)
     step = reconcile.ReconcileStep.__new__(reconcile.ReconcileStep)
-    step._app, step._hostname = None, "test-worker"
+    step._app = None
     step._stopping, step._thread = threading.Event(), None
     # When the reconcile thread runs
     step.start(worker=None)
@@ -52,3 +52,35 @@ def test_failing_passes_never_end_the_thread(
     assert passes[:6] == ["failed"] * 5 + ["ran"]
     assert caplog.text.count("Traceback") == 1
     assert caplog.text.count("reconcile pass failed again") == 4
+
+
+def test_a_worker_keeps_saying_it_runs_while_a_reconcile_pass_lasts(
+    fast_passes: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a reconcile pass that outlasts the window a worker counts in (three intervals)
+    noted: list[str] = []
+    in_pass, release = threading.Event(), threading.Event()
+
+    def slow_pass(rt: Any, app: Any) -> None:
+        in_pass.set()
+        release.wait(10)
+
+    store = SimpleNamespace(note_worker=noted.append)
+    monkeypatch.setattr(reconcile, "get_runtime", lambda: SimpleNamespace(store=store))
+    monkeypatch.setattr(heartbeat, "get_runtime", lambda: SimpleNamespace(store=store))
+    monkeypatch.setattr(reconcile, "run_if_leader", slow_pass)
+    worker = SimpleNamespace(hostname="w1@host", app=None)
+    steps = [reconcile.ReconcileStep(worker), heartbeat.HeartbeatStep(worker)]
+    for step in steps:
+        step.start(worker)
+    try:
+        # When the pass is under way
+        in_pass.wait(10)
+        during = len(noted)
+        # Then the worker goes on saying it runs, every interval
+        eventually(lambda: len(noted) >= during + 10, timeout=10)
+    finally:
+        release.set()
+        for step in steps:
+            step.stop(worker)
+    assert set(noted) == {"w1@host"}

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from aws_batch_emulator.resources import JOB_QUEUE, SLEEP_JOB_DEFINITION
+from PIL import Image
 
 from poller import JobHandle, JobStatus, submit_job
 from poller.models import JobRecord
@@ -25,7 +26,7 @@ from tests.conftest import eventually
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def flower(poller_env: dict[str, str], poller_worker: Worker) -> Iterator[Flower]:
     # Flower 2 serves its HTTP API only with authentication unless told otherwise; this one is
     # bound to 127.0.0.1 for the test alone
@@ -49,9 +50,10 @@ def submit(name: str, seconds: str, exit_code: str = "0") -> str:
     return str(submit_job.delay(name, JOB_QUEUE, SLEEP_JOB_DEFINITION, parameters=parameters).id)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def three_jobs(flower: Flower) -> Iterator[dict[str, JobRecord]]:
-    """A job still running (rescheduled at least once), one succeeded, one failed."""
+    """A job still running (rescheduled at least once), one succeeded, one failed; the module's
+    tests only read them."""
     ids = {
         "running": submit("flower-waits", "60"),
         "succeeded": submit("flower-ok", "0.3"),
@@ -98,22 +100,42 @@ def test_search_finds_any_job_by_name_or_batch_job_id(
     assert found == 6
 
 
-def test_the_tasks_page_in_headless_chromium_shows_the_job_names(
-    flower: Flower, three_jobs: dict[str, JobRecord], tmp_path: Path
-) -> None:
+def headless_chromium(profile: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
+    """Debian's chromium, headless, with a profile of its own and nothing fetched from outside."""
     chromium = shutil.which("chromium")
     if chromium is None:  # fail, never skip: .ci/run installs it
         pytest.fail("chromium is not installed (apt-get install chromium)")
-    eventually(lambda: len(api_tasks(flower)) >= 3, timeout=30)
-    # When the tasks page is rendered by a real browser (its table is filled by script)
-    rendered = subprocess.run(
+    return subprocess.run(
         [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
          "--no-first-run", "--disable-background-networking", "--disable-component-update",
-         "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000",
-         "--dump-dom", f"{flower.url}/tasks"],
+         "--disable-sync", f"--user-data-dir={profile}", "--virtual-time-budget=5000",
+         *arguments],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
+
+
+def test_the_tasks_page_in_headless_chromium_shows_the_job_names(
+    flower: Flower, three_jobs: dict[str, JobRecord], tmp_path: Path, report: Any
+) -> None:
+    eventually(lambda: len(api_tasks(flower)) >= 3, timeout=30)
+    # When the tasks page is rendered by a real browser (its table is filled by script)
+    rendered = headless_chromium(tmp_path / "profile", "--dump-dom", f"{flower.url}/tasks")
     # Then each job's name is on the page
     assert rendered.returncode == 0, rendered.stderr[-2000:]
     for record in three_jobs.values():
         assert record.job_name in rendered.stdout
+    # And a screenshot of it is a page drawn in full: the window's size, and far more colours
+    # than a blank or an error page has (text, the table's stripes, Flower's badges)
+    shot = tmp_path / "flower-tasks.png"
+    taken = headless_chromium(
+        tmp_path / "profile",
+        "--window-size=1280,800",
+        f"--screenshot={shot}",
+        f"{flower.url}/tasks",
+    )
+    assert taken.returncode == 0, taken.stderr[-2000:]
+    with Image.open(shot) as image:
+        colours = image.convert("RGB").getcolors(maxcolors=1 << 24) or []
+        report("flower screenshot", path=str(shot), size=image.size, colours=len(colours))
+        assert image.size == (1280, 800)
+        assert len(colours) > 100
