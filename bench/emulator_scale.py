@@ -4,11 +4,16 @@ Run with ``make bench`` (or ``.venv/bin/python bench/emulator_scale.py --jobs 10
 endpoint (simulated runtime) as its own process, submits N jobs from 4 threads, then describes
 them in pages of 100 ids, as poller's coalesced checks do. Prints the seconds each phase took
 and checks that every job was found: the endpoint must not be what a poller benchmark measures.
+
+With ``--events``, it also measures the endpoint's publishing: N jobs of short stages with events
+on, and the events per second from their transitions to the SQS queue (five per job, PENDING to
+SUCCEEDED), counted by the endpoint from the first submission to the last event published.
 """
 
 from __future__ import annotations
 
 import argparse
+import time
 from concurrent.futures import ThreadPoolExecutor
 from time import perf_counter
 from typing import Any
@@ -48,16 +53,54 @@ def run(jobs: int) -> tuple[float, float]:
     return submitted - started, described_at - submitted
 
 
+EVENTS_PER_JOB = 5  # PENDING, RUNNABLE, STARTING, RUNNING, SUCCEEDED
+
+
+def publishing(jobs: int) -> tuple[float, float]:
+    """(seconds to submit, events published per second) for ``jobs`` jobs with events on."""
+    with LocalBatch(
+        runtime="simulated", stage_seconds=0.05, sim_seconds=0.3, events=True
+    ) as server:
+        client: Any = server.client(max_pool_connections=8)
+
+        def submit(index: int) -> None:
+            client.submit_job(
+                jobName=f"evt-{index}", jobQueue=JOB_QUEUE, jobDefinition=ECHO_JOB_DEFINITION
+            )
+
+        started = perf_counter()
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            list(track(pool.map(submit, range(jobs)), total=jobs, description="submitting"))
+        submitted = perf_counter()
+        expected = jobs * EVENTS_PER_JOB
+        deadline = time.monotonic() + 120
+        with console.status("waiting for every event to be published"):
+            while (count := server.stats()["events"]["published"]) < expected:
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"{count:,} of {expected:,} events published in 120 s")
+                time.sleep(0.1)
+        published = perf_counter()
+    return submitted - started, expected / (published - started)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, action="append", help="jobs per run (repeatable)")
-    for jobs in parser.parse_args().jobs or [10_000]:
+    parser.add_argument("--events", action="store_true", help="also measure event publishing")
+    args = parser.parse_args()
+    for jobs in args.jobs or [10_000]:
         submit_s, describe_s = run(jobs)
         console.print(
             f"{jobs:,} simulated jobs: submitted in {submit_s:.1f}s "
             f"({jobs / submit_s:,.0f}/s), described in {describe_s:.1f}s "
             f"({jobs / describe_s:,.0f}/s), every job found"
         )
+        if args.events:
+            submit_s, rate = publishing(jobs)
+            console.print(
+                f"{jobs:,} jobs with events: submitted in {submit_s:.1f}s, "
+                f"{jobs * EVENTS_PER_JOB:,} events published at {rate:,.0f} events/s"
+            )
 
 
 if __name__ == "__main__":

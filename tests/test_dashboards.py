@@ -28,9 +28,14 @@ def served(rt: Runtime) -> set[str]:
     return names
 
 
-def dashboard_expressions() -> list[str]:
+def dashboard_queries() -> list[tuple[str, str]]:
+    """(panel title, query) of every query of the Grafana dashboard."""
     dashboard = json.loads((CONFIG / "grafana-dashboard.json").read_text())
-    return [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    return [(panel["title"], t["expr"]) for panel in dashboard["panels"] for t in panel["targets"]]
+
+
+def dashboard_expressions() -> list[str]:
+    return [expr for _, expr in dashboard_queries()]
 
 
 def alert_expressions() -> list[str]:

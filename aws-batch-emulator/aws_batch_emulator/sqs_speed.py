@@ -2,9 +2,10 @@
 
 Three of moto's hot paths read the clock, or scan the queue, once per message:
 
-- a received message's retention check builds every queue attribute, two of which count the
+- a received message's retention check builds every queue attribute, three of which count the
   queue's messages one by one (30 full scans per 10-message ReceiveMessage), and SendMessage
-  builds them all for one attribute too;
+  builds them all for one attribute too (three scans per event delivered: 46 % of the endpoint's
+  time while 2,000 jobs published their 10,000 events, by py-spy);
 - the list of visible messages, and the three approximate counts, read the clock per message;
 - DeleteMessage scans the queue twice per receipt handle, building a list per message.
 
@@ -16,10 +17,12 @@ once per deletion.
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Iterator, Mapping
 from typing import Any
 
-from moto.core.utils import unix_time_millis
+from moto.core.utils import camelcase_to_underscores, unix_time_millis
 from moto.sqs.exceptions import ReceiptHandleIsInvalid
 from moto.sqs.models import Queue, SQSBackend
 
@@ -49,6 +52,41 @@ def _visible(self: Queue) -> int:
     return len(_visible_messages(self))
 
 
+class _Attributes(Mapping[str, Any]):
+    """A queue's attributes as moto's ``Queue.attributes`` gives them (same names, order and
+    values), each computed when it is read: its message counts scan the queue."""
+
+    def __init__(self, queue: Queue) -> None:
+        self._queue = queue
+        names = list(queue.BASE_ATTRIBUTES)  # then as moto adds them
+        if queue.fifo_queue:
+            names += queue.FIFO_ATTRIBUTES
+        if queue.kms_master_key_id:  # type: ignore[attr-defined]
+            names += queue.KMS_ATTRIBUTES
+        if queue.policy:
+            names.append("Policy")
+        if queue.redrive_policy:
+            names.append("RedrivePolicy")
+        self._names = dict.fromkeys(names)  # ordered, each name once
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self._names:
+            raise KeyError(name)
+        queue = self._queue
+        if name == "Policy" and queue.policy:
+            return queue.policy
+        if name == "RedrivePolicy" and queue.redrive_policy:
+            return json.dumps(queue.redrive_policy)
+        value = getattr(queue, camelcase_to_underscores(name))
+        return str(value).lower() if isinstance(value, bool) else value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+
 def _delete_message(self: Queue, receipt_handle: str) -> None:
     if receipt_handle in self.deleted_messages:
         return  # deleted already: AWS answers success again
@@ -76,3 +114,4 @@ def install() -> None:
     Queue.approximate_number_of_messages_not_visible = property(_not_visible)  # type: ignore[assignment,method-assign]
     Queue.approximate_number_of_messages = property(_visible)  # type: ignore[assignment,method-assign]
     Queue.delete_message = _delete_message  # type: ignore[method-assign]
+    Queue.attributes = property(_Attributes)  # type: ignore[assignment,method-assign]

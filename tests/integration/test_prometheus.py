@@ -27,7 +27,7 @@ from poller.testing.processes import free_port, stop_process
 from poller.testing.redis_server import EmbeddedRedis
 from poller.testing.worker import Worker
 from tests.conftest import eventually
-from tests.test_dashboards import CONFIG, dashboard_expressions
+from tests.test_dashboards import CONFIG, dashboard_queries
 
 pytestmark = pytest.mark.integration
 
@@ -162,11 +162,12 @@ def test_prometheus_sees_every_panel_the_first_failure_and_the_down_alerts(
     eventually(lambda: query(url, f"increase({failed}[1m]) > 0"), timeout=30, interval=0.5)
     # And every dashboard query returns data
     per_panel = {}
-    for expr in dashboard_expressions():
+    for title, expr in dashboard_queries():
         rows = eventually(
             lambda e=expr: query(url, e.replace("$job", "poller")), timeout=30, interval=1
         )
-        per_panel[expr] = len(rows)
+        values = sorted(f"{float(row['value'][1]):.3g}" for row in rows)
+        per_panel[f"{title} [{expr[:60]}]"] = f"{len(rows)} series: {', '.join(values[:4])}"
     # And the down alerts fire for the exporter that is down, the one whose Redis is, and the
     # deployment with no worker; none of them for the healthy one
     wanted = {
@@ -183,8 +184,10 @@ def test_prometheus_sees_every_panel_the_first_failure_and_the_down_alerts(
         return fired if fired >= wanted and calm else None
 
     fired = eventually(down_alerts_only, timeout=90, interval=1)
-    report("prometheus", panels_with_data=f"{len(per_panel)}/{len(dashboard_expressions())}",
+    report("prometheus", panels_with_data=f"{len(per_panel)}/{len(dashboard_queries())}",
            firing=sorted(fired))  # fmt: skip
+    for query_of_panel, result in per_panel.items():
+        report("prometheus panel", query=query_of_panel, result=result)
 
 
 def test_promtool_accepts_the_shipped_rules_and_the_test_copy(tmp_path: Path) -> None:

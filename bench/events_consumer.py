@@ -1,0 +1,192 @@
+"""Benchmark: the events consumer on its own, in events applied per second by one process.
+
+Run with ``.venv/bin/python bench/events_consumer.py --jobs 2000`` (also in ``make bench``).
+
+N jobs are admitted and submitted in process (AWS Batch faked in memory, the records in a real
+embedded Redis); then the local endpoint's SQS queue is filled in advance with two state-change
+events per job (RUNNING, then SUCCEEDED, as EventBridge delivers them), and poller's consumer
+(:func:`poller.events.consume`: receive 10, apply each, delete the batch) drains it in one
+thread, as a worker's consumer thread does. A terminal event sends the job's check to the real
+broker (the same Redis), as in a worker.
+
+Printed: events applied per second, Redis commands per event, and where the time goes (cProfile,
+by cumulative time: SQS calls, Redis round trips, poller's own work).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import pstats
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from aws_batch_emulator import LocalBatch
+from rich.table import Table
+
+from bench.tracking import console, progress_bars
+from poller import events, lifecycle
+from poller.app import app
+from poller.models import JobRecord
+from poller.runtime import Runtime, get_runtime
+from poller.settings import get_settings
+from poller.testing import FakeBatch
+from poller.testing.redis_server import EmbeddedRedis
+from poller.testing.stack import configure_process, stack_env
+
+QUEUE_NAME = "bench-events"
+QUEUE = "bench-queue"  # the Batch job queue of FakeBatch
+
+
+def state_change(record: JobRecord, status: str) -> str:
+    """A "Batch Job State Change" body as EventBridge delivers it to SQS."""
+    detail: dict[str, Any] = {
+        "jobId": record.job_id, "jobName": record.job_name, "jobQueue": record.job_queue,
+        "status": status, "tags": {lifecycle.TRACKING_TAG: record.tracking_id},
+        "createdAt": 1_796_000_000_000, "startedAt": 1_796_000_001_000, "attempts": [],
+    }  # fmt: skip
+    if status == "SUCCEEDED":
+        detail |= {"stoppedAt": 1_796_000_002_000, "container": {"exitCode": 0}}
+    return json.dumps(
+        {
+            "version": "0", "id": f"{record.job_id}-{status}", "detail-type": events.DETAIL_TYPE,
+            "source": events.SOURCE, "account": "123456789012", "time": "2026-12-03T08:00:00Z",
+            "region": "us-east-1", "resources": [f"arn:aws:batch:::job/{record.job_id}"],
+            "detail": detail,
+        }
+    )  # fmt: skip
+
+
+def tracked_jobs(rt: Runtime, count: int, prefix: str) -> list[JobRecord]:
+    """``count`` jobs admitted and submitted (to Batch faked in memory)."""
+    records = []
+    with progress_bars() as progress:
+        task = progress.add_task("tracking jobs", total=count)
+        for i in range(count):
+            spec, policy, _ = lifecycle.validate(rt.settings, (f"{prefix}-{i}", QUEUE, "d"), {})
+            record = lifecycle.admit(rt.store, f"{prefix}{i}", spec, policy, None)
+            records.append(lifecycle.submit(rt, record))
+            progress.advance(task)
+    return records
+
+
+def events_of(record: JobRecord) -> list[str]:
+    """The job's RUNNING and SUCCEEDED events (the queue holds them in this order)."""
+    return [state_change(record, status) for status in ("RUNNING", "SUCCEEDED")]
+
+
+def fill(sqs: Any, url: str, bodies: list[str]) -> None:
+    with progress_bars() as progress:
+        task = progress.add_task("filling the queue", total=len(bodies))
+        for start in range(0, len(bodies), 10):
+            batch = bodies[start : start + 10]
+            entries = [{"Id": str(n), "MessageBody": body} for n, body in enumerate(batch)]
+            sqs.send_message_batch(QueueUrl=url, Entries=entries)
+            progress.advance(task, len(batch))
+
+
+def drain(rt: Runtime, sqs: Any, url: str, expected: int, threads: int = 1) -> tuple[float, int]:
+    """Consume with ``threads`` consumers until ``expected`` events were handled: (seconds until
+    the last one was, events handled). Returns once every thread ended its last long poll."""
+    lock = threading.Lock()
+    handled = 0
+    done = threading.Event()
+    finished_at = 0.0
+
+    def consumer() -> None:
+        nonlocal handled, finished_at
+        while not done.is_set():
+            count = sum(events.consume(rt, app, sqs, url).values())
+            with lock:
+                handled += count
+                if handled >= expected and not done.is_set():
+                    finished_at = time.perf_counter()
+                    done.set()
+
+    started = time.perf_counter()
+    if threads == 1:
+        consumer()
+    else:
+        running = [threading.Thread(target=consumer, daemon=True) for _ in range(threads)]
+        for thread in running:
+            thread.start()
+        for thread in running:
+            thread.join()
+    return finished_at - started, handled
+
+
+def where_the_time_goes(profile: cProfile.Profile, total: float) -> Table:
+    """Cumulative seconds of the calls that make up a consumed batch."""
+    stats = pstats.Stats(profile)
+    wanted = {
+        "SQS calls (receive, delete)": ("client.py", "_api_call", None),
+        "poller.events.apply (all)": ("events.py", "apply", None),
+        "  lifecycle.apply_event": ("lifecycle.py", "apply_event", None),
+        "  store.tracking_id_for_job": ("__init__.py", "tracking_id_for_job", None),
+        "  store.get": ("__init__.py", "get", None),
+        "  resend.send_check (broker)": ("resend.py", "send_check", None),
+        "Redis round trips (all)": ("connection.py", "read_response", None),
+    }
+    table = Table(title="where the time goes (cProfile, cumulative)")
+    for column in ("part", "seconds", "share"):
+        table.add_column(column, justify="right" if column != "part" else "left")
+    for label, (file, function, _) in wanted.items():
+        seconds = sum(
+            row[3]
+            for (path, _, name), row in stats.stats.items()  # type: ignore[attr-defined]
+            if name == function and path.endswith(file)
+        )
+        table.add_row(label, f"{seconds:.2f}", f"{seconds / total:.0%}")
+    return table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--jobs", type=int, default=2000)
+    parser.add_argument(
+        "--threads", type=int, action="append", help="consumer threads per run (repeatable)"
+    )
+    args = parser.parse_args()
+    runs = args.threads or [1]
+    with EmbeddedRedis() as redis_server, LocalBatch(runtime="simulated", events=True) as batch:
+        configure_process(stack_env(redis_server, batch, initial_delay=60, max_delay=600))
+        rt = Runtime(
+            settings=get_settings(), store=get_runtime().store, batch=FakeBatch(queues=[QUEUE])
+        )
+        sqs = batch.client("sqs")
+        url = sqs.create_queue(QueueName=QUEUE_NAME)["QueueUrl"]
+        # Timed without a profiler, a fresh set of jobs per run; then a quarter as many, in one
+        # thread under cProfile, for where the time goes
+        rates: dict[int, tuple[float, float]] = {}
+        for threads in runs:
+            timed = [e for r in tracked_jobs(rt, args.jobs, f"t{threads}-") for e in events_of(r)]
+            fill(sqs, url, timed)
+            before = int(rt.store.redis.info("stats")["total_commands_processed"])
+            with console.status(f"consuming {len(timed)} events, {threads} thread(s)"):
+                seconds, handled = drain(rt, sqs, url, len(timed), threads)
+            commands = int(rt.store.redis.info("stats")["total_commands_processed"]) - before
+            rates[threads] = (handled / seconds, commands / handled)
+        profiled = [e for r in tracked_jobs(rt, args.jobs // 4, "pr") for e in events_of(r)]
+        fill(sqs, url, profiled)
+        profile = cProfile.Profile()
+        with console.status(f"consuming {len(profiled)} events under cProfile"):
+            profiled_seconds, _ = profile.runcall(drain, rt, sqs, url, len(profiled))
+        counts = rt.store.event_counts()
+    table = Table(title=f"events consumer: {2 * args.jobs} events of {args.jobs} jobs per run")
+    for column in ("consumer threads", "events applied per second", "Redis commands per event"):
+        table.add_column(column, justify="right")
+    for threads, (rate, commands_per_event) in rates.items():
+        table.add_row(str(threads), f"{rate:,.0f}", f"{commands_per_event:.1f}")
+    console.print(table)
+    console.print(f"outcomes: {json.dumps(counts)}")
+    console.print(where_the_time_goes(profile, profiled_seconds))
+
+
+if __name__ == "__main__":
+    main()
