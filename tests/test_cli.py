@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import boto3
+import pytest
 import redis
 from click.testing import CliRunner
 
@@ -68,6 +69,20 @@ def test_bad_throttle_option_is_one_error_line_and_exit_3() -> None:
     assert result.exit_code == 3
     assert result.output.startswith("error: ") and result.output.count("\n") == 1
     assert "OP=RATE" in result.output
+
+
+def test_an_error_naming_an_extra_prints_its_brackets(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given no Redis server binary anywhere (as after a plain `pip install ./poller`)
+    from poller.testing import redis_server
+
+    def missing() -> None:
+        raise redis_server.LocalStackError(redis_server.INSTALL_HINT)
+
+    monkeypatch.setattr(redis_server, "find_server_binary", missing)
+    # When `poller redis` fails, Then its hint names the extra whole (rich took "[local]" for markup)
+    result = CliRunner().invoke(main, ["redis", "--port", str(free_port())])
+    assert result.exit_code == 3
+    assert "pip install 'poller[local]'" in result.output, result.output
 
 
 def test_poller_redis_keeps_its_data_dir_across_restarts(tmp_path) -> None:

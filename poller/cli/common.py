@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from poller import console as view
 from poller.models import JobRecord
@@ -19,7 +20,7 @@ out = Console(soft_wrap=True)  # plain lines (ids, JSON, logs) are never wrapped
 
 def fail(ctx: click.Context, message: str) -> None:
     """Print one ``error:`` line (never wrapped) and exit with code 3."""
-    one_line = " ".join(message.split())
+    one_line = escape(" ".join(message.split()))  # `pip install 'poller[local]'` is no markup
     console.print(f"[bold red]error:[/] {one_line}", highlight=False, soft_wrap=True)
     ctx.exit(view.EXIT_ERROR)
 
