@@ -125,18 +125,18 @@ def where_the_time_goes(profile: cProfile.Profile, total: float) -> Table:
     """Cumulative seconds of the calls that make up a consumed batch."""
     stats = pstats.Stats(profile)
     wanted = {
-        "SQS calls (receive, delete)": ("client.py", "_api_call", None),
-        "poller.events.apply (all)": ("events.py", "apply", None),
-        "  lifecycle.apply_event": ("lifecycle.py", "apply_event", None),
-        "  store.tracking_id_for_job": ("__init__.py", "tracking_id_for_job", None),
-        "  store.get": ("__init__.py", "get", None),
-        "  resend.send_check (broker)": ("resend.py", "send_check", None),
-        "Redis round trips (all)": ("connection.py", "read_response", None),
+        "SQS calls (receive, delete)": ("client.py", "_api_call"),
+        "poller.events.apply (all)": ("events.py", "apply"),
+        "  lifecycle.apply_event": ("lifecycle.py", "apply_event"),
+        "  store.tracking_id_for_job": ("__init__.py", "tracking_id_for_job"),
+        "  store.get": ("__init__.py", "get"),
+        "  resend.send_check (broker)": ("resend.py", "send_check"),
+        "Redis round trips (all)": ("connection.py", "read_response"),
     }
     table = Table(title="where the time goes (cProfile, cumulative)")
     for column in ("part", "seconds", "share"):
         table.add_column(column, justify="right" if column != "part" else "left")
-    for label, (file, function, _) in wanted.items():
+    for label, (file, function) in wanted.items():
         seconds = sum(
             row[3]
             for (path, _, name), row in stats.stats.items()  # type: ignore[attr-defined]

@@ -8,38 +8,24 @@ outlast that window, and must not make a running worker look gone.
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Any
-
-from celery import bootsteps
 
 from poller.runtime import get_runtime
 from poller.settings import get_settings
+from poller.worker_thread import ThreadStep
 
 logger = logging.getLogger(__name__)
 
 
-class HeartbeatStep(bootsteps.StartStopStep):
+class HeartbeatStep(ThreadStep):
     """Worker bootstep: note this worker in Redis at start, then every reconcile interval."""
+
+    thread_name = "poller-heartbeat"
+    stop_timeout = 5.0
 
     def __init__(self, worker: Any, **kwargs: Any) -> None:
         super().__init__(worker, **kwargs)
         self._hostname = str(getattr(worker, "hostname", "") or "worker")
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self, worker: Any) -> None:
-        """Start the heartbeat thread."""
-        self._stopping.clear()
-        self._thread = threading.Thread(target=self._loop, name="poller-heartbeat", daemon=True)
-        self._thread.start()
-
-    def stop(self, worker: Any) -> None:
-        """Stop the heartbeat thread."""
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
 
     def _loop(self) -> None:
         interval = get_settings().reconcile_interval

@@ -16,20 +16,18 @@ and no extra process (beat) has to be deployed and kept alive.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from celery import bootsteps
-
 from poller import outbox, resend, tracking
 from poller.models import JobRecord, utcnow
 from poller.runtime import Runtime, get_runtime
 from poller.settings import get_settings
 from poller.store import Change
+from poller.worker_thread import ThreadStep
 
 logger = logging.getLogger(__name__)
 
@@ -117,31 +115,19 @@ def run_if_leader(rt: Runtime, app: Any) -> ReconcileReport | None:
     return reconcile(rt, app)
 
 
-class ReconcileStep(bootsteps.StartStopStep):
+class ReconcileStep(ThreadStep):
     """Worker bootstep: run :func:`run_if_leader` every ``reconcile_interval`` seconds.
 
     It runs in a thread of its own: the worker's timer shares the consumer's event loop, which
-    a pass over hundreds of jobs (or a slow Redis) must not stall.
+    a pass over hundreds of jobs (or a slow Redis) must not stall. Stopping lets the pass under
+    way finish.
     """
+
+    thread_name = "poller-reconcile"
 
     def __init__(self, worker: Any, **kwargs: Any) -> None:
         super().__init__(worker, **kwargs)
         self._app = worker.app
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self, worker: Any) -> None:
-        """Start the reconcile thread."""
-        self._stopping.clear()
-        self._thread = threading.Thread(target=self._loop, name="poller-reconcile", daemon=True)
-        self._thread.start()
-
-    def stop(self, worker: Any) -> None:
-        """Stop the reconcile thread (it finishes the pass under way)."""
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
 
     def _loop(self) -> None:
         # Settings only here: a runtime (Redis, boto3) that fails to build is a failed pass.
