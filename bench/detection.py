@@ -39,6 +39,8 @@ from poller.testing.stack import configure_process, stack_env
 from poller.testing.worker import Worker
 
 MODES = ("polling", "events")
+# The README's worker command: -P POOL -c CONCURRENCY
+POOL, CONCURRENCY = "threads", 16
 # The test stack's short delays, dropped so that poller's own defaults apply.
 TEST_DELAYS = ("POLLER_POLL_INITIAL_DELAY", "POLLER_POLL_MAX_DELAY", "POLLER_POLL_JITTER")
 
@@ -47,6 +49,12 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds the process has used (/proc/<pid>/stat)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of the process and its children alive now (a prefork worker's pool)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return cpu_seconds(pid) + sum(cpu_seconds(int(child)) for child in children)
 
 
 def submit_all(durations: list[float]) -> list[str]:
@@ -63,7 +71,9 @@ def submit_all(durations: list[float]) -> list[str]:
     return ids
 
 
-def run(mode: str, workload: Workload, overrides: dict[str, str]) -> dict[str, float]:
+def run(
+    mode: str, workload: Workload, overrides: dict[str, str], pool: str, concurrency: int
+) -> dict[str, float]:
     """One mode's figures on a fresh stack (``overrides``: POLLER_* settings to try)."""
     saved = dict(os.environ)
     events = mode == "events"
@@ -75,16 +85,16 @@ def run(mode: str, workload: Workload, overrides: dict[str, str]) -> dict[str, f
             env["POLLER_EVENTS_QUEUE_URL"] = batch.events_queue_url
         env.update(overrides)
         configure_process(env)
-        workers = [Worker(env, concurrency=16) for _ in range(workload.workers)]
+        workers = [Worker(env, concurrency=concurrency, pool=pool) for _ in range(workload.workers)]
         try:
             for worker in workers:
                 worker.start()
-            cpu_before = sum(cpu_seconds(w.pid) for w in workers if w.pid)
+            cpu_before = sum(tree_cpu_seconds(w.pid) for w in workers if w.pid)
             ids = submit_all(workload.durations())
             with progress_bars() as progress:
                 records = wait_all(ids, progress, mode, timeout=workload.max_seconds * 4 + 600)
             result_lags = _result_lags(records)
-            cpu = sum(cpu_seconds(w.pid) for w in workers if w.pid) - cpu_before
+            cpu = sum(tree_cpu_seconds(w.pid) for w in workers if w.pid) - cpu_before
             calls = batch.stats()["calls"]
         finally:
             for worker in workers:
@@ -129,6 +139,8 @@ def main() -> None:
     parser.add_argument("--max-seconds", type=float, default=240.0)
     parser.add_argument("--workers", type=int, default=2, help="worker processes per run")
     parser.add_argument("--mode", choices=MODES, action="append", help="default: both")
+    parser.add_argument("--pool", default=POOL, help=f"worker pool (default: {POOL})")
+    parser.add_argument("--concurrency", type=int, default=CONCURRENCY)
     parser.add_argument(
         "--set", action="append", default=[], metavar="POLLER_X=V", help="try another setting"
     )
@@ -140,7 +152,7 @@ def main() -> None:
         results = {}
         for mode in args.mode or MODES:
             started = time.monotonic()
-            results[mode] = run(mode, workload, overrides)
+            results[mode] = run(mode, workload, overrides, args.pool, args.concurrency)
             console.print(f"{mode}: {time.monotonic() - started:.0f}s wall")
         title = ", ".join(f"{k}={v}" for k, v in overrides.items()) or "poller's defaults"
         table = Table(title=f"{jobs} jobs, {title}")

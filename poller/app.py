@@ -75,6 +75,9 @@ def _common_config(settings: Settings) -> dict[str, Any]:
         # A message is acked only after its task finished, and put back when a worker dies:
         # no job is forgotten by a crash (the lifecycle makes redelivery harmless).
         "task_acks_late": True,
+        # A worker reserves one message per pool slot: a check sent to produce a job's result
+        # (poller.resend) waits for the next free slot, not behind reserved submissions.
+        "worker_prefetch_multiplier": 1,
         "task_reject_on_worker_lost": True,
         "result_expires": settings.record_ttl,
         "result_extended": True,

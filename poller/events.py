@@ -3,9 +3,9 @@
 AWS publishes every job transition as a "Batch Job State Change" event (EventBridge, source
 ``aws.batch``, at least once, in any order, none for the submission); a rule sends them to an SQS
 queue (``poller events setup``), which every worker long-polls when ``POLLER_EVENTS_QUEUE_URL``
-is set. An event goes through the same apply path as a check's observation
-(:func:`poller.lifecycle.apply_event`): never backwards, a duplicate or stale event changes
-nothing, each transition and signal happens once. A terminal event sends the job's check at
+is set. Events go through the same apply path as a check's observation, a received batch in
+one transaction (:func:`poller.lifecycle.apply_events`): never backwards, a duplicate or stale
+event changes nothing, each transition and signal happens once. A terminal event sends the job's check at
 once, which produces its Celery result and continues its canvas.
 
 A message is deleted only after its change is stored; one that cannot be handled yet (Redis
@@ -22,6 +22,7 @@ import json
 import logging
 import threading
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -29,15 +30,14 @@ from typing import Any
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
-from celery import bootsteps
 from pydantic import ValidationError
 
 from poller import lifecycle, resend
-from poller.errors import JobNotFound
-from poller.models import BatchJobView
+from poller.models import BatchJobView, JobRecord
 from poller.runtime import Runtime, get_runtime
 from poller.settings import get_settings
 from poller.store.metrics import APPLIED, DUPLICATE, EARLY, MALFORMED, UNKNOWN_JOB
+from poller.worker_thread import ThreadStep
 
 logger = logging.getLogger(__name__)
 
@@ -83,70 +83,82 @@ def _age(published: Any) -> float:
 
 def handle(rt: Runtime, app: Any, body: str) -> str:
     """Apply one event body; returns its outcome (the message is deleted unless EARLY)."""
-    return apply(rt, app, parse(body), body)
+    return apply_all(rt, app, [(body, parse(body))])[0]
 
 
-def apply(rt: Runtime, app: Any, event: BatchEvent | None, body: str) -> str:
-    """Apply one parsed event (None: ``body`` is not one); returns its outcome."""
+def apply_all(rt: Runtime, app: Any, received: list[tuple[str, BatchEvent | None]]) -> list[str]:
+    """Apply a batch of events (each body, parsed: None when it is not one) together; returns
+    each one's outcome, in order.
+
+    A few Redis round trips whatever the batch's size: one finds the jobs, one transaction
+    stores every change (:func:`poller.lifecycle.apply_events`), one notes the signals sent.
+    """
+    job_ids = [event.view.job_id for _, event in received if event is not None]
+    found = rt.store.tracking_ids_for_jobs(job_ids)
+    owners: list[str | None] = []
+    views: dict[str, list[BatchJobView]] = {}
+    for body, event in received:
+        if event is None:
+            logger.warning("Batch event ignored: not a job state-change event: %.200s", body)
+        # Not recorded yet (SubmitJob's answer on its way): poller's tag says whose it is.
+        owner = None if event is None else found.get(event.view.job_id, event.tracking_tag)
+        owners.append(owner)
+        if event is not None and owner is not None:
+            views.setdefault(owner, []).append(event.view)
+    moved, records = lifecycle.apply_events(rt, views) if views else ({}, {})
+    for owner, record in records.items():
+        own = any(view.job_id == record.job_id for view in views[owner])
+        if own and record.is_terminal and not record.resolved:
+            # Produce the result now, not at the next scheduled check (which then finds it done).
+            resend.send_check(app, record)
+    position = {owner: iter(flags) for owner, flags in moved.items()}
+    return [
+        _outcome(event, records.get(owner) if owner else None, position.get(owner or ""))
+        for (_, event), owner in zip(received, owners, strict=True)
+    ]
+
+
+def _outcome(
+    event: BatchEvent | None, record: JobRecord | None, moved: Iterator[bool] | None
+) -> str:
     if event is None:
-        logger.warning("Batch event ignored: not a job state-change event: %.200s", body)
         return MALFORMED
-    view = event.view
-    tracking_id = _tracking_id(rt, event)
-    if tracking_id is None:
-        logger.info("Batch event for job %s ignored: poller does not track it", view.job_id)
+    if record is None:
+        logger.info("Batch event for job %s ignored: poller does not track it", event.view.job_id)
         return UNKNOWN_JOB
-    record = rt.store.get(tracking_id)
+    applied = next(moved) if moved is not None else False
     if record.job_id is None:
         return EARLY
-    if record.job_id != view.job_id:  # an array child, tagged like its parent
+    if record.job_id != event.view.job_id:  # an array child, tagged like its parent
         return UNKNOWN_JOB
-    applied = lifecycle.apply_event(rt, tracking_id, view)
-    current = applied or record
-    if current.is_terminal and not current.resolved:
-        # Produce the result now, not at the next scheduled check (which then finds it done).
-        resend.send_check(app, current)
-    if applied is None:
+    if not applied:
         return DUPLICATE
-    logger.debug("job %s: %s from its Batch event", tracking_id, view.status.value)
+    logger.debug("job %s: %s from its Batch event", record.tracking_id, event.view.status.value)
     return APPLIED
 
 
-def _tracking_id(rt: Runtime, event: BatchEvent) -> str | None:
-    try:
-        return rt.store.tracking_id_for_job(event.view.job_id)
-    except JobNotFound:
-        pass
-    # Not recorded yet (SubmitJob's answer on its way): poller's tag says whose it is.
-    tag = event.tracking_tag
-    return tag if tag is not None and rt.store.find(tag) is not None else None
-
-
 def consume(rt: Runtime, app: Any, sqs: Any, queue_url: str) -> Counter[str]:
-    """Receive one batch of messages (long poll), apply and delete them; count outcomes."""
+    """Receive one batch of messages (long poll), apply them together, delete them; count
+    outcomes."""
     response = sqs.receive_message(
         QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=WAIT_SECONDS
     )
     messages = response.get("Messages", [])
-    outcomes: Counter[str] = Counter()
-    done: list[dict[str, str]] = []
-    ages = []
-    for message in messages:
-        event = parse(message["Body"])
-        outcome = apply(rt, app, event, message["Body"])
-        outcomes[outcome] += 1
-        ages.append(event.age if event is not None else 0.0)
-        if outcome != EARLY:
-            done.append({"Id": str(len(done)), "ReceiptHandle": message["ReceiptHandle"]})
+    if not messages:
+        return Counter()
+    received = [(message["Body"], parse(message["Body"])) for message in messages]
+    outcomes = apply_all(rt, app, received)
+    done = [
+        {"Id": str(n), "ReceiptHandle": message["ReceiptHandle"]}
+        for n, (message, outcome) in enumerate(zip(messages, outcomes, strict=True))
+        if outcome != EARLY
+    ]
     if done:
         sqs.delete_message_batch(QueueUrl=queue_url, Entries=done)
-    if messages:
-        if min(ages) <= FRESH_SECONDS:
-            rt.store.note_events_flowing(rt.settings.events_silence)
-        else:  # behind: polling at the normal cap until the backlog is gone
-            rt.store.note_events_stopped()
-        rt.store.count_events(dict(outcomes))
-    return outcomes
+    # Behind (the newest event is a backlog's): polling at the normal cap until it is gone.
+    fresh = min(event.age if event else 0.0 for _, event in received) <= FRESH_SECONDS
+    rt.store.count_events(Counter(outcomes), flowing_for=rt.settings.events_silence if fresh else 0)
+    return Counter(outcomes)
 
 
 def sqs_client() -> Any:
@@ -155,54 +167,61 @@ def sqs_client() -> Any:
     return boto3.client("sqs", config=config)
 
 
-class EventsStep(bootsteps.StartStopStep):
-    """Worker bootstep: consume ``POLLER_EVENTS_QUEUE_URL`` in a thread of its own."""
+class EventsStep(ThreadStep):
+    """Worker bootstep: consume ``POLLER_EVENTS_QUEUE_URL`` in ``POLLER_EVENTS_RECEIVERS``
+    threads of its own (each waits on SQS most of the time: several keep up with a burst)."""
+
+    thread_name = "poller-events"
+    # Stopping does not wait out a long poll (a warm shutdown stays quick): a batch being
+    # applied gets this long; whatever a poll receives after that is not deleted, so SQS
+    # delivers it again (applying an event is idempotent).
+    stop_timeout = STOP_GRACE
+
+    def thread_count(self) -> int:
+        """The receivers to run: none unless an events queue is configured."""
+        settings = get_settings()
+        return settings.events_receivers if settings.events_queue_url is not None else 0
 
     def __init__(self, worker: Any, **kwargs: Any) -> None:
         super().__init__(worker, **kwargs)
-        self._app = worker.app
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.app = worker.app
+        self._lock = threading.Lock()
+        self._last_error = ""  # the receivers' latest failure, logged once for all of them
 
     def start(self, worker: Any) -> None:
-        """Start the consumer thread when an events queue is configured."""
-        if get_settings().events_queue_url is None:
-            return
-        self._stopping.clear()
-        self._thread = threading.Thread(target=self._loop, name="poller-events", daemon=True)
-        self._thread.start()
-
-    def stop(self, worker: Any) -> None:
-        """Stop the consumer without waiting out its long poll (a warm shutdown stays quick).
-
-        A batch being applied gets STOP_GRACE to finish; whatever the poll under way receives
-        after that is not deleted, so SQS delivers it again (applying an event is idempotent).
-        """
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(timeout=STOP_GRACE)
-            self._thread = None
+        """Start the receivers (none without an events queue)."""
+        if self.thread_count():
+            logger.info("consuming Batch events from %s", get_settings().events_queue_url)
+        super().start(worker)
 
     def _loop(self) -> None:
         queue_url = str(get_settings().events_queue_url)
-        failures, last_error = 0, ""
-        logger.info("consuming Batch events from %s", queue_url)
+        failures = 0
         sqs = None
         while not self._stopping.is_set():
             try:
                 rt = get_runtime()
                 sqs = sqs or sqs_client()
-                consume(rt, self._app, sqs, queue_url)
-                if failures:
-                    logger.warning("Batch events queue reachable again: %s", queue_url)
-                failures, last_error = 0, ""
+                consume(rt, self.app, sqs, queue_url)
+                failures = 0
+                self._note_outcome(None)
             except Exception as err:  # the thread must outlive any failure; polling covers
                 failures += 1
-                if repr(err) != last_error:
-                    logger.error("Batch events: %s; polling takes over until it works", err)
-                last_error = repr(err)
+                self._note_outcome(err)
                 self._stopped(err)
                 self._stopping.wait(min(MAX_BACKOFF, 2.0**failures))
+
+    def _note_outcome(self, err: Exception | None) -> None:
+        """Log a failure once when it first happens (whichever receiver meets it), and the
+        recovery once."""
+        with self._lock:
+            last, self._last_error = self._last_error, repr(err) if err is not None else ""
+        if err is not None and repr(err) != last:
+            logger.error("Batch events: %s; polling takes over until it works", err)
+        elif err is None and last:
+            logger.warning(
+                "Batch events queue reachable again: %s", get_settings().events_queue_url
+            )
 
     @staticmethod
     def _stopped(err: Exception) -> None:

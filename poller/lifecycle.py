@@ -129,13 +129,20 @@ def next_delay(record: JobRecord, check_number: int | None = None) -> float:
     )
 
 
-def check_delay(rt: Runtime, record: JobRecord, check_number: int | None = None) -> float:
-    """Seconds until check number ``check_number`` (default: the next): the poll policy's
-    delay, or while Batch events flow the events cap (polling is then the safety net)."""
+def next_check(
+    rt: Runtime, record: JobRecord, check_number: int | None = None
+) -> tuple[float, bool]:
+    """Seconds until check number ``check_number`` (default: the next), and whether Batch events
+    carry the job until then.
+
+    While events flow, the check waits ``events_poll_max_delay`` (polling is the safety net) and
+    no countdown message is sent for it: the job's end event sends its check, and the reconciler
+    sends one when it is due. Otherwise the poll policy's delay, as a countdown message.
+    """
     if rt.settings.events_queue_url is not None and rt.store.events_flowing():
         cap = rt.settings.events_poll_max_delay
-        return compute_delay(0, initial_delay=cap, max_delay=cap, jitter=record.poll.jitter)
-    return next_delay(record, check_number)
+        return compute_delay(0, initial_delay=cap, max_delay=cap, jitter=record.poll.jitter), True
+    return next_delay(record, check_number), False
 
 
 def _apply(
@@ -259,10 +266,13 @@ def submit(rt: Runtime, record: JobRecord) -> JobRecord:
 
 def _record_submitted(rt: Runtime, record: JobRecord, job_id: str) -> JobRecord:
     now = utcnow()
-    first_check = now + timedelta(seconds=check_delay(rt, record))
+    delay, by_events = next_check(rt, record)
+    first_check = now + timedelta(seconds=delay)
     logger.info("job %s: submitted as Batch job %s", record.tracking_id, job_id)
     change = _apply(
-        rt, record.tracking_id, lambda r: tracking.submitted(r, job_id, now, first_check)
+        rt,
+        record.tracking_id,
+        lambda r: tracking.submitted(r, job_id, now, first_check, awaits_events=by_events),
     )
     current = _current(rt, record.tracking_id, change)
     if change is None and current.is_terminal and current.job_id != job_id:
@@ -293,7 +303,8 @@ def check(rt: Runtime, tracking_id: str, check_no: int) -> CheckOutcome:
     observed = coalesce.observe(rt, record)
     for other, view in observed.others_ended:
         _apply_observation(rt, other, view)
-    delay = check_delay(rt, record, record.checks + 1)  # this check is number record.checks
+    # this check is number record.checks
+    delay, by_events = next_check(rt, record, record.checks + 1)
     now = utcnow()
     change = _apply(
         rt,
@@ -305,6 +316,7 @@ def check(rt: Runtime, tracking_id: str, check_no: int) -> CheckOutcome:
             now=now,
             next_check_at=now + timedelta(seconds=delay),
             limits=rt.limits,
+            awaits_events=by_events,
         ),
     )
     record = _current(rt, tracking_id, change)
@@ -336,14 +348,40 @@ def _apply_observation(rt: Runtime, record: JobRecord, view: BatchJobView) -> No
     )
 
 
-def apply_event(rt: Runtime, tracking_id: str, view: BatchJobView) -> JobRecord | None:
-    """Apply a Batch state-change event to the job; the record when it moved the job forward,
-    None when it changed nothing (a duplicate, or older than what is recorded)."""
+def apply_events(
+    rt: Runtime, views: dict[str, list[BatchJobView]]
+) -> tuple[dict[str, list[bool]], dict[str, JobRecord]]:
+    """Apply Batch state-change events to their jobs (by tracking id, each job's in the order
+    received), all in one transaction, then send their signals.
+
+    An event moves its job forward or changes nothing (a duplicate, older than what is
+    recorded, or of another Batch job: an array child tagged like its parent). Returns, for
+    each job, which of its events moved it forward; and each job's record now (jobs without a
+    record are left out).
+    """
     now = utcnow()
-    change = _apply(
-        rt, tracking_id, lambda r: tracking.event_observed(r, view, now=now, limits=rt.limits)
-    )
-    return None if change is None else change.record
+    moved: dict[str, list[bool]] = {}
+
+    def decider(tracking_id: str) -> Callable[[JobRecord], Change | None]:
+        def decide(record: JobRecord) -> Change | None:
+            flags = moved[tracking_id] = []  # this run's: the last run is the one stored
+            changed: Change | None = None
+            for view in views[tracking_id]:
+                current = changed.record if changed is not None else record
+                step = None
+                if view.job_id == record.job_id:
+                    step = tracking.event_observed(current, view, now=now, limits=rt.limits)
+                flags.append(step is not None)
+                if step is not None:
+                    events = changed.events if changed is not None else []
+                    changed = Change(step.record, events + step.events)
+            return changed
+
+        return decide
+
+    changes, records = rt.store.update_each({t: decider(t) for t in views})
+    outbox.deliver_each(rt.store, list(changes.values()))
+    return {t: moved.get(t, []) for t in records}, records
 
 
 def claim_result(store: JobStore, record: JobRecord) -> Produce | Drop:

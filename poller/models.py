@@ -281,6 +281,9 @@ class JobRecord(BaseModel):
     waiting_reason: str | None = None  # an AWS error about poller's configuration, while it lasts
     waiting_since: datetime | None = None
     next_check_at: datetime | None = None
+    # No check message waits for next_check_at: Batch events carry the job, and the reconciler
+    # sends its check when it is due (polling's safety net without a countdown held per job).
+    awaits_events: bool = False
     submit_started_at: datetime | None = None
     submit_lease_until: datetime | None = None
     resolved: bool = False  # the job's Celery result was produced (exactly once)

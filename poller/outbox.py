@@ -27,24 +27,31 @@ BATCH = 500  # jobs whose unsent signals one pass looks at; the next pass takes 
 
 def deliver(store: JobStore, change: Change | None) -> None:
     """Send the signals of a change just stored, then take them out of the outbox."""
-    if change is None or not change.events:
+    deliver_each(store, [change] if change is not None else [])
+
+
+def deliver_each(store: JobStore, changes: list[Change]) -> None:
+    """:func:`deliver` for changes stored together (one round trip to take them out)."""
+    sent = [change for change in changes if change.events]
+    if not sent:
         return
-    signals.send(change.events)
-    forget(store, change)
+    for change in sent:
+        signals.send(change.events)
+    forget(store, *sent)
 
 
-def forget(store: JobStore, change: Change) -> None:
-    """Take a change's events out of the outbox (their signals were sent, or must not be).
+def forget(store: JobStore, *changes: Change) -> None:
+    """Take changes' events out of the outbox (their signals were sent, or must not be).
 
-    A Redis error is logged, not raised: the transition is stored and its signals went out;
-    the reconciler sends them once more, with the same event ids, after the grace.
+    A Redis error is logged, not raised: the transitions are stored and their signals went
+    out; the reconciler sends them once more, with the same event ids, after the grace.
     """
     try:
-        store.signals_sent(change.record.tracking_id, change.stored)
+        store.signals_sent_each({c.record.tracking_id: c.stored for c in changes})
     except redis.RedisError as err:
         logger.warning(
-            "job %s: signals sent, but not noted as sent (%s): they may be sent again",
-            change.record.tracking_id, err,
+            "jobs %s: signals sent, but not noted as sent (%s): they may be sent again",
+            ", ".join(c.record.tracking_id for c in changes), err,
         )  # fmt: skip
 
 

@@ -1,4 +1,5 @@
-"""No job forgotten: give a new check to active jobs whose check is overdue.
+"""No job forgotten: give a new check to active jobs whose check is overdue, or due without a
+message (Batch events carry the job).
 
 A check travels as a countdown message. If that message is lost (its worker was killed before
 the broker's visibility timeout brought it back, the broker was flushed or failed over), the
@@ -6,6 +7,8 @@ job would stay active forever with nothing scheduled. Every active job is indexe
 its next expected activity; a periodic pass re-sends a check (or the submission, for a job never
 submitted) for those overdue by more than ``reconcile_grace``. A re-sent message that turns out
 to be a duplicate is harmless: checks are fenced by their number, submissions by the record.
+While Batch events flow, a job's next check has no countdown message at all
+(``JobRecord.awaits_events``): the pass sends it when it is due, polling's safety net.
 The same pass sends the signals a dead worker stored but never sent (:mod:`poller.outbox`).
 
 The pass runs inside the workers (:class:`ReconcileStep`, a Celery worker bootstep with a
@@ -32,7 +35,8 @@ from poller.worker_thread import ThreadStep
 logger = logging.getLogger(__name__)
 
 LOCK = "reconcile"  # the store's lock one worker holds per interval
-BATCH = 500  # overdue jobs handled per pass; the next pass takes the rest
+BATCH = 2000  # due jobs handled per pass; the next pass takes the rest
+PUSH_CHUNK = 100  # jobs whose deadlines one transaction pushes
 
 
 @dataclass(frozen=True)
@@ -42,28 +46,37 @@ class ReconcileReport:
     checks_resent: int = 0
     submits_resent: int = 0
     signals_resent: int = 0
+    checks_due: int = 0  # scheduled checks of jobs Batch events carry (no message was lost)
 
 
 def reconcile(rt: Runtime, app: Any, now: datetime | None = None) -> ReconcileReport:
     """Re-send (through Celery ``app``) the lost message of every active job overdue by more
-    than the grace period."""
+    than the grace period, and send the due checks of jobs Batch events carry."""
     started = time.monotonic()
     now = now or utcnow()
     grace = timedelta(seconds=rt.settings.reconcile_grace)
     late = now - grace
-    ids = rt.store.active(due_before=late, limit=BATCH)
+    # Jobs events carry have no message out: their check is due at next_check_at itself.
+    ids = rt.store.active(due_before=now, limit=BATCH)
     ids += rt.store.active(due_before=late, limit=BATCH, queued=True)
-    overdue = rt.store.records(ids)
-    checks = submits = 0
-    for record in overdue:
-        # Push the job's deadline first (fenced on the record's version): if two passes ever
-        # overlap, only one of them re-sends.
-        change = rt.store.update(record.tracking_id, _push_deadline(record.version, now + grace))
-        if change is None:
+    due = [r for r in rt.store.records(ids) if _carried(r) or _overdue(r, late)]
+    # Push each job's deadline first (fenced on the record's version): if two passes ever
+    # overlap, only one of them sends.
+    pushed: dict[str, Change] = {}
+    for start in range(0, len(due), PUSH_CHUNK):
+        chunk = due[start : start + PUSH_CHUNK]
+        decisions = {r.tracking_id: _push_deadline(r.version, now + grace) for r in chunk}
+        pushed |= rt.store.update_each(decisions)[0]
+    checks = submits = scheduled = 0
+    for record in due:
+        if record.tracking_id not in pushed:
             continue
         if record.job_id is None:
             _resend_submit(app, record)
             submits += 1
+        elif _carried(record):
+            resend.send_check(app, record)
+            scheduled += 1
         else:
             _resend_check(app, record)
             checks += 1
@@ -72,14 +85,24 @@ def reconcile(rt: Runtime, app: Any, now: datetime | None = None) -> ReconcileRe
         logger.warning(
             "reconcile: re-sent %d lost check(s) and %d lost submission(s)", checks, submits
         )
+    if scheduled:
+        logger.info("reconcile: sent %d due check(s) of jobs Batch events carry", scheduled)
     # Receivers run here: stop well within the lock's interval, so no other pass overlaps
     until = started + rt.settings.reconcile_interval / 2
     signals_sent = outbox.resend_stale(rt.store, late.timestamp(), until)
-    return ReconcileReport(checks, submits, signals_sent)
+    return ReconcileReport(checks, submits, signals_sent, scheduled)
+
+
+def _carried(record: JobRecord) -> bool:
+    return record.awaits_events and record.job_id is not None
+
+
+def _overdue(record: JobRecord, late: datetime) -> bool:
+    return record.next_check_at is None or record.next_check_at < late
 
 
 def _push_deadline(seen_version: int, when: datetime) -> Callable[[JobRecord], Change | None]:
-    """Reschedule a record only if nobody changed it since it was read as overdue."""
+    """Reschedule a record only if nobody changed it since it was read as due."""
 
     def decide(record: JobRecord) -> Change | None:
         if record.version != seen_version:

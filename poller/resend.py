@@ -3,6 +3,10 @@
 Both go out under the job's tracking id (its Celery result lives there) with the canvas links
 stored in its record, so a chain or chord continues from whichever message produces the result.
 Sending one too many is harmless: checks are fenced by their number, submissions by the record.
+
+A check sent now goes to the checks' queue (``<POLLER_QUEUE>.checks``), which workers take from
+in turn with poller's queue: the job's end, and its Celery result, are not queued behind a burst
+of submissions. Scheduled checks (countdowns) stay on poller's queue.
 """
 
 from __future__ import annotations
@@ -11,14 +15,16 @@ from typing import Any
 
 from poller import flower_view
 from poller.models import JobRecord
+from poller.settings import get_settings
 
 
 def send_check(app: Any, record: JobRecord) -> None:
-    """Send the job's next check, to run now."""
+    """Send the job's next check, to run now (on the checks' queue)."""
     app.send_task(
         "poller.check_job",
         args=(record.tracking_id, record.checks, 0),
         task_id=record.tracking_id,
+        queue=get_settings().check_queue,
         shadow=flower_view.check_name(record),
         **(record.canvas or {}),
     )

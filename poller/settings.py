@@ -60,8 +60,9 @@ class Settings(BaseSettings):
         "poller",
         min_length=1,
         description=(
-            "The broker queue of poller's tasks, whichever process sends them; "
-            "`celery -A poller worker` consumes it (and only it) unless given -Q."
+            "The broker queue of poller's tasks, whichever process sends them; checks sent to "
+            "run now (a job's end) go to `<queue>.checks`. `celery -A poller worker` consumes "
+            "both (and only them) unless given -Q."
         ),
     )
     app_queue: str = Field(
@@ -212,6 +213,15 @@ class Settings(BaseSettings):
             "noticed in about a second; polling goes on as the safety net."
         ),
     )
+    events_receivers: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description=(
+            "Threads per worker receiving and applying Batch events; each waits on SQS most "
+            "of the time, so several keep up with a burst of job transitions."
+        ),
+    )
     events_poll_max_delay: float = Field(
         600.0,
         gt=0,
@@ -321,6 +331,12 @@ class Settings(BaseSettings):
     def effective_redis_url(self) -> str:
         """The Redis URL for job records: ``redis_url``, else ``broker_url``."""
         return (self.redis_url or self.broker_url).get_secret_value()
+
+    @property
+    def check_queue(self) -> str:
+        """The broker queue of checks sent to run now: a job's end is never queued behind a
+        burst of submissions (a worker takes from both queues in turn)."""
+        return f"{self.queue}.checks"
 
     @property
     def effective_result_backend(self) -> str:

@@ -36,7 +36,7 @@ from poller.errors import (
     SubmitRejected,
 )
 from poller.lifecycle import Drop, Produce, Reschedule
-from poller.models import utcnow
+from poller.models import JobRecord, utcnow
 from poller.revocation import Revoked
 from poller.runtime import Runtime, get_runtime, get_store
 from poller.settings import get_settings
@@ -179,6 +179,17 @@ def _end_revoked(task: Task[Any, Any], outcome: Revoked) -> NoReturn:
     raise Ignore()
 
 
+def _await_events(record: JobRecord) -> NoReturn:
+    """End the task without a result and without a countdown message: Batch events carry the
+    job (its end sends its check, which produces the result and continues the canvas), and the
+    reconciler sends its check at ``next_check_at`` if none came (JobRecord.awaits_events)."""
+    logger.debug(
+        "job %s: Batch events carry it; safety-net check at %s",
+        record.tracking_id, lifecycle.stamp(record.next_check_at),
+    )  # fmt: skip
+    raise Ignore()
+
+
 def _ignore_if_dropped(outcome: Produce | Drop) -> None:
     """For a refusal the task raises itself (its error says more than the record): Ignore
     unless this delivery produces the result."""
@@ -244,6 +255,9 @@ def submit_job(self: Task[Any, Any], *args: Any, **kwargs: Any) -> Any:
         _end_revoked(self, Revoked(revocation.apply(rt, tracking_id) or record))
     if record.is_terminal:  # cancelled before submission, or a redelivered submit
         return _deliver(lifecycle.claim_result(rt.store, record))
+    canvas = _canvas(self.request)
+    if canvas:  # before SubmitJob: the job's end event may send its check at once
+        lifecycle.remember_canvas(rt, tracking_id, canvas)
     if record.job_id is None:
         try:
             record = lifecycle.submit(rt, record)
@@ -266,9 +280,8 @@ def submit_job(self: Task[Any, Any], *args: Any, **kwargs: Any) -> Any:
             raise
         if record.is_terminal:  # cancelled while being submitted
             return _deliver(lifecycle.claim_result(rt.store, record))
-    canvas = _canvas(self.request)
-    if canvas:
-        lifecycle.remember_canvas(rt, tracking_id, canvas)
+    if record.awaits_events:
+        _await_events(record)
     # When the record says the first check is due (it also tells the reconciler)
     due = record.next_check_at or utcnow()
     first_check = max(0.0, (due - utcnow()).total_seconds())
@@ -329,6 +342,8 @@ def check_job(self: Task[Any, Any], tracking_id: str, check_no: int = 0, failure
     if not isinstance(outcome, Reschedule):
         return _deliver(outcome)
     record, delay = outcome.record, outcome.delay
+    if record.awaits_events:
+        _await_events(record)
     scheduled = CheckScheduled(
         f"Batch job {record.job_id} is {record.status.value}; check {check_no + 2} in "
         f"{delay:.1f}s at {lifecycle.stamp(record.next_check_at)}"

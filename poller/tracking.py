@@ -49,9 +49,14 @@ def new_record(record: JobRecord, now: datetime) -> JobRecord:
 
 
 def submitted(
-    record: JobRecord, job_id: str, now: datetime, next_check_at: datetime
+    record: JobRecord,
+    job_id: str,
+    now: datetime,
+    next_check_at: datetime,
+    awaits_events: bool = False,
 ) -> Change | None:
-    """The Batch job was created: store its id, move to SUBMITTED and schedule the first check."""
+    """The Batch job was created: store its id, move to SUBMITTED and schedule the first check
+    (``awaits_events``: without a countdown message, see JobRecord.awaits_events)."""
     if record.job_id is not None or record.is_terminal:
         return None  # a redelivered submit: the first one already recorded it
     new = record.model_copy(deep=True)
@@ -59,6 +64,7 @@ def submitted(
     new.submitted_at = now
     new.waiting_reason = new.waiting_since = None
     new.next_check_at = next_check_at
+    new.awaits_events = awaits_events
     events = [Event(signals.job_submitted, new), *_transition(new, JobStatus.SUBMITTED, now)]
     return Change(new, events)
 
@@ -92,7 +98,8 @@ def rescheduled(record: JobRecord, when: datetime) -> Change | None:
     finished job whose result is not produced yet (the reconciler re-sends its message)."""
     if record.is_terminal and record.resolved:
         return None
-    return Change(record.model_copy(update={"next_check_at": when}))
+    # a message is on its way again (a retry, a re-sent check): the reconciler waits its grace
+    return Change(record.model_copy(update={"next_check_at": when, "awaits_events": False}))
 
 
 def aws_refused(record: JobRecord, reason: str, now: datetime) -> Change | None:
@@ -171,13 +178,15 @@ def checked(
     next_check_at: datetime,
     limits: Limits,
     own: bool = True,
+    awaits_events: bool = False,
 ) -> Change | None:
     """Apply check number ``check_no``'s observation (None: Batch did not return the job).
 
     Returns None for a stale check (another delivery already applied this one) or a finished job.
     The check is counted and the next one scheduled in the same change. ``own=False`` applies
     an observation another job's check made: it is not counted, so the job's pending check
-    message keeps its number and finds the job finished.
+    message keeps its number and finds the job finished. ``awaits_events``: the next check is
+    scheduled without a countdown message (see JobRecord.awaits_events).
     """
     if record.is_terminal or record.checks != check_no:
         return None
@@ -185,6 +194,7 @@ def checked(
     if own:
         new.checks += 1
         new.next_check_at = next_check_at
+        new.awaits_events = awaits_events
     events: list[Event] = []
     if view is None:
         events += _missing(new, now, limits)

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from poller import events, lifecycle
+from poller import events, lifecycle, tracking
 from poller.lifecycle import Produce
 from poller.models import JobRecord, JobStatus, utcnow
 from poller.runtime import Runtime
@@ -110,14 +110,17 @@ def test_an_event_before_the_submission_is_recorded_is_left_for_redelivery(
     assert events.handle(rt, app, event(record, "PENDING")) == events.EARLY
 
 
-def test_while_events_flow_checks_wait_the_events_cap(rt: Runtime, batch: FakeBatch) -> None:
+def test_while_events_flow_checks_wait_the_events_cap_without_a_countdown(
+    rt: Runtime, batch: FakeBatch
+) -> None:
     record = running(rt, batch)
     rt.settings = settings(events_queue_url="http://sqs/q", events_poll_max_delay=600)
-    assert lifecycle.check_delay(rt, record, 3) == 8  # the policy: 1 s x 2^3 (no jitter)
+    # the policy, 1 s x 2^3 (no jitter), as a countdown message
+    assert lifecycle.next_check(rt, record, 3) == (8, False)
     rt.store.note_events_flowing(60)
-    assert lifecycle.check_delay(rt, record, 3) == 600  # the events cap
+    assert lifecycle.next_check(rt, record, 3) == (600, True)  # the events cap; events carry it
     rt.store.note_events_stopped()
-    assert lifecycle.check_delay(rt, record, 3) == 8
+    assert lifecycle.next_check(rt, record, 3) == (8, False)
 
 
 class OneBatchQueue:
@@ -151,4 +154,59 @@ def test_fresh_events_flow_but_a_backlog_leaves_polling_at_its_own_cap(
     rt.store.note_events_flowing(60)
     events.consume(rt, app, OneBatchQueue([old]), "q")
     assert not rt.store.events_flowing()
+    assert rt.store.get("t1").status is JobStatus.RUNNING
+
+
+def test_a_batch_applies_each_jobs_events_in_order_in_one_transaction(
+    rt: Runtime, batch: FakeBatch, app: RecordingApp, sent: list[tuple[str, str]]
+) -> None:
+    # Given two tracked jobs and a batch holding both jobs' events, one duplicated, one stale,
+    # one of a job poller does not track and one that is not an event
+    first, second = running(rt, batch, "t1"), running(rt, batch, "t2")
+    stranger = first.model_copy(update={"job_id": "not-poller's", "tracking_id": "nobody"})
+    bodies = [
+        event(first, "RUNNING"), event(second, "STARTING"), event(first, "RUNNING"),
+        event(first, "SUCCEEDED"), event(second, "RUNNABLE"), event(stranger, "RUNNING"), "{}",
+    ]  # fmt: skip
+    queue = OneBatchQueue(bodies)
+    # When one consume call takes the batch
+    outcomes = events.consume(rt, app, queue, "q")
+    # Then each event has its outcome, and every message is deleted
+    assert outcomes == {
+        events.APPLIED: 3,
+        events.DUPLICATE: 2,
+        events.UNKNOWN_JOB: 1,
+        events.MALFORMED: 1,
+    }
+    assert sorted(queue.deleted) == sorted(str(n) for n in range(len(bodies)))
+    # And each job moved forward once per transition, with one signal each
+    assert rt.store.get("t1").status is JobStatus.SUCCEEDED
+    assert rt.store.get("t2").status is JobStatus.STARTING
+    assert sent.count(("job_status_changed", "t1")) == 3  # SUBMITTED, RUNNING, SUCCEEDED
+    assert sent.count(("job_finished", "t1")) == 1
+    # And the finished job's check was sent once, to produce its result
+    assert app.sent == [("poller.check_job", ("t1", 0, 0), "t1")]
+    assert isinstance(lifecycle.check(rt, "t1", 0), Produce)
+
+
+def test_a_batch_meeting_a_concurrent_write_is_decided_again_on_the_new_record(
+    rt: Runtime, batch: FakeBatch, app: RecordingApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record = running(rt, batch)
+    observed = tracking.event_observed
+    calls: list[JobStatus] = []
+
+    def racing(current: JobRecord, view: Any, **kwargs: Any) -> Any:
+        calls.append(current.status)
+        if len(calls) == 1:
+            # Another worker's check stores RUNNING between this batch's read and its write
+            moved = current.model_copy(update={"status": JobStatus.RUNNING, "version": 99})
+            rt.store.redis.set(rt.store.key("job", "t1"), moved.model_dump_json())
+        return observed(current, view, **kwargs)
+
+    monkeypatch.setattr(tracking, "event_observed", racing)
+    outcomes = events.consume(rt, app, OneBatchQueue([event(record, "STARTING")]), "q")
+    # Then the batch was decided again on the new record, and nothing went backwards
+    assert calls == [JobStatus.SUBMITTED, JobStatus.RUNNING]
+    assert outcomes == {events.DUPLICATE: 1}
     assert rt.store.get("t1").status is JobStatus.RUNNING

@@ -96,7 +96,7 @@ def test_a_failure_to_note_signals_as_sent_is_logged_and_they_are_sent_again_lat
     def lost(*_: Any) -> None:
         raise redis.ConnectionError("Redis went away")
 
-    monkeypatch.setattr(rt.store, "signals_sent", lost)
+    monkeypatch.setattr(rt.store, "signals_sent_each", lost)
     # Then the check still ends the job and produces its result
     assert isinstance(lifecycle.check(rt, "t1", record.checks), lifecycle.Produce)
     sent_once = list(received)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from poller import lifecycle, reconcile
-from poller.models import JobStatus
+from poller.models import JobStatus, utcnow
 from poller.runtime import Runtime
 from poller.testing import FakeBatch
-from tests.fakes import RecordingApp, ended_unclaimed
+from tests.fakes import RecordingApp, ended_unclaimed, running, settings
 
 
 def test_a_finished_job_whose_result_was_never_produced_gets_a_check(
@@ -27,3 +29,35 @@ def test_a_finished_job_whose_result_was_never_produced_gets_a_check(
     assert isinstance(lifecycle.check(rt, "t1", 1), lifecycle.Produce)
     # And once produced, the job leaves the index: later passes send nothing
     assert reconcile.reconcile(rt, app, now=later + timedelta(hours=1)).checks_resent == 0
+
+
+def test_while_events_flow_a_job_has_no_countdown_and_its_check_is_sent_when_due(
+    rt: Runtime, batch: FakeBatch
+) -> None:
+    # Given events flowing when a job is submitted
+    rt.settings = settings(events_queue_url="http://sqs/q", events_poll_max_delay=600)
+    rt.store.note_events_flowing(60)
+    record = running(rt, batch)
+    # Then Batch events carry it: no countdown message, its safety-net check due in 600 s
+    assert record.awaits_events
+    assert record.next_check_at is not None
+    due = record.next_check_at
+    assert (due - utcnow()).total_seconds() == pytest.approx(600, abs=5)
+    # When a pass runs before that, it sends nothing (no message was lost)
+    app = RecordingApp()
+    assert (
+        reconcile.reconcile(rt, app, now=due - timedelta(seconds=1)) == reconcile.ReconcileReport()
+    )
+    # When a pass runs once it is due (no grace: no message is on its way), it sends the check,
+    # as a scheduled one, not a lost one
+    report = reconcile.reconcile(rt, app, now=due + timedelta(seconds=1))
+    assert (report.checks_due, report.checks_resent) == (1, 0)
+    assert app.sent == [("poller.check_job", ("t1", 0, 0), "t1")]
+    # And that check, while events still flow, schedules the next one the same way
+    outcome = lifecycle.check(rt, "t1", 0)
+    assert isinstance(outcome, lifecycle.Reschedule) and outcome.record.awaits_events
+    # But a check made once events stopped flowing goes back to a countdown message
+    rt.store.note_events_stopped()
+    outcome = lifecycle.check(rt, "t1", 1)
+    assert isinstance(outcome, lifecycle.Reschedule) and not outcome.record.awaits_events
+    assert outcome.delay == 4  # the poll policy for check 2: 1 s x 2^2

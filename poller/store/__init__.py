@@ -126,6 +126,14 @@ class JobStore:
             raise JobNotFound(f"no job is tracked under id {tracking_id!r}")
         return JobRecord.model_validate_json(raw)
 
+    def tracking_ids_for_jobs(self, job_ids: list[str]) -> dict[str, str]:
+        """The tracking ids of Batch job ids poller saw (the others are left out); one round
+        trip."""
+        if not job_ids:
+            return {}
+        found = self.redis.mget([self.key("jobid", job_id) for job_id in job_ids])
+        return {j: str(t) for j, t in zip(job_ids, found, strict=True) if t is not None}
+
     def find(self, tracking_id: str) -> JobRecord | None:
         """Return a job's record, or None when there is none."""
         try:
@@ -191,27 +199,49 @@ class JobStore:
 
         ``decide`` may run more than once (after a conflicting write) and must be pure.
         """
-        job_key = self.key("job", tracking_id)
+        changes, records = self.update_each({tracking_id: decide})
+        if tracking_id not in records:
+            raise JobNotFound(f"no job is tracked under id {tracking_id!r}")
+        return changes.get(tracking_id)
+
+    def update_each(
+        self, decisions: dict[str, Callable[[JobRecord], Change | None]]
+    ) -> tuple[dict[str, Change], dict[str, JobRecord]]:
+        """Apply each job's ``decide`` to its current record, all in one transaction (three
+        round trips whatever the number of jobs; a conflicting write retries them all).
+
+        Returns the changes made, and every job's record now (jobs without one are left out).
+        """
+        keys = [self.key("job", tracking_id) for tracking_id in decisions]
         for _ in range(_MAX_CONFLICT_RETRIES):
             with self.redis.pipeline() as pipe:
                 try:
-                    pipe.watch(job_key)  # type: ignore[no-untyped-call]
-                    raw = pipe.get(job_key)
-                    if raw is None:
-                        raise JobNotFound(f"no job is tracked under id {tracking_id!r}")
-                    current = JobRecord.model_validate_json(raw)
-                    change = decide(current)
-                    if change is None:
+                    pipe.watch(*keys)  # type: ignore[no-untyped-call]
+                    raws = pipe.mget(keys) if keys else []
+                    changes: dict[str, Change] = {}
+                    records: dict[str, JobRecord] = {}
+                    writes = []
+                    for (tracking_id, decide), raw in zip(decisions.items(), raws, strict=True):
+                        if raw is None:
+                            continue
+                        current = JobRecord.model_validate_json(raw)
+                        change = decide(current)
+                        records[tracking_id] = current if change is None else change.record
+                        if change is not None:
+                            change.record.version = current.version + 1
+                            changes[tracking_id] = change
+                            writes.append((change, current))
+                    if not writes:
                         pipe.unwatch()
-                        return None
-                    change.record.version = current.version + 1
+                        return changes, records
                     pipe.multi()
-                    self._write(pipe, change, current)
+                    for change, current in writes:
+                        self._write(pipe, change, current)
                     pipe.execute()
-                    return change
+                    return changes, records
                 except redis.WatchError:
-                    logger.debug("job %s: concurrent update, retrying", tracking_id)
-        raise StoreConflict(f"job {tracking_id}: too many concurrent updates")
+                    logger.debug("jobs %s: concurrent update, retrying", ", ".join(decisions))
+        raise StoreConflict(f"jobs {', '.join(decisions)}: too many concurrent updates")
 
     def _write(self, pipe: Any, change: Change, previous: JobRecord) -> None:
         record = change.record
@@ -239,10 +269,16 @@ class JobStore:
     def signals_sent(self, tracking_id: str, entries: list[str]) -> None:
         """Take ``entries`` (events as stored, their signals sent now) out of the job's outbox;
         one round trip."""
-        _script(self.redis, "signals_sent")(
-            keys=[self.key(UNSENT_KEY, tracking_id), self.key(UNSENT_KEY)],
-            args=[tracking_id, *entries],
-        )
+        self.signals_sent_each({tracking_id: entries})
+
+    def signals_sent_each(self, sent: dict[str, list[str]]) -> None:
+        """:meth:`signals_sent` for several jobs, in one round trip."""
+        script = _script(self.redis, "signals_sent")
+        with self.redis.pipeline(transaction=False) as pipe:
+            for tracking_id, entries in sent.items():
+                keys = [self.key(UNSENT_KEY, tracking_id), self.key(UNSENT_KEY)]
+                script(keys=keys, args=[tracking_id, *entries], client=pipe)
+            pipe.execute()
 
     def unsent(self, stored_before: float, limit: int) -> dict[str, list[str]]:
         """Outbox entries (JSON events, with ``stored_at``) of the jobs whose oldest unsent event
@@ -325,11 +361,17 @@ class JobStore:
         """Whether some consumer saw events recently (checks may then wait longer)."""
         return bool(self.redis.exists(self.key(EVENTS_FLOWING_KEY)))
 
-    def count_events(self, outcomes: dict[str, int]) -> None:
-        """Add handled events by outcome to the fleet's counters (one round trip)."""
+    def count_events(self, outcomes: dict[str, int], *, flowing_for: float | None = None) -> None:
+        """Add handled events by outcome to the fleet's counters; with ``flowing_for``, events
+        also count as flowing for that many seconds more, and with 0 they stop (one round
+        trip)."""
         with self.redis.pipeline(transaction=False) as pipe:
             for outcome, count in outcomes.items():
                 pipe.hincrby(self.key(EVENT_COUNTS_KEY), outcome, count)
+            if flowing_for:
+                pipe.set(self.key(EVENTS_FLOWING_KEY), "1", px=int(flowing_for * 1000))
+            elif flowing_for is not None:
+                pipe.delete(self.key(EVENTS_FLOWING_KEY))
             pipe.execute()
 
     def event_counts(self) -> dict[str, int]:

@@ -81,21 +81,27 @@ class ChildProcess:
 
 
 class Worker(ChildProcess):
-    """A ``celery -A poller worker`` child process (thread pool), ready when it answers a ping."""
+    """A ``celery -A poller worker`` child process (thread pool unless ``pool`` says another),
+    ready when it answers a ping."""
 
     name = "worker"
 
     def __init__(
-        self, env: dict[str, str], includes: list[str] | None = None, concurrency: int = 8
+        self,
+        env: dict[str, str],
+        includes: list[str] | None = None,
+        concurrency: int = 8,
+        pool: str = "threads",
     ) -> None:
         super().__init__(env)
         self.includes = includes or []
         self.concurrency = concurrency
+        self.pool = pool
         self.node_name = f"poller-local-{os.getpid()}-{id(self)}@%h"
 
     def command(self) -> list[str]:
         """``celery -A poller worker`` with task events on (for Flower)."""
-        command = [sys.executable, "-m", "celery", "-A", "poller", "worker", "-P", "threads"]
+        command = [sys.executable, "-m", "celery", "-A", "poller", "worker", "-P", self.pool]
         command += ["-c", str(self.concurrency), "--loglevel", "INFO", "-E"]
         command += ["--without-mingle", "--without-gossip", "-n", self.node_name]
         if self.includes:

@@ -180,8 +180,10 @@ def test_checks_lost_with_a_purged_queue_are_resent_by_the_reconciler(
     ids = stack.submit(10, "rmq-lost", seconds=(2.0, 4.0))
     eventually(lambda: all(r.job_id for r in stack.records(ids)), timeout=60)
     worker.stop()
+    queue = stack.env["POLLER_QUEUE"]
     with kombu.Connection(rabbitmq.url) as connection:
-        purged = connection.default_channel.queue_purge(stack.env["POLLER_QUEUE"])
+        channel = connection.default_channel
+        purged = sum(channel.queue_purge(name) or 0 for name in (queue, f"{queue}.checks"))
     # When a worker starts again
     again = stack.start_worker()
     # Then its reconciler re-sends the overdue checks and every job ends once
