@@ -3,14 +3,19 @@
 Run with ``.venv/bin/python bench/events_consumer.py --jobs 2000`` (also in ``make bench``).
 
 N jobs are admitted and submitted in process (AWS Batch faked in memory, the records in a real
-embedded Redis); then the local endpoint's SQS queue is filled in advance with two state-change
-events per job (RUNNING, then SUCCEEDED, as EventBridge delivers them), and poller's consumer
-(:func:`poller.events.consume`: receive 10, apply each, delete the batch) drains it in one
-thread, as a worker's consumer thread does. A terminal event sends the job's check to the real
-broker (the same Redis), as in a worker.
+embedded Redis); then a queue is filled in advance with two state-change events per job
+(RUNNING, then SUCCEEDED, as EventBridge delivers them), and poller's consumer
+(:func:`poller.events.consume`: receive 10, apply the batch in one transaction, delete it) drains
+it in 1..N threads, as a worker's receiver threads do. A terminal event sends the job's check to
+the real broker (the same Redis), as in a worker.
 
-Printed: events applied per second, Redis commands per event, and where the time goes (cProfile,
-by cumulative time: SQS calls, Redis round trips, poller's own work).
+Two queues, each run timed on its own: ``endpoint`` is the local endpoint's SQS (moto, in
+another process: each call costs what moto costs), ``memory`` an in-process queue answering at
+once, so the figure is poller's own ceiling (Redis, broker, parsing) without SQS's latency.
+
+Printed: events applied per second, CPU milliseconds per event (this process), Redis commands per
+event, and where the time goes (cProfile, by cumulative time: SQS calls, Redis round trips,
+poller's own work).
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from poller.testing.stack import configure_process, stack_env
 
 QUEUE_NAME = "bench-events"
 QUEUE = "bench-queue"  # the Batch job queue of FakeBatch
+SOURCES = ("endpoint", "memory")
 
 
 def state_change(record: JobRecord, status: str) -> str:
@@ -79,6 +85,32 @@ def tracked_jobs(rt: Runtime, count: int, prefix: str) -> list[JobRecord]:
 def events_of(record: JobRecord) -> list[str]:
     """The job's RUNNING and SUCCEEDED events (the queue holds them in this order)."""
     return [state_change(record, status) for status in ("RUNNING", "SUCCEEDED")]
+
+
+class MemoryQueue:
+    """An in-process stand-in for SQS's receive and batch delete, answering at once."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._messages: list[dict[str, str]] = []
+
+    def send_message_batch(self, QueueUrl: str, Entries: list[dict[str, str]]) -> None:  # noqa: N803
+        with self._lock:
+            self._messages += [
+                {"Body": e["MessageBody"], "ReceiptHandle": str(len(self._messages) + n)}
+                for n, e in enumerate(Entries)
+            ]
+
+    def receive_message(self, MaxNumberOfMessages: int, **_: Any) -> dict[str, Any]:  # noqa: N803
+        with self._lock:
+            batch = self._messages[:MaxNumberOfMessages]
+            del self._messages[:MaxNumberOfMessages]
+        if not batch:
+            time.sleep(0.05)  # a long poll on an empty queue
+        return {"Messages": batch}
+
+    def delete_message_batch(self, **_: Any) -> None:
+        pass
 
 
 def fill(sqs: Any, url: str, bodies: list[str]) -> None:
@@ -121,19 +153,20 @@ def drain(rt: Runtime, sqs: Any, url: str, expected: int, threads: int = 1) -> t
     return finished_at - started, handled
 
 
-def where_the_time_goes(profile: cProfile.Profile, total: float) -> Table:
+def where_the_time_goes(profile: cProfile.Profile, total: float, source: str) -> Table:
     """Cumulative seconds of the calls that make up a consumed batch."""
     stats = pstats.Stats(profile)
     wanted = {
         "SQS calls (receive, delete)": ("client.py", "_api_call"),
-        "poller.events.apply (all)": ("events.py", "apply"),
-        "  lifecycle.apply_event": ("lifecycle.py", "apply_event"),
-        "  store.tracking_id_for_job": ("__init__.py", "tracking_id_for_job"),
-        "  store.get": ("__init__.py", "get"),
+        "poller.events.apply_all (all)": ("events.py", "apply_all"),
+        "  store.tracking_ids_for_jobs": ("__init__.py", "tracking_ids_for_jobs"),
+        "  lifecycle.apply_events": ("lifecycle.py", "apply_events"),
+        "    store.update_each": ("__init__.py", "update_each"),
+        "    outbox.deliver_each": ("outbox.py", "deliver_each"),
         "  resend.send_check (broker)": ("resend.py", "send_check"),
         "Redis round trips (all)": ("connection.py", "read_response"),
     }
-    table = Table(title="where the time goes (cProfile, cumulative)")
+    table = Table(title=f"where the time goes ({source} queue, 1 thread, cProfile, cumulative)")
     for column in ("part", "seconds", "share"):
         table.add_column(column, justify="right" if column != "part" else "left")
     for label, (file, function) in wanted.items():
@@ -152,40 +185,59 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, action="append", help="consumer threads per run (repeatable)"
     )
+    parser.add_argument(
+        "--source", choices=SOURCES, action="append", help="queue to drain (default: both)"
+    )
     args = parser.parse_args()
     runs = args.threads or [1]
+    sources = args.source or list(SOURCES)
     with EmbeddedRedis() as redis_server, LocalBatch(runtime="simulated", events=True) as batch:
         configure_process(stack_env(redis_server, batch, initial_delay=60, max_delay=600))
         rt = Runtime(
             settings=get_settings(), store=get_runtime().store, batch=FakeBatch(queues=[QUEUE])
         )
-        sqs = batch.client("sqs")
-        url = sqs.create_queue(QueueName=QUEUE_NAME)["QueueUrl"]
+        endpoint = batch.client("sqs")
+        queues = {"endpoint": endpoint, "memory": MemoryQueue()}
+        url = endpoint.create_queue(QueueName=QUEUE_NAME)["QueueUrl"]
         # Timed without a profiler, a fresh set of jobs per run; then a quarter as many, in one
         # thread under cProfile, for where the time goes
-        rates: dict[int, tuple[float, float]] = {}
-        for threads in runs:
-            timed = [e for r in tracked_jobs(rt, args.jobs, f"t{threads}-") for e in events_of(r)]
-            fill(sqs, url, timed)
-            before = int(rt.store.redis.info("stats")["total_commands_processed"])
-            with console.status(f"consuming {len(timed)} events, {threads} thread(s)"):
-                seconds, handled = drain(rt, sqs, url, len(timed), threads)
-            commands = int(rt.store.redis.info("stats")["total_commands_processed"]) - before
-            rates[threads] = (handled / seconds, commands / handled)
+        rates: dict[tuple[str, int], tuple[float, float, float]] = {}
+        for source in sources:
+            sqs = queues[source]
+            for threads in runs:
+                prefix = f"{source[0]}{threads}-"
+                timed = [e for r in tracked_jobs(rt, args.jobs, prefix) for e in events_of(r)]
+                fill(sqs, url, timed)
+                before = int(rt.store.redis.info("stats")["total_commands_processed"])
+                cpu_before = time.process_time()
+                with console.status(f"{source}: {len(timed)} events, {threads} thread(s)"):
+                    seconds, handled = drain(rt, sqs, url, len(timed), threads)
+                cpu = time.process_time() - cpu_before
+                commands = int(rt.store.redis.info("stats")["total_commands_processed"]) - before
+                rates[source, threads] = (
+                    handled / seconds,
+                    cpu * 1000 / handled,
+                    commands / handled,
+                )
+        sqs = queues[sources[0]]
         profiled = [e for r in tracked_jobs(rt, args.jobs // 4, "pr") for e in events_of(r)]
         fill(sqs, url, profiled)
         profile = cProfile.Profile()
-        with console.status(f"consuming {len(profiled)} events under cProfile"):
+        with console.status(f"{sources[0]}: {len(profiled)} events under cProfile"):
             profiled_seconds, _ = profile.runcall(drain, rt, sqs, url, len(profiled))
         counts = rt.store.event_counts()
     table = Table(title=f"events consumer: {2 * args.jobs} events of {args.jobs} jobs per run")
-    for column in ("consumer threads", "events applied per second", "Redis commands per event"):
+    columns = ("queue", "receiver threads", "events applied per second", "CPU ms per event",
+               "Redis commands per event")  # fmt: skip
+    for column in columns:
         table.add_column(column, justify="right")
-    for threads, (rate, commands_per_event) in rates.items():
-        table.add_row(str(threads), f"{rate:,.0f}", f"{commands_per_event:.1f}")
+    for (source, threads), (rate, cpu_ms, commands_per_event) in rates.items():
+        table.add_row(
+            source, str(threads), f"{rate:,.0f}", f"{cpu_ms:.2f}", f"{commands_per_event:.1f}"
+        )
     console.print(table)
     console.print(f"outcomes: {json.dumps(counts)}")
-    console.print(where_the_time_goes(profile, profiled_seconds))
+    console.print(where_the_time_goes(profile, profiled_seconds, sources[0]))
 
 
 if __name__ == "__main__":

@@ -61,6 +61,10 @@ def _redis_broker(settings: Settings) -> dict[str, Any]:
         "unacked_key": f"{settings.key_prefix}:unacked",
         "unacked_index_key": f"{settings.key_prefix}:unacked_index",
         "unacked_mutex_key": f"{settings.key_prefix}:unacked_mutex",
+        # A worker takes from its queues in the order it consumes them, not in turn: the
+        # checks' queue first (see poller.worker_start), so a job's end never waits behind a
+        # burst of submissions.
+        "queue_order_strategy": "priority",
     }
 
 
@@ -75,9 +79,6 @@ def _common_config(settings: Settings) -> dict[str, Any]:
         # A message is acked only after its task finished, and put back when a worker dies:
         # no job is forgotten by a crash (the lifecycle makes redelivery harmless).
         "task_acks_late": True,
-        # A worker reserves one message per pool slot: a check sent to produce a job's result
-        # (poller.resend) waits for the next free slot, not behind reserved submissions.
-        "worker_prefetch_multiplier": 1,
         "task_reject_on_worker_lost": True,
         "result_expires": settings.record_ttl,
         "result_extended": True,
@@ -188,7 +189,7 @@ def _install_worker_parts() -> None:
     from celery.signals import celeryd_init, worker_init
 
     from poller import tracebacks
-    from poller.events import EventsStep
+    from poller.events_process import EventsStep
     from poller.heartbeat import HeartbeatStep
     from poller.reconcile import ReconcileStep
     from poller.worker_start import cancel_on_revoke, prepare_worker, refuse_bad_settings

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,23 +28,18 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
 from poller import lifecycle, resend
 from poller.models import BatchJobView, JobRecord
-from poller.runtime import Runtime, get_runtime
-from poller.settings import get_settings
+from poller.runtime import Runtime
 from poller.store.metrics import APPLIED, DUPLICATE, EARLY, MALFORMED, UNKNOWN_JOB
-from poller.worker_thread import ThreadStep
 
 logger = logging.getLogger(__name__)
 
 DETAIL_TYPE = "Batch Job State Change"
 SOURCE = "aws.batch"
 WAIT_SECONDS = 10  # SQS long poll: an event is received as soon as it arrives, whatever this is
-STOP_GRACE = 2.0  # seconds a stopping worker waits for the batch of events being applied
-MAX_BACKOFF = 30.0  # seconds between attempts to reach an unreachable queue, at most
 # Events count as flowing only while they arrive fresh: a backlog (the newest event received is
 # older than this) must not hold polling at its long cap.
 FRESH_SECONDS = 30.0
@@ -165,69 +159,3 @@ def sqs_client() -> Any:
     """boto3's SQS client (``AWS_ENDPOINT_URL_SQS`` honoured), its read timeout above the poll."""
     config = Config(read_timeout=WAIT_SECONDS + 10, retries={"mode": "standard"})
     return boto3.client("sqs", config=config)
-
-
-class EventsStep(ThreadStep):
-    """Worker bootstep: consume ``POLLER_EVENTS_QUEUE_URL`` in ``POLLER_EVENTS_RECEIVERS``
-    threads of its own (each waits on SQS most of the time: several keep up with a burst)."""
-
-    thread_name = "poller-events"
-    # Stopping does not wait out a long poll (a warm shutdown stays quick): a batch being
-    # applied gets this long; whatever a poll receives after that is not deleted, so SQS
-    # delivers it again (applying an event is idempotent).
-    stop_timeout = STOP_GRACE
-
-    def thread_count(self) -> int:
-        """The receivers to run: none unless an events queue is configured."""
-        settings = get_settings()
-        return settings.events_receivers if settings.events_queue_url is not None else 0
-
-    def __init__(self, worker: Any, **kwargs: Any) -> None:
-        super().__init__(worker, **kwargs)
-        self.app = worker.app
-        self._lock = threading.Lock()
-        self._last_error = ""  # the receivers' latest failure, logged once for all of them
-
-    def start(self, worker: Any) -> None:
-        """Start the receivers (none without an events queue)."""
-        if self.thread_count():
-            logger.info("consuming Batch events from %s", get_settings().events_queue_url)
-        super().start(worker)
-
-    def _loop(self) -> None:
-        queue_url = str(get_settings().events_queue_url)
-        failures = 0
-        sqs = None
-        while not self._stopping.is_set():
-            try:
-                rt = get_runtime()
-                sqs = sqs or sqs_client()
-                consume(rt, self.app, sqs, queue_url)
-                failures = 0
-                self._note_outcome(None)
-            except Exception as err:  # the thread must outlive any failure; polling covers
-                failures += 1
-                self._note_outcome(err)
-                self._stopped(err)
-                self._stopping.wait(min(MAX_BACKOFF, 2.0**failures))
-
-    def _note_outcome(self, err: Exception | None) -> None:
-        """Log a failure once when it first happens (whichever receiver meets it), and the
-        recovery once."""
-        with self._lock:
-            last, self._last_error = self._last_error, repr(err) if err is not None else ""
-        if err is not None and repr(err) != last:
-            logger.error("Batch events: %s; polling takes over until it works", err)
-        elif err is None and last:
-            logger.warning(
-                "Batch events queue reachable again: %s", get_settings().events_queue_url
-            )
-
-    @staticmethod
-    def _stopped(err: Exception) -> None:
-        """An unreachable queue: events stop counting as flowing (checks use the normal cap)."""
-        if isinstance(err, BotoCoreError | ClientError):
-            try:
-                get_runtime().store.note_events_stopped()
-            except Exception:  # Redis down too: the flag expires on its own
-                logger.debug("could not note that events stopped", exc_info=True)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,7 +29,7 @@ from typing import Any
 from poller import outbox, resend, tracking
 from poller.models import JobRecord, utcnow
 from poller.runtime import Runtime, get_runtime
-from poller.settings import get_settings
+from poller.settings import Settings, get_settings
 from poller.store import Change
 from poller.worker_thread import ThreadStep
 
@@ -37,6 +38,7 @@ logger = logging.getLogger(__name__)
 LOCK = "reconcile"  # the store's lock one worker holds per interval
 BATCH = 2000  # due jobs handled per pass; the next pass takes the rest
 PUSH_CHUNK = 100  # jobs whose deadlines one transaction pushes
+BACKLOG_GRACE_FACTOR = 10  # the grace is this many times longer while poller's queues are busy
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,12 @@ def reconcile(rt: Runtime, app: Any, now: datetime | None = None) -> ReconcileRe
     started = time.monotonic()
     now = now or utcnow()
     grace = timedelta(seconds=rt.settings.reconcile_grace)
+    waiting = waiting_messages(app, rt.settings)
+    if waiting:
+        # A message overdue while poller's queues hold a backlog is most likely in it (a burst
+        # of submissions): re-sending it would only grow the backlog.
+        logger.info("reconcile: %d message(s) wait in poller's queues: a longer grace", waiting)
+        grace *= BACKLOG_GRACE_FACTOR
     late = now - grace
     # Jobs events carry have no message out: their check is due at next_check_at itself.
     ids = rt.store.active(due_before=now, limit=BATCH)
@@ -91,6 +99,21 @@ def reconcile(rt: Runtime, app: Any, now: datetime | None = None) -> ReconcileRe
     until = started + rt.settings.reconcile_interval / 2
     signals_sent = outbox.resend_stale(rt.store, late.timestamp(), until)
     return ReconcileReport(checks, submits, signals_sent, scheduled)
+
+
+def waiting_messages(app: Any, settings: Settings) -> int:
+    """Messages waiting in poller's queues (POLLER_QUEUE and its checks' queue) on the broker,
+    Redis or RabbitMQ; 0 when that cannot be read (the grace is then the usual one)."""
+    waiting = 0
+    try:
+        with app.connection_for_read() as connection:
+            for queue in (settings.queue, settings.check_queue):
+                # not declared yet (a channel error): nothing waits in it
+                with connection.channel() as channel, suppress(*connection.channel_errors):
+                    waiting += channel.queue_declare(queue=queue, passive=True).message_count
+    except Exception as err:  # the broker unreachable: this pass keeps the usual grace
+        logger.debug("could not read poller's queue lengths: %r", err)
+    return waiting
 
 
 def _carried(record: JobRecord) -> bool:

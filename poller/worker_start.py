@@ -1,7 +1,7 @@
 """What ``celery -A poller worker`` checks and sets up before it consumes anything.
 
-- It consumes ``POLLER_QUEUE`` and its checks' queue only (unless ``-Q`` names queues): the
-  app's own tasks, on its default queue, are left to the app's workers.
+- It consumes its checks' queue and ``POLLER_QUEUE`` only (unless ``-Q`` names queues), the
+  checks first: the app's own tasks, on its default queue, are left to the app's workers.
 - It imports ``POLLER_IMPORTS``, so the app's signal receivers run where poller's signals fire.
 - It refuses to start, with one line naming the fix and exit code 78 (EX_CONFIG, which
   ``poller worker`` does not restart), when a module cannot be imported or boto3 can resolve no
@@ -35,7 +35,8 @@ def prepare_worker(worker: Any, options: dict[str, Any]) -> None:
         refuse(problem)
     import_app_modules(settings)
     if not options.get("queues"):
-        worker.app.amqp.queues.select([settings.queue, settings.check_queue])
+        # checks first: taken first on Redis (queue_order_strategy, poller.app)
+        worker.app.amqp.queues.select([settings.check_queue, settings.queue])
 
     def say_what_it_does(sender: Any, **_: Any) -> None:
         # Logging is set up later than celeryd_init, and -Q is applied after it.

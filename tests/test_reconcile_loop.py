@@ -41,7 +41,7 @@ def test_failing_passes_never_end_the_thread(
     monkeypatch.setattr(reconcile, "run_if_leader", lambda rt, app: None)
     step = reconcile.ReconcileStep.__new__(reconcile.ReconcileStep)
     step._app = None
-    step._stopping, step._threads = threading.Event(), []
+    step._stopping, step._thread = threading.Event(), None
     # When the reconcile thread runs
     step.start(worker=None)
     try:

@@ -1,0 +1,74 @@
+"""The worker's events process: forked at start, restarted when it dies, stopped with the worker."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from types import SimpleNamespace
+
+import pytest
+
+from poller import events_process
+from poller.app import app
+from tests.conftest import configured_for, eventually
+
+
+@pytest.fixture
+def step() -> Iterator[events_process.EventsStep]:
+    # An events queue nobody answers at: the receivers fail and back off, the process lives on
+    env = {
+        "POLLER_EVENTS_QUEUE_URL": "http://127.0.0.1:9/123456789012/nowhere",
+        "POLLER_EVENTS_RECEIVERS": "2",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    with configured_for(env):
+        worker = SimpleNamespace(app=app)
+        events = events_process.EventsStep(worker)
+        events.start(worker)
+        try:
+            yield events
+        finally:
+            events.stop(worker)
+
+
+def test_the_events_process_is_restarted_when_it_dies_and_stopped_with_the_worker(
+    step: events_process.EventsStep,
+) -> None:
+    # Given the worker's events process
+    first = step._process
+    assert first is not None and first.is_alive() and first.pid != os.getpid()
+    # When it is killed
+    os.kill(first.pid, signal.SIGKILL)
+    # Then the worker starts another one within seconds
+    again = eventually(
+        lambda: step._process if step._process is not first and step._process.is_alive() else None,
+        timeout=events_process.WATCH_SECONDS * 5,
+    )
+    # And stopping the worker stops it, in about STOP_GRACE
+    step.stop(worker=None)
+    assert not again.is_alive()
+
+
+def test_no_events_queue_no_process() -> None:
+    with configured_for({}):
+        worker = SimpleNamespace(app=app)
+        events = events_process.EventsStep(worker)
+        events.start(worker)
+        assert events._process is None
+        events.stop(worker)
+
+
+def test_the_events_process_stops_on_its_own_once_its_worker_is_gone() -> None:
+    env = {"POLLER_EVENTS_QUEUE_URL": "http://127.0.0.1:9/1/q", "AWS_DEFAULT_REGION": "us-east-1"}
+    with configured_for(env):
+        fork = events_process._FORK
+        stop, worker_end = fork.Pipe(duplex=False)
+        orphan = fork.Process(target=events_process.run_process, args=(app, stop, worker_end))
+        orphan.start()
+        stop.close()
+        # When its worker goes away without a word (its end of the pipe closes with it)
+        worker_end.close()
+        # Then the events process ends on its own, its receivers given STOP_GRACE
+        orphan.join(timeout=events_process.STOP_GRACE + 5)
+        assert orphan.exitcode == 0
