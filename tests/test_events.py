@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from poller import events, lifecycle, tracking
+from poller import events, lifecycle, signals, tracking
 from poller.lifecycle import Produce
 from poller.models import JobRecord, JobStatus, utcnow
 from poller.runtime import Runtime
@@ -210,3 +210,28 @@ def test_a_batch_meeting_a_concurrent_write_is_decided_again_on_the_new_record(
     assert calls == [JobStatus.SUBMITTED, JobStatus.RUNNING]
     assert outcomes == {events.DUPLICATE: 1}
     assert rt.store.get("t1").status is JobStatus.RUNNING
+
+
+def test_events_applied_in_one_transaction_keep_distinct_event_ids(
+    rt: Runtime, batch: FakeBatch, app: RecordingApp
+) -> None:
+    # Given a job and a batch holding three of its transitions
+    record = running(rt, batch)
+    ids: list[tuple[str, str, int]] = []
+
+    def receiver(sender: str, record: JobRecord, event_id: str, **_: Any) -> None:
+        ids.append((event_id, record.status.value, record.version))
+
+    signals.job_status_changed.connect(receiver)
+    try:
+        bodies = [event(record, status) for status in ("RUNNABLE", "RUNNING", "SUCCEEDED")]
+        events.consume(rt, app, OneBatchQueue(bodies), "q")
+    finally:
+        signals.job_status_changed.disconnect(receiver)
+    # Then each transition has its own event id and version, the record the last of them
+    version = rt.store.get("t1").version
+    assert ids == [
+        (f"t1:{version - 2}:job_status_changed", "RUNNABLE", version - 2),
+        (f"t1:{version - 1}:job_status_changed", "RUNNING", version - 1),
+        (f"t1:{version}:job_status_changed", "SUCCEEDED", version),
+    ]

@@ -228,7 +228,7 @@ class JobStore:
                         change = decide(current)
                         records[tracking_id] = current if change is None else change.record
                         if change is not None:
-                            change.record.version = current.version + 1
+                            _number_versions(change, current.version)
                             changes[tracking_id] = change
                             writes.append((change, current))
                     if not writes:
@@ -467,6 +467,17 @@ class JobStore:
             yield pubsub
         finally:
             pubsub.close()
+
+
+def _number_versions(change: Change, previous: int) -> None:
+    """Give the change's record its version: one more than ``previous`` per decision step it
+    folds (events applied in a row), each step's record (its events' record) the step's own,
+    so event ids (``<tracking id>:<version>:<signal>``) stay unique within one transaction."""
+    steps = list({id(event.record): event.record for event in change.events}.values())
+    if not any(record is change.record for record in steps):
+        steps.append(change.record)
+    for number, record in enumerate(steps, start=previous + 1):
+        record.version = number
 
 
 @functools.lru_cache(maxsize=16)
