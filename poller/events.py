@@ -3,10 +3,11 @@
 AWS publishes every job transition as a "Batch Job State Change" event (EventBridge, source
 ``aws.batch``, at least once, in any order, none for the submission); a rule sends them to an SQS
 queue (``poller events setup``), which every worker long-polls when ``POLLER_EVENTS_QUEUE_URL``
-is set. Events go through the same apply path as a check's observation, a received batch in
-one transaction (:func:`poller.lifecycle.apply_events`): never backwards, a duplicate or stale
-event changes nothing, each transition and signal happens once. A terminal event sends the job's check at
-once, which produces its Celery result and continues its canvas.
+is set (in a process of its own: :mod:`poller.events_process`). Events go through the same apply
+path as a check's observation, a received batch in one transaction
+(:func:`poller.lifecycle.apply_events`): never backwards, a duplicate or stale event changes
+nothing, each transition and signal happens once. A terminal event sends the job's check at once,
+which produces its Celery result and continues its canvas.
 
 A message is deleted only after its change is stored; one that cannot be handled yet (Redis
 down) comes back after the queue's visibility timeout. Events of jobs poller does not track and

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
@@ -36,7 +37,7 @@ from poller.worker_thread import ThreadStep
 logger = logging.getLogger(__name__)
 
 LOCK = "reconcile"  # the store's lock one worker holds per interval
-BATCH = 2000  # due jobs handled per pass; the next pass takes the rest
+BATCH = 1000  # due jobs read at a time; a pass goes on while it has time (half an interval)
 PUSH_CHUNK = 100  # jobs whose deadlines one transaction pushes
 BACKLOG_GRACE_FACTOR = 10  # the grace is this many times longer while poller's queues are busy
 
@@ -64,9 +65,41 @@ def reconcile(rt: Runtime, app: Any, now: datetime | None = None) -> ReconcileRe
         logger.info("reconcile: %d message(s) wait in poller's queues: a longer grace", waiting)
         grace *= BACKLOG_GRACE_FACTOR
     late = now - grace
-    # Jobs events carry have no message out: their check is due at next_check_at itself.
-    ids = rt.store.active(due_before=now, limit=BATCH)
-    ids += rt.store.active(due_before=late, limit=BATCH, queued=True)
+    # Receivers run here: stop well within the lock's interval, so no other pass overlaps
+    until = started + rt.settings.reconcile_interval / 2
+    sent: Counter[str] = Counter()
+    # Never-submitted jobs first, then submitted ones, soonest due first, BATCH at a time until
+    # none is left or the pass's time is up. Jobs events carry have no message out: their
+    # check is due at next_check_at itself; the others' only after the grace.
+    sent += _send_due(
+        rt, app, rt.store.active(due_before=late, limit=BATCH, queued=True), now, grace
+    )
+    skipped = 0  # due but not sent (within the grace): still in the index's range
+    while time.monotonic() < started + rt.settings.reconcile_interval / 4:  # the rest: signals
+        ids = rt.store.active(due_before=now, limit=BATCH, start=skipped)
+        sent_now = _send_due(rt, app, ids, now, grace)
+        sent += sent_now
+        skipped += len(ids) - sum(sent_now.values())
+        if len(ids) < BATCH:
+            break
+    checks, submits, scheduled = sent["check"], sent["submit"], sent["scheduled"]
+    rt.store.count_resends(checks + submits)
+    if checks or submits:
+        logger.warning(
+            "reconcile: re-sent %d lost check(s) and %d lost submission(s)", checks, submits
+        )
+    if scheduled:
+        logger.info("reconcile: sent %d due check(s) of jobs Batch events carry", scheduled)
+    signals_sent = outbox.resend_stale(rt.store, late.timestamp(), until)
+    return ReconcileReport(checks, submits, signals_sent, scheduled)
+
+
+def _send_due(
+    rt: Runtime, app: Any, ids: list[str], now: datetime, grace: timedelta
+) -> Counter[str]:
+    """Send the message of each of these jobs that is due (see :func:`reconcile`); counts what
+    was sent: ``check`` (lost), ``submit`` (lost), ``scheduled`` (a carried job's check)."""
+    late = now - grace
     due = [r for r in rt.store.records(ids) if _carried(r) or _overdue(r, late)]
     # Push each job's deadline first (fenced on the record's version): if two passes ever
     # overlap, only one of them sends.
@@ -75,30 +108,20 @@ def reconcile(rt: Runtime, app: Any, now: datetime | None = None) -> ReconcileRe
         chunk = due[start : start + PUSH_CHUNK]
         decisions = {r.tracking_id: _push_deadline(r.version, now + grace) for r in chunk}
         pushed |= rt.store.update_each(decisions)[0]
-    checks = submits = scheduled = 0
+    sent: Counter[str] = Counter()
     for record in due:
         if record.tracking_id not in pushed:
             continue
         if record.job_id is None:
             _resend_submit(app, record)
-            submits += 1
+            sent["submit"] += 1
         elif _carried(record):
             resend.send_check(app, record)
-            scheduled += 1
+            sent["scheduled"] += 1
         else:
             _resend_check(app, record)
-            checks += 1
-    rt.store.count_resends(checks + submits)
-    if checks or submits:
-        logger.warning(
-            "reconcile: re-sent %d lost check(s) and %d lost submission(s)", checks, submits
-        )
-    if scheduled:
-        logger.info("reconcile: sent %d due check(s) of jobs Batch events carry", scheduled)
-    # Receivers run here: stop well within the lock's interval, so no other pass overlaps
-    until = started + rt.settings.reconcile_interval / 2
-    signals_sent = outbox.resend_stale(rt.store, late.timestamp(), until)
-    return ReconcileReport(checks, submits, signals_sent, scheduled)
+            sent["check"] += 1
+    return sent
 
 
 def waiting_messages(app: Any, settings: Settings) -> int:

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from poller import lifecycle, reconcile
+from poller import lifecycle, reconcile, tracking
 from poller.models import JobStatus, utcnow
 from poller.runtime import Runtime
 from poller.testing import FakeBatch
@@ -61,3 +61,26 @@ def test_while_events_flow_a_job_has_no_countdown_and_its_check_is_sent_when_due
     outcome = lifecycle.check(rt, "t1", 1)
     assert isinstance(outcome, lifecycle.Reschedule) and not outcome.record.awaits_events
     assert outcome.delay == 4  # the poll policy for check 2: 1 s x 2^2
+
+
+def test_a_pass_sends_every_due_check_a_page_at_a_time_skipping_those_within_the_grace(
+    rt: Runtime, batch: FakeBatch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given two jobs whose countdown checks are due but within the grace (their messages are on
+    # their way), then seven jobs Batch events carry, all due, read three at a time
+    monkeypatch.setattr(reconcile, "BATCH", 3)
+    counting = [running(rt, batch, f"c{n}") for n in range(2)]
+    rt.settings = settings(events_queue_url="http://sqs/q", events_poll_max_delay=600)
+    rt.store.note_events_flowing(60)
+    carried = [running(rt, batch, f"e{n}") for n in range(7)]
+    assert not any(r.awaits_events for r in counting) and all(r.awaits_events for r in carried)
+    due = max(r.next_check_at for r in carried if r.next_check_at) + timedelta(seconds=1)
+    for record in counting:  # due just before the carried ones, within the grace at ``due``
+        when = due - timedelta(seconds=30)
+        rt.store.update(record.tracking_id, lambda r, when=when: tracking.rescheduled(r, when))
+    # When one pass runs
+    app = RecordingApp()
+    report = reconcile.reconcile(rt, app, now=due)
+    # Then it sent every carried job's check, and nothing for the others
+    assert (report.checks_due, report.checks_resent) == (7, 0)
+    assert sorted(task_id for _, _, task_id in app.sent) == [f"e{n}" for n in range(7)]

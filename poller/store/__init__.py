@@ -414,13 +414,15 @@ class JobStore:
         return bool(self.redis.set(self.key(LOCK_KEY, name), "1", nx=True, px=int(seconds * 1000)))
 
     def active(
-        self, *, due_before: datetime | None = None, limit: int = 1000, queued: bool = False
-    ) -> list[str]:
+        self, *, due_before: datetime | None = None, limit: int = 1000, queued: bool = False,
+        start: int = 0,
+    ) -> list[str]:  # fmt: skip
         """Tracking ids of submitted active jobs (or, with ``queued``, of jobs not submitted
-        yet), soonest due first; only those due before ``due_before`` when given."""
+        yet), soonest due first, from the ``start``-th on; only those due before ``due_before``
+        when given."""
         upper: float | str = due_before.timestamp() if due_before else "+inf"
         index = self.key(QUEUED_INDEX if queued else ACTIVE_INDEX)
-        return [str(i) for i in self.redis.zrangebyscore(index, "-inf", upper, 0, limit)]
+        return [str(i) for i in self.redis.zrangebyscore(index, "-inf", upper, start, limit)]
 
     def records(self, tracking_ids: list[str]) -> list[JobRecord]:
         """Records for many tracking ids in one round trip (missing ones are skipped)."""
