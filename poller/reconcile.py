@@ -65,7 +65,9 @@ def reconcile(rt: Runtime, app: Any, now: datetime | None = None) -> ReconcileRe
         logger.info("reconcile: %d message(s) wait in poller's queues: a longer grace", waiting)
         grace *= BACKLOG_GRACE_FACTOR
     late = now - grace
-    # Receivers run here: stop well within the lock's interval, so no other pass overlaps
+    # Receivers run here: stop well within the lock's interval, so no other pass overlaps; the
+    # first half of that time for due checks, the rest for unsent signals
+    checks_until = started + rt.settings.reconcile_interval / 4
     until = started + rt.settings.reconcile_interval / 2
     sent: Counter[str] = Counter()
     # Never-submitted jobs first, then submitted ones, soonest due first, BATCH at a time until
@@ -75,7 +77,7 @@ def reconcile(rt: Runtime, app: Any, now: datetime | None = None) -> ReconcileRe
         rt, app, rt.store.active(due_before=late, limit=BATCH, queued=True), now, grace
     )
     skipped = 0  # due but not sent (within the grace): still in the index's range
-    while time.monotonic() < started + rt.settings.reconcile_interval / 4:  # the rest: signals
+    while time.monotonic() < checks_until:
         ids = rt.store.active(due_before=now, limit=BATCH, start=skipped)
         sent_now = _send_due(rt, app, ids, now, grace)
         sent += sent_now

@@ -350,28 +350,31 @@ class JobStore:
     # --- Batch events -----------------------------------------------------------------------
 
     def note_events_flowing(self, seconds: float) -> None:
-        """Events reached a consumer: they count as flowing for ``seconds`` more."""
-        self.redis.set(self.key(EVENTS_FLOWING_KEY), "1", px=int(seconds * 1000))
+        """Events reached a consumer: they count as flowing for ``seconds`` more (0: they stop
+        counting as flowing now)."""
+        self._note_flowing(self.redis, seconds)
 
     def note_events_stopped(self) -> None:
         """A consumer cannot reach the queue: events stop counting as flowing now."""
-        self.redis.delete(self.key(EVENTS_FLOWING_KEY))
+        self._note_flowing(self.redis, 0)
+
+    def _note_flowing(self, target: Any, seconds: float) -> None:
+        if seconds > 0:
+            target.set(self.key(EVENTS_FLOWING_KEY), "1", px=int(seconds * 1000))
+        else:
+            target.delete(self.key(EVENTS_FLOWING_KEY))
 
     def events_flowing(self) -> bool:
         """Whether some consumer saw events recently (checks may then wait longer)."""
         return bool(self.redis.exists(self.key(EVENTS_FLOWING_KEY)))
 
-    def count_events(self, outcomes: dict[str, int], *, flowing_for: float | None = None) -> None:
-        """Add handled events by outcome to the fleet's counters; with ``flowing_for``, events
-        also count as flowing for that many seconds more, and with 0 they stop (one round
-        trip)."""
+    def count_events(self, outcomes: dict[str, int], *, flowing_for: float) -> None:
+        """Add handled events by outcome to the fleet's counters, and note events as flowing
+        for ``flowing_for`` seconds more (0: not flowing); one round trip."""
         with self.redis.pipeline(transaction=False) as pipe:
             for outcome, count in outcomes.items():
                 pipe.hincrby(self.key(EVENT_COUNTS_KEY), outcome, count)
-            if flowing_for:
-                pipe.set(self.key(EVENTS_FLOWING_KEY), "1", px=int(flowing_for * 1000))
-            elif flowing_for is not None:
-                pipe.delete(self.key(EVENTS_FLOWING_KEY))
+            self._note_flowing(pipe, flowing_for)
             pipe.execute()
 
     def event_counts(self) -> dict[str, int]:
