@@ -180,11 +180,14 @@ class LocalBatchBackend(BatchBackend):
             )
         described: list[dict[str, Any]] = []
         seen: set[str] = set()
-        for identifier in jobs:
-            job = self.find_job(identifier)
-            if job is not None and job.job_id not in seen:
-                seen.add(job.job_id)
-                described.append(job.describe())
+        # One snapshot, as AWS answers: no job moves on while the others are read (a job that
+        # ended mid-call let the next one run and end before it, 1 CI run in 3 under load)
+        with self.lock:
+            for identifier in jobs:
+                job = self.find_job(identifier)
+                if job is not None and job.job_id not in seen:
+                    seen.add(job.job_id)
+                    described.append(job.describe())
         return described
 
     def list_jobs(
