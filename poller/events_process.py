@@ -17,6 +17,7 @@ import logging
 import multiprocessing
 import signal
 import threading
+import time
 from contextlib import suppress
 from multiprocessing.connection import Connection
 from typing import Any
@@ -41,6 +42,7 @@ class Receivers:
 
     def __init__(self, app: Any) -> None:
         self.app = app
+        self._sqs: Any = None
         self.stopping = threading.Event()
         self._lock = threading.Lock()
         self._last_error = ""  # the receivers' latest failure, logged once for all of them
@@ -56,22 +58,28 @@ class Receivers:
         return threads
 
     def loop(self) -> None:
-        """Receive and apply batches until stopped; back off while the queue fails."""
-        queue_url = str(get_settings().events_queue_url)
+        """Receive and apply batches until stopped. An unreachable queue is retried less and
+        less often; any other failure (Redis away a moment) after a second."""
+        rt = get_runtime()
+        queue_url = str(rt.settings.events_queue_url)
         failures = 0
-        sqs = None
         while not self.stopping.is_set():
             try:
-                rt = get_runtime()
-                sqs = sqs or sqs_client()
-                consume(rt, self.app, sqs, queue_url)
+                consume(rt, self.app, self._sqs_client(), queue_url)
                 failures = 0
                 self._note_outcome(None)
             except Exception as err:  # the thread must outlive any failure; polling covers
-                failures += 1
                 self._note_outcome(err)
                 _note_stopped(err)
+                failures = failures + 1 if isinstance(err, BotoCoreError | ClientError) else 0
                 self.stopping.wait(min(MAX_BACKOFF, 2.0**failures))
+
+    def _sqs_client(self) -> Any:
+        """One client for all the receivers: boto3's clients are thread-safe, but creating
+        them from one session at once is not."""
+        with self._lock:
+            self._sqs = self._sqs or sqs_client()
+            return self._sqs
 
     def _note_outcome(self, err: Exception | None) -> None:
         """Log a failure once when it first happens (whichever receiver meets it), and the
@@ -102,12 +110,14 @@ def run_process(app: Any, stop: Connection, worker_end: Connection) -> None:
     # The worker decides when this process ends: its Ctrl-C and Celery's own handlers are not ours
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    get_runtime()  # built once here, before the receiver threads share it
     receivers = Receivers(app)
     threads = receivers.run(get_settings().events_receivers)
     stop.poll(None)  # returns once the worker closes its end, or exits
     receivers.stopping.set()
+    deadline = time.monotonic() + STOP_GRACE  # for all of them: the batches under way end
     for thread in threads:
-        thread.join(timeout=STOP_GRACE)
+        thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
 
 class EventsStep(bootsteps.StartStopStep):

@@ -1,11 +1,14 @@
 """The process's wiring: its settings, its job store and its Batch client, built once.
 
-Built on first use, so a worker builds them after it forked (never before), and a test can point
-the process elsewhere by clearing the caches (:func:`poller.testing.stack.configure_process`).
+Built on first use, and again in a process forked from one that built them (a prefork pool's,
+the worker's events process): the parent's Batch client and its call counter hold sockets, a timer
+thread and locks that are the parent's. A test can point the process elsewhere by clearing the
+caches (:func:`poller.testing.stack.configure_process`).
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -64,3 +67,11 @@ def get_runtime() -> Runtime:
             counter=CallCounter(store) if settings.metrics else None,
         ),
     )
+
+
+def _forget_in_child() -> None:
+    get_runtime.cache_clear()
+    get_store.cache_clear()
+
+
+os.register_at_fork(after_in_child=_forget_in_child)

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from poller import events_process
+from poller import events_process, runtime
 from poller.app import app
 from tests.conftest import configured_for, eventually
 
@@ -72,3 +72,24 @@ def test_the_events_process_stops_on_its_own_once_its_worker_is_gone() -> None:
         # Then the events process ends on its own, its receivers given STOP_GRACE
         orphan.join(timeout=events_process.STOP_GRACE + 5)
         assert orphan.exitcode == 0
+
+
+def test_a_forked_process_builds_its_own_runtime() -> None:
+    # Given a process that built its runtime (a Batch client with its sockets, a call counter)
+    env = {"POLLER_EVENTS_QUEUE_URL": "http://127.0.0.1:9/1/q", "AWS_DEFAULT_REGION": "us-east-1"}
+    with configured_for(env):
+        built = runtime.get_runtime()
+        fork = events_process._FORK
+        answer, child_end = fork.Pipe(duplex=False)
+        # When it forks (as the worker forks its events process, or a prefork pool its children)
+        child = fork.Process(
+            target=lambda: child_end.send(
+                (runtime.get_runtime() is built, runtime.get_store() is built.store)
+            )
+        )
+        child.start()
+        shared = answer.recv()
+        child.join(timeout=10)
+        # Then the child builds its own; the parent keeps its
+        assert shared == (False, False)
+        assert runtime.get_runtime() is built

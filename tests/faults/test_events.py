@@ -72,12 +72,25 @@ def history_ranks_never_go_down(record: JobRecord) -> bool:
     return ranks == sorted(ranks)
 
 
-def queue_drained(stack: FaultStack) -> bool:
-    attributes = stack.batch.client("sqs").get_queue_attributes(
+def queue_counts(stack: FaultStack) -> dict[str, str]:
+    return stack.batch.client("sqs").get_queue_attributes(
         QueueUrl=events_queue(stack),
         AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
     )["Attributes"]
-    return all(int(v) == 0 for v in attributes.values())
+
+
+def wait_drained(stack: FaultStack, timeout: float = 30) -> None:
+    """Wait until the events queue holds no message, visible or in flight; if it still does,
+    fail with what it holds, the events counted and what the workers logged."""
+    try:
+        eventually(lambda: all(int(v) == 0 for v in queue_counts(stack).values()), timeout, 0.5)
+    except AssertionError:
+        logs = "\n".join(f"--- {w.node_name}:\n{w.log_tail(60)}" for w in stack.workers)
+        counts = get_store().event_counts()
+        raise AssertionError(
+            f"events queue not drained in {timeout}s: {queue_counts(stack)}; counted {counts}\n"
+            f"{logs}"
+        ) from None
 
 
 def test_job_ends_are_applied_from_their_events_without_describing_them(
@@ -131,7 +144,7 @@ def test_duplicated_delayed_and_dropped_events_end_every_job_once(
     assert all(finished[i] == 1 for i in ids)
     assert events_stack.signals_sent_again() == 0
     assert all(history_ranks_never_go_down(r) for r in records)
-    eventually(lambda: queue_drained(events_stack), timeout=30, interval=0.5)
+    wait_drained(events_stack)
     published = events_stack.batch.stats()["events"]
     counts = get_store().event_counts()
     report("faulty events", jobs=30, published=published, handled=counts)
@@ -158,7 +171,7 @@ def test_events_a_killed_worker_held_come_back_and_are_applied_once(
         stuck.kill()
         events_stack.start_worker()
         records = events_stack.wait_all_terminal(ids, timeout=90)
-        eventually(lambda: queue_drained(events_stack), timeout=30, interval=0.5)
+        wait_drained(events_stack)
     finally:
         sqs.set_queue_attributes(QueueUrl=url, Attributes={"VisibilityTimeout": "30"})
     # Then every job ended once, nothing went backwards, and every event published was handled
@@ -186,7 +199,7 @@ def test_malformed_and_unknown_events_are_counted_and_deleted(events_stack: Faul
         sqs.send_message(QueueUrl=url, MessageBody=body)
     # Then they are counted, deleted, and the worker lives on
     eventually(lambda: get_store().event_counts() == {"malformed": 2, "unknown_job": 1}, timeout=30)
-    eventually(lambda: queue_drained(events_stack), timeout=30, interval=0.5)
+    wait_drained(events_stack)
     assert worker.is_running, worker.log_tail()
     assert "Batch event ignored" in worker.log.read_text()
 
