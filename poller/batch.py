@@ -215,6 +215,7 @@ class BatchClient:
     def __init__(self, client: Boto3BatchClient, submit_client: Boto3BatchClient | None = None):
         self._client = client
         self._submit_client = submit_client or client
+        self.account: str | None = None  # the account jobs go to, once a job's ARN told it
 
     @classmethod
     def create(
@@ -222,9 +223,10 @@ class BatchClient:
         max_attempts: int = 3,
         read_timeout: float = 30.0,
         counter: CallCounter | None = None,
+        session: boto3.session.Session | None = None,
         **client_kwargs: Any,
     ) -> BatchClient:
-        """Create clients from boto3's usual configuration chain.
+        """Create clients from boto3's usual configuration chain (or ``session``'s).
 
         Reads and terminations use botocore's standard retries. SubmitJob gets a client that
         never retries by itself: SubmitJob has no idempotency token, so a retry after a lost
@@ -236,9 +238,10 @@ class BatchClient:
             read_timeout=read_timeout,
         )
         once = config.merge(Config(retries={"mode": "standard", "max_attempts": 1}))
+        make = (session or boto3.session.Session()).client
         clients = (
-            boto3.client("batch", config=config, **client_kwargs),
-            boto3.client("batch", config=once, **client_kwargs),
+            make("batch", config=config, **client_kwargs),
+            make("batch", config=once, **client_kwargs),
         )
         if counter is not None:  # the fleet's poller_aws_calls_total
             for client in clients:
@@ -266,6 +269,8 @@ class BatchClient:
         refused = f"AWS Batch refused job {spec.job_name!r}"
         with _translated_errors("SubmitJob", refused=(SubmitRejected, refused)):
             response = self._submit_client.submit_job(**request)
+        arn = response.get("jobArn", "").split(":")  # arn:aws:batch:<region>:<account>:job/<id>
+        self.account = arn[4] if len(arn) > 5 else self.account
         return response["jobId"]
 
     def describe(self, job_ids: Iterable[str]) -> dict[str, BatchJobView]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -106,7 +107,7 @@ class JobHandle:
         rt = runtime.get_runtime()
         if self._store is None or self._store is rt.store:
             return rt
-        return runtime.Runtime(settings=rt.settings, store=self._store, batch=rt.batch)
+        return dataclasses.replace(rt, store=self._store)
 
     def __repr__(self) -> str:
         return f"JobHandle({self.tracking_id!r})"

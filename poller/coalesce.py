@@ -56,12 +56,12 @@ def observe(rt: Runtime, record: JobRecord) -> Observed:
     """
     assert record.job_id is not None
     if not rt.settings.coalesce:
-        return Observed(rt.batch.describe([record.job_id]).get(record.job_id))
+        return Observed(rt.batch_for(record).describe([record.job_id]).get(record.job_id))
     now = utcnow()
     stored = rt.store.observation(record.tracking_id)
     if stored is not None and stored[0] >= _oldest_useful(rt, record.next_check_at, now):
         return Observed(stored[1])
-    others = _claim_due(rt, record.tracking_id, now)
+    others = _claim_due(rt, record.tracking_id, now, record.target_key)
     if others is None:
         raise ObservationPending(f"job {record.tracking_id} is being described by another check")
     views = _describe(rt, record, others, now)
@@ -84,7 +84,7 @@ def _describe(
     for their checks."""
     job_ids = {r.tracking_id: str(r.job_id) for r in [*others, own]}
     try:
-        views = rt.batch.describe(job_ids.values())
+        views = rt.batch_for(own).describe(job_ids.values())
     except PollerError:
         rt.store.release_claims(list(job_ids))  # nothing observed: those checks must not wait
         raise
@@ -99,6 +99,7 @@ def _describe(
         # Observed, a job needs no other observation before its check reschedules it, or
         # failing that (its check is late) before the backoff cap has passed.
         again_at=now + timedelta(seconds=max(cap - window, window)),
+        target_key=own.target_key,
     )
     return views
 
@@ -112,10 +113,12 @@ def _oldest_useful(rt: Runtime, due: datetime | None, now: datetime) -> datetime
     return min(now, due or now) - timedelta(seconds=rt.settings.coalesce_window)
 
 
-def _claim_due(rt: Runtime, own: str, now: datetime) -> list[JobRecord] | None:
-    """Claim job ``own`` and up to 99 other active jobs due within the window that still need
-    an observation (only as many as one call describes: a claim nobody uses would make that
-    job's own check wait for it to expire).
+def _claim_due(
+    rt: Runtime, own: str, now: datetime, target_key: str = ""
+) -> list[JobRecord] | None:
+    """Claim job ``own`` and up to 99 other active jobs of its AWS target due within the window
+    that still need an observation (only as many as one call describes: a claim nobody uses
+    would make that job's own check wait for it to expire).
 
     Returns the others' records, or None when this job is claimed by another check already.
     """
@@ -127,6 +130,7 @@ def _claim_due(rt: Runtime, own: str, now: datetime) -> list[JobRecord] | None:
         parked_until=now + timedelta(seconds=2 * window),
         wanted=DESCRIBE_PAGE - 1,
         scan_limit=SCAN_LIMIT,
+        target_key=target_key,
     )
     if claimed is None:
         return None

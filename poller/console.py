@@ -78,8 +78,10 @@ def jobs_table(records: list[JobRecord], title: str | None = None, wide: bool = 
     """One row per job: name, status, age and, for ended jobs, Batch's reason.
 
     It fits 80 columns (a long name or reason is cut with an ellipsis); ``wide`` adds checks,
-    the Batch job id and the tracking id, never cut.
+    the region and account, the Batch job id and the tracking id, never cut. The region shows
+    without ``wide`` too when the jobs are in more than one.
     """
+    regions = len({record.aws_region for record in records}) > 1
     # The table takes the console's width (80 when piped): name and reason share what the
     # fixed columns leave, 2:3, and are cut with an ellipsis rather than wrapped.
     table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, expand=True)
@@ -87,7 +89,10 @@ def jobs_table(records: list[JobRecord], title: str | None = None, wide: bool = 
     table.add_column("status", no_wrap=True, width=max(len(s.value) for s in JobStatus))
     table.add_column("age", no_wrap=True, justify="right", width=6)
     table.add_column("reason", overflow="ellipsis", no_wrap=True, ratio=3)
+    if regions or wide:
+        table.add_column("region", no_wrap=True)
     if wide:
+        table.add_column("account", no_wrap=True)
         table.add_column("checks", justify="right", no_wrap=True, width=6)
         table.add_column("batch job id", no_wrap=True, min_width=36)
         table.add_column("tracking id", no_wrap=True, min_width=36)
@@ -99,8 +104,11 @@ def jobs_table(records: list[JobRecord], title: str | None = None, wide: bool = 
             age(record, now),
             ended_reason(record),
         ]
+        if regions or wide:
+            row.append(record.aws_region or "-")
         if wide:
-            row += [str(record.checks), record.job_id or "-", record.tracking_id]
+            row += [record.aws_account or "-", str(record.checks)]
+            row += [record.job_id or "-", record.tracking_id]
         table.add_row(*row)
     return table
 
@@ -119,6 +127,8 @@ def record_table(record: JobRecord) -> Table:
         ("exit code", record.exit_code),
         ("container reason", record.container_reason),
         ("queue / definition", f"{record.job_queue} / {record.job_definition}"),
+        ("region / account", f"{record.aws_region or '-'} / {record.aws_account or '-'}"),
+        ("aws profile", record.aws_profile),
         ("attempts", record.attempts),
         ("checks", record.checks),
         ("log stream", record.log_stream_name),

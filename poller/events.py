@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config
@@ -156,7 +158,17 @@ def consume(rt: Runtime, app: Any, sqs: Any, queue_url: str) -> Counter[str]:
     return Counter(outcomes)
 
 
-def sqs_client() -> Any:
-    """boto3's SQS client (``AWS_ENDPOINT_URL_SQS`` honoured), its read timeout above the poll."""
+def sqs_client(queue_url: str | None = None) -> Any:
+    """boto3's SQS client (``AWS_ENDPOINT_URL_SQS`` honoured), its read timeout above the poll;
+    in the queue's region when its URL names one (``https://sqs.<region>.amazonaws.com/...``)."""
     config = Config(read_timeout=WAIT_SECONDS + 10, retries={"mode": "standard"})
-    return boto3.client("sqs", config=config)
+    return boto3.session.Session().client("sqs", config=config, region_name=queue_region(queue_url))
+
+
+def queue_region(queue_url: str | None) -> str | None:
+    """The region an AWS SQS queue URL names, or None (another endpoint's: the default)."""
+    host = urlsplit(queue_url or "").hostname or ""
+    match = re.fullmatch(
+        r"sqs\.([a-z0-9-]+)\.amazonaws\.com(\.cn)?|([a-z0-9-]+)\.queue\.amazonaws\.com", host
+    )
+    return (match.group(1) or match.group(3)) if match else None

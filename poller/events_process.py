@@ -42,30 +42,33 @@ class Receivers:
 
     def __init__(self, app: Any) -> None:
         self.app = app
-        self._sqs: Any = None
+        self._clients: dict[str, Any] = {}  # SQS client per queue URL
         self.stopping = threading.Event()
         self._lock = threading.Lock()
         self._last_error = ""  # the receivers' latest failure, logged once for all of them
 
-    def run(self, count: int) -> list[threading.Thread]:
-        """Start ``count`` receiver threads."""
+    def run(self, count: int, queue_urls: list[str]) -> list[threading.Thread]:
+        """Start ``count`` receiver threads, shared round robin by the queues (one at least
+        each)."""
         threads = [
-            threading.Thread(target=self.loop, name=f"poller-events-{n}", daemon=True)
-            for n in range(count)
-        ]
+            threading.Thread(
+                target=self.loop, args=(queue_urls[n % len(queue_urls)],),
+                name=f"poller-events-{n}", daemon=True,
+            )
+            for n in range(max(count, len(queue_urls)))
+        ]  # fmt: skip
         for thread in threads:
             thread.start()
         return threads
 
-    def loop(self) -> None:
-        """Receive and apply batches until stopped. An unreachable queue is retried less and
-        less often; any other failure (Redis away a moment) after a second."""
+    def loop(self, queue_url: str) -> None:
+        """Receive and apply ``queue_url``'s batches until stopped. An unreachable queue is
+        retried less and less often; any other failure (Redis away a moment) after a second."""
         rt = get_runtime()
-        queue_url = str(rt.settings.events_queue_url)
         failures = 0
         while not self.stopping.is_set():
             try:
-                consume(rt, self.app, self._sqs_client(), queue_url)
+                consume(rt, self.app, self._sqs_client(queue_url), queue_url)
                 failures = 0
                 self._note_outcome(None)
             except Exception as err:  # the thread must outlive any failure; polling covers
@@ -74,12 +77,13 @@ class Receivers:
                 failures = failures + 1 if isinstance(err, BotoCoreError | ClientError) else 0
                 self.stopping.wait(min(MAX_BACKOFF, 2.0**failures))
 
-    def _sqs_client(self) -> Any:
-        """One client for all the receivers: boto3's clients are thread-safe, but creating
-        them from one session at once is not."""
+    def _sqs_client(self, queue_url: str) -> Any:
+        """One client per queue for its receivers: boto3's clients are thread-safe, but
+        creating them from one session at once is not."""
         with self._lock:
-            self._sqs = self._sqs or sqs_client()
-            return self._sqs
+            if queue_url not in self._clients:
+                self._clients[queue_url] = sqs_client(queue_url)
+            return self._clients[queue_url]
 
     def _note_outcome(self, err: Exception | None) -> None:
         """Log a failure once when it first happens (whichever receiver meets it), and the
@@ -89,8 +93,7 @@ class Receivers:
         if err is not None and repr(err) != last:
             logger.error("Batch events: %s; polling takes over until it works", err)
         elif err is None and last:
-            url = get_settings().events_queue_url
-            logger.warning("Batch events queue reachable again: %s", url)
+            logger.warning("Batch events queue reachable again")
 
 
 def _note_stopped(err: Exception) -> None:
@@ -112,7 +115,8 @@ def run_process(app: Any, stop: Connection, worker_end: Connection) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     get_runtime()  # built once here, before the receiver threads share it
     receivers = Receivers(app)
-    threads = receivers.run(get_settings().events_receivers)
+    settings = get_settings()
+    threads = receivers.run(settings.events_receivers, settings.events_queue_urls)
     stop.poll(None)  # returns once the worker closes its end, or exits
     receivers.stopping.set()
     deadline = time.monotonic() + STOP_GRACE  # for all of them: the batches under way end

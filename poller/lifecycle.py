@@ -25,7 +25,7 @@ from typing import Any
 
 from poller import coalesce, outbox, revocation, tracking
 from poller.backoff import compute_delay
-from poller.batch import check_request
+from poller.batch import Batch, check_request
 from poller.errors import (
     BatchMisconfigured,
     BatchUnavailable,
@@ -52,6 +52,7 @@ from poller.models import (
 from poller.runtime import Runtime
 from poller.settings import Settings
 from poller.store import Change, JobStore
+from poller.targets import check_profile
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +110,8 @@ def validate(
         positional["extra positional arguments"] = args[len(POSITIONAL) :]
     spec = validate_spec(**{**positional, **fields})
     check_request(spec)  # nested AWS values against botocore's model of SubmitJob
+    if spec.aws_profile is not None:
+        check_profile(spec.aws_profile)
     policy = validate_poll(poll, default_poll(settings), settings.countdown_limit)
     if idempotency_key is not None and not isinstance(idempotency_key, str):
         raise InvalidJobSpec(
@@ -181,6 +184,8 @@ def admit(
         job_queue=spec.job_queue,
         job_definition=spec.job_definition,
         spec=spec.model_dump(exclude_none=True),
+        aws_profile=spec.aws_profile,
+        aws_region=spec.aws_region,
         poll=policy,
         idempotency_key=key,
         canvas=canvas,
@@ -238,13 +243,14 @@ def submit(rt: Runtime, record: JobRecord) -> JobRecord:
     BatchUnavailable to retry; returns the current record (maybe ended: cancelled meanwhile).
     """
     tracking_id = record.tracking_id
+    batch = rt.batch_for(record)
     if record.submit_started_at is not None:
-        found = rt.batch.find_tagged(record.job_queue, record.job_name, TRACKING_TAG, tracking_id)
+        found = batch.find_tagged(record.job_queue, record.job_name, TRACKING_TAG, tracking_id)
         if found is not None:
             logger.warning(
                 "job %s: found Batch job %s from an interrupted submit", tracking_id, found
             )
-            return _record_submitted(rt, record, found)
+            return _record_submitted(rt, record, found, batch)
     started = utcnow()
     lease = timedelta(seconds=rt.settings.submit_lease)
     if rt.store.update(tracking_id, lambda r: tracking.submitting(r, started, lease)) is None:
@@ -253,7 +259,7 @@ def submit(rt: Runtime, record: JobRecord) -> JobRecord:
             return current
         raise SubmitInProgress(f"job {tracking_id}: another attempt is calling SubmitJob")
     try:
-        job_id = rt.batch.submit(
+        job_id = batch.submit(
             JobSpec.model_validate(record.spec), extra_tags={TRACKING_TAG: tracking_id}
         )
     except PollerError as err:
@@ -261,18 +267,21 @@ def submit(rt: Runtime, record: JobRecord) -> JobRecord:
         created = None if type(err) is BatchUnavailable else False
         rt.store.update(tracking_id, lambda r: tracking.submit_failed(r, created=created))
         raise
-    return _record_submitted(rt, record, job_id)
+    return _record_submitted(rt, record, job_id, batch)
 
 
-def _record_submitted(rt: Runtime, record: JobRecord, job_id: str) -> JobRecord:
+def _record_submitted(rt: Runtime, record: JobRecord, job_id: str, batch: Batch) -> JobRecord:
     now = utcnow()
+    where = (rt.region_for(record), getattr(batch, "account", None))
     delay, by_events = next_check(rt, record)
     first_check = now + timedelta(seconds=delay)
     logger.info("job %s: submitted as Batch job %s", record.tracking_id, job_id)
     change = _apply(
         rt,
         record.tracking_id,
-        lambda r: tracking.submitted(r, job_id, now, first_check, awaits_events=by_events),
+        lambda r: tracking.submitted(
+            r, job_id, now, first_check, awaits_events=by_events, where=where
+        ),
     )
     current = _current(rt, record.tracking_id, change)
     if change is None and current.is_terminal and current.job_id != job_id:
@@ -444,7 +453,7 @@ def _terminate_quietly(rt: Runtime, record: JobRecord, reason: str) -> None:
     if record.job_id is None:
         return
     try:
-        rt.batch.terminate(record.job_id, reason[:1000])
+        rt.batch_for(record).terminate(record.job_id, reason[:1000])
     except PollerError as err:  # the record already says why poller stopped; log and go on
         logger.error(
             "job %s: could not terminate Batch job %s: %s", record.tracking_id, record.job_id, err
@@ -465,7 +474,7 @@ def cancel(rt: Runtime, tracking_id: str, reason: str) -> JobRecord:
         now = utcnow()
         change = _apply(rt, tracking_id, lambda r: tracking.finish(r, JobStatus.FAILED, why, now))
         return _current(rt, tracking_id, change)
-    rt.batch.terminate(record.job_id, reason)
+    rt.batch_for(record).terminate(record.job_id, reason)
     logger.info("job %s: Batch job %s terminated: %s", tracking_id, record.job_id, reason)
     change = _apply(rt, tracking_id, lambda r: tracking.cancel_requested(r, reason))
     return _current(rt, tracking_id, change)

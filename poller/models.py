@@ -20,6 +20,7 @@ MAX_TAGS = 50  # AWS Batch's limit on tags per resource
 ARRAY_SIZE_RANGE = (2, 10_000)  # AWS Batch's bounds on arrayProperties.size
 MIN_ATTEMPT_SECONDS = 60  # AWS Batch refuses a shorter timeout.attemptDurationSeconds
 RETRY_ATTEMPTS_RANGE = (1, 10)  # AWS Batch's bounds on retryStrategy.attempts
+REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")  # us-east-1, us-gov-west-1, eu-central-2
 
 
 class JobStatus(str, Enum):
@@ -101,6 +102,17 @@ class JobSpec(BaseModel):
     scheduling_priority_override: int | None = None
     ecs_properties_override: dict[str, Any] | None = None
     eks_properties_override: dict[str, Any] | None = None
+    # Where the job runs (poller's, not SubmitJob's): a profile of the AWS config (its region,
+    # its role), and a region over the profile's or the default session's
+    aws_profile: str | None = Field(None, min_length=1)
+    aws_region: str | None = None
+
+    @field_validator("aws_region")
+    @classmethod
+    def _aws_region(cls, value: str | None) -> str | None:
+        if value is not None and not REGION_RE.match(value):
+            raise ValueError(f"must be an AWS region name such as us-west-2 (got {value!r})")
+        return value
 
     @field_validator("job_name")
     @classmethod
@@ -288,6 +300,11 @@ class JobRecord(BaseModel):
     submit_lease_until: datetime | None = None
     resolved: bool = False  # the job's Celery result was produced (exactly once)
     canvas: dict[str, Any] | None = None
+    # The job's AWS target: the profile it named, the region it runs in (the override until it
+    # is submitted, then the one it was submitted to), the account (from its ARN)
+    aws_profile: str | None = None
+    aws_region: str | None = None
+    aws_account: str | None = None
     version: int = 0
 
     def result(self) -> JobResult:
@@ -299,6 +316,14 @@ class JobRecord(BaseModel):
     def is_terminal(self) -> bool:
         """True once the job has reached a status it never leaves."""
         return self.status.is_terminal
+
+    @property
+    def target_key(self) -> str:
+        """Its AWS target as a key: ``""`` for the default session's region unnamed,
+        ``<profile>@<region>`` otherwise. Jobs with one key are described with one client."""
+        if self.aws_profile is None and self.aws_region is None:
+            return ""
+        return f"{self.aws_profile or ''}@{self.aws_region or ''}"
 
     def describe_failure(self) -> str:
         """One line naming the Batch job id, statusReason, exit code and container reason."""

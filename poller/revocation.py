@@ -63,7 +63,7 @@ def apply(rt: Runtime, tracking_id: str) -> JobRecord | None:
     reason = record.cancel_reason or REASON
     if record.job_id is not None:
         try:
-            rt.batch.terminate(record.job_id, reason)
+            rt.batch_for(record).terminate(record.job_id, reason)
         except PollerError as err:  # the record still ends: the revoke is what the user asked
             logger.error(
                 "job %s: could not terminate Batch job %s: %s", tracking_id, record.job_id, err

@@ -10,22 +10,37 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 
 from poller.aws_calls import CallCounter
 from poller.batch import Batch, BatchClient
-from poller.models import Limits
+from poller.models import JobRecord, Limits
 from poller.settings import Settings, get_settings
 from poller.store import JobStore
+from poller.targets import Targets
 
 
 @dataclass
 class Runtime:
-    """What the lifecycle needs: settings, the job store and a Batch client."""
+    """What the lifecycle needs: settings, the job store and Batch clients (the default
+    session's, and ``targets`` for jobs naming a profile or region)."""
 
     settings: Settings
     store: JobStore
     batch: Batch
+    targets: Targets | None = None
+
+    def batch_for(self, record: JobRecord) -> Batch:
+        """The Batch client of the job's AWS target."""
+        if self.targets is None or (record.aws_profile is None and record.aws_region is None):
+            return self.batch
+        return self.targets.batch(record.aws_profile, record.aws_region)  # type: ignore[no-any-return]
+
+    def region_for(self, record: JobRecord) -> str | None:
+        """The region the job goes to (its own once submitted)."""
+        if self.targets is None:
+            return record.aws_region
+        return self.targets.region(record.aws_profile, record.aws_region)
 
     @property
     def limits(self) -> Limits:
@@ -58,15 +73,16 @@ def get_runtime() -> Runtime:
     """This process's runtime, created on first use."""
     settings = get_settings()
     store = get_store()
-    return Runtime(
-        settings=settings,
-        store=store,
-        batch=BatchClient.create(
-            max_attempts=settings.aws_max_attempts,
-            read_timeout=settings.submit_lease - 5,
-            counter=CallCounter(store) if settings.metrics else None,
-        ),
+    counter = CallCounter(store) if settings.metrics else None
+    create = partial(
+        BatchClient.create,
+        max_attempts=settings.aws_max_attempts,
+        read_timeout=settings.submit_lease - 5,
+        counter=counter,
     )
+    default = create()
+    targets = Targets(default, lambda session, region: create(session=session, region_name=region))
+    return Runtime(settings=settings, store=store, batch=default, targets=targets)
 
 
 def _forget_in_child() -> None:

@@ -209,8 +209,9 @@ class Settings(BaseSettings):
         None,
         description=(
             "URL of the SQS queue receiving AWS Batch's job state-change events (EventBridge; "
-            "`poller events setup` creates it). Set: each worker consumes it, and job ends are "
-            "noticed in about a second; polling goes on as the safety net."
+            "`poller events setup` creates it), or several, comma-separated (one per region or "
+            "account). Set: each worker consumes them, and job ends are noticed in about a "
+            "second; polling goes on as the safety net."
         ),
     )
     events_receivers: int = Field(
@@ -303,6 +304,12 @@ class Settings(BaseSettings):
                 value = mask_url(value.get_secret_value())
             shown[name] = value
         return shown
+
+    @property
+    def events_queue_urls(self) -> list[str]:
+        """Every events queue (``events_queue_url`` may name several, comma-separated)."""
+        urls = (self.events_queue_url or "").split(",")
+        return [url.strip() for url in urls if url.strip()]
 
     @property
     def broker_is_rabbitmq(self) -> bool:

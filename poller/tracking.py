@@ -54,13 +54,18 @@ def submitted(
     now: datetime,
     next_check_at: datetime,
     awaits_events: bool = False,
+    where: tuple[str | None, str | None] = (None, None),
 ) -> Change | None:
-    """The Batch job was created: store its id, move to SUBMITTED and schedule the first check
-    (``awaits_events``: without a countdown message, see JobRecord.awaits_events)."""
+    """The Batch job was created: store its id, where (``where``: its region and account, when
+    known), move to SUBMITTED and schedule the first check (``awaits_events``: without a
+    countdown message, see JobRecord.awaits_events)."""
     if record.job_id is not None or record.is_terminal:
         return None  # a redelivered submit: the first one already recorded it
     new = record.model_copy(deep=True)
     new.job_id = job_id
+    region, account = where
+    new.aws_region = region or new.aws_region
+    new.aws_account = account or new.aws_account
     new.submitted_at = now
     new.waiting_reason = new.waiting_since = None
     new.next_check_at = next_check_at

@@ -114,3 +114,21 @@ def test_claimed_jobs_leave_the_due_range_until_their_claim_expires(rt: Runtime)
     later = utcnow() + timedelta(seconds=2 * rt.settings.coalesce_window)
     again = coalesce._claim_due(rt, "latecomer-2", later)
     assert again is not None and len(again) == 10
+
+
+def test_a_check_claims_only_jobs_of_its_own_aws_target(rt: Runtime) -> None:
+    # Given due jobs in the default region and in another region (a job naming aws_region)
+    now = utcnow()
+    for tracking_id, region in [("home-1", None), ("home-2", None), ("west-1", "us-west-2"),
+                                ("west-2", "us-west-2")]:  # fmt: skip
+        rt.store.create(make(tracking_id).model_copy(update={"aws_region": region}))
+        rt.store.update(
+            tracking_id, lambda r, t=tracking_id: tracking.submitted(r, f"b-{t}", now, now)
+        )
+    west = rt.store.get("west-1").target_key
+    # When a check of each target claims the jobs to describe with its own
+    home_others = coalesce._claim_due(rt, "home-1", now, "")
+    west_others = coalesce._claim_due(rt, "west-1", now, west)
+    # Then one DescribeJobs call never mixes regions
+    assert [r.tracking_id for r in home_others or []] == ["home-2"]
+    assert [r.tracking_id for r in west_others or []] == ["west-2"]

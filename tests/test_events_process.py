@@ -93,3 +93,21 @@ def test_a_forked_process_builds_its_own_runtime() -> None:
         # Then the child builds its own; the parent keeps its
         assert shared == (False, False)
         assert runtime.get_runtime() is built
+
+
+def test_several_queues_share_the_receivers_each_getting_one_at_least(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    received: list[str] = []
+    monkeypatch.setattr(events_process.Receivers, "loop", lambda self, url: received.append(url))
+    receivers = events_process.Receivers(app)
+    for thread in receivers.run(1, ["q-east", "q-west"]) + receivers.run(3, ["q-east", "q-west"]):
+        thread.join(timeout=5)
+    assert sorted(received) == ["q-east", "q-east", "q-east", "q-west", "q-west"]
+
+
+def test_the_events_queue_setting_takes_several_urls() -> None:
+    from poller.settings import Settings
+
+    urls = Settings(events_queue_url=" https://a/1/q , https://b/2/q,").events_queue_urls
+    assert urls == ["https://a/1/q", "https://b/2/q"]

@@ -46,8 +46,9 @@ def check(as_json: bool) -> None:
         probes["batch"] = (f"{batch.endpoint_url} ({batch.region})", batch.ping)
     else:  # boto3's own message ("You must specify a region.") says not what to set
         probes["batch"] = ("AWS Batch", functools.partial(_refuse, problem))
-    if settings.events_queue_url is not None:
-        probes["events"] = (settings.events_queue_url, _events_probe(settings.events_queue_url))
+    urls = settings.events_queue_urls
+    for n, url in enumerate(urls):
+        probes["events" if len(urls) == 1 else f"events {n + 1}"] = (url, _events_probe(url))
     results = {}
     for name, (target, probe) in probes.items():
         try:
@@ -92,7 +93,7 @@ def _events_probe(queue_url: str) -> Callable[[], Any]:
         from poller.events import sqs_client
         from poller.runtime import get_store
 
-        attributes = sqs_client().get_queue_attributes(
+        attributes = sqs_client(queue_url).get_queue_attributes(
             QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages"]
         )["Attributes"]
         waiting = attributes.get("ApproximateNumberOfMessages", "?")

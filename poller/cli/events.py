@@ -53,16 +53,25 @@ def events(ctx: click.Context, count: int | None, as_json: bool) -> None:
     "--rule-name", default="poller-batch-job-state-change", show_default=True,
     help="The EventBridge rule.",
 )  # fmt: skip
+@click.option("--profile", help="AWS profile (its account and region) to set up in.")
+@click.option("--region", help="AWS region to set up in (over the profile's).")
 @click.option("--dry-run", is_flag=True, help="Say what would change, change nothing.")
-def events_setup_command(queue_name: str, rule_name: str, dry_run: bool) -> None:
+def events_setup_command(
+    queue_name: str, rule_name: str, profile: str | None, region: str | None, dry_run: bool
+) -> None:
     """Create or update the SQS queue and EventBridge rule bringing Batch's job state-change
-    events to poller's workers (idempotent), and print POLLER_EVENTS_QUEUE_URL."""
-    import boto3
-
+    events to poller's workers (idempotent), and print POLLER_EVENTS_QUEUE_URL. Run it once
+    per region (or account) jobs run in; the workers take every URL, comma-separated."""
     from poller.events_setup import setup
+    from poller.targets import known_profiles, session_for
 
+    if profile is not None and profile not in known_profiles():
+        message = f"no profile {profile!r} in the AWS config"
+        raise click.BadParameter(message, param_hint="--profile")
+    session = session_for(profile)
+    region = region or session.region_name
     report = setup(
-        boto3.client("sqs"), boto3.client("events"),
+        session.client("sqs", region_name=region), session.client("events", region_name=region),
         queue_name=queue_name, rule_name=rule_name, dry_run=dry_run,
     )  # fmt: skip
     for action in report.actions:

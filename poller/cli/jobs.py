@@ -40,6 +40,8 @@ from poller.models import JobStatus
 @click.option(
     "--poll", multiple=True, metavar="KEY=VALUE", help="Poll policy override, e.g. max_wait=3600."
 )
+@click.option("--profile", "aws_profile", help="AWS profile the job runs with (~/.aws/config).")
+@click.option("--region", "aws_region", help="AWS region the job runs in (over the profile's).")
 @click.option(
     "--wait", "wait_", is_flag=True, help="Show progress until the job ends; exit with its outcome."
 )
@@ -55,6 +57,8 @@ def submit(
     env: tuple[str, ...],
     tag: tuple[str, ...],
     poll: tuple[str, ...],
+    aws_profile: str | None,
+    aws_region: str | None,
     wait_: bool,
     timeout: float | None,
     as_json: bool,
@@ -77,6 +81,10 @@ def submit(
         kwargs["poll"] = {
             key: parse_number(value) for key, value in parse_pairs(poll, "--poll").items()
         }
+    if aws_profile:
+        kwargs["aws_profile"] = aws_profile
+    if aws_region:
+        kwargs["aws_region"] = aws_region
     result = submit_job.delay(name, queue, definition, **kwargs)
     if as_json and not wait_:
         out.print_json(json.dumps({"tracking_id": result.id}))
@@ -150,15 +158,18 @@ def jobs(active: bool, status_: str | None, limit: int, wide: bool, as_json: boo
 @click.argument("identifier", metavar="ID")
 @json_option
 def logs(identifier: str, as_json: bool) -> None:
-    """Print a job's output from CloudWatch Logs."""
+    """Print a job's output from CloudWatch Logs (in the job's region and account)."""
     from poller.logs import log_events
+    from poller.runtime import get_runtime
 
     record = job_handle(identifier).record
     if not record.log_stream_name:
         raise click.ClickException(
             f"job {record.tracking_id} has no log stream yet ({record.status.value})"
         )
-    for at, message in log_events(record.log_stream_name):
+    targets = get_runtime().targets
+    client = targets.client(record.aws_profile, record.aws_region, "logs") if targets else None
+    for at, message in log_events(record.log_stream_name, client=client):
         if as_json:
             out.print(
                 json.dumps({"timestamp": at.isoformat(), "message": message}), highlight=False

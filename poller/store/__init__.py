@@ -8,7 +8,9 @@ No other module of poller reads or writes these keys. Layout (``<p>`` is the key
     <p>:active              sorted set: submitted job's tracking id -> next check (epoch s)
     <p>:queued              sorted set: not yet submitted job's tracking id -> when due
     <p>:observe             sorted set: submitted job's tracking id -> when it next needs a
-                            Batch observation (its next check; coalesced checks move it later)
+                            Batch observation (its next check; coalesced checks move it later),
+                            for jobs of the default AWS target; ``<p>:observe:<profile>@<region>``
+                            for the jobs of each other target (one call describes one target)
     <p>:claim:<tracking_id> the tracking id of the check describing that job now (expires)
     <p>:obs:<tracking_id>   JSON {"at": ISO time, "view": BatchJobView | null}: what a coalesced
                             call saw of the job, for its own check (expires)
@@ -179,9 +181,9 @@ class JobStore:
         when = record.next_check_at.timestamp() if record.next_check_at else 0.0
         # Only submitted jobs still running need Batch observations (coalesced checks)
         if record.is_terminal or record.job_id is None:
-            target.zrem(self.key(OBSERVE_INDEX), tracking_id)
+            target.zrem(self.observe_index(record.target_key), tracking_id)
         else:
-            target.zadd(self.key(OBSERVE_INDEX), {tracking_id: when})
+            target.zadd(self.observe_index(record.target_key), {tracking_id: when})
         if record.is_terminal and record.resolved:
             target.zrem(submitted, tracking_id)
             target.zrem(queued, tracking_id)
@@ -295,17 +297,22 @@ class JobStore:
 
     # --- coalesced observations ---------------------------------------------------------
 
+    def observe_index(self, target_key: str) -> str:
+        """The observe index of one AWS target's jobs (a DescribeJobs call is for one target)."""
+        return self.key(OBSERVE_INDEX, target_key) if target_key else self.key(OBSERVE_INDEX)
+
     def claim_due(
         self, own: str, *, horizon: datetime, claim_for: float, parked_until: datetime,
-        wanted: int, scan_limit: int,
+        wanted: int, scan_limit: int, target_key: str = "",
     ) -> list[str] | None:  # fmt: skip
-        """Claim job ``own`` and up to ``wanted`` other jobs due for an observation by
-        ``horizon``, for ``claim_for`` seconds (claims/``parked_until``: see the script).
+        """Claim job ``own`` and up to ``wanted`` other jobs of its AWS target due for an
+        observation by ``horizon``, for ``claim_for`` seconds (claims/``parked_until``: see the
+        script).
 
         Returns the others' tracking ids, or None when ``own`` is claimed by another check.
         """
         claimed = _script(self.redis, "claim_due")(
-            keys=[self.key(OBSERVE_INDEX)],
+            keys=[self.observe_index(target_key)],
             args=[
                 self.key(CLAIM_KEY, ""), own, horizon.timestamp(), int(claim_for * 1000),
                 wanted, scan_limit, parked_until.timestamp(),
@@ -329,7 +336,7 @@ class JobStore:
 
     def store_observations(
         self, views: dict[str, BatchJobView | None], *, at: datetime, keep_for: float,
-        again_at: datetime,
+        again_at: datetime, target_key: str = "",
     ) -> None:  # fmt: skip
         """Store what one call saw of each job (kept ``keep_for`` seconds), and move those jobs
         in the observe index to ``again_at``; one round trip."""
@@ -344,7 +351,8 @@ class JobStore:
                     px=int(keep_for * 1000),
                 )  # fmt: skip
             # XX: a job that ended meanwhile has left the index and must not come back
-            pipe.zadd(self.key(OBSERVE_INDEX), dict.fromkeys(views, again_at.timestamp()), xx=True)
+            again = dict.fromkeys(views, again_at.timestamp())
+            pipe.zadd(self.observe_index(target_key), again, xx=True)
             pipe.execute()
 
     # --- Batch events -----------------------------------------------------------------------

@@ -1,0 +1,113 @@
+"""Where a job runs in AWS: the profile and region it names, and one boto3 session per profile.
+
+A job may name a profile of the AWS config (``aws_profile``: its region, and a role to assume
+with ``role_arn`` and ``source_profile`` or ``credential_source``) and a region (``aws_region``,
+over the profile's region, or the default session's). Jobs naming neither use the worker's default
+session. A session is built once per profile and its clients once per region: boto3 assumes the
+role and refreshes its credentials inside the session, so no call pays for it.
+
+A profile's own ``region`` wins over ``AWS_DEFAULT_REGION`` (which boto3 would otherwise prefer):
+naming a profile says where the job goes.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import boto3
+import botocore.session
+from botocore.exceptions import BotoCoreError
+
+from poller.errors import BatchMisconfigured, InvalidJobSpec
+
+# (a session, the region of its clients) -> a Batch client for them
+BatchFactory = Callable[[boto3.session.Session, str | None], Any]
+
+
+def known_profiles() -> list[str]:
+    """The profiles the AWS config and credentials files define."""
+    return list(botocore.session.Session().available_profiles)
+
+
+def check_profile(name: str) -> None:
+    """InvalidJobSpec naming ``aws_profile`` when the AWS config has no profile ``name``."""
+    profiles = known_profiles()
+    if name not in profiles:
+        known = ", ".join(sorted(profiles)) or "none"
+        raise InvalidJobSpec(
+            f"invalid job spec: aws_profile: no profile {name!r} in the AWS config "
+            f"(AWS_CONFIG_FILE, ~/.aws/config; profiles: {known})",
+            field="aws_profile",
+        )
+
+
+def session_for(profile: str | None) -> boto3.session.Session:
+    """A new boto3 session for ``profile`` (None: the default), in the profile's own region."""
+    if profile is None:
+        return boto3.session.Session()
+    core = botocore.session.Session(profile=profile)
+    region = core.get_scoped_config().get("region")
+    return boto3.session.Session(botocore_session=core, region_name=region)
+
+
+class Targets:
+    """This process's AWS targets: a session per profile, a Batch client per (profile, region).
+
+    The default target (no profile, the default session's region) is ``default``, the worker's
+    own client. Thread-safe: sessions are not, so clients are made under a lock.
+    """
+
+    def __init__(self, default: Any, make_batch: BatchFactory) -> None:
+        self.default = default
+        self._make_batch = make_batch
+        self._lock = threading.Lock()
+        self._sessions: dict[str | None, boto3.session.Session] = {}
+        self._clients: dict[tuple[str | None, str | None, str], Any] = {}
+
+    @property
+    def default_region(self) -> str | None:
+        """The region of the default session (where jobs naming no target go)."""
+        return getattr(self.default, "region", None)
+
+    def region(self, profile: str | None, region: str | None) -> str | None:
+        """The region jobs of this target go to."""
+        if region is not None:
+            return region
+        if profile is None:
+            return self.default_region
+        with self._lock:
+            return self._session(profile).region_name
+
+    def batch(self, profile: str | None, region: str | None) -> Any:
+        """The Batch client of this target."""
+        region = self.region(profile, region)
+        if profile is None and region == self.default_region:
+            return self.default
+        return self._client(profile, region, "batch")
+
+    def client(self, profile: str | None, region: str | None, service: str) -> Any:
+        """A plain boto3 client of ``service`` (``"logs"``) for this target."""
+        return self._client(profile, self.region(profile, region), service)
+
+    def _client(self, profile: str | None, region: str | None, service: str) -> Any:
+        key = (profile, region, service)
+        with self._lock:
+            if key not in self._clients:
+                session = self._session(profile)
+                try:
+                    if service == "batch":
+                        client = self._make_batch(session, region)
+                    else:
+                        client = session.client(service, region_name=region)  # type: ignore[call-overload]
+                except BotoCoreError as err:  # a profile that cannot make a client
+                    target = f"profile {profile!r}" if profile else "the default session"
+                    raise BatchMisconfigured(f"{target}, region {region}: {err}") from err
+                self._clients[key] = client
+            return self._clients[key]
+
+    def _session(self, profile: str | None) -> boto3.session.Session:
+        if profile not in self._sessions:
+            self._sessions[profile] = session_for(profile)
+        return self._sessions[profile]

@@ -1,0 +1,91 @@
+"""Per-job AWS targets: which profile and region a job goes to, without AWS (a config file)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from poller.errors import InvalidJobSpec
+from poller.events import queue_region
+from poller.models import validate_spec
+from poller.targets import Targets, check_profile
+
+CONFIG = """\
+[default]
+region = us-east-1
+
+[profile west]
+region = us-west-2
+aws_access_key_id = a
+aws_secret_access_key = b
+
+[profile no-region]
+aws_access_key_id = a
+aws_secret_access_key = b
+"""
+
+
+class FakeClient:
+    def __init__(self, region: str | None, session: Any = None) -> None:
+        self.region = region
+        self.session = session
+
+
+@pytest.fixture
+def targets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Targets:
+    config = tmp_path / "config"
+    config.write_text(CONFIG)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-central-1")  # the worker's default session
+    return Targets(FakeClient("eu-central-1"), lambda session, region: FakeClient(region, session))
+
+
+def test_a_profile_goes_to_its_own_region_and_an_override_wins(targets: Targets) -> None:
+    assert targets.region(None, None) == "eu-central-1"
+    assert targets.region("west", None) == "us-west-2"  # over AWS_DEFAULT_REGION
+    assert targets.region("west", "ap-south-1") == "ap-south-1"
+    assert targets.region("no-region", None) == "eu-central-1"  # boto3's own chain
+    assert targets.batch(None, None) is targets.default
+    assert targets.batch(None, "eu-central-1") is targets.default
+
+
+def test_one_client_per_target_however_many_jobs(targets: Targets) -> None:
+    first = targets.batch("west", None)
+    assert targets.batch("west", "us-west-2") is first
+    assert first.region == "us-west-2"
+    assert targets.batch("west", "ap-south-1") is not first
+    assert targets.batch(None, "ap-south-1").region == "ap-south-1"
+
+
+def test_an_unknown_profile_is_refused_naming_the_field(targets: Targets) -> None:
+    check_profile("west")
+    with pytest.raises(InvalidJobSpec, match="no profile 'nope'.*no-region, west") as refused:
+        check_profile("nope")
+    assert refused.value.field == "aws_profile"
+
+
+@pytest.mark.parametrize("region", ["us-east-1", "us-gov-west-1", "eu-central-2"])
+def test_region_names_are_accepted(region: str) -> None:
+    assert validate_spec("j", "q", "d", aws_region=region).aws_region == region
+
+
+@pytest.mark.parametrize("region", ["US-EAST-1", "mars", "", "us-east"])
+def test_a_malformed_region_is_refused_naming_the_field(region: str) -> None:
+    with pytest.raises(InvalidJobSpec) as refused:
+        validate_spec("j", "q", "d", aws_region=region)
+    assert refused.value.field == "aws_region"
+
+
+@pytest.mark.parametrize(
+    ("url", "region"),
+    [
+        ("https://sqs.eu-west-1.amazonaws.com/123456789012/q", "eu-west-1"),
+        ("https://us-west-2.queue.amazonaws.com/123456789012/q", "us-west-2"),
+        ("http://127.0.0.1:4566/123456789012/q", None),
+    ],
+)
+def test_an_events_queue_is_read_in_the_region_its_url_names(url: str, region: str | None) -> None:
+    assert queue_region(url) == region
