@@ -26,8 +26,8 @@ OUTCOMES = ("ok", "throttled", "server_error", "client_error")
 class CallSink(Protocol):
     """Where counts go (the job store)."""
 
-    def count_aws_calls(self, calls: dict[tuple[str, str], int]) -> None:
-        """Add calls by (operation, outcome)."""
+    def count_aws_calls(self, calls: dict[tuple[str, str, str], int]) -> None:
+        """Add calls by (operation, outcome, region)."""
 
 
 def outcome(status: int | None, code: str | None) -> str:
@@ -47,26 +47,29 @@ class CallCounter:
     def __init__(self, sink: CallSink) -> None:
         self._sink = sink
         self._lock = threading.Lock()
-        self._pending: Counter[tuple[str, str]] = Counter()
+        self._pending: Counter[tuple[str, str, str]] = Counter()
         self._timer: threading.Timer | None = None
 
     def attach(self, client: Any) -> None:
-        """Count every call ``client`` (a boto3 client) makes."""
-        client.meta.events.register("after-call", self._after_call)
-        client.meta.events.register("after-call-error", self._after_call_error)
+        """Count every call ``client`` (a boto3 client) makes, under its region."""
+        region = str(client.meta.region_name or "")
 
-    def _after_call(self, http_response: Any, parsed: Any, model: Any, **_: Any) -> None:
-        code = (parsed or {}).get("Error", {}).get("Code")
-        self.record(model.name, outcome(getattr(http_response, "status_code", None), code))
+        def after_call(http_response: Any, parsed: Any, model: Any, **_: Any) -> None:
+            code = (parsed or {}).get("Error", {}).get("Code")
+            status = getattr(http_response, "status_code", None)
+            self.record(model.name, outcome(status, code), region)
 
-    def _after_call_error(self, event_name: str, **_: Any) -> None:
-        # No answer (a timeout, a reset connection); the event is after-call-error.<svc>.<op>
-        self.record(event_name.rsplit(".", 1)[-1], "server_error")
+        def after_call_error(event_name: str, **_: Any) -> None:
+            # No answer (a timeout, a reset connection); the event is after-call-error.<svc>.<op>
+            self.record(event_name.rsplit(".", 1)[-1], "server_error", region)
 
-    def record(self, operation: str, result: str) -> None:
+        client.meta.events.register("after-call", after_call)
+        client.meta.events.register("after-call-error", after_call_error)
+
+    def record(self, operation: str, result: str, region: str = "") -> None:
         """Count one call; schedule a flush if none is pending."""
         with self._lock:
-            self._pending[(operation, result)] += 1
+            self._pending[(operation, result, region)] += 1
             if self._timer is None:
                 self._timer = threading.Timer(FLUSH_SECONDS, self.flush)
                 self._timer.daemon = True

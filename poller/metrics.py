@@ -4,7 +4,7 @@ One process serves the whole fleet (every worker counts into Redis): run it besi
 Celery's own exporters count tasks (every check is a task, rescheduling itself); these count
 Batch jobs: how many are in each status, how they end, how long they wait and run, how late
 their end is noticed, and what poller asks of AWS. Labels are bounded: status, job queue,
-operation, outcome.
+region, operation, outcome.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 
+import boto3
 import redis
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import (
@@ -40,10 +41,13 @@ HISTOGRAM_HELP = {
 class FleetCollector(Collector):
     """Reads every counter from the store at each scrape (one Redis round trip)."""
 
-    def __init__(self, store: JobStore, overdue_after: float, alive_for: float) -> None:
+    def __init__(
+        self, store: JobStore, overdue_after: float, alive_for: float, default_region: str = ""
+    ) -> None:
         self._store = store
         self._overdue_after = overdue_after
         self._alive_for = alive_for
+        self._default_region = default_region  # where the zero series of a new label set go
 
     def collect(self) -> Iterator[Metric]:
         """The metrics of one scrape: ``poller_up`` 1 and every counter, or ``poller_up`` 0
@@ -56,7 +60,7 @@ class FleetCollector(Collector):
             yield _up(0)
             return
         yield _up(1)
-        yield from _families(snap)
+        yield from _families(snap, self._default_region)
 
 
 def _up(value: int) -> GaugeMetricFamily:
@@ -65,7 +69,7 @@ def _up(value: int) -> GaugeMetricFamily:
     )
 
 
-def _families(snap: Snapshot) -> Iterator[Metric]:
+def _families(snap: Snapshot, default_region: str = "") -> Iterator[Metric]:
     """Every counter of a snapshot; a known label set is there at 0 before its first event, so
     that rate() and increase() see that event."""
     jobs = GaugeMetricFamily(
@@ -83,24 +87,27 @@ def _families(snap: Snapshot) -> Iterator[Metric]:
         transitions.add_metric([each.value], snap.transitions.get(each.value, 0))
     yield transitions
     finished = CounterMetricFamily(
-        "poller_jobs_finished", "Jobs that ended, by status and job queue.",
-        labels=["status", "job_queue"],
+        "poller_jobs_finished", "Jobs that ended, by status, job queue and region.",
+        labels=["status", "job_queue", "region"],
     )  # fmt: skip
-    queues = snap.job_queues | {queue for _, queue in snap.finished_total}
-    for queue in sorted(queues):
+    # Every status of a (queue, region) seen, and of each known queue in the default region
+    places = {(queue, region) for _, queue, region in snap.finished_total}
+    places |= {(queue, default_region) for queue in snap.job_queues}
+    for queue, region in sorted(places):
         for each in JobStatus.TERMINAL:
-            count = snap.finished_total.get((each.value, queue), 0)
-            finished.add_metric([each.value, queue], count)
+            count = snap.finished_total.get((each.value, queue, region), 0)
+            finished.add_metric([each.value, queue, region], count)
     yield finished
     for name, histogram in snap.histograms.items():
         yield _histogram(name, histogram)
     calls = CounterMetricFamily(
-        "poller_aws_calls", "AWS API calls by operation and outcome.",
-        labels=["operation", "outcome"],
+        "poller_aws_calls", "AWS API calls by operation, outcome and region.",
+        labels=["operation", "outcome", "region"],
     )  # fmt: skip
-    known = {(op, outcome): 0 for op in OPERATIONS for outcome in OUTCOMES}
-    for (operation, outcome), count in sorted({**known, **snap.aws_calls}.items()):
-        calls.add_metric([operation, outcome], count)
+    regions = {region for _, _, region in snap.aws_calls} | {default_region}
+    known = {(op, end, region): 0 for op in OPERATIONS for end in OUTCOMES for region in regions}
+    for labels, count in sorted({**known, **snap.aws_calls}.items()):
+        calls.add_metric(list(labels), count)
     yield calls
     yield GaugeMetricFamily(
         "poller_checks_overdue",
@@ -141,10 +148,12 @@ def _histogram(name: str, histogram: Histogram) -> HistogramMetricFamily:
 
 def registry_for(store: JobStore, settings: Settings) -> CollectorRegistry:
     """A registry holding only the fleet's metrics: a check is overdue past the coalesce
-    window, a worker alive while it said so within three reconcile intervals."""
+    window, a worker alive while it said so within three reconcile intervals; new label sets
+    start at 0 in this process's default AWS region."""
     registry = CollectorRegistry(auto_describe=False)
     alive_for = 3 * settings.reconcile_interval
-    registry.register(FleetCollector(store, settings.coalesce_window, alive_for))
+    region = boto3.session.Session().region_name or ""
+    registry.register(FleetCollector(store, settings.coalesce_window, alive_for, region))
     return registry
 
 

@@ -6,7 +6,9 @@ import itertools
 from datetime import timedelta
 from typing import Any
 
+import boto3
 import redis
+from botocore.stub import Stubber
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -55,7 +57,8 @@ def test_a_jobs_life_is_counted_once_per_change(rt: Runtime, batch: FakeBatch) -
     assert samples[("poller_jobs", (("status", "QUEUED"),))] == 0
     assert samples[("poller_job_transitions_total", (("status", "SUBMITTED"),))] == 3
     assert samples[("poller_job_transitions_total", (("status", "RUNNING"),))] == 2
-    finished = (("job_queue", "poller-local"), ("status", "SUCCEEDED"))
+    # (a fake Batch's jobs have no region)
+    finished = (("job_queue", "poller-local"), ("region", ""), ("status", "SUCCEEDED"))
     assert samples[("poller_jobs_finished_total", finished)] == 1
     assert samples[("poller_detection_lag_seconds_count", ())] == 2
     assert samples[("poller_job_run_seconds_count", (("job_queue", "poller-local"),))] == 2
@@ -80,9 +83,9 @@ def test_overdue_checks_and_resends_are_counted(rt: Runtime, batch: FakeBatch) -
 
 class Sink:
     def __init__(self) -> None:
-        self.flushed: list[dict[tuple[str, str], int]] = []
+        self.flushed: list[dict[tuple[str, str, str], int]] = []
 
-    def count_aws_calls(self, calls: dict[tuple[str, str], int]) -> None:
+    def count_aws_calls(self, calls: dict[tuple[str, str, str], int]) -> None:
         self.flushed.append(calls)
 
 
@@ -90,10 +93,26 @@ def test_aws_calls_are_counted_in_memory_and_flushed_in_one_round_trip() -> None
     sink = Sink()
     counter = CallCounter(sink)
     for _ in range(3):
-        counter.record("DescribeJobs", "ok")
-    counter.record("SubmitJob", "throttled")
+        counter.record("DescribeJobs", "ok", "us-east-1")
+    counter.record("SubmitJob", "throttled", "eu-west-1")
     counter.flush()
-    assert sink.flushed == [{("DescribeJobs", "ok"): 3, ("SubmitJob", "throttled"): 1}]
+    assert sink.flushed == [
+        {("DescribeJobs", "ok", "us-east-1"): 3, ("SubmitJob", "throttled", "eu-west-1"): 1}
+    ]
+
+
+def test_a_clients_calls_are_counted_under_its_region() -> None:
+    sink = Sink()
+    counter = CallCounter(sink)
+    client = boto3.session.Session().client(
+        "batch", region_name="eu-west-1", aws_access_key_id="a", aws_secret_access_key="b"
+    )
+    counter.attach(client)
+    with Stubber(client) as stub:
+        stub.add_response("describe_jobs", {"jobs": []}, {"jobs": ["j-1"]})
+        client.describe_jobs(jobs=["j-1"])
+    counter.flush()
+    assert sink.flushed == [{("DescribeJobs", "ok", "eu-west-1"): 1}]
 
 
 def test_outcomes_of_an_aws_call() -> None:
@@ -108,15 +127,22 @@ def test_known_label_sets_are_served_at_zero_before_their_first_event(rt: Runtim
     # Given one job accepted for a queue, and nothing else yet
     admitted(rt)
     samples = scrape(rt)
+    region = boto3.session.Session().region_name or ""  # the scraping process's default
     # Then each terminal status of that queue, each AWS operation and outcome, each event
     # outcome and each status's transitions exist at 0: rate() and increase() see the first one
     for status in ("SUCCEEDED", "FAILED", "REJECTED", "TIMED_OUT"):
         assert (
-            samples[("poller_jobs_finished_total", (("job_queue", QUEUE), ("status", status)))] == 0
+            samples[
+                (
+                    "poller_jobs_finished_total",
+                    (("job_queue", QUEUE), ("region", region), ("status", status)),
+                )
+            ]
+            == 0
         )
     for operation in OPERATIONS:
         for result in OUTCOMES:
-            labels = (("operation", operation), ("outcome", result))
+            labels = (("operation", operation), ("outcome", result), ("region", region))
             assert samples[("poller_aws_calls_total", labels)] == 0
     for result in EVENT_OUTCOMES:
         assert samples[("poller_events_total", (("outcome", result),))] == 0

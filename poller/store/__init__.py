@@ -392,11 +392,12 @@ class JobStore:
 
     # --- fleet metrics (see poller.store.metrics) -------------------------------------------
 
-    def count_aws_calls(self, calls: dict[tuple[str, str], int]) -> None:
-        """Add AWS calls by (operation, outcome) to the fleet's counters (one round trip)."""
+    def count_aws_calls(self, calls: dict[tuple[str, str, str], int]) -> None:
+        """Add AWS calls by (operation, outcome, region) to the fleet's counters (one round
+        trip)."""
         with self.redis.pipeline(transaction=False) as pipe:
-            for (operation, outcome), count in calls.items():
-                pipe.hincrby(self.key(metrics.AWS_CALLS), f"{operation}|{outcome}", count)
+            for labels, count in calls.items():
+                pipe.hincrby(self.key(metrics.AWS_CALLS), "|".join(labels), count)
             pipe.execute()
 
     def count_resends(self, count: int) -> None:

@@ -8,16 +8,17 @@ lose one (a crash loses the change and its count together). Keys (``<p>`` the ke
     <p>:metrics:finished:<STATUS>    sorted set: tracking id -> when it finished (a job counts
                                      while its record is kept; trimmed when read)
     <p>:metrics:transitions          hash: status -> transitions into it
-    <p>:metrics:finished_total       hash: "<STATUS>|<job queue>" -> jobs that ended so
+    <p>:metrics:finished_total       hash: "<STATUS>|<job queue>|<region>" -> jobs that ended so
     <p>:metrics:histogram:<name>     hash: "<label>|<bucket index>", "<label>|sum", "<label>|count"
     <p>:metrics:job_queues           set: every job queue a job was accepted for (its series
                                      exist at 0 from then on)
-    <p>:metrics:aws_calls            hash: "<operation>|<outcome>" -> calls
+    <p>:metrics:aws_calls            hash: "<operation>|<outcome>|<region>" -> calls
     <p>:metrics:reconciler_resends   counter: messages the reconciler re-sent
     <p>:metrics:events               hash: outcome -> Batch events handled
     <p>:metrics:workers              sorted set: worker hostname -> when it last said it runs
 
-Labels are bounded: statuses, job queues, operations and outcomes, never a job's id or name.
+Labels are bounded: statuses, job queues, regions, operations and outcomes, never a job's id or
+name. A count stored before regions were counted reads as region "".
 """
 
 from __future__ import annotations
@@ -95,7 +96,8 @@ def count_change(pipe: Any, key: Any, previous: JobRecord | None, record: JobRec
         return
     finished = (record.finished_at or datetime.now().astimezone()).timestamp()
     pipe.zadd(key(FINISHED, record.status.value), {record.tracking_id: finished})
-    pipe.hincrby(key(FINISHED_TOTAL), f"{record.status.value}|{record.job_queue}", 1)
+    labels = f"{record.status.value}|{record.job_queue}|{record.aws_region or ''}"
+    pipe.hincrby(key(FINISHED_TOTAL), labels, 1)
     _observe(pipe, key, "detection_lag_seconds", "", record.finished_at, record.stopped_at)
     _observe(
         pipe, key, "queue_wait_seconds", record.job_queue, record.started_at, record.created_at
@@ -132,9 +134,9 @@ class Snapshot:
 
     jobs: dict[str, int]
     transitions: dict[str, int]
-    finished_total: dict[tuple[str, str], int]
+    finished_total: dict[tuple[str, str, str], int]  # (status, job queue, region)
     histograms: dict[str, Histogram]
-    aws_calls: dict[tuple[str, str], int]
+    aws_calls: dict[tuple[str, str, str], int]  # (operation, outcome, region)
     reconciler_resends: int
     events: dict[str, int]
     checks_overdue: int
@@ -176,12 +178,12 @@ def read(
     return Snapshot(
         jobs=jobs,
         transitions={k: int(v) for k, v in transitions.items()},
-        finished_total={_pair(k): int(v) for k, v in finished_total.items()},
+        finished_total={_triple(k): int(v) for k, v in finished_total.items()},
         histograms={
             name: _histogram(BUCKETS[name], raw)
             for name, raw in zip(BUCKETS, raw_histograms, strict=True)
         },
-        aws_calls={_pair(k): int(v) for k, v in aws_calls.items()},
+        aws_calls={_triple(k): int(v) for k, v in aws_calls.items()},
         reconciler_resends=int(resends or 0),
         events={k: int(v) for k, v in events.items()},
         checks_overdue=int(overdue_count),
@@ -190,9 +192,9 @@ def read(
     )
 
 
-def _pair(field_name: str) -> tuple[str, str]:
-    first, _, second = str(field_name).partition("|")
-    return first, second
+def _triple(field_name: str) -> tuple[str, str, str]:
+    first, second, third = [*str(field_name).split("|", 2), "", ""][:3]
+    return first, second, third
 
 
 def _histogram(bounds: tuple[float, ...], raw: dict[str, str]) -> Histogram:

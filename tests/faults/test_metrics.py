@@ -58,10 +58,12 @@ def _answers(samples: Any) -> bool:
     return True
 
 
+REGION = ("region", "us-east-1")  # the local endpoint's
+
+
 def finished(samples: Samples, status: str) -> float:
-    return samples.get(
-        ("poller_jobs_finished_total", (("job_queue", "poller-local"), ("status", status))), 0
-    )
+    labels = (("job_queue", "poller-local"), REGION, ("status", status))
+    return samples.get(("poller_jobs_finished_total", labels), 0)
 
 
 def submit_mixed(stack: FaultStack, prefix: str) -> list[str]:
@@ -88,7 +90,7 @@ def test_two_workers_count_every_job_once(stack: FaultStack, scrape: Any, report
     ids = submit_mixed(stack, "two")
     stack.wait_all_terminal(ids, timeout=90)
     # Then one scrape of the fleet says so, exactly (AWS call counts reach Redis within 1 s)
-    submits = ("poller_aws_calls_total", (("operation", "SubmitJob"), ("outcome", "ok")))
+    submits = ("poller_aws_calls_total", (("operation", "SubmitJob"), ("outcome", "ok"), REGION))
 
     def flushed() -> Samples | None:
         samples: Samples = scrape()
@@ -98,7 +100,7 @@ def test_two_workers_count_every_job_once(stack: FaultStack, scrape: Any, report
     report(
         "two workers", succeeded=finished(samples, "SUCCEEDED"), failed=finished(samples, "FAILED"),
         submit_calls=samples[submits], endpoint_submits=stack.batch.calls("SubmitJob"),
-        describe_calls=samples.get(("poller_aws_calls_total", (("operation", "DescribeJobs"), ("outcome", "ok")))),
+        describe_calls=samples.get(("poller_aws_calls_total", (("operation", "DescribeJobs"), ("outcome", "ok"), REGION))),
     )  # fmt: skip
     assert finished(samples, "SUCCEEDED") == 15
     assert finished(samples, "FAILED") == 5

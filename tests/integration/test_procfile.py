@@ -97,7 +97,8 @@ def test_procfile_runs_a_job_end_to_end(tmp_path: Path) -> None:
         with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as page:
             scraped = page.read().decode()
         assert (
-            'poller_jobs_finished_total{job_queue="poller-local",status="SUCCEEDED"} 1.0' in scraped
+            'poller_jobs_finished_total{job_queue="poller-local",region="us-east-1",'
+            'status="SUCCEEDED"} 1.0' in scraped
         )
         # And each rescheduled check said the Batch status and the next check's time
         assert re.search(r"CheckScheduled\('Batch job \S+ is [A-Z]+; check \d+ in", log.read_text())

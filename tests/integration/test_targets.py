@@ -107,6 +107,16 @@ def test_one_worker_runs_jobs_in_three_regions_and_two_accounts(
             timeout=90,
             interval=0.5,
         )
+        # (the worker's AWS call counts reach Redis within a second of the calls)
+        regions = {region for _, region, _ in TARGETS.values()}
+        snapshot = eventually(
+            lambda: (
+                (snap := store.metrics_snapshot(overdue_after=1, alive_for=10))
+                and regions <= {r for op, _, r in snap.aws_calls if op == "DescribeJobs"}
+                and snap
+            ),
+            timeout=10,
+        )
     finally:
         worker.stop()
     by_id = {r.tracking_id: r for r in records}
@@ -131,6 +141,9 @@ def test_one_worker_runs_jobs_in_three_regions_and_two_accounts(
         own = {by_id[i].job_id for i in ids[name]}
         assert own <= seen[name], name
         assert all(not own & jobs for other, jobs in seen.items() if other != name), name
+    # And the metrics count each region's jobs and calls under its own label
+    for region in regions:
+        assert snapshot.finished_total[("SUCCEEDED", JOB_QUEUE, region)] == JOBS_PER_TARGET
     # And DescribeJobs calls were shared by the jobs of each target
     describes = batch.calls("DescribeJobs")
     per_job = describes / len(every)
