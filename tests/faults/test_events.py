@@ -96,10 +96,13 @@ def wait_drained(stack: FaultStack, timeout: float = 30) -> None:
 def test_job_ends_are_applied_from_their_events_without_describing_them(
     events_stack: FaultStack, report: Any
 ) -> None:
-    # Given checks that would run only after two minutes (visibility timeout above that)
+    # Given checks that would run only after two minutes (visibility timeout above that), and
+    # two events queues (one per region, say), the events arriving in the second
+    other = events_stack.batch.client("sqs").create_queue(QueueName="events-other-region")
     slow_polls = {
         "POLLER_VISIBILITY_TIMEOUT": "600", "POLLER_POLL_INITIAL_DELAY": "120",
         "POLLER_POLL_MAX_DELAY": "120", "POLLER_EVENTS_POLL_MAX_DELAY": "300",
+        "POLLER_EVENTS_QUEUE_URL": f"{other['QueueUrl']},{events_queue(events_stack)}",
     }  # fmt: skip
     env = {**events_stack.env, **slow_polls}
     with configured_for(env):
