@@ -305,12 +305,14 @@ class LocalBatch:
         """The fault configuration in force."""
         return FaultConfig.from_json(self._admin("GET", "faults"))
 
-    def client(self, service: str = "batch", **config: Any) -> Any:
-        """A boto3 client for this endpoint (dummy credentials); `config` goes to botocore's Config.
+    def client(self, service: str = "batch", region: str | None = None, **config: Any) -> Any:
+        """A boto3 client for this endpoint (dummy credentials), in `region` (default: the
+        endpoint's; every region is served); `config` goes to botocore's Config.
 
-        Any service moto serves works (``"logs"``, and ``"sqs"`` and ``"events"`` for the events).
+        Any service moto serves works (``"logs"``, ``"sts"``, and ``"sqs"`` and ``"events"`` for
+        the events).
         """
-        return self._client(service, self.region, **config)
+        return self._client(service, region or self.region, **config)
 
     def _client(self, service: str, region: str, **config: Any) -> Any:
         import boto3

@@ -248,3 +248,27 @@ def test_events_setup_is_idempotent(events_stack: FaultStack) -> None:
         "rule/poller-batch-job-state-change"
     )
     assert json.loads(attributes["RedrivePolicy"])["deadLetterTargetArn"].endswith("setup-test-dlq")
+
+
+def test_events_setup_sets_up_in_the_region_it_is_given(events_stack: FaultStack) -> None:
+    env = {**os.environ, **events_stack.batch.environ()}
+    command = [*POLLER, "events", "setup", "--queue-name", "west-test", "--region", "us-west-2"]
+    # When `poller events setup --region us-west-2` runs
+    subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+    # Then the queue and the rule are in that region, not in the default one
+    west = events_stack.batch.client("sqs", region="us-west-2")
+    arn = west.get_queue_attributes(
+        QueueUrl=west.get_queue_url(QueueName="west-test")["QueueUrl"], AttributeNames=["QueueArn"]
+    )["Attributes"]["QueueArn"]
+    assert arn.startswith("arn:aws:sqs:us-west-2:")
+    rule = events_stack.batch.client("events", region="us-west-2").describe_rule(
+        Name="poller-batch-job-state-change"
+    )
+    assert ":us-west-2:" in rule["Arn"]
+    home = events_stack.batch.client("sqs").list_queues(QueueNamePrefix="west-test")
+    assert not home.get("QueueUrls")
+    # And an unknown profile is refused naming the option
+    refused = subprocess.run(
+        [*POLLER, "events", "setup", "--profile", "nope"], env=env, capture_output=True, text=True
+    )
+    assert refused.returncode != 0 and "--profile" in refused.stderr
