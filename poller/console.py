@@ -90,9 +90,10 @@ def jobs_table(records: list[JobRecord], title: str | None = None, wide: bool = 
     table.add_column("age", no_wrap=True, justify="right", width=6)
     table.add_column("reason", overflow="ellipsis", no_wrap=True, ratio=3)
     if regions or wide:
-        table.add_column("region", no_wrap=True)
+        longest = max((len(record.aws_region or "-") for record in records), default=1)
+        table.add_column("region", no_wrap=True, min_width=longest)
     if wide:
-        table.add_column("account", no_wrap=True)
+        table.add_column("account", no_wrap=True, min_width=12)
         table.add_column("checks", justify="right", no_wrap=True, width=6)
         table.add_column("batch job id", no_wrap=True, min_width=36)
         table.add_column("tracking id", no_wrap=True, min_width=36)

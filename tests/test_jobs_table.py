@@ -69,3 +69,29 @@ def test_age_reads_in_the_largest_units() -> None:
             ]
         )
         assert view.age(record, now) == expected
+
+
+def test_jobs_in_several_regions_show_their_region_and_wide_their_account(
+    rt: Runtime, batch: FakeBatch
+) -> None:
+    east, west = jobs(rt, batch)
+    records = [
+        east.model_copy(update={"aws_region": "us-east-1", "aws_account": "123456789012"}),
+        west.model_copy(update={"aws_region": "ap-southeast-2", "aws_account": "222222222222"}),
+    ]
+    narrow = rendered(records, width=80)
+    assert all(len(line) <= 80 for line in narrow), narrow
+    assert "ap-southeast-2" in "\n".join(narrow) and "222222222222" not in "\n".join(narrow)
+    wide = "\n".join(rendered(records, width=200, wide=True))
+    assert "ap-southeast-2" in wide and "222222222222" in wide
+    # One region: no column for it unless wide
+    assert "region" not in "\n".join(rendered([east], width=80))
+
+
+def test_a_jobs_detail_names_its_region_account_and_profile(rt: Runtime, batch: FakeBatch) -> None:
+    record = jobs(rt, batch)[0].model_copy(
+        update={"aws_profile": "partner", "aws_region": "eu-west-1", "aws_account": "222222222222"}
+    )
+    out = io.StringIO()
+    Console(file=out, width=120, color_system=None).print(view.record_table(record))
+    assert "eu-west-1 / 222222222222" in out.getvalue() and "partner" in out.getvalue()
