@@ -109,5 +109,8 @@ class Targets:
 
     def _session(self, profile: str | None) -> boto3.session.Session:
         if profile not in self._sessions:
-            self._sessions[profile] = session_for(profile)
+            try:
+                self._sessions[profile] = session_for(profile)
+            except BotoCoreError as err:  # the profile left this process's AWS config
+                raise BatchMisconfigured(f"profile {profile!r}: {err}") from err
         return self._sessions[profile]

@@ -89,3 +89,11 @@ def test_a_malformed_region_is_refused_naming_the_field(region: str) -> None:
 )
 def test_an_events_queue_is_read_in_the_region_its_url_names(url: str, region: str | None) -> None:
     assert queue_region(url) == region
+
+
+def test_a_profile_this_process_does_not_know_is_a_configuration_error(targets: Targets) -> None:
+    from poller.errors import BatchMisconfigured
+
+    # (a caller knew it; the worker's AWS config does not)
+    with pytest.raises(BatchMisconfigured, match="profile 'gone'"):
+        targets.batch("gone", None)

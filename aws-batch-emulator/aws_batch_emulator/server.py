@@ -335,6 +335,7 @@ class LocalBatch:
         env = {
             "AWS_ENDPOINT_URL_BATCH": url,
             "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS": url,
+            "AWS_ENDPOINT_URL_STS": url,  # AssumeRole: a profile's role_arn, another account
             "AWS_DEFAULT_REGION": self.region,
             "AWS_ACCESS_KEY_ID": resources.ACCESS_KEY_ID,
             "AWS_SECRET_ACCESS_KEY": resources.SECRET_ACCESS_KEY,

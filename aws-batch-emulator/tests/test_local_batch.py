@@ -796,3 +796,28 @@ def test_start_failure_raises_local_stack_error_with_the_server_output(batch: Lo
     # Then the error carries the server's stderr, and the handle is left stopped
     assert "Address already in use" in str(caught.value)
     assert taken.pid is None
+
+
+def test_every_region_and_an_assumed_roles_account_run_jobs_of_their_own(
+    batch: LocalBatch,
+) -> None:
+    # Given a client in another region, and one with credentials from STS AssumeRole
+    west = batch.client("batch", region="us-west-2")
+    role = batch.client("sts").assume_role(
+        RoleArn="arn:aws:iam::222222222222:role/jobs", RoleSessionName="test"
+    )["Credentials"]
+    other_account = boto3.session.Session().client(
+        "batch", endpoint_url=batch.environ()["AWS_ENDPOINT_URL_STS"], region_name="us-east-1",
+        aws_access_key_id=role["AccessKeyId"], aws_secret_access_key=role["SecretAccessKey"],
+        aws_session_token=role["SessionToken"],
+    )  # fmt: skip
+    # When each submits a job to the ready-made queue
+    west_id = sleep_job(west, "west", seconds=0.2)
+    other_id = sleep_job(other_account, "other-account", seconds=0.2)
+    # Then each job runs where it was submitted, and nowhere else
+    assert wait_for_status(west, west_id, "SUCCEEDED")["jobArn"].startswith(
+        "arn:aws:batch:us-west-2:"
+    )
+    done = wait_for_status(other_account, other_id, "SUCCEEDED")
+    assert ":222222222222:" in done["jobArn"]
+    assert not batch.client().describe_jobs(jobs=[west_id, other_id])["jobs"]
