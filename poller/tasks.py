@@ -239,7 +239,8 @@ def submit_job(self: Task[Any, Any], *args: Any, **kwargs: Any) -> Any:
 
     Arguments are those of SubmitJob in snake_case (``job_name``, ``job_queue``,
     ``job_definition``, ``parameters``, ``container_overrides``, ...), plus ``poll`` (overrides of
-    the poll policy) and ``idempotency_key``. Returns the JobResult for SUCCEEDED; raises
+    the poll policy), ``idempotency_key``, and where the job runs: ``aws_profile`` (a profile of
+    the AWS config) and ``aws_region`` (over the profile's region). Returns the JobResult for SUCCEEDED; raises
     JobFailed, JobTimedOut or SubmitRejected (DuplicateSubmission for a used idempotency key that
     bypassed ``apply_async``) otherwise.
     """
