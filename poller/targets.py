@@ -22,6 +22,11 @@ from botocore.exceptions import BotoCoreError
 
 from poller.errors import BatchMisconfigured, InvalidJobSpec
 
+# What makes a profile say who calls AWS; a profile with none of them only says where
+CREDENTIAL_KEYS = frozenset(
+    {"aws_access_key_id", "role_arn", "credential_process", "sso_session", "sso_start_url",
+     "web_identity_token_file"}
+)  # fmt: skip
 # (a session, the region of its clients) -> a Batch client for them
 BatchFactory = Callable[[boto3.session.Session, str | None], Any]
 
@@ -44,11 +49,18 @@ def check_profile(name: str) -> None:
 
 
 def session_for(profile: str | None) -> boto3.session.Session:
-    """A new boto3 session for ``profile`` (None: the default), in the profile's own region."""
+    """A new boto3 session for ``profile`` (None: the default), in the profile's own region.
+
+    A profile without credentials of its own (only a region, say) gets the default credential
+    chain: boto3 would drop the environment's credentials for a named profile and find none.
+    """
     if profile is None:
         return boto3.session.Session()
     core = botocore.session.Session(profile=profile)
-    region = core.get_scoped_config().get("region")
+    scoped = core.get_scoped_config()
+    region = scoped.get("region")
+    if CREDENTIAL_KEYS.isdisjoint(scoped):
+        return boto3.session.Session(region_name=region)
     return boto3.session.Session(botocore_session=core, region_name=region)
 
 

@@ -97,3 +97,23 @@ def test_a_profile_this_process_does_not_know_is_a_configuration_error(targets: 
     # (a caller knew it; the worker's AWS config does not)
     with pytest.raises(BatchMisconfigured, match="profile 'gone'"):
         targets.batch("gone", None)
+
+
+def test_a_profile_naming_only_a_region_keeps_the_default_credentials(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from poller.targets import session_for
+
+    config = tmp_path / "config"
+    config.write_text("[profile where-only]\nregion = ap-south-1\n" + CONFIG)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "from-the-environment")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    where_only = session_for("where-only")
+    assert where_only.region_name == "ap-south-1"
+    credentials = where_only.get_credentials()
+    assert credentials is not None and credentials.access_key == "from-the-environment"
+    # A profile with keys of its own keeps them
+    own = session_for("west").get_credentials()
+    assert own is not None and own.access_key == "a"

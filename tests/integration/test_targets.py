@@ -10,8 +10,10 @@ from typing import Any
 import pytest
 from aws_batch_emulator import LocalBatch
 from aws_batch_emulator.resources import JOB_QUEUE, SLEEP_JOB_DEFINITION
+from click.testing import CliRunner
 
 from poller import InvalidJobSpec, submit_job
+from poller.cli import main
 from poller.models import JobStatus
 from poller.runtime import get_store
 from poller.targets import session_for
@@ -28,8 +30,6 @@ JOBS_PER_TARGET = 10
 AWS_CONFIG = f"""\
 [profile west]
 region = us-west-2
-aws_access_key_id = testing
-aws_secret_access_key = testing
 
 [profile base]
 aws_access_key_id = testing
@@ -144,6 +144,10 @@ def test_one_worker_runs_jobs_in_three_regions_and_two_accounts(
     # And the metrics count each region's jobs and calls under its own label
     for region in regions:
         assert snapshot.finished_total[("SUCCEEDED", JOB_QUEUE, region)] == JOBS_PER_TARGET
+    # And `poller logs` reads a job's output in its own region and account
+    partner = by_id[ids["role"][0]]
+    logs = CliRunner().invoke(main, ["logs", partner.tracking_id])
+    assert logs.exit_code == 0 and "simulated attempt 1" in logs.output, logs.output
     # And DescribeJobs calls were shared by the jobs of each target
     describes = batch.calls("DescribeJobs")
     per_job = describes / len(every)
