@@ -21,11 +21,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
 import time
 from datetime import UTC
 from pathlib import Path
 from typing import Any
 
+import redis
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -55,6 +57,37 @@ def tree_cpu_seconds(pid: int) -> float:
     """CPU seconds of the process and its children alive now (a prefork worker's pool)."""
     children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     return cpu_seconds(pid) + sum(cpu_seconds(int(child)) for child in children)
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory (MB) of the process and its children alive now (its events process)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    total = 0
+    for each in [pid, *map(int, children)]:
+        status = Path(f"/proc/{each}/status").read_text()
+        total += int(
+            next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS"))
+        )
+    return total / 1024
+
+
+class Peaks(threading.Thread):
+    """Samples the workers' RSS and Redis's memory every 2 s; keeps the highest of each."""
+
+    def __init__(self, workers: list[Worker], redis_url: str) -> None:
+        super().__init__(daemon=True)
+        self.workers, self.redis = workers, redis.Redis.from_url(redis_url)
+        self.rss_mb = self.redis_mb = 0.0
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.wait(2.0):
+            try:
+                rss = sum(tree_rss_mb(w.pid) for w in self.workers if w.pid)
+                used = int(self.redis.info("memory")["used_memory"]) / 2**20
+            except (OSError, StopIteration, redis.RedisError):
+                continue
+            self.rss_mb, self.redis_mb = max(self.rss_mb, rss), max(self.redis_mb, used)
 
 
 def submit_all(durations: list[float]) -> list[str]:
@@ -90,12 +123,15 @@ def run(
             for worker in workers:
                 worker.start()
             cpu_before = sum(tree_cpu_seconds(w.pid) for w in workers if w.pid)
+            peaks = Peaks(workers, env["POLLER_REDIS_URL"])
+            peaks.start()
             ids = submit_all(workload.durations())
             with progress_bars() as progress:
                 records = wait_all(ids, progress, mode, timeout=workload.max_seconds * 4 + 600)
             result_lags = _result_lags(records)
             cpu = sum(tree_cpu_seconds(w.pid) for w in workers if w.pid) - cpu_before
             calls = batch.stats()["calls"]
+            peaks.stopping.set()
         finally:
             for worker in workers:
                 worker.stop(timeout=60)
@@ -114,6 +150,8 @@ def run(
         "result lag p99 (s)": quantile(result_lags, 0.99),
         "checks per job": sum(r.checks for r in records) / jobs,
         "worker CPU s per 1,000 jobs": cpu * 1000 / jobs,
+        "worker peak RSS (MB)": peaks.rss_mb,
+        "Redis peak memory (MB)": peaks.redis_mb,
         "jobs ended": sum(1 for r in records if r.is_terminal),
     }
 
