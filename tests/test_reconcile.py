@@ -10,7 +10,7 @@ from poller import lifecycle, reconcile, tracking
 from poller.models import JobStatus, utcnow
 from poller.runtime import Runtime
 from poller.testing import FakeBatch
-from tests.fakes import RecordingApp, ended_unclaimed, running, settings
+from tests.fakes import RecordingApp, admitted, ended_unclaimed, running, settings
 
 
 def test_a_finished_job_whose_result_was_never_produced_gets_a_check(
@@ -84,3 +84,21 @@ def test_a_pass_sends_every_due_check_a_page_at_a_time_skipping_those_within_the
     # Then it sent every carried job's check, and nothing for the others
     assert (report.checks_due, report.checks_resent) == (7, 0)
     assert sorted(task_id for _, _, task_id in app.sent) == [f"e{n}" for n in range(7)]
+
+
+@pytest.mark.parametrize(("waiting", "resent"), [(0, 5), (3, 2), (5, 0), (50, 0)])
+def test_submissions_overdue_during_a_backlog_are_resent_only_beyond_the_waiting_messages(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch, waiting: int, resent: int
+) -> None:
+    # Given five accepted jobs never submitted, overdue by far more than the backlog's grace,
+    # and ``waiting`` messages in poller's queues (maybe their submissions)
+    for n in range(5):
+        admitted(rt, f"q{n}")
+    monkeypatch.setattr(reconcile, "waiting_messages", lambda app, settings: waiting)
+    later = utcnow() + timedelta(seconds=rt.settings.reconcile_grace * 100)
+    # When a pass runs
+    app = RecordingApp()
+    report = reconcile.reconcile(rt, app, now=later)
+    # Then only as many as cannot all be waiting are sent again, the oldest first
+    assert report.submits_resent == resent
+    assert [task_id for _, _, task_id in app.sent] == [f"q{n}" for n in range(resent)]

@@ -436,6 +436,12 @@ class JobStore:
         index = self.key(QUEUED_INDEX if queued else ACTIVE_INDEX)
         return [str(i) for i in self.redis.zrangebyscore(index, "-inf", upper, start, limit)]
 
+    def count_active(self, *, due_before: datetime, queued: bool = False) -> int:
+        """How many submitted active jobs (or, with ``queued``, jobs not submitted yet) are due
+        before ``due_before``."""
+        index = self.key(QUEUED_INDEX if queued else ACTIVE_INDEX)
+        return int(self.redis.zcount(index, "-inf", due_before.timestamp()))
+
     def records(self, tracking_ids: list[str]) -> list[JobRecord]:
         """Records for many tracking ids in one round trip (missing ones are skipped)."""
         if not tracking_ids:
