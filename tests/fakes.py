@@ -64,7 +64,5 @@ class RecordingApp:
     def __init__(self) -> None:
         self.sent: list[tuple[str, tuple[Any, ...], str]] = []
 
-    def send_task(
-        self, name: str, args: tuple[Any, ...] = (), task_id: str = "", **_: Any
-    ) -> None:
+    def send_task(self, name: str, args: tuple[Any, ...] = (), task_id: str = "", **_: Any) -> None:
         self.sent.append((name, args, task_id))
