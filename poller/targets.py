@@ -85,27 +85,21 @@ class Targets:
 
     def region(self, profile: str | None, region: str | None) -> str | None:
         """The region jobs of this target go to."""
-        if region is not None:
-            return region
-        if profile is None:
-            return self.default_region
         with self._lock:
-            return self._session(profile).region_name
+            return self._region(profile, region)
 
     def batch(self, profile: str | None, region: str | None) -> Any:
         """The Batch client of this target."""
-        region = self.region(profile, region)
-        if profile is None and region == self.default_region:
-            return self.default
-        return self._client(profile, region, "batch")
+        return self.client(profile, region, "batch")
 
     def client(self, profile: str | None, region: str | None, service: str) -> Any:
-        """A plain boto3 client of ``service`` (``"logs"``) for this target."""
-        return self._client(profile, self.region(profile, region), service)
-
-    def _client(self, profile: str | None, region: str | None, service: str) -> Any:
-        key = (profile, region, service)
+        """A client of ``service`` for this target: poller's Batch client for ``"batch"``
+        (the worker's own for the default target), else boto3's (``"logs"``). One lock taken."""
         with self._lock:
+            region = self._region(profile, region)
+            if service == "batch" and profile is None and region == self.default_region:
+                return self.default
+            key = (profile, region, service)
             if key not in self._clients:
                 session = self._session(profile)
                 try:
@@ -118,6 +112,13 @@ class Targets:
                     raise BatchMisconfigured(f"{target}, region {region}: {err}") from err
                 self._clients[key] = client
             return self._clients[key]
+
+    def _region(self, profile: str | None, region: str | None) -> str | None:
+        if region is not None:
+            return region
+        if profile is None:
+            return self.default_region
+        return self._session(profile).region_name
 
     def _session(self, profile: str | None) -> boto3.session.Session:
         if profile not in self._sessions:

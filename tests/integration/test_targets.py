@@ -157,17 +157,16 @@ def test_one_worker_runs_jobs_in_three_regions_and_two_accounts(
     assert 0 < per_job <= 0.5
 
 
-def test_an_unknown_profile_is_refused_in_the_caller_naming_it(
-    targets_env: tuple[dict[str, str], LocalBatch],
+@pytest.mark.parametrize(
+    ("target", "field", "message"),
+    [
+        ({"aws_profile": "nope"}, "aws_profile", "aws_profile: no profile 'nope'"),
+        ({"aws_region": "Mars 1"}, "aws_region", "aws_region"),
+    ],
+)
+def test_an_unknown_profile_or_a_malformed_region_is_refused_in_the_caller_naming_it(
+    targets_env: tuple[dict[str, str], LocalBatch], target: dict[str, str], field: str, message: str
 ) -> None:
-    with pytest.raises(InvalidJobSpec, match="aws_profile: no profile 'nope'") as refused:
-        submit_job.delay("x", JOB_QUEUE, SLEEP_JOB_DEFINITION, aws_profile="nope")
-    assert refused.value.field == "aws_profile"
-
-
-def test_a_malformed_region_is_refused_naming_it(
-    targets_env: tuple[dict[str, str], LocalBatch],
-) -> None:
-    with pytest.raises(InvalidJobSpec, match="aws_region") as refused:
-        submit_job.delay("x", JOB_QUEUE, SLEEP_JOB_DEFINITION, aws_region="Mars 1")
-    assert refused.value.field == "aws_region"
+    with pytest.raises(InvalidJobSpec, match=message) as refused:
+        submit_job.delay("x", JOB_QUEUE, SLEEP_JOB_DEFINITION, **target)
+    assert refused.value.field == field
