@@ -108,7 +108,10 @@ def test_two_workers_count_every_job_once(stack: FaultStack, scrape: Any, report
     assert samples[("poller_jobs", (("status", "RUNNING"),))] == 0
     assert samples[("poller_jobs", (("status", "SUCCEEDED"),))] == 15
     assert samples[submits] == stack.batch.calls("SubmitJob") == 20
-    assert samples[("poller_workers", ())] == 2  # each says so every reconcile interval (1 s)
+    # Each worker says it runs every reconcile interval (1 s) and counts for three: a heartbeat
+    # late on a loaded machine drops it for a moment (seen once in CI), so read until both count
+    workers = ("poller_workers", ())
+    assert eventually(lambda: scrape().get(workers) == 2, timeout=10)
     # And no label carries a job's id or name
     values = {value for _, labels in samples for _, value in labels}
     assert not values & set(ids)
