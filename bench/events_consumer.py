@@ -163,7 +163,7 @@ def where_the_time_goes(profile: cProfile.Profile, total: float, source: str) ->
         "  lifecycle.apply_events": ("lifecycle.py", "apply_events"),
         "    store.update_each": ("__init__.py", "update_each"),
         "    outbox.deliver_each": ("outbox.py", "deliver_each"),
-        "  resend.send_check (broker)": ("resend.py", "send_check"),
+        "  resend.send_checks (broker)": ("resend.py", "send_checks"),
         "Redis round trips (all)": ("connection.py", "read_response"),
     }
     table = Table(title=f"where the time goes ({source} queue, 1 thread, cProfile, cumulative)")

@@ -103,11 +103,16 @@ def apply_all(rt: Runtime, app: Any, received: list[tuple[str, BatchEvent | None
         if event is not None and owner is not None:
             views.setdefault(owner, []).append(event.view)
     moved, records = lifecycle.apply_events(rt, views) if views else ({}, {})
-    for owner, record in records.items():
-        own = any(view.job_id == record.job_id for view in views[owner])
-        if own and record.is_terminal and not record.resolved:
-            # Produce the result now, not at the next scheduled check (which then finds it done).
-            resend.send_check(app, record)
+    # Produce the results now, not at the next scheduled checks (which then find them done).
+    ended = [
+        record
+        for owner, record in records.items()
+        if record.is_terminal
+        and not record.resolved
+        and any(view.job_id == record.job_id for view in views[owner])
+    ]
+    if ended:
+        resend.send_checks(app, ended)
     position = {owner: iter(flags) for owner, flags in moved.items()}
     return [
         _outcome(event, records.get(owner) if owner else None, position.get(owner or ""))

@@ -41,6 +41,13 @@ def _transition(record: JobRecord, status: JobStatus, now: datetime) -> list[Eve
     return events
 
 
+def _copy(record: JobRecord) -> JobRecord:
+    """A copy of ``record`` that decisions may change: its own fields and its own history list
+    (a deep copy cost more than the rest of applying an event; nothing else is changed in place).
+    """
+    return record.model_copy(update={"history": list(record.history)})
+
+
 def new_record(record: JobRecord, now: datetime) -> JobRecord:
     """Stamp a freshly built record with its first transition (QUEUED)."""
     return record.model_copy(
@@ -61,7 +68,7 @@ def submitted(
     countdown message, see JobRecord.awaits_events)."""
     if record.job_id is not None or record.is_terminal:
         return None  # a redelivered submit: the first one already recorded it
-    new = record.model_copy(deep=True)
+    new = _copy(record)
     new.job_id = job_id
     region, account = where
     new.aws_region = region or new.aws_region
@@ -133,7 +140,7 @@ def finish(record: JobRecord, status: JobStatus, reason: str, now: datetime) -> 
     """End an active job with a status poller decides (REJECTED, TIMED_OUT, FAILED) and a reason."""
     if record.is_terminal:
         return None
-    new = record.model_copy(deep=True)
+    new = _copy(record)
     new.status_reason = reason
     return Change(new, _transition(new, status, now))
 
@@ -169,7 +176,7 @@ def revoked(record: JobRecord, reason: str, now: datetime) -> Change | None:
     produced (``resolved``): no later delivery of its task produces another."""
     if record.is_terminal:
         return None
-    new = record.model_copy(deep=True)
+    new = _copy(record)
     new.revoked, new.resolved, new.status_reason = True, True, reason
     return Change(new, _transition(new, JobStatus.FAILED, now))
 
@@ -195,7 +202,7 @@ def checked(
     """
     if record.is_terminal or record.checks != check_no:
         return None
-    new = record.model_copy(deep=True)
+    new = _copy(record)
     if own:
         new.checks += 1
         new.next_check_at = next_check_at

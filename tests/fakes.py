@@ -4,6 +4,7 @@ conftest)."""
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 from typing import Any
 
@@ -66,3 +67,7 @@ class RecordingApp:
 
     def send_task(self, name: str, args: tuple[Any, ...] = (), task_id: str = "", **_: Any) -> None:
         self.sent.append((name, args, task_id))
+
+    def producer_or_acquire(self) -> AbstractContextManager[None]:
+        """No producer: send_task records at once."""
+        return nullcontext()
