@@ -23,7 +23,7 @@ import os
 import sys
 import threading
 import time
-from datetime import UTC
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,8 @@ from aws_batch_emulator import LocalBatch
 from aws_batch_emulator.resources import JOB_QUEUE, SLEEP_JOB_DEFINITION
 
 from bench.tracking import Workload, console, progress_bars, quantile, wait_all
+from poller.runtime import get_store
+from poller.store.metrics import APPLIED, DUPLICATE, EARLY, MALFORMED, UNKNOWN_JOB
 from poller.testing.redis_server import EmbeddedRedis
 from poller.testing.stack import configure_process, stack_env
 from poller.testing.worker import Worker
@@ -45,6 +47,9 @@ MODES = ("polling", "events")
 POOL, CONCURRENCY = "threads", 16
 # The test stack's short delays, dropped so that poller's own defaults apply.
 TEST_DELAYS = ("POLLER_POLL_INITIAL_DELAY", "POLLER_POLL_MAX_DELAY", "POLLER_POLL_JITTER")
+
+
+OUTCOMES = (APPLIED, DUPLICATE, EARLY, UNKNOWN_JOB, MALFORMED)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -78,16 +83,22 @@ class Peaks(threading.Thread):
         super().__init__(daemon=True)
         self.workers, self.redis = workers, redis.Redis.from_url(redis_url)
         self.rss_mb = self.redis_mb = 0.0
+        self.tracked = 0  # active jobs (submitted or not), at most
         self.stopping = threading.Event()
 
     def run(self) -> None:
+        store, never = get_store(), datetime(9999, 1, 1, tzinfo=UTC)
         while not self.stopping.wait(2.0):
             try:
                 rss = sum(tree_rss_mb(w.pid) for w in self.workers if w.pid)
                 used = int(self.redis.info("memory")["used_memory"]) / 2**20
+                tracked = store.count_active(due_before=never) + store.count_active(
+                    due_before=never, queued=True
+                )
             except (OSError, StopIteration, redis.RedisError):
                 continue
             self.rss_mb, self.redis_mb = max(self.rss_mb, rss), max(self.redis_mb, used)
+            self.tracked = max(self.tracked, tracked)
 
 
 def submit_all(durations: list[float]) -> list[str]:
@@ -105,9 +116,15 @@ def submit_all(durations: list[float]) -> list[str]:
 
 
 def run(
-    mode: str, workload: Workload, overrides: dict[str, str], pool: str, concurrency: int
+    mode: str,
+    workload: Workload,
+    overrides: dict[str, str],
+    pool: str,
+    concurrency: int,
+    stop_after: float | None = None,
 ) -> dict[str, float]:
-    """One mode's figures on a fresh stack (``overrides``: POLLER_* settings to try)."""
+    """One mode's figures on a fresh stack (``overrides``: POLLER_* settings to try), over the
+    jobs ended within ``stop_after`` seconds of the last submission when given."""
     saved = dict(os.environ)
     events = mode == "events"
     with EmbeddedRedis() as server, LocalBatch(runtime="simulated", events=events) as batch:
@@ -127,10 +144,14 @@ def run(
             peaks.start()
             ids = submit_all(workload.durations())
             with progress_bars() as progress:
-                records = wait_all(ids, progress, mode, timeout=workload.max_seconds * 4 + 600)
+                timeout = stop_after or workload.max_seconds * 4 + 600
+                records = wait_all(ids, progress, mode, timeout=timeout)
             result_lags = _result_lags(records)
             cpu = sum(tree_cpu_seconds(w.pid) for w in workers if w.pid) - cpu_before
-            calls = batch.stats()["calls"]
+            stats = batch.stats()
+            calls = stats["calls"]
+            published = stats.get("events", {}).get("published", 0)
+            handled = get_store().event_counts()
             peaks.stopping.set()
         finally:
             for worker in workers:
@@ -152,7 +173,14 @@ def run(
         "worker CPU s per 1,000 jobs": cpu * 1000 / jobs,
         "worker peak RSS (MB)": peaks.rss_mb,
         "Redis peak memory (MB)": peaks.redis_mb,
+        "jobs submitted": sum(1 for r in records if r.job_id is not None),
         "jobs ended": sum(1 for r in records if r.is_terminal),
+        "jobs tracked at once (peak)": peaks.tracked,
+        "Redis KB per tracked job": peaks.redis_mb * 1024 / max(1, peaks.tracked),
+        # An event not applied leaves its job to the safety-net check (events_poll_max_delay)
+        "events published by the endpoint": published,
+        **{f"events {outcome}": handled.get(outcome, 0) for outcome in OUTCOMES},
+        "detection lag max (s)": max(lags, default=0.0),
     }
 
 
@@ -180,6 +208,12 @@ def main() -> None:
     parser.add_argument("--pool", default=POOL, help=f"worker pool (default: {POOL})")
     parser.add_argument("--concurrency", type=int, default=CONCURRENCY)
     parser.add_argument(
+        "--stop-after",
+        type=float,
+        metavar="SECONDS",
+        help="report the jobs ended this long after the bench sent the last one (a partial run)",
+    )
+    parser.add_argument(
         "--set", action="append", default=[], metavar="POLLER_X=V", help="try another setting"
     )
     args = parser.parse_args()
@@ -190,7 +224,9 @@ def main() -> None:
         results = {}
         for mode in args.mode or MODES:
             started = time.monotonic()
-            results[mode] = run(mode, workload, overrides, args.pool, args.concurrency)
+            results[mode] = run(
+                mode, workload, overrides, args.pool, args.concurrency, args.stop_after
+            )
             console.print(f"{mode}: {time.monotonic() - started:.0f}s wall")
         title = ", ".join(f"{k}={v}" for k, v in overrides.items()) or "poller's defaults"
         table = Table(title=f"{jobs} jobs, {title}")
