@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 from billiard import einfo
+from celery.exceptions import Ignore
 
 from poller import tracebacks
 
@@ -27,10 +28,10 @@ def snapshot() -> einfo.ExceptionInfo:
 
 @pytest.fixture
 def installed() -> Iterator[None]:
-    original = einfo._Frame.Code
+    original, init = einfo._Frame.Code, einfo.ExceptionInfo.__init__
     tracebacks.install()
     yield
-    einfo._Frame.Code = original
+    einfo._Frame.Code, einfo.ExceptionInfo.__init__ = original, init  # type: ignore[method-assign]
 
 
 def test_shared_snapshots_render_and_pickle_like_billiards(installed: None) -> None:
@@ -52,3 +53,25 @@ def test_code_objects_equal_but_from_other_files_keep_their_own_file(installed: 
     assert one == two  # CPython compares code objects without their file name
     assert tracebacks._code_snapshot(one).co_filename == "one.py"
     assert tracebacks._code_snapshot(two).co_filename == "two.py"
+
+
+def test_an_ignore_is_one_line_and_any_other_exception_keeps_its_traceback(installed: None) -> None:
+    # Given a task ending with Ignore deep in its call stack (a submission waiting for events)
+    def ignore(depth: int) -> None:
+        if depth == 0:
+            raise Ignore("waiting for Batch events")
+        ignore(depth - 1)
+
+    try:
+        ignore(3)
+    except Ignore:
+        ignored = einfo.ExceptionInfo(internal=True)
+    # Then its text is the exception's line, and the rest of the info is billiard's
+    assert ignored.traceback == "celery.exceptions.Ignore: waiting for Batch events\n"
+    assert isinstance(ignored.exception.exc, Ignore) and ignored.internal
+    assert ignored.type is Ignore and ignored.tb.tb_next is not None
+    assert pickle.loads(pickle.dumps(ignored)).traceback == ignored.traceback
+    # And any other exception keeps its whole traceback
+    failed = snapshot()
+    assert failed.traceback.startswith("Traceback (most recent call last)")
+    assert failed.traceback.count("in fail") == 4
