@@ -13,8 +13,10 @@ A message is deleted only after its change is stored; one that cannot be handled
 down) comes back after the queue's visibility timeout. Events of jobs poller does not track and
 malformed bodies are counted, logged and deleted: nothing blocks the queue. While events flow,
 checks wait ``events_poll_max_delay`` (polling is the safety net); after ``events_silence``
-without any, with the queue unreachable, or while the events received are a backlog (the newest
-older than FRESH_SECONDS), they go back to the poll policy.
+without any, or with the queue unreachable, they go back to the poll policy. Events received late
+(a backlog) still flow: polling every tracked job at the poll policy's cap while they catch up
+added work a large fleet cannot afford (100,000 jobs: thousands of checks a second, which
+starved the submissions, whose events then stopped, and polling never ended).
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ import re
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -43,9 +44,6 @@ logger = logging.getLogger(__name__)
 DETAIL_TYPE = "Batch Job State Change"
 SOURCE = "aws.batch"
 WAIT_SECONDS = 10  # SQS long poll: an event is received as soon as it arrives, whatever this is
-# Events count as flowing only while they arrive fresh: a backlog (the newest event received is
-# older than this) must not hold polling at its long cap.
-FRESH_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -54,7 +52,6 @@ class BatchEvent:
 
     view: BatchJobView
     tracking_tag: str | None  # poller's tracking-id tag on the job, if any
-    age: float  # seconds since AWS published it (0 when its time cannot be read)
 
 
 def parse(body: str) -> BatchEvent | None:
@@ -67,15 +64,7 @@ def parse(body: str) -> BatchEvent | None:
         tag = (event["detail"].get("tags") or {}).get(lifecycle.TRACKING_TAG)
     except (ValueError, TypeError, KeyError, AttributeError, ValidationError):
         return None
-    return BatchEvent(view, tag if isinstance(tag, str) else None, _age(event.get("time")))
-
-
-def _age(published: Any) -> float:
-    try:
-        when = datetime.fromisoformat(str(published).replace("Z", "+00:00"))
-    except ValueError:
-        return 0.0
-    return (datetime.now(UTC) - when).total_seconds()
+    return BatchEvent(view, tag if isinstance(tag, str) else None)
 
 
 def handle(rt: Runtime, app: Any, body: str) -> str:
@@ -157,9 +146,7 @@ def consume(rt: Runtime, app: Any, sqs: Any, queue_url: str) -> Counter[str]:
     ]
     if done:
         sqs.delete_message_batch(QueueUrl=queue_url, Entries=done)
-    # Behind (the newest event is a backlog's): polling at the normal cap until it is gone.
-    fresh = min(event.age if event else 0.0 for _, event in received) <= FRESH_SECONDS
-    rt.store.count_events(Counter(outcomes), flowing_for=rt.settings.events_silence if fresh else 0)
+    rt.store.count_events(Counter(outcomes), flowing_for=rt.settings.events_silence)
     return Counter(outcomes)
 
 
