@@ -43,3 +43,32 @@ def test_queue_attributes_are_motos_names_order_and_values() -> None:
     assert ran.stdout.strip().splitlines()[-1] == (
         '{"same": [true, true, true], "dedup": "true"}'
     ), ran.stderr
+
+
+def test_a_receive_reads_visible_messages_in_order_and_deletes_take_them_out() -> None:
+    from aws_batch_emulator import sqs_speed
+    from moto.sqs.models import sqs_backends
+
+    sqs_speed.install()
+    backend = sqs_backends["210987654321"]["us-east-1"]
+    queue = backend.create_queue("speed")
+    for n in range(25):
+        backend.send_message("speed", f"m{n}")
+    backend.send_message("speed", "later", delay_seconds=60)
+    # Given 25 visible messages (and a delayed one): ten received, oldest first
+    first = backend.receive_message("speed", 10, 0, 30)
+    assert [m.body for m in first] == [f"m{n}" for n in range(10)]
+    # Then the in-flight ten are skipped by the next receive and by the counts
+    second = backend.receive_message("speed", 10, 0, 30)
+    assert [m.body for m in second] == [f"m{n}" for n in range(10, 20)]
+    assert len(queue.messages) == 5 and queue.messages
+    assert queue.approximate_number_of_messages_not_visible == 20
+    # And deleted messages are gone; the ones sent meanwhile stay, in order
+    backend.delete_message_batch(
+        "speed", [{"Id": str(n), "ReceiptHandle": m.receipt_handle} for n, m in enumerate(first)]
+    )
+    backend.send_message("speed", "m25")
+    assert [m.body for m in queue._messages][:3] == ["m10", "m11", "m12"]
+    rest = backend.receive_message("speed", 10, 0, 30)
+    assert [m.body for m in rest] == ["m20", "m21", "m22", "m23", "m24", "m25"]
+    assert not queue.messages  # only in-flight and delayed ones left: a long poll waits
