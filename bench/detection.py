@@ -23,7 +23,7 @@ import os
 import sys
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from aws_batch_emulator import LocalBatch
 from aws_batch_emulator.resources import JOB_QUEUE, SLEEP_JOB_DEFINITION
 
-from bench.tracking import Workload, console, progress_bars, quantile, wait_all
+from bench.tracking import Workload, active_jobs, console, progress_bars, quantile, wait_all
 from poller.runtime import get_store
 from poller.store.metrics import APPLIED, DUPLICATE, EARLY, MALFORMED, UNKNOWN_JOB
 from poller.testing.redis_server import EmbeddedRedis
@@ -87,14 +87,12 @@ class Peaks(threading.Thread):
         self.stopping = threading.Event()
 
     def run(self) -> None:
-        store, never = get_store(), datetime(9999, 1, 1, tzinfo=UTC)
+        store = get_store()
         while not self.stopping.wait(2.0):
             try:
                 rss = sum(tree_rss_mb(w.pid) for w in self.workers if w.pid)
                 used = int(self.redis.info("memory")["used_memory"]) / 2**20
-                tracked = store.count_active(due_before=never) + store.count_active(
-                    due_before=never, queued=True
-                )
+                tracked = active_jobs(store)
             except (OSError, StopIteration, redis.RedisError):
                 continue
             self.rss_mb, self.redis_mb = max(self.rss_mb, rss), max(self.redis_mb, used)

@@ -185,19 +185,24 @@ def submit_all(workload: Workload, durations: list[float], progress: Progress) -
     return ids
 
 
+def active_jobs(store: Any) -> int:
+    """Jobs still tracked (submitted or not), from the store's active indexes."""
+    never = datetime(9999, 1, 1, tzinfo=UTC)
+    return int(
+        store.count_active(due_before=never) + store.count_active(due_before=never, queued=True)
+    )
+
+
 def wait_all(ids: list[str], progress: Progress, label: str, timeout: float) -> list[Any]:
     from poller.runtime import get_store
 
     store = get_store()
     task = progress.add_task(f"tracking ({label})", total=len(ids))
     deadline = time.monotonic() + timeout
-    never = datetime(9999, 1, 1, tzinfo=UTC)
     # Counted from the active indexes, not by reading every record each second: at 100,000
     # jobs that would take a core from the workers being measured.
     while time.monotonic() < deadline:
-        active = store.count_active(due_before=never) + store.count_active(
-            due_before=never, queued=True
-        )
+        active = active_jobs(store)
         progress.update(task, completed=len(ids) - active)
         if active == 0:
             break

@@ -116,18 +116,20 @@ def _send_due(
         decisions = {r.tracking_id: _push_deadline(r.version, now + grace) for r in chunk}
         pushed |= rt.store.update_each(decisions)[0]
     sent: Counter[str] = Counter()
+    checks = []
     for record in due:
         if record.tracking_id not in pushed:
             continue
         if record.job_id is None:
             _resend_submit(app, record)
             sent["submit"] += 1
-        elif _carried(record):
-            resend.send_check(app, record)
-            sent["scheduled"] += 1
-        else:
-            _resend_check(app, record)
-            sent["check"] += 1
+            continue
+        if not _carried(record):
+            _log_overdue_check(record)
+        checks.append(record)
+        sent["scheduled" if _carried(record) else "check"] += 1
+    if checks:  # one publish batch: at 100,000 carried jobs, ~170 safety-net checks a second
+        resend.send_checks(app, checks)
     return sent
 
 
@@ -165,13 +167,12 @@ def _push_deadline(seen_version: int, when: datetime) -> Callable[[JobRecord], C
     return decide
 
 
-def _resend_check(app: Any, record: JobRecord) -> None:
+def _log_overdue_check(record: JobRecord) -> None:
     logger.warning(
         "job %s: check overdue since %s; sending a new one",
         record.tracking_id,
         record.next_check_at,
     )
-    resend.send_check(app, record)
 
 
 def _resend_submit(app: Any, record: JobRecord) -> None:

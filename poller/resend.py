@@ -22,7 +22,7 @@ from poller.models import JobRecord
 from poller.settings import get_settings
 
 
-def send_check(app: Any, record: JobRecord, producer: Any = None) -> None:
+def _send_check(app: Any, record: JobRecord, producer: Any) -> None:
     """Send the job's next check, to run now (on the checks' queue)."""
     app.send_task(
         "poller.check_job",
@@ -43,7 +43,7 @@ def send_checks(app: Any, records: Iterable[JobRecord]) -> None:
     backend from subscribing to each one (as in a worker's pool)."""
     with denied_join_result(), app.producer_or_acquire() as producer, _batch(producer):
         for record in records:
-            send_check(app, record, producer)
+            _send_check(app, record, producer)
 
 
 def _batch(producer: Any) -> AbstractContextManager[Any]:
