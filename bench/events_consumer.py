@@ -3,8 +3,9 @@
 Run with ``.venv/bin/python bench/events_consumer.py --jobs 2000`` (also in ``make bench``).
 
 N jobs are admitted and submitted in process (AWS Batch faked in memory, the records in a real
-embedded Redis); then a queue is filled in advance with two state-change events per job
-(RUNNING, then SUCCEEDED, as EventBridge delivers them), and poller's consumer
+embedded Redis); then a queue is filled in advance with each job's state-change events
+(``--lifecycle full``: PENDING to SUCCEEDED, the five AWS Batch sends after a submission;
+``short``: RUNNING and SUCCEEDED, so every other event ends a job), and poller's consumer
 (:func:`poller.events.consume`: receive 10, apply the batch in one transaction, delete it) drains
 it in 1..N threads, as a worker's receiver threads do. A terminal event sends the job's check to
 the real broker (the same Redis), as in a worker.
@@ -82,9 +83,20 @@ def tracked_jobs(rt: Runtime, count: int, prefix: str) -> list[JobRecord]:
     return records
 
 
-def events_of(record: JobRecord) -> list[str]:
-    """The job's RUNNING and SUCCEEDED events (the queue holds them in this order)."""
-    return [state_change(record, status) for status in ("RUNNING", "SUCCEEDED")]
+# Each job's events, in the order the queue holds them. "full": every change after the
+# submission, as AWS Batch and the local endpoint send them (five a job: one in five ends a job and
+# sends its check); "short": every other event ends a job (the sends' worst case).
+LIFECYCLES = {
+    "full": ("PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED"),
+    "short": ("RUNNING", "SUCCEEDED"),
+}
+
+
+def events_of(records: list[JobRecord], lifecycle_name: str) -> list[str]:
+    """The jobs' state-change events of that lifecycle, as jobs running side by side send them:
+    every job's first change, then every job's second, ... (a batch holds ten jobs' events)."""
+    statuses = LIFECYCLES[lifecycle_name]
+    return [state_change(record, status) for status in statuses for record in records]
 
 
 class MemoryQueue:
@@ -188,6 +200,9 @@ def main() -> None:
     parser.add_argument(
         "--source", choices=SOURCES, action="append", help="queue to drain (default: both)"
     )
+    parser.add_argument(
+        "--lifecycle", choices=LIFECYCLES, default="full", help="events per job (default: full)"
+    )
     args = parser.parse_args()
     runs = args.threads or [1]
     sources = args.source or list(SOURCES)
@@ -206,7 +221,7 @@ def main() -> None:
             sqs = queues[source]
             for threads in runs:
                 prefix = f"{source[0]}{threads}-"
-                timed = [e for r in tracked_jobs(rt, args.jobs, prefix) for e in events_of(r)]
+                timed = events_of(tracked_jobs(rt, args.jobs, prefix), args.lifecycle)
                 fill(sqs, url, timed)
                 before = int(rt.store.redis.info("stats")["total_commands_processed"])
                 cpu_before = time.process_time()
@@ -220,13 +235,17 @@ def main() -> None:
                     commands / handled,
                 )
         sqs = queues[sources[0]]
-        profiled = [e for r in tracked_jobs(rt, args.jobs // 4, "pr") for e in events_of(r)]
+        profiled = events_of(tracked_jobs(rt, args.jobs // 4, "pr"), args.lifecycle)
         fill(sqs, url, profiled)
         profile = cProfile.Profile()
         with console.status(f"{sources[0]}: {len(profiled)} events under cProfile"):
             profiled_seconds, _ = profile.runcall(drain, rt, sqs, url, len(profiled))
         counts = rt.store.event_counts()
-    table = Table(title=f"events consumer: {2 * args.jobs} events of {args.jobs} jobs per run")
+    per_job = LIFECYCLES[args.lifecycle]
+    table = Table(
+        title=f"events consumer: {len(per_job) * args.jobs} events of {args.jobs} jobs per run "
+        f"({', '.join(per_job)})"
+    )
     columns = ("queue", "receiver threads", "events applied per second", "CPU ms per event",
                "Redis commands per event")  # fmt: skip
     for column in columns:

@@ -14,7 +14,7 @@ from poller import tracking
 from poller.batch import BatchJobView
 from poller.errors import JobNotFound
 from poller.models import JobRecord, JobStatus, PollPolicy
-from poller.store import Change, JobStore
+from poller.store import Change, JobStore, Writes
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 POLICY = PollPolicy(
@@ -137,3 +137,31 @@ def test_an_idempotency_key_whose_owner_expired_is_free_again(
     poller_redis_client.delete("poller:job:t1")  # the owner's record expired
     assert store.create(make("t2"), idempotency_key="k").tracking_id == "t2"
     assert store.create(make("t3"), idempotency_key="k").tracking_id == "t2"
+
+
+def test_writes_run_in_one_command_as_redis_py_would_run_them(
+    store: JobStore, poller_redis_client: redis.Redis
+) -> None:
+    """A change's writes go to Redis as one script call; each does what redis-py's own would."""
+    writes = Writes()
+    writes.set("w:s", "v", ex=30)
+    writes.sadd("w:set", "a", "b")
+    writes.hincrby("w:h", "n", 2)
+    writes.hincrbyfloat("w:h", "sum", 0.125)
+    writes.zadd("w:z", {"m": 1.5})
+    writes.zadd("w:z", {"m": 9.0}, nx=True)  # kept: NX does not move an existing member
+    writes.zrem("w:z", "absent")
+    writes.rpush("w:l", "x", "y")
+    writes.expire("w:l", 40)
+    with poller_redis_client.pipeline() as pipe:
+        pipe.multi()
+        writes.run(poller_redis_client, pipe)
+        assert len(pipe) == 1  # queued as one command in the MULTI
+        pipe.execute()
+    assert poller_redis_client.get("w:s") == "v"
+    assert 0 < poller_redis_client.ttl("w:s") <= 30
+    assert poller_redis_client.smembers("w:set") == {"a", "b"}
+    assert poller_redis_client.hgetall("w:h") == {"n": "2", "sum": "0.125"}
+    assert poller_redis_client.zscore("w:z", "m") == 1.5
+    assert poller_redis_client.lrange("w:l", 0, -1) == ["x", "y"]
+    assert 0 < poller_redis_client.ttl("w:l") <= 40
