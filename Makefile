@@ -26,13 +26,14 @@ typecheck: $(STAMP)  ## mypy --strict on the package
 demo: $(STAMP)  ## the whole stack on this machine, real jobs going through their states
 	$(VENV)/bin/poller demo
 
-bench: $(STAMP)  ## coalesced vs per-job DescribeJobs, throttled submits; detection with the defaults, polling vs events; the endpoint's and the events consumer's own rates
+bench: $(STAMP)  ## coalesced vs per-job DescribeJobs, throttled submits; detection with the defaults, polling vs events; the endpoint's and the events consumer's own rates; the per-job floor of Celery and botocore
 	$(PY) bench/tracking.py --jobs 1000 --jobs 10000
 	$(PY) bench/detection.py --jobs 200 --jobs 1000 --jobs 10000
 	$(PY) bench/detection.py --jobs 5000 --min-seconds 20 --max-seconds 60 --workers 1 --mode events
 	$(PY) bench/metrics_cost.py
 	$(PY) bench/emulator_scale.py --jobs 10000 --events
 	$(PY) bench/events_consumer.py --jobs 1000 --threads 1 --threads 4
+	$(PY) bench/floors.py
 
 # The fast in-process tier first (stops at its first failure, and then nothing else runs), then
 # the tiers that start real servers; coverage adds up over both. A module stays in one test
