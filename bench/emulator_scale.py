@@ -7,12 +7,18 @@ and checks that every job was found: the endpoint must not be what a poller benc
 
 With ``--events``, it also measures the endpoint's publishing: N jobs of short stages with events
 on, and the events per second from their transitions to the SQS queue (five per job, PENDING to
-SUCCEEDED), counted by the endpoint from the first submission to the last event published.
+SUCCEEDED), counted by the endpoint from the first submission to the last event published. That
+figure is bounded by the submissions; the publisher's own capacity is measured apart, in this
+process: N changes queued in advance, each shaped as AWS sends it and delivered through moto's
+EventBridge rule to the SQS queue, with where the time goes (cProfile).
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
+import json
+import pstats
 import time
 from concurrent.futures import ThreadPoolExecutor
 from time import perf_counter
@@ -83,6 +89,48 @@ def publishing(jobs: int) -> tuple[float, float]:
     return submitted - started, expected / (published - started)
 
 
+def publisher_capacity(events: int) -> tuple[float, list[tuple[str, float]]]:
+    """(events per second, [(part, share of the time)]) of the endpoint's publisher alone: this
+    process delivers ``events`` job changes, queued in advance, to the events queue."""
+    from aws_batch_emulator.changes import JobChange
+    from aws_batch_emulator.eventbridge import create_event_resources, deliver
+    from aws_batch_emulator.events import EventPublisher
+    from aws_batch_emulator.resources import ACCOUNT_ID, REGION
+
+    with LocalBatch(runtime="simulated", stage_seconds=0.05, sim_seconds=0.3) as server:
+        client: Any = server.client()
+        job_id = client.submit_job(
+            jobName="shape", jobQueue=JOB_QUEUE, jobDefinition=ECHO_JOB_DEFINITION
+        )["jobId"]
+        job = client.describe_jobs(jobs=[job_id])["jobs"][0]
+    job = json.loads(json.dumps(job, default=str))  # a DescribeJobs item, as jobs report it
+    create_event_resources(ACCOUNT_ID, REGION)
+    publisher = EventPublisher(deliver)
+    changes = [
+        JobChange(ACCOUNT_ID, REGION, job["jobArn"], "RUNNING", time.time(),
+                  json.dumps({**job, "jobId": f"job-{n}"}))
+        for n in range(events)
+    ]  # fmt: skip
+    started = perf_counter()
+    for change in changes[: events // 2]:
+        publisher._publish(change)  # what its thread does with each change it takes
+    rate = (events // 2) / (perf_counter() - started)
+    profile = cProfile.Profile()
+    profile.runcall(lambda: [publisher._publish(change) for change in changes[events // 2 :]])
+    stats = pstats.Stats(profile).stats  # type: ignore[attr-defined]
+    total = sum(row[2] for row in stats.values())
+    parts = {
+        "shaping the event (DescribeJobs reshaping)": "job_state_change_event",
+        "moto EventBridge: matching the rule's pattern": "matches_event",
+        "moto SQS: storing the message": "send_message",
+    }
+    shares = [
+        (label, sum(row[3] for (_, _, name), row in stats.items() if name == fn) / total)
+        for label, fn in parts.items()
+    ]
+    return rate, shares
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, action="append", help="jobs per run (repeatable)")
@@ -101,6 +149,13 @@ def main() -> None:
                 f"{jobs:,} jobs with events: submitted in {submit_s:.1f}s, "
                 f"{jobs * EVENTS_PER_JOB:,} events published at {rate:,.0f} events/s"
             )
+    if args.events:
+        count = 4 * (args.jobs or [10_000])[0]
+        with console.status(f"the publisher alone: {count:,} changes"):
+            rate, shares = publisher_capacity(count)
+        console.print(f"the endpoint's publisher alone: {rate:,.0f} events/s (one thread)")
+        for label, share in shares:
+            console.print(f"  {label}: {share:.0%}")
 
 
 if __name__ == "__main__":
