@@ -143,9 +143,15 @@ def next_check(
     sends one when it is due. Otherwise the poll policy's delay, as a countdown message.
     """
     if rt.settings.events_queue_url is not None and rt.store.events_flowing():
-        cap = rt.settings.events_poll_max_delay
-        return compute_delay(0, initial_delay=cap, max_delay=cap, jitter=record.poll.jitter), True
+        return events_delay(rt, record), True
     return next_delay(record, check_number), False
+
+
+def events_delay(rt: Runtime, record: JobRecord) -> float:
+    """Seconds until the safety-net check of a job Batch events carry: events_poll_max_delay,
+    jittered as the job's poll policy says."""
+    cap = rt.settings.events_poll_max_delay
+    return compute_delay(0, initial_delay=cap, max_delay=cap, jitter=record.poll.jitter)
 
 
 def _apply(

@@ -8,7 +8,8 @@ its next expected activity; a periodic pass re-sends a check (or the submission,
 submitted) for those overdue by more than ``reconcile_grace``. A re-sent message that turns out
 to be a duplicate is harmless: checks are fenced by their number, submissions by the record.
 While Batch events flow, a job's next check has no countdown message at all
-(``JobRecord.awaits_events``): the pass sends it when it is due, polling's safety net.
+(``JobRecord.awaits_events``): the pass makes it when it is due, polling's safety net, in bulk
+(:mod:`poller.safety_net`: a DescribeJobs call per 100 jobs, a task only for those that ended).
 The same pass sends the signals a dead worker stored but never sent (:mod:`poller.outbox`).
 
 The pass runs inside the workers (:class:`ReconcileStep`, a Celery worker bootstep with a
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from poller import outbox, resend, tracking
+from poller import outbox, resend, safety_net, tracking
 from poller.models import JobRecord, utcnow
 from poller.runtime import Runtime, get_runtime
 from poller.settings import Settings, get_settings
@@ -49,7 +50,8 @@ class ReconcileReport:
     checks_resent: int = 0
     submits_resent: int = 0
     signals_resent: int = 0
-    checks_due: int = 0  # scheduled checks of jobs Batch events carry (no message was lost)
+    checks_due: int = 0  # scheduled checks of jobs Batch events carry, sent as tasks
+    checks_swept: int = 0  # their checks made in bulk here (no task: the job goes on)
 
 
 def reconcile(rt: Runtime, app: Any, now: datetime | None = None) -> ReconcileReport:
@@ -90,24 +92,35 @@ def reconcile(rt: Runtime, app: Any, now: datetime | None = None) -> ReconcileRe
         if len(ids) < BATCH:
             break
     checks, submits, scheduled = sent["check"], sent["submit"], sent["scheduled"]
+    swept = sent["swept"]
     rt.store.count_resends(checks + submits)
     if checks or submits:
         logger.warning(
             "reconcile: re-sent %d lost check(s) and %d lost submission(s)", checks, submits
         )
+    if swept:
+        logger.info("reconcile: checked %d job(s) Batch events carry in bulk", swept)
     if scheduled:
         logger.info("reconcile: sent %d due check(s) of jobs Batch events carry", scheduled)
     signals_sent = outbox.resend_stale(rt.store, late.timestamp(), until)
-    return ReconcileReport(checks, submits, signals_sent, scheduled)
+    return ReconcileReport(checks, submits, signals_sent, scheduled, swept)
 
 
 def _send_due(
     rt: Runtime, app: Any, ids: list[str], now: datetime, grace: timedelta
 ) -> Counter[str]:
-    """Send the message of each of these jobs that is due (see :func:`reconcile`); counts what
-    was sent: ``check`` (lost), ``submit`` (lost), ``scheduled`` (a carried job's check)."""
+    """Send the message of each of these jobs that is due (see :func:`reconcile`), after the
+    due checks of jobs Batch events carry were made in bulk; counts the jobs dealt with:
+    ``check`` (lost), ``submit`` (lost), ``scheduled`` (a carried job's check, sent), ``swept``
+    (a carried job checked in bulk, going on)."""
     late = now - grace
     due = [r for r in rt.store.records(ids) if _carried(r) or _overdue(r, late)]
+    sent: Counter[str] = Counter()  # due jobs dealt with (they leave the due range)
+    if any(_carried(r) for r in due) and rt.store.events_flowing():
+        swept = safety_net.sweep(rt, [r for r in due if _carried(r)], now)
+        sent["swept"] = swept.checked - swept.ended
+        # The jobs that ended (and those whose check must do more) still get their task
+        due = [r for r in due if not _carried(r)] + swept.for_tasks
     # Push each job's deadline first (fenced on the record's version): if two passes ever
     # overlap, only one of them sends.
     pushed: dict[str, Change] = {}
@@ -115,7 +128,6 @@ def _send_due(
         chunk = due[start : start + PUSH_CHUNK]
         decisions = {r.tracking_id: _push_deadline(r.version, now + grace) for r in chunk}
         pushed |= rt.store.update_each(decisions)[0]
-    sent: Counter[str] = Counter()
     checks = []
     for record in due:
         if record.tracking_id not in pushed:
@@ -128,7 +140,7 @@ def _send_due(
             _log_overdue_check(record)
         checks.append(record)
         sent["scheduled" if _carried(record) else "check"] += 1
-    if checks:  # one publish batch: at 100,000 carried jobs, ~170 safety-net checks a second
+    if checks:  # one publish batch
         resend.send_checks(app, checks)
     return sent
 

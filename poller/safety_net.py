@@ -1,0 +1,124 @@
+"""Polling's safety net in bulk: the due checks of jobs Batch events carry, made by the
+reconciler itself, a DescribeJobs call per 100 jobs.
+
+While events flow, a job's next check waits ``events_poll_max_delay`` and has no countdown
+message (``JobRecord.awaits_events``): the reconciler makes it when it is due. As one Celery
+task per job, at 100,000 tracked jobs and the default 600 s that was 167 tasks a second, which
+took the worker from the submissions (45 a second fell to 8-15), and their DescribeJobs calls
+were rarely shared (due times are spread). Here a page of due jobs costs one DescribeJobs call of
+their AWS target and one Redis transaction. Each job's observation is applied as its check would
+apply it (:func:`poller.tracking.checked`: counted, never backwards, each transition and signal
+once, the next safety-net check scheduled), fenced on the version read as due.
+
+Only the jobs that need a task get one: those that ended (their check produces the Celery result
+and continues the canvas), and those whose check does more than apply an observation (revoked,
+given up, timed out when stuck, or AWS refused the call: the task retries with its backoff).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from poller import lifecycle, outbox, tracking
+from poller.batch import DESCRIBE_PAGE
+from poller.errors import PollerError
+from poller.models import BatchJobView, JobRecord, JobStatus
+from poller.runtime import Runtime
+from poller.store import Change
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Swept:
+    """What a sweep did: jobs checked here, DescribeJobs calls, and the jobs left to a task."""
+
+    checked: int = 0
+    calls: int = 0
+    ended: int = 0
+    for_tasks: list[JobRecord] = field(default_factory=list)
+
+
+def sweep(rt: Runtime, due: list[JobRecord], now: datetime) -> Swept:
+    """Make the due safety-net checks of ``due`` (jobs Batch events carry, read as due).
+
+    Jobs changed since they were read are skipped (an event or a check got there first).
+    Returns what was done, and the records whose check must go out as a task.
+    """
+    swept = Swept()
+    pages: dict[str, list[JobRecord]] = defaultdict(list)
+    for record in due:
+        if record.revoked or tracking.give_up_reason(record, now) is not None:
+            swept.for_tasks.append(record)
+        else:
+            pages[record.target_key].append(record)
+    for records in pages.values():
+        for page in _pages(records):
+            _check_page(rt, page, now, swept)
+    if swept.calls:
+        logger.debug(
+            "safety net: %d job(s) checked in %d DescribeJobs call(s), %d ended",
+            swept.checked, swept.calls, swept.ended,
+        )  # fmt: skip
+    return swept
+
+
+def _pages(records: list[JobRecord]) -> Iterator[list[JobRecord]]:
+    for start in range(0, len(records), DESCRIBE_PAGE):
+        yield records[start : start + DESCRIBE_PAGE]
+
+
+def _check_page(rt: Runtime, page: list[JobRecord], now: datetime, swept: Swept) -> None:
+    """One DescribeJobs call for the page, then one transaction applying what it saw."""
+    try:
+        views = rt.batch_for(page[0]).describe(str(r.job_id) for r in page)
+    except PollerError as err:
+        logger.warning("safety net: DescribeJobs failed (%s); sending those checks as tasks", err)
+        swept.for_tasks += page
+        return
+    swept.calls += 1
+    handed_over: set[str] = set()
+    decisions = {
+        r.tracking_id: _observed(rt, r, views.get(str(r.job_id)), now, handed_over) for r in page
+    }
+    changes, _ = rt.store.update_each(decisions)
+    outbox.deliver_each(rt.store, list(changes.values()))
+    swept.checked += len(changes)
+    for record in page:
+        change = changes.get(record.tracking_id)
+        if change is not None and change.record.is_terminal:
+            swept.ended += 1
+            swept.for_tasks.append(change.record)
+        elif record.tracking_id in handed_over:
+            swept.for_tasks.append(record)
+
+
+def _observed(
+    rt: Runtime, seen: JobRecord, view: BatchJobView | None, now: datetime, handed_over: set[str]
+) -> Callable[[JobRecord], Change | None]:
+    """The job's check applying ``view``, if the record is still the one read as due."""
+    delay = lifecycle.events_delay(rt, seen)
+
+    def decide(record: JobRecord) -> Change | None:
+        if record.version != seen.version:
+            return None
+        change = tracking.checked(
+            record,
+            view,
+            check_no=record.checks,
+            now=now,
+            next_check_at=now + timedelta(seconds=delay),
+            limits=rt.limits,
+            awaits_events=True,
+        )
+        if change is not None and change.record.status is JobStatus.TIMED_OUT:
+            handed_over.add(record.tracking_id)  # its check also terminates the Batch job
+            return None
+        handed_over.discard(record.tracking_id)
+        return change
+
+    return decide

@@ -1,0 +1,84 @@
+"""The safety net's checks made in bulk (real Redis, Batch in memory): each job's observation
+applied as its own check would, a task only for the jobs that need one."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from poller import lifecycle, safety_net, tracking
+from poller.errors import BatchUnavailable
+from poller.models import JobRecord, JobStatus, utcnow
+from poller.runtime import Runtime
+from poller.testing import FakeBatch
+from tests.fakes import running, settings
+
+
+def carried(rt: Runtime, batch: FakeBatch, count: int, **poll: object) -> list[JobRecord]:
+    """``count`` RUNNING jobs Batch events carry."""
+    rt.settings = settings(events_queue_url="http://sqs/q", events_poll_max_delay=600)
+    rt.store.note_events_flowing(60)
+    return [running(rt, batch, f"j{n}", **poll) for n in range(count)]
+
+
+def test_a_transition_found_in_bulk_is_stored_and_signalled_once(
+    rt: Runtime, batch: FakeBatch, sent: list[tuple[str, str]]
+) -> None:
+    # Given two carried jobs, one of them ended on Batch
+    jobs = carried(rt, batch, 2)
+    batch.set_status(str(jobs[1].job_id), JobStatus.SUCCEEDED, exit_code=0)
+    sent.clear()
+    # When the sweep checks them
+    swept = safety_net.sweep(rt, jobs, utcnow())
+    # Then one call described both; the ended one goes to a task (its check produces the result)
+    assert (swept.checked, swept.calls, swept.ended) == (2, 1, 1)
+    assert [r.tracking_id for r in swept.for_tasks] == ["j1"]
+    assert rt.store.get("j1").status is JobStatus.SUCCEEDED
+    assert ("job_succeeded", "j1") in sent and sent.count(("job_succeeded", "j1")) == 1
+    assert isinstance(lifecycle.check(rt, "j1", 1), lifecycle.Produce)
+    # And the one still running goes on, its next safety-net check 600 s on
+    going_on = rt.store.get("j0")
+    assert going_on.awaits_events and going_on.checks == 1 and going_on.next_check_at
+    assert 590 < (going_on.next_check_at - utcnow()).total_seconds() <= 600
+
+
+def test_a_record_changed_since_it_was_read_is_left_alone(rt: Runtime, batch: FakeBatch) -> None:
+    # Given a carried job read as due, then moved on by another worker (its check, an event)
+    (job,) = carried(rt, batch, 1)
+    rt.store.update("j0", lambda r: tracking.rescheduled(r, utcnow() + timedelta(hours=1)))
+    # When the sweep gets to it, it changes nothing
+    swept = safety_net.sweep(rt, [job], utcnow())
+    assert (swept.checked, swept.for_tasks) == (0, [])
+    assert rt.store.get("j0").checks == 0
+
+
+def test_jobs_whose_check_does_more_are_left_to_their_task(rt: Runtime, batch: FakeBatch) -> None:
+    # Given carried jobs: one out of checks (max_checks), one revoked, one stuck in RUNNABLE
+    # past stuck_after with give_up_when_stuck (its check terminates the Batch job)
+    jobs = carried(rt, batch, 3, max_checks=1)
+    rt.store.update("j0", lambda r: tracking.checked(
+        r, None, check_no=0, now=utcnow(), next_check_at=utcnow(), limits=rt.limits
+    ))  # fmt: skip
+    rt.store.update("j1", lambda r: tracking.revoke_requested(r, "revoked"))
+    rt.settings = settings(
+        events_queue_url="http://sqs/q", events_poll_max_delay=600, stuck_after=1,
+        give_up_when_stuck=True,
+    )  # fmt: skip
+    batch.set_status(str(jobs[2].job_id), JobStatus.RUNNABLE)
+    lifecycle.apply_events(rt, {"j2": [batch.describe([str(jobs[2].job_id)])[str(jobs[2].job_id)]]})
+    # When the sweep runs after stuck_after
+    records = rt.store.records(["j0", "j1", "j2"])
+    swept = safety_net.sweep(rt, records, utcnow() + timedelta(seconds=5))
+    # Then none is decided here: each goes to its task, unchanged
+    assert sorted(r.tracking_id for r in swept.for_tasks) == ["j0", "j1", "j2"]
+    assert swept.checked == 0
+    assert rt.store.get("j2").status is JobStatus.RUNNABLE
+
+
+def test_a_describe_that_fails_leaves_the_page_to_tasks(rt: Runtime, batch: FakeBatch) -> None:
+    # Given carried jobs, and DescribeJobs throttled
+    jobs = carried(rt, batch, 3)
+    batch.fail_next("DescribeJobs", BatchUnavailable("ThrottlingException: Rate exceeded"))
+    # When the sweep runs, their checks go out as tasks (which retry with their backoff)
+    swept = safety_net.sweep(rt, jobs, utcnow())
+    assert (swept.checked, swept.calls) == (0, 0)
+    assert [r.tracking_id for r in swept.for_tasks] == ["j0", "j1", "j2"]
