@@ -8,6 +8,7 @@ import logging
 import click
 
 from aws_batch_emulator import resources
+from aws_batch_emulator.events_server import READY_LINE as EVENTS_READY_LINE
 from aws_batch_emulator.faults import FaultConfig
 from aws_batch_emulator.resources import RUNTIMES
 from aws_batch_emulator.server import READY_LINE, serve
@@ -88,7 +89,14 @@ def _is_loopback(host: str) -> bool:
     "--events",
     is_flag=True,
     help="Publish Batch Job State Change events to EventBridge; a rule sends them to SQS queue "
-    "poller-local-events.",
+    "poller-local-events. SQS and EventBridge are served by a process of their own.",
+)
+@click.option(
+    "--events-port",
+    type=int,
+    default=None,
+    help="Port of SQS and EventBridge with --events [default: --port + 1, or any free one with "
+    "--port 0].",
 )
 @click.option(
     "--event-duplicate",
@@ -132,6 +140,7 @@ def main(
     outage: bool,
     seed: int | None,
     events: bool,
+    events_port: int | None,
     event_duplicate: float,
     event_drop: float,
     event_delay: float,
@@ -163,18 +172,21 @@ def main(
             err=True,
         )
 
-    def ready(url: str) -> None:
+    def ready(url: str, events_url: str | None) -> None:
         click.echo(READY_LINE.format(url=url, runtime=runtime))  # the launcher waits for it
-        variables = ["BATCH", "CLOUDWATCH_LOGS", *(["SQS", "EVENTS"] if events else [])]
+        services = {"BATCH": url, "CLOUDWATCH_LOGS": url}
+        if events_url is not None:
+            click.echo(EVENTS_READY_LINE.format(url=events_url))
+            services |= {"SQS": events_url, "EVENTBRIDGE": events_url}
         click.echo(
             f"Local AWS Batch endpoint on {url} (runtime={runtime}); use it with "
-            + " ".join(f"AWS_ENDPOINT_URL_{name}={url}" for name in variables),
+            + " ".join(f"AWS_ENDPOINT_URL_{name}={value}" for name, value in services.items()),
             err=True,
         )
-        if events:
+        if events_url is not None:
             click.echo(
                 f"Batch Job State Change events go to SQS queue {resources.EVENTS_QUEUE} "
-                f"({resources.REGION}, via EventBridge rule {resources.EVENTS_RULE})",
+                f"({resources.REGION}, via EventBridge rule {resources.EVENTS_RULE}) on {events_url}",
                 err=True,
             )
 
@@ -188,4 +200,5 @@ def main(
         faults=faults,
         events=events,
         on_ready=ready,
+        events_port=(port + 1 if port else 0) if events_port is None else events_port,
     )

@@ -10,11 +10,13 @@
 ``detail`` is the job's DescribeJobs item at the moment of the change, put through the reshaping
 DescribeJobs answers get (`aws_batch_emulator.wire`).
 
-Jobs only queue their changes: one thread shapes and delivers them, so a job's state machine never
-waits for EventBridge or SQS. The ``event_*`` faults of `FaultConfig` drop, duplicate or delay
-some events; delayed ones wait on a timer thread. A delivery that fails is logged and counted.
+Jobs only queue their changes: one thread shapes them and delivers them in batches (up to
+`DELIVERY_BATCH` changes queued meanwhile go together), so a job's state machine never waits for
+EventBridge or SQS. The ``event_*`` faults of `FaultConfig` drop, duplicate or delay some events;
+delayed ones wait on a timer thread. A delivery that fails is logged and counted.
 
-This module does not import moto: the delivery function is given (`aws_batch_emulator.eventbridge`).
+This module does not import moto: the delivery function is given (the events endpoint's,
+`aws_batch_emulator.events_server`).
 """
 
 from __future__ import annotations
@@ -55,6 +57,8 @@ DELAYED = "delayed"
 FAILED = "failed"
 """Counter: event copies whose delivery raised (logged; the job is not affected)."""
 COUNTERS = (PUBLISHED, DUPLICATED, DROPPED, DELAYED, FAILED)
+DELIVERY_BATCH = 100
+"""Changes delivered together at most (one request to the events endpoint)."""
 """Every counter of ``GET /_poller/stats``'s ``"events"`` object."""
 
 Event = dict[str, Any]
@@ -92,7 +96,9 @@ class EventPublisher:
     (``"events"`` in ``/_poller/stats``, following ``POST /_poller/faults``).
     """
 
-    def __init__(self, deliver: Callable[[Event], None], config: FaultConfig | None = None) -> None:
+    def __init__(
+        self, deliver: Callable[[list[Event]], list[str]], config: FaultConfig | None = None
+    ) -> None:
         self._deliver = deliver
         self._lock = threading.Lock()
         self._config = FaultConfig()
@@ -142,25 +148,37 @@ class EventPublisher:
             self._counts.clear()
 
     def _run(self) -> None:
-        while (change := self._changes.get()) is not None:
-            try:
-                self._publish(change)
-            except Exception:  # a bug here must not stop later events
-                logger.exception("could not publish the event of %s", change.job_arn)
+        stopping = False
+        while not stopping and (change := self._changes.get()) is not None:
+            changes = [change]
+            while len(changes) < DELIVERY_BATCH:
+                try:
+                    more = self._changes.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stopping = True
+                    break
+                changes.append(more)
+            now: list[Event] = []
+            for each in changes:
+                try:
+                    now += self._publish(each)
+                except Exception:  # a bug here must not stop later events
+                    logger.exception("could not publish the event of %s", each.job_arn)
+            if now:
+                self._send(now)
 
-    def _publish(self, change: JobChange) -> None:
+    def _publish(self, change: JobChange) -> list[Event]:
+        """The event's copies to deliver now (none when dropped or delayed: a delayed one is
+        delivered by the timer thread)."""
         event = job_state_change_event(change)
         copies, delay = self._fate()
-        if copies == 0:
-            return
         if delay is None:
-            self._send(event, copies)
-            return
-
-        def send_late() -> None:
-            self._send(event, copies)
-
-        self._later.at(time.time() + delay, send_late)
+            return [event] * copies  # a duplicate is the same event (same id), as EventBridge's
+        if copies:
+            self._later.at(time.time() + delay, lambda: self._send([event] * copies))
+        return []
 
     def _fate(self) -> tuple[int, float | None]:
         """(copies to publish, delay in seconds or None), drawn for one event; counted."""
@@ -183,14 +201,15 @@ class EventPublisher:
         # No draw for a fault that is off, so switching one on leaves the others' draws alone.
         return share > 0 and self._random.random() < share
 
-    def _send(self, event: Event, copies: int) -> None:
-        for _ in range(copies):  # a duplicate is the same event (same id), as EventBridge's
-            try:
-                self._deliver(event)
-            except Exception:
-                logger.exception("could not deliver the event %s", event["id"])
-                outcome = FAILED
-            else:
-                outcome = PUBLISHED
-            with self._lock:
-                self._counts[outcome] += 1
+    def _send(self, events: list[Event]) -> None:
+        """Deliver ``events``; each is counted published or failed (those are logged)."""
+        try:
+            failures = self._deliver(events)
+        except Exception:
+            logger.exception("could not deliver %d event(s)", len(events))
+            failures = [event["id"] for event in events]
+        for failure in failures:
+            logger.error("could not deliver the event %s", failure)
+        with self._lock:
+            self._counts[PUBLISHED] += len(events) - len(failures)
+            self._counts[FAILED] += len(failures)

@@ -31,13 +31,12 @@ from typing import TYPE_CHECKING, Any
 
 from aws_batch_emulator import resources
 from aws_batch_emulator.children import EmulatorError, stop_process
+from aws_batch_emulator.events_server import READY_PATTERN as EVENTS_READY_PATTERN
 from aws_batch_emulator.faults import FaultConfig, FaultMiddleware
 from aws_batch_emulator.resources import RUNTIMES
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
-
-    from aws_batch_emulator.events import EventPublisher
 
 logger = logging.getLogger(__name__)
 
@@ -86,12 +85,14 @@ def serve(
     sim_seconds: float = 1.0,
     faults: FaultConfig | None = None,
     events: bool = False,
-    on_ready: Callable[[str], None] | None = None,
+    on_ready: Callable[[str, str | None], None] | None = None,
+    events_port: int = 0,
 ) -> None:
-    """Serve the local Batch endpoint in the foreground until SIGINT/SIGTERM; on_ready(endpoint_url) once listening (port 0 = a free port).
+    """Serve the local Batch endpoint in the foreground until SIGINT/SIGTERM; on_ready(endpoint_url, events_url) once listening (port 0 = a free port).
 
-    `events`: publish job state change events; the SQS queue and EventBridge rule that receive
-    them exist before on_ready is called.
+    `events`: publish job state change events to the events endpoint, SQS and EventBridge in a
+    process of their own on `events_port` (`aws_batch_emulator.events_server`); the SQS queue
+    and EventBridge rule that receive them exist before on_ready is called.
     """
     from moto.moto_server.werkzeug_app import (
         DomainDispatcherApplication,
@@ -101,10 +102,13 @@ def serve(
     from werkzeug.serving import make_server
 
     from aws_batch_emulator.api import install
+    from aws_batch_emulator.events import EventPublisher
+    from aws_batch_emulator.events_server import EventsEndpoint
     from aws_batch_emulator.settings import RuntimeSettings
 
     settings = RuntimeSettings(runtime, concurrency, stage_seconds, sim_seconds)
-    publisher = _event_publisher() if events else None
+    events_endpoint = EventsEndpoint(host, events_port).start() if events else None
+    publisher = None if events_endpoint is None else EventPublisher(events_endpoint.deliver).start()
     engine = install(settings, publisher)
     engine.backend(resources.ACCOUNT_ID, resources.REGION)  # ready-made resources before ready
     if logging.getLogger("werkzeug").level == logging.NOTSET:
@@ -120,24 +124,16 @@ def serve(
         url = f"http://{host}:{server.port}"
         logger.info("local Batch endpoint on %s (%s)", url, settings)
         if on_ready is not None:
-            on_ready(url)
+            on_ready(url, None if events_endpoint is None else events_endpoint.url)
         server.serve_forever(poll_interval=0.1)  # how fast a stop signal is noticed
     finally:
         restore()
         engine.shutdown()
         if publisher is not None:
             publisher.close()
+        if events_endpoint is not None:
+            events_endpoint.stop()
         server.server_close()
-
-
-def _event_publisher() -> EventPublisher:
-    """The events queue and rule, and a started publisher delivering to EventBridge (the fault
-    middleware gives it the fault configuration)."""
-    from aws_batch_emulator.eventbridge import create_event_resources, deliver
-    from aws_batch_emulator.events import EventPublisher
-
-    create_event_resources(resources.ACCOUNT_ID, resources.REGION)
-    return EventPublisher(deliver).start()
 
 
 def _stop_on_signals(shutdown: Callable[[], None]) -> Callable[[], None]:
@@ -196,6 +192,9 @@ class LocalBatch:
         self.events_queue_url = ""
         """URL of the SQS queue receiving the events, as GetQueueUrl gives it; set by start()
         when `events` is on."""
+        self.events_url = ""
+        """``http://127.0.0.1:<port>`` of SQS and EventBridge (a process of their own), set by
+        start() when `events` is on."""
         self._proc: subprocess.Popen[bytes] | None = None
         self._workdir: Path | None = None
 
@@ -264,6 +263,9 @@ class LocalBatch:
             self.port = int(self.endpoint_url.rsplit(":", 1)[1])
             self._await_health(time.monotonic() + self.startup_timeout)
             if self.events:
+                self.events_url = self._await_ready_line(
+                    time.monotonic() + self.startup_timeout, EVENTS_READY_PATTERN
+                )
                 self.events_queue_url = self._queue_url(resources.EVENTS_QUEUE)
         except EmulatorError:
             self.stop()
@@ -277,7 +279,7 @@ class LocalBatch:
         if proc is not None:
             stop_process(proc, timeout)
             self.pid = None
-        self.events_queue_url = ""
+        self.events_queue_url = self.events_url = ""
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
@@ -319,9 +321,10 @@ class LocalBatch:
         from botocore.config import Config
 
         session = boto3.session.Session()  # a session per client: sessions are not thread-safe
+        served_apart = service in ("sqs", "events") and self.events_url
         return session.client(  # type: ignore[call-overload]
             service,
-            endpoint_url=self._require_url(),
+            endpoint_url=self.events_url if served_apart else self._require_url(),
             region_name=region,
             aws_access_key_id=resources.ACCESS_KEY_ID,
             aws_secret_access_key=resources.SECRET_ACCESS_KEY,
@@ -341,8 +344,8 @@ class LocalBatch:
             "AWS_SECRET_ACCESS_KEY": resources.SECRET_ACCESS_KEY,
         }
         if self.events:
-            env["AWS_ENDPOINT_URL_SQS"] = url
-            env["AWS_ENDPOINT_URL_EVENTBRIDGE"] = url
+            env["AWS_ENDPOINT_URL_SQS"] = self.events_url
+            env["AWS_ENDPOINT_URL_EVENTBRIDGE"] = self.events_url
         return env
 
     def _queue_url(self, name: str) -> str:
@@ -372,12 +375,12 @@ class LocalBatch:
             env.pop(name, None)
         return env
 
-    def _await_ready_line(self, deadline: float) -> str:
+    def _await_ready_line(self, deadline: float, pattern: re.Pattern[str] = _READY_PATTERN) -> str:
         assert self._workdir is not None
         assert self._proc is not None
         stdout = self._workdir / "stdout.log"
         while time.monotonic() < deadline:
-            match = _READY_PATTERN.search(stdout.read_text(errors="replace"))
+            match = pattern.search(stdout.read_text(errors="replace"))
             if match:
                 return match.group(1)
             if self._proc.poll() is not None:

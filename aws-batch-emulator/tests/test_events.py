@@ -7,11 +7,16 @@ from its SQS queue, as a consumer on AWS would. Waiting is done by polling with 
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
+import socket
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from aws_batch_emulator import FaultConfig, LocalBatch
@@ -210,10 +215,13 @@ def test_rule_pattern_target_and_queue_exist_at_start(simulated: LocalBatch) -> 
     assert [target["Arn"] for target in targets] == [queue_arn]
     assert queue_arn == f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:{EVENTS_QUEUE}"
     assert simulated.events_queue_url == queue_url
+    # And SQS and EventBridge are served by a process of their own, on another port
     env = simulated.environ()
     assert (
-        env["AWS_ENDPOINT_URL_SQS"] == env["AWS_ENDPOINT_URL_EVENTBRIDGE"] == simulated.endpoint_url
+        env["AWS_ENDPOINT_URL_SQS"] == env["AWS_ENDPOINT_URL_EVENTBRIDGE"] == simulated.events_url
     )
+    assert simulated.events_url not in ("", simulated.endpoint_url)
+    assert env["AWS_ENDPOINT_URL_BATCH"] == simulated.endpoint_url
     assert simulated.stats()["events"] == {
         "published": 0,
         "duplicated": 0,
@@ -459,3 +467,30 @@ def test_cli_takes_events_and_event_faults_from_local_batch() -> None:
         0.25,
     )
     assert params["event_delay_seconds"] == 5.0
+
+
+def test_the_events_process_ends_with_its_server_however_that_ends() -> None:
+    # Given two servers with events, each with SQS and EventBridge in a process of its own
+    for ending in ("stop", "killed"):
+        server = LocalBatch(runtime="simulated", events=True).start()
+        events_url = server.events_url
+        assert server.client("sqs").list_queues()["QueueUrls"]
+        # When the server is stopped, or killed without a chance to stop its child
+        if ending == "killed":
+            assert server.pid is not None
+            os.kill(server.pid, signal.SIGKILL)
+        server.stop()
+        # Then its events process stops listening too (it watches its stdin, a pipe from it)
+        deadline = time.monotonic() + 10
+        while _listening(events_url) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _listening(events_url), ending
+
+
+def _listening(url: str) -> bool:
+    address = urlsplit(url)
+    try:
+        socket.create_connection((address.hostname, address.port), timeout=1).close()
+    except OSError:
+        return False
+    return True
