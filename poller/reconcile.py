@@ -82,11 +82,11 @@ def reconcile(rt: Runtime, app: Any, now: datetime | None = None) -> ReconcileRe
         # burst had 9,360 submissions re-sent); a lost one goes once the backlog is smaller.
         overdue = rt.store.count_active(due_before=late, queued=True)
         queued = queued[: max(0, overdue - waiting)]
-    sent += _send_due(rt, app, queued, now, grace)
+    sent += _send_due(rt, app, queued, now, grace, checks_until)
     skipped = 0  # due but not sent (within the grace): still in the index's range
     while time.monotonic() < checks_until:
         ids = rt.store.active(due_before=now, limit=BATCH, start=skipped)
-        sent_now = _send_due(rt, app, ids, now, grace)
+        sent_now = _send_due(rt, app, ids, now, grace, checks_until)
         sent += sent_now
         skipped += len(ids) - sum(sent_now.values())
         if len(ids) < BATCH:
@@ -107,17 +107,19 @@ def reconcile(rt: Runtime, app: Any, now: datetime | None = None) -> ReconcileRe
 
 
 def _send_due(
-    rt: Runtime, app: Any, ids: list[str], now: datetime, grace: timedelta
+    rt: Runtime, app: Any, ids: list[str], now: datetime, grace: timedelta, until: float
 ) -> Counter[str]:
     """Send the message of each of these jobs that is due (see :func:`reconcile`), after the
-    due checks of jobs Batch events carry were made in bulk; counts the jobs dealt with:
+    due checks of jobs Batch events carry were made in bulk (until the monotonic time
+    ``until``); counts the jobs dealt with:
     ``check`` (lost), ``submit`` (lost), ``scheduled`` (a carried job's check, sent), ``swept``
     (a carried job checked in bulk, going on)."""
     late = now - grace
     due = [r for r in rt.store.records(ids) if _carried(r) or _overdue(r, late)]
     sent: Counter[str] = Counter()  # due jobs dealt with (they leave the due range)
-    if any(_carried(r) for r in due) and rt.store.events_flowing():
-        swept = safety_net.sweep(rt, [r for r in due if _carried(r)], now)
+    flowing = rt.settings.events_queue_url is not None and rt.store.events_flowing()
+    if flowing and any(_carried(r) for r in due):
+        swept = safety_net.sweep(rt, [r for r in due if _carried(r)], now, until)
         sent["swept"] = swept.checked - swept.ended
         # The jobs that ended (and those whose check must do more) still get their task
         due = [r for r in due if not _carried(r)] + swept.for_tasks

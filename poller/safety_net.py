@@ -11,13 +11,17 @@ apply it (:func:`poller.tracking.checked`: counted, never backwards, each transi
 once, the next safety-net check scheduled), fenced on the version read as due.
 
 Only the jobs that need a task get one: those that ended (their check produces the Celery result
-and continues the canvas), and those whose check does more than apply an observation (revoked,
-given up, timed out when stuck, or AWS refused the call: the task retries with its backoff).
+and continues the canvas: found ended here, or ended earlier with their result never produced),
+and those whose check does more than apply an observation (revoked, given up, timed out when
+stuck, or AWS refused the call: the task handles it with its grace). A page Batch cannot describe
+for now (throttling, 5xx) waits for the next pass rather than becoming a hundred tasks that would
+each call DescribeJobs.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -25,7 +29,7 @@ from datetime import datetime, timedelta
 
 from poller import lifecycle, outbox, tracking
 from poller.batch import DESCRIBE_PAGE
-from poller.errors import PollerError
+from poller.errors import BatchMisconfigured, BatchUnavailable
 from poller.models import BatchJobView, JobRecord, JobStatus
 from poller.runtime import Runtime
 from poller.store import Change
@@ -43,22 +47,29 @@ class Swept:
     for_tasks: list[JobRecord] = field(default_factory=list)
 
 
-def sweep(rt: Runtime, due: list[JobRecord], now: datetime) -> Swept:
-    """Make the due safety-net checks of ``due`` (jobs Batch events carry, read as due).
+def sweep(rt: Runtime, due: list[JobRecord], now: datetime, until: float) -> Swept:
+    """Make the due safety-net checks of ``due`` (jobs Batch events carry, read as due), page
+    by page until the monotonic time ``until`` (the rest stay due for the next pass).
 
-    Jobs changed since they were read are skipped (an event or a check got there first).
+    Jobs changed since they were read are skipped (an event or a check got there first), and so
+    are pages Batch could not describe for now (throttling, 5xx: the next pass tries again).
     Returns what was done, and the records whose check must go out as a task.
     """
     swept = Swept()
     pages: dict[str, list[JobRecord]] = defaultdict(list)
     for record in due:
-        if record.revoked or tracking.give_up_reason(record, now) is not None:
+        # As a check would: a finished job (its result maybe never produced: the task that
+        # would have was lost), a revoked one or one to give up on is its task's to handle.
+        if record.is_terminal or record.revoked or tracking.give_up_reason(record, now):
             swept.for_tasks.append(record)
         else:
             pages[record.target_key].append(record)
+    started = time.monotonic()
     for records in pages.values():
         for page in _pages(records):
-            _check_page(rt, page, now, swept)
+            if time.monotonic() > until:
+                break
+            _check_page(rt, page, swept, now + timedelta(seconds=time.monotonic() - started))
     if swept.calls:
         logger.debug(
             "safety net: %d job(s) checked in %d DescribeJobs call(s), %d ended",
@@ -72,13 +83,17 @@ def _pages(records: list[JobRecord]) -> Iterator[list[JobRecord]]:
         yield records[start : start + DESCRIBE_PAGE]
 
 
-def _check_page(rt: Runtime, page: list[JobRecord], now: datetime, swept: Swept) -> None:
-    """One DescribeJobs call for the page, then one transaction applying what it saw."""
+def _check_page(rt: Runtime, page: list[JobRecord], swept: Swept, now: datetime) -> None:
+    """One DescribeJobs call for the page, then one transaction applying what it saw (at
+    ``now``, the pass's time as this page starts: what Batch says is no older than that)."""
     try:
         views = rt.batch_for(page[0]).describe(str(r.job_id) for r in page)
-    except PollerError as err:
-        logger.warning("safety net: DescribeJobs failed (%s); sending those checks as tasks", err)
+    except BatchMisconfigured as err:  # refused: each job's check task handles it (its grace)
+        logger.warning("safety net: DescribeJobs refused (%s); sending those checks as tasks", err)
         swept.for_tasks += page
+        return
+    except BatchUnavailable as err:
+        logger.warning("safety net: DescribeJobs failed (%s); the next pass tries again", err)
         return
     swept.calls += 1
     handed_over: set[str] = set()
@@ -104,6 +119,7 @@ def _observed(
     delay = lifecycle.events_delay(rt, seen)
 
     def decide(record: JobRecord) -> Change | None:
+        handed_over.discard(record.tracking_id)  # decided afresh on a retried transaction
         if record.version != seen.version:
             return None
         change = tracking.checked(
@@ -118,7 +134,6 @@ def _observed(
         if change is not None and change.record.status is JobStatus.TIMED_OUT:
             handed_over.add(record.tracking_id)  # its check also terminates the Batch job
             return None
-        handed_over.discard(record.tracking_id)
         return change
 
     return decide

@@ -119,7 +119,7 @@ def test_a_pass_checks_every_due_job_in_bulk_a_page_at_a_time_skipping_those_wit
     # for the two that ended; nothing for the others
     assert (report.checks_swept, report.checks_due, report.checks_resent) == (5, 2, 0)
     assert sorted(task_id for _, _, task_id in app.sent) == ["e1", "e5"]
-    assert batch.calls["DescribeJobs"] - calls == 3  # pages of 3, 3 and 1 carried jobs
+    assert batch.calls["DescribeJobs"] - calls == 3  # a call for each read holding carried jobs
     assert all(rt.store.get(f"e{n}").checks == 1 for n in range(7))
 
 

@@ -155,7 +155,7 @@ def test_writes_run_in_one_command_as_redis_py_would_run_them(
     writes.expire("w:l", 40)
     with poller_redis_client.pipeline() as pipe:
         pipe.multi()
-        writes.run(poller_redis_client, pipe)
+        writes.run(pipe)
         assert len(pipe) == 1  # queued as one command in the MULTI
         pipe.execute()
     assert poller_redis_client.get("w:s") == "v"

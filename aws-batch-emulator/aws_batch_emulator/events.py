@@ -57,9 +57,9 @@ DELAYED = "delayed"
 FAILED = "failed"
 """Counter: event copies whose delivery raised (logged; the job is not affected)."""
 COUNTERS = (PUBLISHED, DUPLICATED, DROPPED, DELAYED, FAILED)
+"""Every counter of ``GET /_poller/stats``'s ``"events"`` object."""
 DELIVERY_BATCH = 100
 """Changes delivered together at most (one request to the events endpoint)."""
-"""Every counter of ``GET /_poller/stats``'s ``"events"`` object."""
 
 Event = dict[str, Any]
 """An event as EventBridge delivers it to a target (the JSON object)."""

@@ -72,8 +72,9 @@ class _Deliveries:
         return [body]
 
 
-def serve(host: str, port: int) -> None:
-    """Serve SQS and EventBridge (with the events queue and rule) until SIGINT/SIGTERM."""
+def serve(host: str, port: int, stop_with_stdin: bool = False) -> None:
+    """Serve SQS and EventBridge (with the events queue and rule) until SIGINT/SIGTERM, or
+    with ``stop_with_stdin`` until stdin closes."""
     from moto.moto_server.werkzeug_app import (
         DomainDispatcherApplication,
         MotoRequestHandler,
@@ -100,7 +101,8 @@ def serve(host: str, port: int) -> None:
         sys.stdin.read()  # EOF: the Batch server that started this process is gone
         stop(signal.SIGTERM, None)
 
-    threading.Thread(target=stop_with_parent, daemon=True).start()
+    if stop_with_stdin:
+        threading.Thread(target=stop_with_parent, daemon=True).start()
     print(READY_LINE.format(url=f"http://{host}:{server.port}"), flush=True)
     try:
         server.serve_forever(poll_interval=0.1)
@@ -121,11 +123,16 @@ class EventsEndpoint:
     def start(self) -> EventsEndpoint:
         """Start the process and wait until it listens; RuntimeError if it does not."""
         command = [sys.executable, "-m", "aws_batch_emulator.events_server"]
-        command += ["--host", self.host, "--port", str(self.port)]
+        command += ["--host", self.host, "--port", str(self.port), "--stop-with-stdin"]
         # stdout carries the ready line only; its logs go to this server's stderr. It stops
-        # when its stdin closes: with this process, however this one ends.
+        # when its stdin closes: with this process, however this one ends. A session of its
+        # own: a Ctrl-C meant for this server must not stop it before the last events went.
         self._proc = subprocess.Popen(
-            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
         )
         self.url = _await_ready(self._proc, time.monotonic() + START_TIMEOUT)
         logger.info("events endpoint (SQS, EventBridge) on %s", self.url)
@@ -181,6 +188,7 @@ def _await_ready(proc: subprocess.Popen[str], deadline: float) -> str:
         return found[0]
     with contextlib.suppress(OSError):
         proc.kill()
+    proc.wait()
     raise RuntimeError(f"the events endpoint did not start (exit code {proc.poll()})")
 
 
@@ -189,11 +197,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--stop-with-stdin", action="store_true", help="stop when stdin closes")
     args: Any = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    serve(args.host, args.port)
+    serve(args.host, args.port, args.stop_with_stdin)
 
 
 if __name__ == "__main__":

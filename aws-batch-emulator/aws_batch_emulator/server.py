@@ -109,31 +109,35 @@ def serve(
     settings = RuntimeSettings(runtime, concurrency, stage_seconds, sim_seconds)
     events_endpoint = EventsEndpoint(host, events_port).start() if events else None
     publisher = None if events_endpoint is None else EventPublisher(events_endpoint.deliver).start()
-    engine = install(settings, publisher)
-    engine.backend(resources.ACCOUNT_ID, resources.REGION)  # ready-made resources before ready
-    if logging.getLogger("werkzeug").level == logging.NOTSET:
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
-    routing = _BatchRouting(
-        DomainDispatcherApplication(create_backend_app), create_backend_app("batch")
-    )
-    sections = {} if publisher is None else {"events": publisher}
-    app = FaultMiddleware(routing, faults, sections=sections)
-    server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
-    restore = _stop_on_signals(server.shutdown)
+    engine = None
     try:
-        url = f"http://{host}:{server.port}"
-        logger.info("local Batch endpoint on %s (%s)", url, settings)
-        if on_ready is not None:
-            on_ready(url, None if events_endpoint is None else events_endpoint.url)
-        server.serve_forever(poll_interval=0.1)  # how fast a stop signal is noticed
+        engine = install(settings, publisher)
+        engine.backend(resources.ACCOUNT_ID, resources.REGION)  # ready-made resources first
+        if logging.getLogger("werkzeug").level == logging.NOTSET:
+            logging.getLogger("werkzeug").setLevel(logging.WARNING)  # a line per request otherwise
+        routing = _BatchRouting(
+            DomainDispatcherApplication(create_backend_app), create_backend_app("batch")
+        )
+        sections = {} if publisher is None else {"events": publisher}
+        app = FaultMiddleware(routing, faults, sections=sections)
+        server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
+        restore = _stop_on_signals(server.shutdown)
+        try:
+            url = f"http://{host}:{server.port}"
+            logger.info("local Batch endpoint on %s (%s)", url, settings)
+            if on_ready is not None:
+                on_ready(url, None if events_endpoint is None else events_endpoint.url)
+            server.serve_forever(poll_interval=0.1)  # how fast a stop signal is noticed
+        finally:
+            restore()
+            server.server_close()
     finally:
-        restore()
-        engine.shutdown()
+        if engine is not None:
+            engine.shutdown()
         if publisher is not None:
             publisher.close()
         if events_endpoint is not None:
             events_endpoint.stop()
-        server.server_close()
 
 
 def _stop_on_signals(shutdown: Callable[[], None]) -> Callable[[], None]:

@@ -237,7 +237,7 @@ class JobStore:
                         return changes, records
                     pipe.multi()
                     for change, current in writes:
-                        self._write(change, current).run(self.redis, pipe)
+                        self._write(change, current).run(pipe)
                     pipe.execute()
                     return changes, records
                 except redis.WatchError:
@@ -502,6 +502,9 @@ def _number_versions(change: Change, previous: int) -> None:
         record.version = number
 
 
+_RUN_WRITES = resources.files(__name__).joinpath("scripts", "run_writes.lua").read_text()
+
+
 class Writes:
     """Writes queued with redis-py's names, run by Redis in one script call (run_writes.lua).
 
@@ -544,10 +547,15 @@ class Writes:
     def expire(self, key: str, seconds: int) -> None:
         self._add("EXPIRE", key, seconds)
 
-    def run(self, client: redis.Redis, pipe: Any = None) -> None:
-        """Run the writes with ``client``, or queue them on its pipeline ``pipe``."""
+    def run(self, target: Any) -> None:
+        """Run the writes with ``target``: a client, or a pipeline that queues them in its MULTI.
+
+        EVAL with the script's text rather than EVALSHA: Redis caches it by its hash all the
+        same, and a script cache emptied meanwhile (a restart, a failover) cannot fail the
+        command inside the MULTI, after the transaction's other commands ran.
+        """
         if self.words:
-            _script(client, "run_writes")(args=self.words, client=client if pipe is None else pipe)
+            target.eval(_RUN_WRITES, 0, *self.words)
 
 
 @functools.lru_cache(maxsize=16)
