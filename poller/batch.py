@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import boto3
 import botocore.session
@@ -110,9 +110,13 @@ def check_request(spec: JobSpec) -> None:
     raise InvalidJobSpec(f"invalid job spec: {field}: {first}", field=field)
 
 
-def _chunks(ids: list[str], size: int) -> Iterator[list[str]]:
-    for start in range(0, len(ids), size):
-        yield ids[start : start + size]
+T = TypeVar("T")
+
+
+def chunks(items: list[T], size: int) -> Iterator[list[T]]:
+    """``items`` in lists of at most ``size`` (DescribeJobs' pages of 100 ids)."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 # AWS's answers to a caller it does not accept: credentials, signature or permissions.
@@ -280,7 +284,7 @@ class BatchClient:
 
     def _describe_raw(self, job_ids: Iterable[str]) -> Iterator[dict[str, Any]]:
         """DescribeJobs' items for these ids, one call per 100 distinct ids."""
-        for page in _chunks(list(dict.fromkeys(job_ids)), DESCRIBE_PAGE):
+        for page in chunks(list(dict.fromkeys(job_ids)), DESCRIBE_PAGE):
             with _translated_errors("DescribeJobs"):
                 jobs = self._client.describe_jobs(jobs=page)["jobs"]
             yield from (dict(job) for job in jobs)

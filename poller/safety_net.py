@@ -23,12 +23,12 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from poller import lifecycle, outbox, tracking
-from poller.batch import DESCRIBE_PAGE
+from poller.batch import DESCRIBE_PAGE, chunks
 from poller.errors import BatchMisconfigured, BatchUnavailable
 from poller.models import BatchJobView, JobRecord, JobStatus
 from poller.runtime import Runtime
@@ -66,7 +66,7 @@ def sweep(rt: Runtime, due: list[JobRecord], now: datetime, until: float) -> Swe
             pages[record.target_key].append(record)
     started = time.monotonic()
     for records in pages.values():
-        for page in _pages(records):
+        for page in chunks(records, DESCRIBE_PAGE):
             if time.monotonic() > until:
                 break
             _check_page(rt, page, swept, now + timedelta(seconds=time.monotonic() - started))
@@ -76,11 +76,6 @@ def sweep(rt: Runtime, due: list[JobRecord], now: datetime, until: float) -> Swe
             swept.checked, swept.calls, swept.ended,
         )  # fmt: skip
     return swept
-
-
-def _pages(records: list[JobRecord]) -> Iterator[list[JobRecord]]:
-    for start in range(0, len(records), DESCRIBE_PAGE):
-        yield records[start : start + DESCRIBE_PAGE]
 
 
 def _check_page(rt: Runtime, page: list[JobRecord], swept: Swept, now: datetime) -> None:

@@ -246,27 +246,27 @@ class JobStore:
 
     def _write(self, change: Change, previous: JobRecord) -> Writes:
         """The writes that store ``change`` (its record, indexes, counts, events)."""
-        pipe = Writes()
+        writes = Writes()
         record = change.record
         if self.count_metrics:
-            metrics.count_change(pipe, self.key, previous, record)
+            metrics.count_change(writes, self.key, previous, record)
         job_key = self.key("job", record.tracking_id)
         ttl = self.record_ttl if record.is_terminal else None
-        pipe.set(job_key, record.model_dump_json(), ex=ttl)
+        writes.set(job_key, record.model_dump_json(), ex=ttl)
         if record.job_id:
-            pipe.set(self.key("jobid", record.job_id), record.tracking_id, ex=ttl)
-        self._index_active(record, pipe)
+            writes.set(self.key("jobid", record.job_id), record.tracking_id, ex=ttl)
+        self._index_active(record, writes)
         if not change.events:
-            return pipe
+            return writes
         stored_at = time.time()
         change.stored = [event.to_json(stored_at) for event in change.events]
         for entry in change.stored:
-            pipe.publish(self.channel, entry)
+            writes.publish(self.channel, entry)
         outbox = self.key(UNSENT_KEY, record.tracking_id)
-        pipe.rpush(outbox, *change.stored)
-        pipe.expire(outbox, self.record_ttl)
-        pipe.zadd(self.key(UNSENT_KEY), {record.tracking_id: stored_at}, nx=True)
-        return pipe
+        writes.rpush(outbox, *change.stored)
+        writes.expire(outbox, self.record_ttl)
+        writes.zadd(self.key(UNSENT_KEY), {record.tracking_id: stored_at}, nx=True)
+        return writes
 
     # --- the signals' outbox ------------------------------------------------------------------
 
@@ -502,7 +502,12 @@ def _number_versions(change: Change, previous: int) -> None:
         record.version = number
 
 
-_RUN_WRITES = resources.files(__name__).joinpath("scripts", "run_writes.lua").read_text()
+def _script_source(name: str) -> str:
+    """The text of the Lua script ``scripts/<name>.lua``."""
+    return resources.files(__name__).joinpath("scripts", f"{name}.lua").read_text()
+
+
+_RUN_WRITES = _script_source("run_writes")
 
 
 class Writes:
@@ -561,5 +566,4 @@ class Writes:
 @functools.lru_cache(maxsize=16)
 def _script(client: redis.Redis, name: str) -> Script:
     """The Lua script ``scripts/<name>.lua`` for this client, run by its SHA."""
-    source = resources.files(__name__).joinpath("scripts", f"{name}.lua").read_text()
-    return client.register_script(source)
+    return client.register_script(_script_source(name))
