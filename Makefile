@@ -2,19 +2,40 @@
 VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
+UV := $(VENV)/bin/uv
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench lint typecheck install clean
+.PHONY: demo test test-latest system-packages bench lint typecheck install lock clean
 
 EMULATOR := aws-batch-emulator
 
-$(STAMP): pyproject.toml $(EMULATOR)/pyproject.toml
+# uv.lock is the environment: every package at the version CI tested, with its hashes. uv itself
+# is locked too; pip bootstraps that version, then the sync keeps it. uv uses this machine's
+# python3 (it never downloads one) and the venv at $(VENV).
+UV_VERSION = $(shell sed -n '/^name = "uv"$$/{n;s/^version = "\(.*\)"$$/\1/p;}' uv.lock)
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+
+$(UV):
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]' -e ./$(EMULATOR)
+	$(PY) -m pip install --quiet uv==$(UV_VERSION)
+
+# --locked: a pyproject.toml changed without `make lock` stops here instead of drifting.
+$(STAMP): uv.lock pyproject.toml $(EMULATOR)/pyproject.toml | $(UV)
+	$(PY) -m pip install --quiet uv==$(UV_VERSION)
+	$(UV) sync --locked --all-extras --all-packages --python $(PY)
 	touch $(STAMP)
 
-install: $(STAMP)  ## create .venv with poller and its dev tools
+install: $(STAMP)  ## create .venv with uv.lock's exact versions of poller, the emulator and the dev tools
+
+lock: | $(UV)  ## refresh uv.lock to the newest versions pyproject allows (then `make test`, and commit both)
+	$(UV) lock --upgrade
+
+test-latest:  ## the newest allowed versions in .venv-latest (a user's pip install): demo, lint, types, fast tier; what differs from uv.lock
+	.ci/test-latest
+
+system-packages:  ## the Debian packages the suite needs (installed as root, else the command to run is named)
+	.ci/system-packages
 
 lint: $(STAMP)  ## ruff lint and format check
 	$(VENV)/bin/ruff check .
@@ -42,9 +63,9 @@ bench: $(STAMP)  ## coalesced vs per-job DescribeJobs, throttled submits; detect
 # the 2 cores busy with 3 processes, 389 s with 2 against 295 s with 3): one process more.
 FAST := -n 2 --dist loadfile --durations=15
 REAL_SERVERS := -n 3 --dist loadfile --durations=15
-test: lint typecheck  ## everything CI runs: lint, types, the whole test suite
+test: system-packages lint typecheck  ## everything CI runs: lint, types, the whole test suite
 	$(PY) -m pytest -m "not integration" -x $(FAST) --cov-fail-under=0 --cov-report=
 	$(PY) -m pytest -m integration $(REAL_SERVERS) --cov-append
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.*
+	rm -rf $(VENV) .venv-latest .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.*

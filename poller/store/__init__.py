@@ -475,7 +475,7 @@ class JobStore:
         Waiting for the confirmation means any event published after this returns is seen,
         so a reader can subscribe, then read the record, without a gap between the two.
         """
-        pubsub = self.redis.pubsub()  # type: ignore[no-untyped-call]
+        pubsub = self.redis.pubsub()
         try:
             pubsub.subscribe(self.channel)
             deadline = time.monotonic() + timeout
