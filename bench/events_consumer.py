@@ -37,7 +37,7 @@ from aws_batch_emulator import LocalBatch
 from rich.table import Table
 
 from bench.tracking import console, progress_bars
-from poller import events, lifecycle
+from poller import batch_wire, events, lifecycle
 from poller.app import app
 from poller.models import JobRecord
 from poller.runtime import Runtime, get_runtime
@@ -62,8 +62,8 @@ def state_change(record: JobRecord, status: str) -> str:
         detail |= {"stoppedAt": 1_796_000_002_000, "container": {"exitCode": 0}}
     return json.dumps(
         {
-            "version": "0", "id": f"{record.job_id}-{status}", "detail-type": events.DETAIL_TYPE,
-            "source": events.SOURCE, "account": "123456789012", "time": "2026-12-03T08:00:00Z",
+            "version": "0", "id": f"{record.job_id}-{status}", "detail-type": batch_wire.DETAIL_TYPE,
+            "source": batch_wire.SOURCE, "account": "123456789012", "time": "2026-12-03T08:00:00Z",
             "region": "us-east-1", "resources": [f"arn:aws:batch:::job/{record.job_id}"],
             "detail": detail,
         }

@@ -30,6 +30,7 @@ from botocore.exceptions import (
 from botocore.validate import ParamValidator
 
 from poller.aws_calls import CallCounter
+from poller.batch_wire import MalformedInput, job_view
 from poller.errors import (
     BatchMisconfigured,
     BatchRequestError,
@@ -279,8 +280,15 @@ class BatchClient:
 
     def describe(self, job_ids: Iterable[str]) -> dict[str, BatchJobView]:
         """Describe jobs, 100 ids per call; ids Batch does not know are absent from the result."""
-        views = (BatchJobView.from_api(job) for job in self._describe_raw(job_ids))
-        return {view.job_id: view for view in views}
+        views: dict[str, BatchJobView] = {}
+        for item in self._describe_raw(job_ids):
+            try:
+                view = job_view(item)
+            except MalformedInput as err:  # set aside alone: its job waits, as if not found
+                logger.warning("DescribeJobs item ignored, not a job detail: %.300s", err)
+                continue
+            views[view.job_id] = view
+        return views
 
     def _describe_raw(self, job_ids: Iterable[str]) -> Iterator[dict[str, Any]]:
         """DescribeJobs' items for these ids, one call per 100 distinct ids."""

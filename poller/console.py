@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from typing import Any
 
@@ -25,6 +26,25 @@ EXIT_SUCCEEDED = 0
 EXIT_FAILED = 1
 EXIT_TIMED_OUT = 2
 EXIT_ERROR = 3  # unknown id, unreachable server, bad configuration
+
+
+# Stored strings come from outside (job names sent by name, Batch's reasons, a job's own log
+# lines): shown as text, never as Rich markup, and with no escape sequence reaching the terminal.
+_ESCAPE_SEQUENCE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-_])")
+_WHITESPACE_CONTROL = re.compile(r"[\t\n\r\v\f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``text`` with terminal escape sequences and control characters removed (line breaks and
+    tabs become spaces), safe to print as it is."""
+    text = _ESCAPE_SEQUENCE.sub("", text)
+    return _CONTROL.sub("", _WHITESPACE_CONTROL.sub(" ", text))
+
+
+def plain(value: object) -> Text:
+    """A stored value as Rich text: printable, never parsed as markup."""
+    return value if isinstance(value, Text) else Text(printable(str(value)))
 
 
 def exit_code(record: JobRecord) -> int:
@@ -84,7 +104,12 @@ def jobs_table(records: list[JobRecord], title: str | None = None, wide: bool = 
     regions = len({record.aws_region for record in records}) > 1
     # The table takes the console's width (80 when piped): name and reason share what the
     # fixed columns leave, 2:3, and are cut with an ellipsis rather than wrapped.
-    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, expand=True)
+    table = Table(
+        title=None if title is None else plain(title),
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        expand=True,
+    )
     table.add_column("job", overflow="ellipsis", no_wrap=True, ratio=2)
     table.add_column("status", no_wrap=True, width=max(len(s.value) for s in JobStatus))
     table.add_column("age", no_wrap=True, justify="right", width=6)
@@ -99,7 +124,7 @@ def jobs_table(records: list[JobRecord], title: str | None = None, wide: bool = 
         table.add_column("tracking id", no_wrap=True, min_width=36)
     now = utcnow()
     for record in records:
-        row: list[str | Text] = [
+        row: list[object] = [
             record.job_name,
             status_text(record.status),
             age(record, now),
@@ -110,13 +135,13 @@ def jobs_table(records: list[JobRecord], title: str | None = None, wide: bool = 
         if wide:
             row += [record.aws_account or "-", str(record.checks)]
             row += [record.job_id or "-", record.tracking_id]
-        table.add_row(*row)
+        table.add_row(*(plain(cell) for cell in row))
     return table
 
 
 def record_table(record: JobRecord) -> Table:
     """One job in detail: a field per row, then its history."""
-    table = Table(show_header=False, title=f"job {record.job_name}")
+    table = Table(show_header=False, title=plain(f"job {record.job_name}"))
     table.add_column("field", style="bold")
     table.add_column("value")
     rows: list[tuple[str, Any]] = [
@@ -141,9 +166,9 @@ def record_table(record: JobRecord) -> Table:
     ]
     for name, value in rows:
         if value is not None:
-            table.add_row(name, value if isinstance(value, Text) else str(value))
+            table.add_row(name, plain(value))
     history = ", ".join(f"{t.status.value} {t.observed_at:%H:%M:%S}" for t in record.history)
-    table.add_row("history", history)
+    table.add_row("history", plain(history))
     return table
 
 

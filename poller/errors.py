@@ -56,6 +56,10 @@ class JobNotFound(PollerError, LookupError):
     """No job record is stored under this tracking id or Batch job id."""
 
 
+class RecordUnreadable(JobNotFound):
+    """The job's stored record could not be read back; it was set aside (``poller check``)."""
+
+
 class BatchUnavailable(PollerError):
     """AWS Batch throttled the call, answered 5xx or could not be reached; try again later."""
 

@@ -21,28 +21,25 @@ starved the submissions, whose events then stopped, and polling never ended).
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config
-from pydantic import ValidationError
 
-from poller import lifecycle, resend
+from poller import lifecycle, resend, tracking
+from poller.batch_wire import MalformedInput, parse_event
 from poller.models import BatchJobView, JobRecord
 from poller.runtime import Runtime
-from poller.store.metrics import APPLIED, DUPLICATE, EARLY, MALFORMED, UNKNOWN_JOB
+from poller.store.metrics import APPLIED, DUPLICATE, EARLY, FOREIGN, MALFORMED, UNKNOWN_JOB
 
 logger = logging.getLogger(__name__)
 
-DETAIL_TYPE = "Batch Job State Change"
-SOURCE = "aws.batch"
 WAIT_SECONDS = 10  # SQS long poll: an event is received as soon as it arrives, whatever this is
 
 
@@ -50,21 +47,20 @@ WAIT_SECONDS = 10  # SQS long poll: an event is received as soon as it arrives, 
 class BatchEvent:
     """What poller reads from one state-change event body (parsed once)."""
 
-    view: BatchJobView
+    view: BatchJobView  # its origin is the event's account and region
     tracking_tag: str | None  # poller's tracking-id tag on the job, if any
 
 
 def parse(body: str) -> BatchEvent | None:
-    """The state-change event in a message body, or None when it is not one."""
+    """The state-change event in a message body, or None when it is not one (logged in one
+    capped line). Never raises, whatever the body: one bad message is set aside alone."""
     try:
-        event = json.loads(body)
-        if event.get("source") != SOURCE or event.get("detail-type") != DETAIL_TYPE:
-            return None
-        view = BatchJobView.from_api(event["detail"])
-        tag = (event["detail"].get("tags") or {}).get(lifecycle.TRACKING_TAG)
-    except (ValueError, TypeError, KeyError, AttributeError, ValidationError):
+        event = parse_event(body)
+    except MalformedInput as err:
+        logger.warning("Batch event ignored, malformed: %.200s; body: %.200r", err, body)
         return None
-    return BatchEvent(view, tag if isinstance(tag, str) else None)
+    view = replace(event.detail.view(), origin=(event.account, event.region))
+    return BatchEvent(view, (event.detail.tags or {}).get(lifecycle.TRACKING_TAG))
 
 
 def handle(rt: Runtime, app: Any, body: str) -> str:
@@ -83,9 +79,7 @@ def apply_all(rt: Runtime, app: Any, received: list[tuple[str, BatchEvent | None
     found = rt.store.tracking_ids_for_jobs(job_ids)
     owners: list[str | None] = []
     views: dict[str, list[BatchJobView]] = {}
-    for body, event in received:
-        if event is None:
-            logger.warning("Batch event ignored: not a job state-change event: %.200s", body)
+    for _, event in received:
         # Not recorded yet (SubmitJob's answer on its way): poller's tag says whose it is.
         owner = None if event is None else found.get(event.view.job_id, event.tracking_tag)
         owners.append(owner)
@@ -122,6 +116,13 @@ def _outcome(
         return EARLY
     if record.job_id != event.view.job_id:  # an array child, tagged like its parent
         return UNKNOWN_JOB
+    if not tracking.from_its_target(record, event.view):
+        logger.warning(
+            "job %s: Batch event from account %s, region %s ignored: the job is in %s, %s",
+            record.tracking_id, *(event.view.origin or ("?", "?")),
+            record.aws_account, record.aws_region,
+        )  # fmt: skip
+        return FOREIGN
     if not applied:
         return DUPLICATE
     logger.debug("job %s: %s from its Batch event", record.tracking_id, event.view.status.value)

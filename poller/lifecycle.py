@@ -278,7 +278,11 @@ def submit(rt: Runtime, record: JobRecord) -> JobRecord:
 
 def _record_submitted(rt: Runtime, record: JobRecord, job_id: str, batch: Batch) -> JobRecord:
     now = utcnow()
-    where = (rt.region_for(record), getattr(batch, "account", None))
+    # Where SubmitJob put it: its client's region and the account its ARN named
+    where = (
+        getattr(batch, "region", None) or rt.region_for(record),
+        getattr(batch, "account", None),
+    )
     delay, by_events = next_check(rt, record)
     first_check = now + timedelta(seconds=delay)
     logger.info("job %s: submitted as Batch job %s", record.tracking_id, job_id)

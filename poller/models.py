@@ -15,12 +15,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from poller.errors import InvalidJobSpec
 
-JOB_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
+JOB_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")  # fullmatch(): no "\n" after $
 MAX_TAGS = 50  # AWS Batch's limit on tags per resource
 ARRAY_SIZE_RANGE = (2, 10_000)  # AWS Batch's bounds on arrayProperties.size
 MIN_ATTEMPT_SECONDS = 60  # AWS Batch refuses a shorter timeout.attemptDurationSeconds
 RETRY_ATTEMPTS_RANGE = (1, 10)  # AWS Batch's bounds on retryStrategy.attempts
-REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")  # us-east-1, us-gov-west-1, eu-central-2
+REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")  # us-east-1, us-gov-west-1; fullmatch()
 
 
 class JobStatus(str, Enum):
@@ -110,14 +110,14 @@ class JobSpec(BaseModel):
     @field_validator("aws_region")
     @classmethod
     def _aws_region(cls, value: str | None) -> str | None:
-        if value is not None and not REGION_RE.match(value):
+        if value is not None and not REGION_RE.fullmatch(value):
             raise ValueError(f"must be an AWS region name such as us-west-2 (got {value!r})")
         return value
 
     @field_validator("job_name")
     @classmethod
     def _job_name(cls, value: str) -> str:
-        if not JOB_NAME_RE.match(value):
+        if not JOB_NAME_RE.fullmatch(value):
             raise ValueError(
                 "must be 1-128 letters, digits, hyphens or underscores, starting with a "
                 f"letter or digit (got {value!r})"
@@ -190,34 +190,9 @@ class BatchJobView:
     started_at: datetime | None = None
     stopped_at: datetime | None = None
     array_status_summary: dict[str, int] | None = None
-
-    @classmethod
-    def from_api(cls, job: dict[str, Any]) -> BatchJobView:
-        """Build a view from one item of DescribeJobs' ``jobs`` list."""
-        attempts = job.get("attempts") or []
-        last_container = (attempts[-1].get("container") if attempts else None) or {}
-        container = job.get("container") or {}
-        exit_code = container.get("exitCode", last_container.get("exitCode"))
-        summary = (job.get("arrayProperties") or {}).get("statusSummary")
-        return cls(
-            job_id=job["jobId"],
-            status=JobStatus(job["status"]),
-            status_reason=job.get("statusReason"),
-            exit_code=exit_code,
-            container_reason=last_container.get("reason") or container.get("reason"),
-            attempts=len(attempts),
-            log_stream_name=container.get("logStreamName") or last_container.get("logStreamName"),
-            created_at=_from_millis(job.get("createdAt")),
-            started_at=_from_millis(job.get("startedAt")),
-            stopped_at=_from_millis(job.get("stoppedAt")),
-            array_status_summary=dict(summary) if summary else None,
-        )
-
-
-def _from_millis(value: int | None) -> datetime | None:
-    if not value:
-        return None
-    return datetime.fromtimestamp(value / 1000, tz=UTC)
+    # Where an event says it comes from: (account, region); None for DescribeJobs' answers,
+    # asked of the job's own target
+    origin: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)

@@ -229,9 +229,23 @@ def event_observed(
     move the job forward (a duplicate, or older than what is recorded) changes nothing."""
     if record.is_terminal or view.status.rank <= record.status.rank:
         return None
+    if not from_its_target(record, view):
+        return None
     return checked(
         record, view, check_no=record.checks, now=now, next_check_at=now, limits=limits, own=False
     )
+
+
+def from_its_target(record: JobRecord, view: BatchJobView) -> bool:
+    """True unless the view is an event from another account or region than the job's.
+
+    A job lives in one account and region, and AWS sends its events from there: anything else
+    was forged (or mis-routed), and is never applied. A job whose target is not known yet
+    accepts no event (its checks still see it).
+    """
+    if view.origin is None:
+        return True
+    return view.origin == (record.aws_account, record.aws_region)
 
 
 def _copy_details(record: JobRecord, view: BatchJobView) -> None:

@@ -22,7 +22,9 @@ def compose_config(
     binary = shutil.which("docker-compose")
     if binary is None:
         if os.environ.get("CI"):
-            pytest.fail("docker-compose is not installed: make test installs Debian's docker-compose")
+            pytest.fail(
+                "docker-compose is not installed: make test installs Debian's docker-compose"
+            )
         pytest.skip("docker-compose is not installed (apt-get install docker-compose)")
     return subprocess.run(
         [binary, *args, "config"], cwd=ROOT, capture_output=True, text=True,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -236,3 +237,111 @@ def test_events_applied_in_one_transaction_keep_distinct_event_ids(
         (f"t1:{version - 1}:job_status_changed", "RUNNING", version - 1),
         (f"t1:{version}:job_status_changed", "SUCCEEDED", version),
     ]
+
+
+POISON = [
+    '{"createdAt": 1e30}',
+    json.dumps({"source": "aws.batch", "detail-type": "Batch Job State Change",
+                "account": "123456789012", "region": "us-east-1",
+                "detail": {"jobId": ["a", "list"], "status": "RUNNING"}}),
+    "[" * 100_000 + "]" * 100_000,  # deeper than the JSON parser recurses
+    "\udcff not even text",
+    "x" * 300_000,  # larger than any event
+]  # fmt: skip
+
+
+def poisoned(record: JobRecord, how: str) -> str:
+    """A body that is the job's SUCCEEDED event but for one member."""
+    body = json.loads(event(record, "SUCCEEDED"))
+    if how == "exit code as text":
+        body["detail"]["container"] = {"exitCode": "zero"}
+    elif how == "created at 1e30":
+        body["detail"]["createdAt"] = 1e30
+    elif how == "created after year 9999":
+        body["detail"]["createdAt"] = 10**30
+    elif how == "unknown status":
+        body["detail"]["status"] = "EXPLODED"
+    elif how == "region with a newline":
+        body["region"] = "us-east-1\n"
+    elif how == "no account":
+        del body["account"]
+    return json.dumps(body)
+
+
+HOWS = [
+    "exit code as text", "created at 1e30", "created after year 9999", "unknown status",
+    "region with a newline", "no account",
+]  # fmt: skip
+
+
+def test_a_batch_of_poison_messages_drains_and_the_good_one_among_them_applies(
+    rt: Runtime, batch: FakeBatch, app: RecordingApp
+) -> None:
+    # Given a tracked job, and a batch of ten where only one message is its good event
+    victim, other = running(rt, batch, "t1"), running(rt, batch, "t2")
+    bodies = [poisoned(victim, how) for how in HOWS[:5]] + POISON[:4]
+    bodies.insert(4, event(other, "RUNNING"))
+    assert len(bodies) == 10
+    queue = OneBatchQueue(bodies)
+    # When one consume call takes the batch
+    outcomes = events.consume(rt, app, queue, "q")
+    # Then the good event applied, the nine others are counted malformed, and all are deleted
+    assert outcomes == {events.APPLIED: 1, events.MALFORMED: 9}
+    assert sorted(queue.deleted, key=int) == [str(n) for n in range(10)]
+    assert rt.store.get("t2").status is JobStatus.RUNNING
+    # And the victim's record is untouched and still reads back
+    assert rt.store.get("t1").status is JobStatus.SUBMITTED
+    assert rt.store.get("t1").exit_code is None
+
+
+@pytest.mark.parametrize("how", HOWS)
+def test_a_wrong_typed_member_makes_the_event_malformed(
+    rt: Runtime, batch: FakeBatch, app: RecordingApp, how: str
+) -> None:
+    record = running(rt, batch)
+    assert events.handle(rt, app, poisoned(record, how)) == events.MALFORMED
+    assert rt.store.get("t1").status is JobStatus.SUBMITTED
+
+
+@pytest.mark.parametrize("body", POISON)
+def test_a_poison_body_is_malformed_never_an_exception(
+    rt: Runtime, app: RecordingApp, body: str
+) -> None:
+    assert events.handle(rt, app, body) == events.MALFORMED
+
+
+@pytest.mark.parametrize(
+    ("account", "region"),
+    [("999999999999", "us-east-1"), ("123456789012", "eu-west-1")],
+)
+def test_an_event_from_another_account_or_region_is_foreign_and_never_applied(
+    rt: Runtime, batch: FakeBatch, app: RecordingApp, sent: list[tuple[str, str]],
+    account: str, region: str,
+) -> None:  # fmt: skip
+    # Given a job submitted to account 123456789012 in us-east-1, now RUNNING
+    record = running(rt, batch)
+    assert events.handle(rt, app, event(record, "RUNNING")) == events.APPLIED
+    # When a SUCCEEDED event for it arrives from another account or region
+    forged = json.loads(event(record, "SUCCEEDED"))
+    forged.update(account=account, region=region)
+    outcome = events.handle(rt, app, json.dumps(forged))
+    # Then it is counted foreign, the record stays RUNNING, and no result is produced
+    assert outcome == events.FOREIGN
+    assert rt.store.get("t1").status is JobStatus.RUNNING
+    assert ("job_finished", "t1") not in sent
+    assert app.sent == []
+
+
+def test_aws_documented_example_event_is_read(rt: Runtime, batch: FakeBatch) -> None:
+    # Given the example on AWS's "Job state change events" page
+    body = (Path(__file__).parent / "fixtures" / "batch_state_change_event.json").read_text()
+    # When it is parsed
+    parsed = events.parse(body)
+    # Then poller reads the job, its status, its creation and where the event came from
+    assert parsed is not None
+    assert parsed.view.job_id == "4c7599ae-0a82-49aa-ba5a-4727fcce14a8"
+    assert parsed.view.status is JobStatus.RUNNABLE
+    assert parsed.view.created_at is not None
+    assert parsed.view.created_at.year == 2022
+    assert parsed.view.origin == ("123456789012", "us-east-1")
+    assert parsed.tracking_tag is None

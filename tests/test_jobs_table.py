@@ -95,3 +95,40 @@ def test_a_jobs_detail_names_its_region_account_and_profile(rt: Runtime, batch: 
     out = io.StringIO()
     Console(file=out, width=120, color_system=None).print(view.record_table(record))
     assert "eu-west-1 / 222222222222" in out.getvalue() and "partner" in out.getvalue()
+
+
+HOSTILE_NAME = "[/][bold]x\x1b]0;pwned\x07"
+HOSTILE_REASON = "exited [red]\x1b[2J\x1b[31mred\x07 \x9b"
+
+
+def hostile(rt: Runtime, batch: FakeBatch) -> JobRecord:
+    """A failed job whose stored name and reason hold markup and terminal escapes."""
+    record = running(rt, batch, "t1")
+    batch.set_status(str(record.job_id), JobStatus.FAILED, reason=HOSTILE_REASON, exit_code=1)
+    lifecycle.check(rt, "t1", 0)
+    stored = rt.store.get("t1").model_copy(update={"job_name": HOSTILE_NAME})
+    rt.store.redis.set(rt.store.key("job", "t1"), stored.model_dump_json())
+    return rt.store.get("t1")
+
+
+def test_stored_markup_and_escapes_print_as_plain_text(rt: Runtime, batch: FakeBatch) -> None:
+    # Given a record whose name and reason hold Rich markup and terminal escape sequences
+    record = hostile(rt, batch)
+    # When the jobs table and the job's own table are printed to a terminal
+    out = io.StringIO()
+    terminal = Console(file=out, width=200, force_terminal=True, color_system="standard")
+    terminal.print(view.jobs_table([record], wide=True))
+    terminal.print(view.record_table(record))
+    text = out.getvalue()
+    # Then nothing raised, the brackets show as text, and no escape of the record's reaches
+    # the terminal (only Rich's own colour codes, which end in "m", remain)
+    assert "[/][bold]x" in text
+    assert "exited [red]" in text
+    assert "\x07" not in text
+    assert "\x9b" not in text
+    assert "]0;" not in text
+    assert "\x1b[2J" not in text
+
+
+def test_printable_drops_escape_sequences_and_control_characters() -> None:
+    assert view.printable("a\x1b[31mb\x1b[0m\x1b]0;t\x07c\x00d\ne\tf\x9bg") == "abcd e fg"

@@ -57,8 +57,8 @@ def test_a_jobs_life_is_counted_once_per_change(rt: Runtime, batch: FakeBatch) -
     assert samples[("poller_jobs", (("status", "QUEUED"),))] == 0
     assert samples[("poller_job_transitions_total", (("status", "SUBMITTED"),))] == 3
     assert samples[("poller_job_transitions_total", (("status", "RUNNING"),))] == 2
-    # (a fake Batch's jobs have no region)
-    finished = (("job_queue", "poller-local"), ("region", ""), ("status", "SUCCEEDED"))
+    # (a fake Batch's jobs go to us-east-1, as its ARNs would say)
+    finished = (("job_queue", "poller-local"), ("region", "us-east-1"), ("status", "SUCCEEDED"))
     assert samples[("poller_jobs_finished_total", finished)] == 1
     assert samples[("poller_detection_lag_seconds_count", ())] == 2
     assert samples[("poller_job_run_seconds_count", (("job_queue", "poller-local"),))] == 2

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis
+from pydantic_core import PydanticSerializationError
 
 from poller import tracking
 from poller.batch import BatchJobView
@@ -165,3 +166,43 @@ def test_writes_run_in_one_command_as_redis_py_would_run_them(
     assert poller_redis_client.zscore("w:z", "m") == 1.5
     assert poller_redis_client.lrange("w:l", 0, -1) == ["x", "y"]
     assert 0 < poller_redis_client.ttl("w:l") <= 40
+
+
+def test_an_unreadable_record_is_set_aside_and_no_page_fails_on_it(store: JobStore) -> None:
+    # Given two tracked jobs, one of whose records was overwritten with a wrong-typed field
+    store.create(make("good"))
+    store.create(make("bad"))
+    raw = json.loads(store.redis.get("poller:job:bad"))
+    raw["exit_code"] = "zero"
+    store.redis.set("poller:job:bad", json.dumps(raw))
+    # When a page of records (the reconciler's, the CLI's) and a transaction include it
+    page = store.records(["bad", "good"])
+    changes, records = store.update_each(
+        {"bad": lambda r: None, "good": lambda r: tracking.submitted(r, "job-1", T0, T0)}
+    )
+    # Then the page and the transaction go on with the good one
+    assert [r.tracking_id for r in page] == ["good"]
+    assert list(changes) == ["good"]
+    assert list(records) == ["good"]
+    # And the bad one is set aside: out of the indexes, kept as it was, listed for `poller check`
+    assert store.quarantined() == ["bad"]
+    assert "bad" not in store.active(queued=True)
+    assert json.loads(store.redis.get("poller:quarantined:bad"))["exit_code"] == "zero"
+    with pytest.raises(JobNotFound):
+        store.get("bad")
+    assert [r.tracking_id for r in store.list()] == ["good"]
+
+
+def test_a_record_holding_a_wrong_typed_value_is_never_written(store: JobStore) -> None:
+    # Given a change whose record got a value of the wrong type (assignment is not validated)
+    store.create(make())
+
+    def corrupt(record: JobRecord) -> Change:
+        new = record.model_copy()
+        new.exit_code = "zero"  # type: ignore[assignment]
+        return Change(new)
+
+    # When it is stored, Then the write fails and the stored record stays readable
+    with pytest.raises(PydanticSerializationError):
+        store.update("t1", corrupt)
+    assert store.get("t1").exit_code is None

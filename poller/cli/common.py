@@ -66,10 +66,10 @@ def follow(handle: Any, timeout: float | None, as_json: bool) -> None:
     record: JobRecord | None = None
     with console.status("waiting") as status:
         for record in handle.watch(timeout):
-            status.update(
-                f"{record.job_name}: [bold]{record.status.value}[/] "
-                f"(checks {record.checks}, elapsed {view.elapsed(record)})"
-            )
+            line = view.plain(f"{record.job_name}: ")
+            line.append(record.status.value, "bold")
+            line.append(f" (checks {record.checks}, elapsed {view.elapsed(record)})")
+            status.update(line)
     assert record is not None
     show(record, as_json)
     sys.exit(view.exit_code(record))

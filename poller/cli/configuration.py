@@ -11,7 +11,6 @@ from collections.abc import Callable
 from typing import Any
 
 import kombu
-import redis
 
 from poller import console as view
 from poller.cli.common import console, json_option, out
@@ -35,10 +34,7 @@ def check(as_json: bool) -> None:
                 _broker_probe, settings.broker_url.get_secret_value(), settings.broker_is_rabbitmq
             ),
         ),
-        "records": (
-            mask_url(settings.effective_redis_url),
-            lambda: redis.Redis.from_url(settings.effective_redis_url, socket_timeout=3).ping(),
-        ),
+        "records": (mask_url(settings.effective_redis_url), _records_probe),
     }
     problem = aws_configuration_problem()
     if problem is None:
@@ -62,10 +58,15 @@ def check(as_json: bool) -> None:
         out.print_json(json.dumps(results))
     else:
         for name, result in results.items():
-            mark = "[green]ok[/]" if result["ok"] else f"[red]FAILED[/] {result.get('error')}"
+            line = view.plain(f"{name:<8} {result['target']}: ")
+            if result["ok"]:
+                line.append("ok", "green")
+            else:
+                line.append("FAILED", "red")
+                line.append(view.plain(f" {result.get('error')}"))
             if result.get("detail"):
-                mark += f" ({result['detail']})"
-            console.print(f"{name:<8} {result['target']}: {mark}", highlight=False)
+                line.append(view.plain(f" ({result['detail']})"))
+            console.print(line, highlight=False)
     if not all(r["ok"] for r in results.values()):
         sys.exit(view.EXIT_ERROR)
 
@@ -80,6 +81,20 @@ def _broker_probe(url: str, rabbitmq: bool) -> None:
     )
     with kombu.Connection(url, connect_timeout=3, transport_options=timeouts) as connection:
         connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0)
+
+
+def _records_probe() -> str | None:
+    """Reach Redis; then name the records set aside as unreadable, if any."""
+    from poller.runtime import get_store
+
+    store = get_store()
+    store.redis.ping()
+    aside = store.quarantined()
+    if not aside:
+        return None
+    shown = ", ".join(view.printable(tracking_id) for tracking_id in aside[:5])
+    more = f" and {len(aside) - 5} more" if len(aside) > 5 else ""
+    return f"{len(aside)} unreadable record(s) set aside: {shown}{more}"
 
 
 def _refuse(problem: str) -> None:

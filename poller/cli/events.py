@@ -9,6 +9,7 @@ import time
 
 import click
 
+from poller import console as view
 from poller.cli.common import console, json_option, out
 from poller.cli.group import main
 
@@ -36,11 +37,11 @@ def events(ctx: click.Context, count: int | None, as_json: bool) -> None:
                 if as_json:
                     out.print(json.dumps(event), highlight=False)
                 else:
-                    out.print(
+                    line = (
                         f"{time.strftime('%H:%M:%S')} {event['event']:<20} {event['status']:<10} "
-                        f"{event['tracking_id']} {event.get('job_id') or ''}",
-                        highlight=False,
+                        f"{event['tracking_id']} {event.get('job_id') or ''}"
                     )
+                    out.print(view.plain(line), highlight=False)
         except KeyboardInterrupt:
             pass
 

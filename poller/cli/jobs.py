@@ -127,7 +127,9 @@ def cancel(identifier: str, reason: str, as_json: bool) -> None:
     if as_json:
         out.print_json(view.to_json(record))
     else:
-        console.print(f"cancel requested for {record.job_name} ({record.tracking_id}): {reason}")
+        console.print(
+            view.plain(f"cancel requested for {record.job_name} ({record.tracking_id}): {reason}")
+        )
 
 
 @main.command()
@@ -175,4 +177,4 @@ def logs(identifier: str, as_json: bool) -> None:
                 json.dumps({"timestamp": at.isoformat(), "message": message}), highlight=False
             )
         else:
-            out.print(f"{at:%H:%M:%S} {message}", highlight=False, markup=False)
+            out.print(view.plain(f"{at:%H:%M:%S} {message}"), highlight=False)

@@ -21,6 +21,9 @@ No other module of poller reads or writes these keys. Layout (``<p>`` is the key
     <p>:unsent:<tracking_id>  list: the job's events whose signals are not known to be sent
                             (the outbox: written with the transition, emptied once sent)
     <p>:unsent              sorted set: tracking id -> when its oldest unsent event was stored
+    <p>:quarantine          sorted set: tracking id of a record that could not be read back ->
+                            when it was set aside (``poller check`` lists them)
+    <p>:quarantined:<tracking_id>  the unreadable record, as it was (same expiry as records)
     <p>:unacked*            kombu's unacked-message keys for poller's queue (the broker's, named
                             in :mod:`poller.app`; listed here so the prefix's keys are all known)
 
@@ -49,10 +52,10 @@ from importlib import resources
 from typing import Any
 
 import redis
-from pydantic import TypeAdapter
+from pydantic import TypeAdapter, ValidationError
 from redis.commands.core import Script
 
-from poller.errors import JobNotFound, StoreConflict
+from poller.errors import JobNotFound, RecordUnreadable, StoreConflict
 from poller.models import BatchJobView, JobRecord
 from poller.signals import Event
 from poller.store import metrics
@@ -69,6 +72,8 @@ EVENTS_FLOWING_KEY = "events:flowing"
 EVENT_COUNTS_KEY = metrics.EVENTS
 EVENTS_CHANNEL = "events"
 UNSENT_KEY = "unsent"
+QUARANTINE_KEY = "quarantine"
+QUARANTINED_KEY = "quarantined"
 _VIEW = TypeAdapter(BatchJobView)
 _EPOCH = datetime.fromtimestamp(0, tz=UTC)
 _MAX_CONFLICT_RETRIES = 50  # optimistic-lock retries before giving up; conflicts are rare and short
@@ -126,7 +131,38 @@ class JobStore:
         raw = self.redis.get(self.key("job", tracking_id))
         if raw is None:
             raise JobNotFound(f"no job is tracked under id {tracking_id!r}")
-        return JobRecord.model_validate_json(raw)
+        record = self._read(tracking_id, raw)
+        if record is None:
+            raise RecordUnreadable(f"job {tracking_id}: its record could not be read; set aside")
+        return record
+
+    def _read(self, tracking_id: str, raw: str | bytes) -> JobRecord | None:
+        """The stored record, or None when it cannot be read back: it is then set aside.
+
+        Redis is outside poller's process: a record written by another version, or by someone
+        with write access, must not fail every page (reconciler, safety net, CLI) it is on.
+        """
+        try:
+            return JobRecord.model_validate_json(raw)
+        except ValidationError as err:
+            self.quarantine(tracking_id, raw, err)
+            return None
+
+    def quarantine(self, tracking_id: str, raw: str | bytes, err: Exception) -> None:
+        """Set an unreadable record aside: out of every index, kept as it was for a look."""
+        logger.error("job %s: stored record unreadable, set aside: %.300s", tracking_id, err)
+        with self.redis.pipeline() as pipe:  # MULTI: moved and unindexed together
+            pipe.set(self.key(QUARANTINED_KEY, tracking_id), raw, ex=self.record_ttl)
+            pipe.delete(self.key("job", tracking_id))
+            pipe.zadd(self.key(QUARANTINE_KEY), {tracking_id: time.time()})
+            for index in (ACTIVE_INDEX, QUEUED_INDEX, OBSERVE_INDEX):
+                pipe.zrem(self.key(index), tracking_id)
+            pipe.execute()
+
+    def quarantined(self, limit: int = 100) -> list[str]:
+        """Tracking ids of records set aside as unreadable, newest first."""
+        ids = self.redis.zrevrange(self.key(QUARANTINE_KEY), 0, limit - 1)
+        return [str(i) for i in ids]
 
     def tracking_ids_for_jobs(self, job_ids: list[str]) -> dict[str, str]:
         """The tracking ids of Batch job ids poller saw (the others are left out); one round
@@ -157,7 +193,7 @@ class JobStore:
         finds its owner's record (a missing one means it expired and the key is free again).
         """
         job_key = self.key("job", record.tracking_id)
-        if not self.redis.set(job_key, record.model_dump_json(), nx=True):
+        if not self.redis.set(job_key, _dumped(record), nx=True):
             return self.get(record.tracking_id)  # a redelivered submit: the first one's record
         if idempotency_key is not None:
             idem_key = self.key("idem", idempotency_key)
@@ -222,26 +258,34 @@ class JobStore:
                     changes: dict[str, Change] = {}
                     records: dict[str, JobRecord] = {}
                     writes = []
+                    unreadable: dict[str, tuple[str | bytes, ValidationError]] = {}
                     for (tracking_id, decide), raw in zip(decisions.items(), raws, strict=True):
                         if raw is None:
                             continue
-                        current = JobRecord.model_validate_json(raw)
+                        try:
+                            current = JobRecord.model_validate_json(raw)
+                        except ValidationError as err:  # set aside once the rest is stored
+                            unreadable[tracking_id] = (raw, err)
+                            continue
                         change = decide(current)
                         records[tracking_id] = current if change is None else change.record
                         if change is not None:
                             _number_versions(change, current.version)
                             changes[tracking_id] = change
                             writes.append((change, current))
-                    if not writes:
+                    if writes:
+                        pipe.multi()
+                        for change, current in writes:
+                            self._write(change, current).run(pipe)
+                        pipe.execute()
+                    else:
                         pipe.unwatch()
-                        return changes, records
-                    pipe.multi()
-                    for change, current in writes:
-                        self._write(change, current).run(pipe)
-                    pipe.execute()
-                    return changes, records
                 except redis.WatchError:
                     logger.debug("jobs %s: concurrent update, retrying", ", ".join(decisions))
+                    continue
+            for tracking_id, (raw, error) in unreadable.items():
+                self.quarantine(tracking_id, raw, error)
+            return changes, records
         raise StoreConflict(f"jobs {', '.join(decisions)}: too many concurrent updates")
 
     def _write(self, change: Change, previous: JobRecord) -> Writes:
@@ -252,7 +296,7 @@ class JobStore:
             metrics.count_change(writes, self.key, previous, record)
         job_key = self.key("job", record.tracking_id)
         ttl = self.record_ttl if record.is_terminal else None
-        writes.set(job_key, record.model_dump_json(), ex=ttl)
+        writes.set(job_key, _dumped(record), ex=ttl)
         if record.job_id:
             writes.set(self.key("jobid", record.job_id), record.tracking_id, ex=ttl)
         self._index_active(record, writes)
@@ -449,7 +493,8 @@ class JobStore:
         if not tracking_ids:
             return []
         raws = self.redis.mget([self.key("job", t) for t in tracking_ids])
-        return [JobRecord.model_validate_json(raw) for raw in raws if raw is not None]
+        found = (self._read(t, raw) for t, raw in zip(tracking_ids, raws, strict=True) if raw)
+        return [record for record in found if record is not None]
 
     def list(self, *, active_only: bool = False, limit: int = 50) -> list[JobRecord]:
         """Up to ``limit`` records, most recently accepted first.
@@ -489,6 +534,12 @@ class JobStore:
             yield pubsub
         finally:
             pubsub.close()
+
+
+def _dumped(record: JobRecord) -> str:
+    """The record as stored; a field holding a value of the wrong type fails the write here,
+    instead of storing a record no one can read back (pydantic would only warn)."""
+    return record.model_dump_json(warnings="error")
 
 
 def _number_versions(change: Change, previous: int) -> None:

@@ -76,7 +76,8 @@ DUPLICATE = "duplicate"  # a duplicate, or older than what is recorded: nothing 
 UNKNOWN_JOB = "unknown_job"  # not a job poller tracks (another app's, an array child)
 MALFORMED = "malformed"  # not a Batch job state-change event
 EARLY = "early"  # poller's job, whose submission is not recorded yet: left for redelivery
-EVENT_OUTCOMES = (APPLIED, DUPLICATE, UNKNOWN_JOB, MALFORMED, EARLY)
+FOREIGN = "foreign"  # from another account or region than its job's: forged, never applied
+EVENT_OUTCOMES = (APPLIED, DUPLICATE, UNKNOWN_JOB, MALFORMED, EARLY, FOREIGN)
 
 
 def count_change(pipe: Any, key: Any, previous: JobRecord | None, record: JobRecord) -> None:

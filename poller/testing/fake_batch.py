@@ -62,6 +62,10 @@ class FakeBatch:
         self.calls: Counter[str] = Counter()
         """Calls per operation (``SubmitJob``, ``DescribeJobs``, ``ListJobs``, ``TerminateJob``)."""
         self.queues = set(queues)
+        self.account = "123456789012"
+        """The account jobs go to (the local endpoint's), as a job's ARN tells BatchClient."""
+        self.region = "us-east-1"
+        """The region jobs go to, likewise: Batch events of these jobs come from both."""
         self.on_submit: Callable[[FakeJob], None] | None = None
         """Called with the new job inside SubmitJob, before it answers (to race it)."""
         self._faults: defaultdict[str, list[Exception]] = defaultdict(list)
