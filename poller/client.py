@@ -12,6 +12,7 @@ from typing import Any
 from poller import lifecycle, runtime
 from poller.errors import WaitTimeout
 from poller.models import JobRecord, JobResult, JobStatus
+from poller.redaction import public
 from poller.store import JobStore
 
 logger = logging.getLogger(__name__)
@@ -49,8 +50,9 @@ class JobHandle:
 
     @property
     def record(self) -> JobRecord:
-        """The job's full stored record, read now; JobNotFound when there is none."""
-        return self.store.get(self.tracking_id)
+        """The job's stored record, read now (environment values and secrets of its spec
+        masked: :mod:`poller.redaction`); JobNotFound when there is none."""
+        return public(self.store.get(self.tracking_id))
 
     @property
     def status(self) -> JobStatus:

@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from poller.models import JobRecord, JobStatus, utcnow
+from poller.redaction import public
 
 STATUS_STYLE = {
     JobStatus.SUCCEEDED: "bold green",
@@ -173,9 +174,11 @@ def record_table(record: JobRecord) -> Table:
 
 
 def to_json(value: Any) -> str:
-    """JSON for ``--json`` output (records with ISO timestamps)."""
+    """JSON for ``--json`` output (records with ISO timestamps, their secrets masked)."""
     if isinstance(value, JobRecord):
-        value = value.model_dump(mode="json")
+        value = public(value).model_dump(mode="json")
     elif isinstance(value, list):
-        value = [v.model_dump(mode="json") if isinstance(v, JobRecord) else v for v in value]
+        value = [
+            public(v).model_dump(mode="json") if isinstance(v, JobRecord) else v for v in value
+        ]
     return json.dumps(value, indent=2, default=str)

@@ -28,6 +28,13 @@ class InvalidJobSpec(PollerError, ValueError):
         self.field = field
 
 
+class ProfileNotAllowed(InvalidJobSpec):
+    """The job names an AWS profile that ``POLLER_AWS_PROFILES`` does not allow.
+
+    The message names the profile asked for, never the allowed ones.
+    """
+
+
 class SubmitRejected(PollerError):
     """AWS Batch refused the submission (unknown queue or definition, bad request, ...)."""
 

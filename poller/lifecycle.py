@@ -111,7 +111,7 @@ def validate(
     spec = validate_spec(**{**positional, **fields})
     check_request(spec)  # nested AWS values against botocore's model of SubmitJob
     if spec.aws_profile is not None:
-        check_profile(spec.aws_profile)
+        check_profile(spec.aws_profile, settings.aws_profiles)
     policy = validate_poll(poll, default_poll(settings), settings.countdown_limit)
     if idempotency_key is not None and not isinstance(idempotency_key, str):
         raise InvalidJobSpec(

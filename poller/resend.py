@@ -19,6 +19,7 @@ from celery.result import denied_join_result
 
 from poller import flower_view
 from poller.models import JobRecord
+from poller.redaction import kwargs_repr
 from poller.settings import get_settings
 
 
@@ -62,6 +63,7 @@ def send_submit(app: Any, record: JobRecord) -> None:
     app.send_task(
         "poller.submit_job",
         kwargs=kwargs,
+        kwargsrepr=kwargs_repr(kwargs),  # Flower and task events: environment values masked
         task_id=record.tracking_id,
         shadow=flower_view.submit_name((), record.spec),
         **(record.canvas or {}),

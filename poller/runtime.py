@@ -81,7 +81,11 @@ def get_runtime() -> Runtime:
         counter=counter,
     )
     default = create()
-    targets = Targets(default, lambda session, region: create(session=session, region_name=region))
+    targets = Targets(
+        default,
+        lambda session, region: create(session=session, region_name=region),
+        allowed=settings.aws_profiles,
+    )
     return Runtime(settings=settings, store=store, batch=default, targets=targets)
 
 

@@ -180,6 +180,14 @@ class Settings(BaseSettings):
     aws_max_attempts: int = Field(
         3, ge=1, description="botocore 'standard' retry mode attempts per AWS call."
     )
+    aws_profiles: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description=(
+            "Comma-separated profiles of the AWS config that jobs may name (aws_profile). "
+            "Empty: none, every job uses the worker's default session. Whoever can send "
+            "poller a task (the broker, Redis, Flower) can run Batch jobs under each of them."
+        ),
+    )
     aws_config_grace: float = Field(
         300.0,
         gt=0,
@@ -267,9 +275,9 @@ class Settings(BaseSettings):
     def _records_url(cls, value: SecretStr | None) -> SecretStr | None:
         return _checked_url(value, REDIS_PY_SCHEMES)
 
-    @field_validator("imports", mode="before")
+    @field_validator("imports", "aws_profiles", mode="before")
     @classmethod
-    def _split_imports(cls, value: Any) -> Any:
+    def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [name.strip() for name in value.split(",") if name.strip()]
         return value

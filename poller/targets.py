@@ -1,6 +1,6 @@
 """Where a job runs in AWS: the profile and region it names, and one boto3 session per profile.
 
-A job may name a profile of the AWS config (``aws_profile``: its region, and a role to assume
+A job may name a profile of the AWS config that ``POLLER_AWS_PROFILES`` allows (``aws_profile``: its region, and a role to assume
 with ``role_arn`` and ``source_profile`` or ``credential_source``) and a region (``aws_region``,
 over the profile's region, or the default session's). Jobs naming neither use the worker's default
 session. A session is built once per profile and its clients once per region: boto3 assumes the
@@ -13,14 +13,14 @@ naming a profile says where the job goes.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 import boto3
 import botocore.session
 from botocore.exceptions import BotoCoreError
 
-from poller.errors import BatchMisconfigured, InvalidJobSpec
+from poller.errors import BatchMisconfigured, InvalidJobSpec, ProfileNotAllowed
 
 # What makes a profile say who calls AWS; a profile with none of them only says where
 CREDENTIAL_KEYS = frozenset(
@@ -36,14 +36,19 @@ def known_profiles() -> list[str]:
     return list(botocore.session.Session().available_profiles)
 
 
-def check_profile(name: str) -> None:
-    """InvalidJobSpec naming ``aws_profile`` when the AWS config has no profile ``name``."""
-    profiles = known_profiles()
-    if name not in profiles:
-        known = ", ".join(sorted(profiles)) or "none"
+def check_profile(name: str, allowed: Collection[str]) -> None:
+    """InvalidJobSpec naming ``aws_profile`` unless ``name`` is an allowed profile (ProfileNotAllowed)
+    that the AWS config defines. Neither message lists the profiles there are."""
+    if name not in allowed:
+        raise ProfileNotAllowed(
+            f"invalid job spec: aws_profile: profile {name!r} is not allowed "
+            "(POLLER_AWS_PROFILES of the caller and the workers lists the profiles jobs may use)",
+            field="aws_profile",
+        )
+    if name not in known_profiles():
         raise InvalidJobSpec(
             f"invalid job spec: aws_profile: no profile {name!r} in the AWS config "
-            f"(AWS_CONFIG_FILE, ~/.aws/config; profiles: {known})",
+            "(AWS_CONFIG_FILE, ~/.aws/config)",
             field="aws_profile",
         )
 
@@ -71,9 +76,12 @@ class Targets:
     own client. Thread-safe: sessions are not, so clients are made under a lock.
     """
 
-    def __init__(self, default: Any, make_batch: BatchFactory) -> None:
+    def __init__(
+        self, default: Any, make_batch: BatchFactory, allowed: Collection[str] = ()
+    ) -> None:
         self.default = default
         self._make_batch = make_batch
+        self._allowed = frozenset(allowed)
         self._lock = threading.Lock()
         self._sessions: dict[str | None, boto3.session.Session] = {}
         self._clients: dict[tuple[str | None, str | None, str], Any] = {}
@@ -121,6 +129,10 @@ class Targets:
         return self._session(profile).region_name
 
     def _session(self, profile: str | None) -> boto3.session.Session:
+        # The last guard, on every path to AWS (submit, check, cancel, logs): a record in Redis
+        # naming a profile is as untrusted as a task message
+        if profile is not None and profile not in self._allowed:
+            check_profile(profile, self._allowed)
         if profile not in self._sessions:
             try:
                 self._sessions[profile] = session_for(profile)

@@ -32,11 +32,13 @@ from poller.errors import (
     JobFailed,
     JobTimedOut,
     ObservationPending,
+    ProfileNotAllowed,
     SubmitInProgress,
     SubmitRejected,
 )
 from poller.lifecycle import Drop, Produce, Reschedule
 from poller.models import JobRecord, utcnow
+from poller.redaction import kwargs_repr, redacted
 from poller.revocation import Revoked
 from poller.runtime import Runtime, get_runtime, get_store
 from poller.settings import get_settings
@@ -107,6 +109,8 @@ class SubmitJobTask(PollerTask):
         the idempotency key already belongs to another job, that job's result is returned and
         nothing is sent.
         """
+        # Task events (Flower) show the arguments as this repr: environment values masked
+        options.setdefault("kwargsrepr", kwargs_repr(kwargs))
         if options.get("retries"):  # Task.retry re-sends through here: already accepted
             return super().apply_async(args, kwargs, **options)
         spec, policy, key = lifecycle.validate(
@@ -244,6 +248,16 @@ def submit_job(self: Task[Any, Any], *args: Any, **kwargs: Any) -> Any:
     JobFailed, JobTimedOut or SubmitRejected (DuplicateSubmission for a used idempotency key that
     bypassed ``apply_async``) otherwise.
     """
+    try:
+        return _submit(self, args, kwargs)
+    finally:
+        # What the result backend stores of this request (result_extended) once the task ends
+        # here: its arguments, environment values masked. A retry, or the handover to
+        # check_job, has sent its message with the real ones by now.
+        self.request.kwargs = redacted(kwargs)
+
+
+def _submit(self: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     rt = get_runtime()
     tracking_id = str(self.request.id)
     try:
@@ -262,6 +276,9 @@ def submit_job(self: Task[Any, Any], *args: Any, **kwargs: Any) -> Any:
     if record.job_id is None:
         try:
             record = lifecycle.submit(rt, record)
+        except ProfileNotAllowed as err:  # the stored spec's profile: never sent to AWS
+            _ignore_if_dropped(lifecycle.reject(rt, tracking_id, str(err)))
+            raise
         except BatchMisconfigured as err:
             _, reason = lifecycle.refused(rt, tracking_id, err)
             if reason is not None:
@@ -314,6 +331,8 @@ def check_job(self: Task[Any, Any], tracking_id: str, check_no: int = 0, failure
     rt = get_runtime()
     try:
         outcome = lifecycle.check(rt, tracking_id, check_no)
+    except ProfileNotAllowed as err:  # its record names a profile no longer (or never) allowed
+        return _deliver(lifecycle.give_up(rt, rt.store.get(tracking_id), str(err)))
     except BatchMisconfigured as err:
         record, reason = lifecycle.refused(rt, tracking_id, err)
         if reason is not None:

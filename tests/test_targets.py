@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from poller.errors import InvalidJobSpec
+from poller.errors import InvalidJobSpec, ProfileNotAllowed
 from poller.events import queue_region
 from poller.models import validate_spec
 from poller.targets import Targets, check_profile
@@ -40,7 +40,14 @@ def targets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Targets:
     monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
     monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-central-1")  # the worker's default session
-    return Targets(FakeClient("eu-central-1"), lambda session, region: FakeClient(region, session))
+    return Targets(
+        FakeClient("eu-central-1"),
+        lambda session, region: FakeClient(region, session),
+        allowed=ALLOWED,
+    )
+
+
+ALLOWED = ("west", "no-region", "gone", "nope")
 
 
 def test_a_profile_goes_to_its_own_region_and_an_override_wins(targets: Targets) -> None:
@@ -61,10 +68,41 @@ def test_one_client_per_target_however_many_jobs(targets: Targets) -> None:
 
 
 def test_an_unknown_profile_is_refused_naming_the_field(targets: Targets) -> None:
-    check_profile("west")
-    with pytest.raises(InvalidJobSpec, match="no profile 'nope'.*no-region, west") as refused:
-        check_profile("nope")
+    check_profile("west", ALLOWED)
+    with pytest.raises(InvalidJobSpec, match="no profile 'nope'") as refused:
+        check_profile("nope", ALLOWED)
     assert refused.value.field == "aws_profile"
+    assert "west" not in str(refused.value)  # the profiles there are stay unsaid
+
+
+def test_a_profile_not_allowed_is_refused_naming_only_itself(targets: Targets) -> None:
+    # Given "west" configured, and POLLER_AWS_PROFILES allowing only "no-region"
+    # When a job names "west", Then it is refused, and the message names no allowed profile
+    with pytest.raises(ProfileNotAllowed, match="profile 'west' is not allowed") as refused:
+        check_profile("west", ("no-region",))
+    assert refused.value.field == "aws_profile"
+    assert "no-region" not in str(refused.value)
+    # Nothing is allowed by default
+    with pytest.raises(ProfileNotAllowed):
+        check_profile("west", ())
+
+
+def test_no_client_is_made_for_a_profile_not_allowed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given targets allowing no profile, and a config that has one (as a stored record may name)
+    config = tmp_path / "config"
+    config.write_text(CONFIG)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    made: list[Any] = []
+    targets = Targets(FakeClient("eu-central-1"), lambda s, r: made.append(r))
+    # When any path asks for its clients (submit and check: Batch; logs), Then each is refused
+    for service in ("batch", "logs"):
+        with pytest.raises(ProfileNotAllowed):
+            targets.client("west", None, service)
+    with pytest.raises(ProfileNotAllowed):
+        targets.region("west", None)
+    assert made == []
 
 
 @pytest.mark.parametrize("region", ["us-east-1", "us-gov-west-1", "eu-central-2"])

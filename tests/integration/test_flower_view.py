@@ -139,3 +139,49 @@ def test_the_tasks_page_in_headless_chromium_shows_the_job_names(
         report("flower screenshot", path=str(shot), size=image.size, colours=len(colours))
         assert image.size == (1280, 800)
         assert len(colours) > 100
+
+
+SECRET = "tok-Vq93-never-shown"
+
+
+def test_an_environment_value_is_shown_nowhere_its_name_is(
+    flower: Flower, poller_worker: Worker
+) -> None:
+    from click.testing import CliRunner
+
+    from poller.cli import main
+
+    # Given two jobs given a secret in their environment: one runs (its check produces the
+    # result), one names a queue AWS refuses (the submit task itself produces the result)
+    overrides = {"environment": [{"name": "API_TOKEN", "value": SECRET}]}
+    ids = [
+        str(submit_job.delay(name, queue, SLEEP_JOB_DEFINITION, parameters={"seconds": "0.3"},
+                             container_overrides=overrides).id)
+        for name, queue in (("secret-runs", JOB_QUEUE), ("secret-refused", "no-such-queue"))
+    ]  # fmt: skip
+    ended = [JobHandle(i).wait(timeout=60) for i in ids]
+    assert [r["status"] for r in ended] == ["SUCCEEDED", "REJECTED"]
+
+    # When Flower's task API, the result backend, `poller status --json` and the worker's log
+    # are read, once Flower saw both tasks end
+    def both_seen() -> dict[str, dict[str, Any]] | None:
+        tasks = api_tasks(flower)
+        return tasks if all(i in tasks and tasks[i]["state"] in ("SUCCESS", "FAILURE")
+                            for i in ids) else None  # fmt: skip
+
+    tasks = eventually(both_seen, timeout=30, interval=0.5)
+    backend = submit_job.app.backend
+    results = [str(backend.client.get(backend.get_key_for_task(i))) for i in ids]
+    statuses = [CliRunner().invoke(main, ["status", i, "--json"]).output for i in ids]
+    shown = {
+        "flower": json.dumps({i: tasks[i] for i in ids}),
+        "result backend": "".join(results),
+        "poller status --json": "".join(statuses),
+        "worker log": poller_worker.log.read_text(errors="replace"),
+        "JobHandle.record": "".join(JobHandle(i).record.model_dump_json() for i in ids),
+    }
+    # Then the value appears in none of them, and its name still shows where arguments do
+    for where, text in shown.items():
+        assert SECRET not in text, where
+    for where in ("flower", "poller status --json", "JobHandle.record"):
+        assert "API_TOKEN" in shown[where], where

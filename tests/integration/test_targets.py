@@ -31,6 +31,9 @@ AWS_CONFIG = f"""\
 [profile west]
 region = us-west-2
 
+[profile forbidden]
+region = sa-east-1
+
 [profile base]
 aws_access_key_id = testing
 aws_secret_access_key = testing
@@ -67,6 +70,8 @@ def targets_env(
             "AWS_SHARED_CREDENTIALS_FILE": str(config.with_name("credentials")),
             "AWS_ENDPOINT_URL_STS": batch.environ()["AWS_ENDPOINT_URL_BATCH"],
             "POLLER_QUEUE": "targets",
+            # "forbidden" is configured but not allowed; "nope" allowed but not configured
+            "POLLER_AWS_PROFILES": "west,partner,nope",
         }
         with configured_for(env):
             yield env, batch
@@ -161,6 +166,7 @@ def test_one_worker_runs_jobs_in_three_regions_and_two_accounts(
     ("target", "field", "message"),
     [
         ({"aws_profile": "nope"}, "aws_profile", "aws_profile: no profile 'nope'"),
+        ({"aws_profile": "forbidden"}, "aws_profile", "profile 'forbidden' is not allowed"),
         ({"aws_region": "Mars 1"}, "aws_region", "aws_region"),
     ],
 )
@@ -170,3 +176,32 @@ def test_an_unknown_profile_or_a_malformed_region_is_refused_in_the_caller_namin
     with pytest.raises(InvalidJobSpec, match=message) as refused:
         submit_job.delay("x", JOB_QUEUE, SLEEP_JOB_DEFINITION, **target)
     assert refused.value.field == field
+    # A refusal never lists the profiles there are, allowed or configured
+    assert "west" not in str(refused.value)
+    assert "partner" not in str(refused.value)
+
+
+def test_a_forbidden_profile_sent_by_name_never_reaches_its_region(
+    targets_env: tuple[dict[str, str], LocalBatch],
+) -> None:
+    # Given a worker allowing "west" and "partner", and a profile "forbidden" in its AWS config
+    env, _ = targets_env
+    worker = Worker(env)
+    worker.start()
+    try:
+        # When a submission naming "forbidden" bypasses the caller's checks (send_task by name)
+        sent = submit_job.app.send_task(
+            "poller.submit_job",
+            args=("sneaky", JOB_QUEUE, SLEEP_JOB_DEFINITION),
+            kwargs={"aws_profile": "forbidden"},
+            queue="targets",
+        )
+        # Then the worker refuses it, naming only the profile asked for
+        with pytest.raises(InvalidJobSpec, match="profile 'forbidden' is not allowed") as refused:
+            sent.get(timeout=60)
+        assert "west" not in str(refused.value)
+        assert get_store().get(sent.id).status is JobStatus.REJECTED
+        # And no job was ever created in the forbidden profile's region
+        assert jobs_in(None, "sa-east-1") == set()
+    finally:
+        worker.stop()
