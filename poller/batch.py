@@ -8,6 +8,7 @@ is raised as :class:`BatchUnavailable` (try again later), while a client error o
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Iterable, Iterator
@@ -93,16 +94,30 @@ def _submit_job_shape() -> Any:
     return model.operation_model("SubmitJob").input_shape
 
 
+MAX_REQUEST_BYTES = 30 * 1024  # AWS Batch's limit on a SubmitJob request
+TRACKING_TAG = "poller:tracking-id"  # tag on every Batch job poller submits, to find it again
+
+
 def check_request(spec: JobSpec) -> None:
     """Check the SubmitJob request against AWS's own API model, nested values included.
 
     A key AWS does not know (``container_overrides={"memroy": 4}``) or a value of the wrong
     type raises InvalidJobSpec naming the field, before anything is sent.
     """
-    report = ParamValidator().validate(submit_request(spec), _submit_job_shape())
+    request = submit_request(spec, {TRACKING_TAG: "0" * 36})  # poller's tag, as sent
+    size = len(json.dumps(request).encode())
+    if size > MAX_REQUEST_BYTES:
+        largest = max(_SUBMIT_FIELDS, key=lambda f: len(json.dumps(getattr(spec, f), default=str)))
+        raise InvalidJobSpec(
+            f"invalid job spec: {largest}: the SubmitJob request would be {size} bytes; "
+            f"AWS Batch accepts at most {MAX_REQUEST_BYTES}",
+            field=largest,
+        )
+    report = ParamValidator().validate(request, _submit_job_shape())
     if not report.has_errors():
         return
-    first = report.generate_report().splitlines()[0]
+    # botocore quotes a wrong-typed value: it may be an environment value, never shown
+    first = re.sub(r", value: .*?, type:", ", type:", report.generate_report().splitlines()[0])
     # botocore names the parameter's path: "... parameter in containerOverrides: ..." or
     # "... for parameter containerOverrides.environment[0].value, ..."
     path = re.search(r"parameter (?:in )?([A-Za-z]+)", first)

@@ -33,6 +33,7 @@ import boto3
 from botocore.config import Config
 
 from poller import lifecycle, resend, tracking
+from poller.batch import TRACKING_TAG
 from poller.batch_wire import MalformedInput, parse_event
 from poller.models import BatchJobView, JobRecord
 from poller.runtime import Runtime
@@ -60,7 +61,7 @@ def parse(body: str) -> BatchEvent | None:
         logger.warning("Batch event ignored, malformed: %.200s; body: %.200r", err, body)
         return None
     view = replace(event.detail.view(), origin=(event.account, event.region))
-    return BatchEvent(view, (event.detail.tags or {}).get(lifecycle.TRACKING_TAG))
+    return BatchEvent(view, (event.detail.tags or {}).get(TRACKING_TAG))
 
 
 def handle(rt: Runtime, app: Any, body: str) -> str:

@@ -25,7 +25,7 @@ from typing import Any
 
 from poller import coalesce, outbox, revocation, tracking
 from poller.backoff import compute_delay
-from poller.batch import Batch, check_request
+from poller.batch import TRACKING_TAG, Batch, check_request
 from poller.errors import (
     BatchMisconfigured,
     BatchUnavailable,
@@ -55,8 +55,6 @@ from poller.store import Change, JobStore
 from poller.targets import check_profile
 
 logger = logging.getLogger(__name__)
-
-TRACKING_TAG = "poller:tracking-id"  # tag on every Batch job poller submits, to find it again
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,13 @@ from poller.errors import InvalidJobSpec
 
 JOB_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")  # fullmatch(): no "\n" after $
 MAX_TAGS = 50  # AWS Batch's limit on tags per resource
+POLLER_TAGS = 1  # poller's own tracking-id tag, added to every job it submits
+MAX_TAG_KEY, MAX_TAG_VALUE = 128, 256  # AWS's tag key and value lengths
+MAX_DEPENDS_ON = 20  # AWS Batch's limit on a job's dependencies
+NAME = r"[A-Za-z0-9_-]{1,128}"  # a job queue's or job definition's name
+ARN_PREFIX = r"arn:aws[a-z-]*:batch:[a-z0-9-]+:\d{12}:"
+JOB_QUEUE_RE = re.compile(rf"{NAME}|{ARN_PREFIX}job-queue/{NAME}")  # fullmatch()
+JOB_DEFINITION_RE = re.compile(rf"(?:{ARN_PREFIX}job-definition/)?{NAME}(?::[1-9]\d{{0,8}})?")
 ARRAY_SIZE_RANGE = (2, 10_000)  # AWS Batch's bounds on arrayProperties.size
 MIN_ATTEMPT_SECONDS = 60  # AWS Batch refuses a shorter timeout.attemptDurationSeconds
 RETRY_ATTEMPTS_RANGE = (1, 10)  # AWS Batch's bounds on retryStrategy.attempts
@@ -74,7 +81,7 @@ class PollPolicy(BaseModel):
     factor: float = Field(ge=1, le=10)
     jitter: float = Field(ge=0, le=1)
     max_checks: int = Field(ge=1, le=1_000_000)
-    max_wait: float = Field(gt=0)
+    max_wait: float = Field(gt=0, allow_inf_nan=False)  # finite: every job ends being waited on
     terminate_on_give_up: bool
 
 
@@ -124,11 +131,44 @@ class JobSpec(BaseModel):
             )
         return value
 
+    @field_validator("job_queue")
+    @classmethod
+    def _job_queue(cls, value: str) -> str:
+        if not JOB_QUEUE_RE.fullmatch(value):
+            raise ValueError(
+                "must be a job queue's name (1-128 letters, digits, hyphens or underscores) or ARN"
+            )
+        return value
+
+    @field_validator("job_definition")
+    @classmethod
+    def _job_definition(cls, value: str) -> str:
+        if not JOB_DEFINITION_RE.fullmatch(value):
+            raise ValueError(
+                "must be a job definition's name (1-128 letters, digits, hyphens or "
+                "underscores), name:revision, or ARN"
+            )
+        return value
+
     @field_validator("tags")
     @classmethod
     def _tags(cls, value: dict[str, str] | None) -> dict[str, str] | None:
-        if value is not None and len(value) > MAX_TAGS:
-            raise ValueError(f"at most {MAX_TAGS} tags are allowed (got {len(value)})")
+        if value is None:
+            return None
+        allowed = MAX_TAGS - POLLER_TAGS
+        if len(value) > allowed:
+            raise ValueError(
+                f"at most {allowed} tags are allowed: AWS allows {MAX_TAGS} and poller adds "
+                f"its own (got {len(value)})"
+            )
+        for key, tag in value.items():
+            if not 1 <= len(key) <= MAX_TAG_KEY or len(tag) > MAX_TAG_VALUE:
+                raise ValueError(
+                    f"tag keys are 1-{MAX_TAG_KEY} characters and values at most "
+                    f"{MAX_TAG_VALUE} (key {key[:40]!r})"
+                )
+            if key.lower().startswith("aws:"):
+                raise ValueError(f"tag keys starting with 'aws:' are AWS's own (key {key[:40]!r})")
         return value
 
     @field_validator("array_properties")
@@ -169,6 +209,10 @@ class JobSpec(BaseModel):
     @field_validator("depends_on")
     @classmethod
     def _depends_on(cls, value: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+        if value is not None and len(value) > MAX_DEPENDS_ON:
+            raise ValueError(
+                f"at most {MAX_DEPENDS_ON} dependencies are allowed (got {len(value)})"
+            )
         for i, dependency in enumerate(value or []):
             if not isinstance(dependency.get("jobId"), str) or not dependency["jobId"]:
                 raise ValueError(f"item {i} needs a jobId string")

@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 
 from poller import lifecycle, outbox, tracking
 from poller.batch import DESCRIBE_PAGE, chunks
-from poller.errors import BatchMisconfigured, BatchUnavailable, ProfileNotAllowed
+from poller.errors import BatchMisconfigured, BatchUnavailable, InvalidJobSpec
 from poller.models import BatchJobView, JobRecord, JobStatus
 from poller.runtime import Runtime
 from poller.store import Change
@@ -83,7 +83,7 @@ def _check_page(rt: Runtime, page: list[JobRecord], swept: Swept, now: datetime)
     ``now``, the pass's time as this page starts: what Batch says is no older than that)."""
     try:
         views = rt.batch_for(page[0]).describe(str(r.job_id) for r in page)
-    except (BatchMisconfigured, ProfileNotAllowed) as err:  # each job's check task handles it
+    except (BatchMisconfigured, InvalidJobSpec) as err:  # each job's check task handles it
         logger.warning("safety net: DescribeJobs refused (%s); sending those checks as tasks", err)
         swept.for_tasks += page
         return

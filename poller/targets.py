@@ -118,6 +118,10 @@ class Targets:
                 except BotoCoreError as err:  # a profile that cannot make a client
                     target = f"profile {profile!r}" if profile else "the default session"
                     raise BatchMisconfigured(f"{target}, region {region}: {err}") from err
+                except ValueError as err:  # botocore: a region name it cannot use
+                    raise InvalidJobSpec(
+                        f"invalid job spec: aws_region: {err}", field="aws_region"
+                    ) from err
                 self._clients[key] = client
             return self._clients[key]
 

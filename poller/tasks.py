@@ -32,7 +32,6 @@ from poller.errors import (
     JobFailed,
     JobTimedOut,
     ObservationPending,
-    ProfileNotAllowed,
     SubmitInProgress,
     SubmitRejected,
 )
@@ -276,7 +275,7 @@ def _submit(self: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any])
     if record.job_id is None:
         try:
             record = lifecycle.submit(rt, record)
-        except ProfileNotAllowed as err:  # the stored spec's profile: never sent to AWS
+        except InvalidJobSpec as err:  # the stored spec's target (a profile not allowed)
             _ignore_if_dropped(lifecycle.reject(rt, tracking_id, str(err)))
             raise
         except BatchMisconfigured as err:
@@ -331,7 +330,7 @@ def check_job(self: Task[Any, Any], tracking_id: str, check_no: int = 0, failure
     rt = get_runtime()
     try:
         outcome = lifecycle.check(rt, tracking_id, check_no)
-    except ProfileNotAllowed as err:  # its record names a profile no longer (or never) allowed
+    except InvalidJobSpec as err:  # its target: a profile no longer (or never) allowed
         return _deliver(lifecycle.give_up(rt, rt.store.get(tracking_id), str(err)))
     except BatchMisconfigured as err:
         record, reason = lifecycle.refused(rt, tracking_id, err)

@@ -123,9 +123,11 @@ def test_outcomes_of_an_aws_call() -> None:
     assert [outcome(status, code) for status, code, _ in cases] == [want for *_, want in cases]
 
 
-def test_known_label_sets_are_served_at_zero_before_their_first_event(rt: Runtime) -> None:
-    # Given one job accepted for a queue, and nothing else yet
-    admitted(rt)
+def test_known_label_sets_are_served_at_zero_before_their_first_event(
+    rt: Runtime, batch: FakeBatch
+) -> None:
+    # Given one job AWS accepted for a queue, and nothing else yet
+    running(rt, batch)
     samples = scrape(rt)
     region = boto3.session.Session().region_name or ""  # the scraping process's default
     # Then each terminal status of that queue, each AWS operation and outcome, each event
@@ -170,3 +172,44 @@ def test_histogram_buckets_fit_batch_times() -> None:
     assert BUCKETS["queue_wait_seconds"][0] == 1 and BUCKETS["queue_wait_seconds"][-1] >= 3600
     assert BUCKETS["detection_lag_seconds"][0] == 0.1
     assert BUCKETS["detection_lag_seconds"][-1] == 600
+
+
+def test_a_refused_queue_never_becomes_a_series_and_labels_are_escaped_and_capped(
+    rt: Runtime, batch: FakeBatch
+) -> None:
+    from poller.store import metrics as store_metrics
+
+    # Given a job AWS refused (its queue does not exist), and ended jobs in 103 queues, one
+    # of whose names holds the label separator as a tampered record could
+    rt.settings = settings(coalesce=False)
+    refused = admitted(rt, "refused").model_copy(update={"job_queue": "no-such-queue"})
+    rt.store.redis.set(rt.store.key("job", "refused"), refused.model_dump_json())
+    lifecycle.reject(rt, "refused", "AWS Batch refused it")
+    queues = [f"q{n:03d}" for n in range(102)] + ["a|b"]
+    for n, queue in enumerate(queues):
+        batch.queues.add(queue)
+        record = running(rt, batch, f"t{n}")
+        stored = rt.store.get(f"t{n}").model_copy(update={"job_queue": queue})
+        rt.store.redis.set(rt.store.key("job", f"t{n}"), stored.model_dump_json())
+        batch.set_status(str(record.job_id), JobStatus.SUCCEEDED)
+        lifecycle.check(rt, f"t{n}", 0)
+    # When scraped
+    samples = scrape(rt)
+    finished = {
+        dict(labels)["job_queue"]
+        for (name, labels) in samples
+        if name == "poller_jobs_finished_total"
+    }
+    # Then the refused queue is no series (the job counts under ""), "a|b" stays whole or
+    # goes to _other, and at most 100 queues show, the rest under _other
+    assert "no-such-queue" not in finished
+    assert "" in finished
+    assert "b" not in finished
+    assert len(finished - {"", store_metrics.OTHER}) <= store_metrics.MAX_LABEL_VALUES
+    assert store_metrics.OTHER in finished
+    total = sum(
+        value
+        for (name, labels), value in samples.items()
+        if name == "poller_jobs_finished_total" and dict(labels)["status"] == "SUCCEEDED"
+    )
+    assert total == len(queues)  # nothing lost by the cap

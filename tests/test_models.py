@@ -44,6 +44,20 @@ LIMIT = (3600.0, "the broker's limit")
         ({"job_definition": None}, "job_definition"),
         ({"parameters": {"n": 1}}, "parameters.n"),
         ({"tags": {f"k{i}": "v" for i in range(51)}}, "tags"),
+        ({"tags": {f"k{i}": "v" for i in range(50)}}, "tags"),  # poller adds the 50th
+        ({"tags": {"aws:created-by": "me"}}, "tags"),
+        ({"tags": {"AWS:x": "me"}}, "tags"),
+        ({"tags": {"k" * 129: "v"}}, "tags"),
+        ({"tags": {"k": "v" * 257}}, "tags"),
+        ({"job_queue": "q" * 100_000}, "job_queue"),
+        ({"job_queue": "queue with spaces"}, "job_queue"),
+        ({"job_queue": "q\n"}, "job_queue"),
+        ({"job_definition": "d:0"}, "job_definition"),
+        ({"job_definition": "d:latest"}, "job_definition"),
+        ({"job_name": "report\n"}, "job_name"),
+        ({"aws_region": "us-east-1\n"}, "aws_region"),
+        ({"depends_on": [{"jobId": f"j{i}"} for i in range(21)]}, "depends_on"),
+        ({"depends_on": [{"jobId": f"j{i}"} for i in range(1000)]}, "depends_on"),
         ({"array_properties": {"size": 1}}, "array_properties"),
         ({"array_properties": {"size": 10_001}}, "array_properties"),
         ({"timeout": {"attemptDurationSeconds": 59}}, "timeout"),
@@ -73,6 +87,8 @@ def test_bad_specs_are_refused_naming_the_field(change: dict[str, Any], field: s
         ({"bogus": 1}, "poll.bogus"),
         ({"max_delay": 1.0, "initial_delay": 2.0}, "poll.max_delay"),
         ({"max_delay": 4000.0}, "poll.max_delay"),
+        ({"max_wait": float("inf")}, "poll.max_wait"),
+        ({"max_wait": float("nan")}, "poll.max_wait"),
     ],
 )
 def test_bad_poll_policies_are_refused(change: dict[str, Any], field: str) -> None:
@@ -124,3 +140,34 @@ def test_a_missing_field_or_a_bad_nested_aws_value_is_refused_naming_it(
         lifecycle.validate(Settings(), args, fields)
     assert refused.value.field == field
     assert says in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"job_queue": "arn:aws:batch:us-east-1:123456789012:job-queue/q_1"}, None),
+        ({"job_definition": "d:12"}, None),
+        ({"job_definition": "arn:aws:batch:eu-west-1:123456789012:job-definition/d:3"}, None),
+        ({"tags": {f"k{i}": "v" * 256 for i in range(49)}}, None),
+        ({"depends_on": [{"jobId": f"j{i}"} for i in range(20)]}, None),
+    ],
+)
+def test_aws_limits_are_accepted_up_to_the_limit(change: dict[str, Any], field: None) -> None:
+    validate_spec(**{**GOOD, **change})
+
+
+def test_a_request_over_aws_30_kib_is_refused_in_the_caller_naming_the_largest_field() -> None:
+    # Given parameters making the SubmitJob request larger than AWS accepts (30 KiB)
+    big = {f"p{i}": "x" * 1000 for i in range(40)}
+    # When it is validated, Then nothing is sent and the error names the parameters
+    with pytest.raises(InvalidJobSpec, match="30720") as refused:
+        lifecycle.validate(Settings(), ("n", "q", "d"), {"parameters": big})
+    assert refused.value.field == "parameters"
+
+
+def test_a_wrong_typed_environment_value_is_refused_without_quoting_it() -> None:
+    overrides = {"environment": [{"name": "TOKEN", "value": 987654321}]}
+    with pytest.raises(InvalidJobSpec) as refused:
+        lifecycle.validate(Settings(), ("n", "q", "d"), {"container_overrides": overrides})
+    assert refused.value.field == "container_overrides"
+    assert "987654321" not in str(refused.value)

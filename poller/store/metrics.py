@@ -18,14 +18,20 @@ lose one (a crash loses the change and its count together). Keys (``<p>`` the ke
     <p>:metrics:workers              sorted set: worker hostname -> when it last said it runs
 
 Labels are bounded: statuses, job queues, regions, operations and outcomes, never a job's id or
-name. A count stored before regions were counted reads as region "".
+name. A count stored before regions were counted reads as region "". A job queue is a label value
+only once AWS accepted a job for it (a refused job counts under job queue ""), label values are
+escaped in the hash fields (``|`` separates them), and a scrape shows at most
+``MAX_LABEL_VALUES`` job queues and as many regions, the busiest; the others add up under
+``_other``.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote, unquote
 
 from poller.models import JobRecord, JobStatus
 
@@ -79,6 +85,19 @@ EARLY = "early"  # poller's job, whose submission is not recorded yet: left for 
 FOREIGN = "foreign"  # from another account or region than its job's: forged, never applied
 EVENT_OUTCOMES = (APPLIED, DUPLICATE, UNKNOWN_JOB, MALFORMED, EARLY, FOREIGN)
 
+MAX_LABEL_VALUES = 100  # job queues (and regions) a scrape shows; the rest add up under OTHER
+OTHER = "_other"
+
+
+def _label(value: str) -> str:
+    """A label value as stored in a hash field, where ``|`` separates the labels."""
+    return quote(value, safe="")
+
+
+def _queue_label(record: JobRecord) -> str:
+    """The job queue a job counts under: its own once AWS accepted the job, else ""."""
+    return _label(record.job_queue) if record.job_id is not None else ""
+
 
 def count_change(pipe: Any, key: Any, previous: JobRecord | None, record: JobRecord) -> None:
     """Queue on ``pipe`` (inside the change's MULTI) the counts ``previous`` -> ``record`` makes.
@@ -87,8 +106,8 @@ def count_change(pipe: Any, key: Any, previous: JobRecord | None, record: JobRec
     """
     if previous is not None and previous.status is record.status:
         return
-    if previous is None:
-        pipe.sadd(key(JOB_QUEUES), record.job_queue)
+    if record.job_id is not None and (previous is None or previous.job_id is None):
+        pipe.sadd(key(JOB_QUEUES), _label(record.job_queue))  # AWS accepted a job for it
     pipe.hincrby(key(TRANSITIONS), record.status.value, 1)
     if previous is not None and not previous.is_terminal:
         pipe.hincrby(key(JOBS), previous.status.value, -1)
@@ -97,13 +116,12 @@ def count_change(pipe: Any, key: Any, previous: JobRecord | None, record: JobRec
         return
     finished = (record.finished_at or datetime.now().astimezone()).timestamp()
     pipe.zadd(key(FINISHED, record.status.value), {record.tracking_id: finished})
-    labels = f"{record.status.value}|{record.job_queue}|{record.aws_region or ''}"
+    queue = _queue_label(record)
+    labels = f"{record.status.value}|{queue}|{_label(record.aws_region or '')}"
     pipe.hincrby(key(FINISHED_TOTAL), labels, 1)
     _observe(pipe, key, "detection_lag_seconds", "", record.finished_at, record.stopped_at)
-    _observe(
-        pipe, key, "queue_wait_seconds", record.job_queue, record.started_at, record.created_at
-    )
-    _observe(pipe, key, "job_run_seconds", record.job_queue, record.stopped_at, record.started_at)
+    _observe(pipe, key, "queue_wait_seconds", queue, record.started_at, record.created_at)
+    _observe(pipe, key, "job_run_seconds", queue, record.stopped_at, record.started_at)
 
 
 def _observe(
@@ -176,12 +194,25 @@ def read(
     aws_calls, resends, events, overdue_count, _, workers, job_queues = rest
     jobs = {status: max(0, int(n)) for status, n in jobs_now.items()}
     jobs.update(dict(zip(terminal, (int(n) for n in finished), strict=True)))
+    finished_counts = {_triple(k): int(v) for k, v in finished_total.items()}
+    queue_use = Counter[str]()
+    for (_, queue, _), count in finished_counts.items():
+        queue_use[queue] += count
+    queue_use.update({unquote(str(queue)): 0 for queue in job_queues})
+    shown_queues = _busiest(queue_use)
+    region_use = Counter[str]()
+    for (_, _, region), count in finished_counts.items():
+        region_use[region] += count
+    shown_regions = _busiest(region_use)
+    capped: Counter[tuple[str, str, str]] = Counter()
+    for (status, queue, region), count in finished_counts.items():
+        capped[(status, _shown(queue, shown_queues), _shown(region, shown_regions))] += count
     return Snapshot(
         jobs=jobs,
         transitions={k: int(v) for k, v in transitions.items()},
-        finished_total={_triple(k): int(v) for k, v in finished_total.items()},
+        finished_total=dict(capped),
         histograms={
-            name: _histogram(BUCKETS[name], raw)
+            name: _histogram(BUCKETS[name], raw, shown_queues)
             for name, raw in zip(BUCKETS, raw_histograms, strict=True)
         },
         aws_calls={_triple(k): int(v) for k, v in aws_calls.items()},
@@ -189,24 +220,36 @@ def read(
         events={k: int(v) for k, v in events.items()},
         checks_overdue=int(overdue_count),
         workers=int(workers),
-        job_queues={str(queue) for queue in job_queues},
+        job_queues={_shown(unquote(str(queue)), shown_queues) for queue in job_queues},
     )
+
+
+def _busiest(use: Counter[str]) -> set[str]:
+    """The MAX_LABEL_VALUES label values used most (all of them when there are no more)."""
+    return {value for value, _ in use.most_common(MAX_LABEL_VALUES)}
+
+
+def _shown(value: str, shown: set[str]) -> str:
+    return value if value in shown else OTHER
 
 
 def _triple(field_name: str) -> tuple[str, str, str]:
     first, second, third = [*str(field_name).split("|", 2), "", ""][:3]
-    return first, second, third
+    return unquote(first), unquote(second), unquote(third)
 
 
-def _histogram(bounds: tuple[float, ...], raw: dict[str, str]) -> Histogram:
+def _histogram(bounds: tuple[float, ...], raw: dict[str, str], shown: set[str]) -> Histogram:
+    """A histogram's fields read back; labels (job queues) not ``shown`` add up under OTHER."""
     histogram = Histogram(bounds)
     per_bucket: dict[str, list[int]] = {}
     for field_name, value in raw.items():
-        label, _, part = str(field_name).rpartition("|")
+        stored, _, part = str(field_name).rpartition("|")
+        label = unquote(stored)
+        label = label if label == "" or label in shown else OTHER
         if part == "sum":
-            histogram.sums[label] = float(value)
+            histogram.sums[label] = histogram.sums.get(label, 0.0) + float(value)
         elif part == "count":
-            histogram.counts[label] = int(value)
+            histogram.counts[label] = histogram.counts.get(label, 0) + int(value)
         else:
             counts = per_bucket.setdefault(label, [0] * (len(bounds) + 1))
             counts[len(bounds) if part == "inf" else int(part)] += int(value)
