@@ -1,226 +1,142 @@
-"""moto's Batch HTTP responses, hardened and wired to the local runtime.
+"""The Batch API of the local endpoint: a WSGI app in front of moto's Batch app.
 
-`install` points moto's Batch URL routes at `LocalBatchResponse`, a subclass of moto's
-`BatchResponse`:
+Every Batch call (a request under ``/v1/``) comes to `BatchApi`, which
 
-- every request body is checked against the botocore model of its operation first, so
-  malformed input (bad JSON, a missing ``jobName``, wrong types) gets a 400 ClientException
-  instead of a moto crash (HTTP 500);
-- SubmitJob passes ``retryStrategy``, ``propagateTags``, ``schedulingPriorityOverride`` and
-  ``shareIdentifier`` on (moto drops them); DescribeJobs looks ids up directly; ListJobs
-  paginates with ``nextToken``;
-- every answer is put in AWS's wire format (`aws_batch_emulator.wire`);
-- every call runs under the backend's lock, so the lifecycle threads see consistent state.
+- finds its operation in botocore's model from method and path (none: HTTP 404);
+- checks the body against the operation's input shape (`aws_batch_emulator.validation`), so
+  malformed input gets a 400 ClientException instead of a crash;
+- runs it under the lock of the caller's backend (`aws_batch_emulator.caller`), so the lifecycle
+  threads see consistent state;
+- answers the job operations itself (`aws_batch_emulator.operations`), and hands the others
+  (compute environments, queues, definitions, scheduling policies, tags) to moto's Batch app,
+  which finds the same local backend in its registry (`BatchRuntime.backend` puts it there);
+- puts every successful JSON answer in AWS's wire format (`aws_batch_emulator.wire`), and answers
+  every error in Batch's JSON shape (`aws_batch_emulator.answers`): the caller's fault as HTTP 400
+  (ours or moto's, `aws_batch_emulator.errors`), a failure of the emulator or of moto as HTTP 500
+  ``InternalFailure``, never an HTML page.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
+import io
 import json
 import logging
-from functools import cache
-from typing import Any, ClassVar
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
-from botocore.model import OperationModel, Shape
-from botocore.validate import ParamValidator
-from moto.batch.exceptions import ClientException, InternalFailure
-from moto.batch.responses import BatchResponse
-from moto.core.common_types import TYPE_RESPONSE
-from moto.core.exceptions import JsonRESTError
-from moto.core.request import Request
+from botocore.model import OperationModel
 
-from aws_batch_emulator.changes import ChangeListener
-from aws_batch_emulator.runtime import BatchRuntime, LocalBatchBackend
+from aws_batch_emulator.answers import Answer, error_answer, json_answer, respond
+from aws_batch_emulator.caller import caller
+from aws_batch_emulator.errors import client_error
+from aws_batch_emulator.operations import OPERATIONS
+from aws_batch_emulator.runtime import BatchRuntime
 from aws_batch_emulator.service_model import operation_for
-from aws_batch_emulator.settings import RuntimeSettings
+from aws_batch_emulator.validation import request_params
 from aws_batch_emulator.wire import conform
+
+if TYPE_CHECKING:
+    from _typeshed import OptExcInfo
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 logger = logging.getLogger(__name__)
 
-LIST_JOBS_MAX_RESULTS = 1000
-"""Largest (and default) page of ListJobs, as AWS."""
-# Moto crashes with these on input that got past validation; they mean "bad request".
+# Raised by code handed input that got past validation (moto's mostly): the input's fault.
 _INPUT_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError)
 
 
-@cache
-def _reads_json_body(operation: OperationModel) -> bool:
-    """True when all of the operation's input is in the JSON body (none in the path or query)."""
-    shape = operation.input_shape
-    members = shape.members.values() if shape is not None else []
-    return all(member.serialization.get("location") is None for member in members)
+class BatchApi:
+    """WSGI app serving the Batch API: the job operations itself, the others through moto's
+    Batch app (`moto_batch`, which must raise its errors rather than render them)."""
 
+    def __init__(self, runtime: BatchRuntime, moto_batch: WSGIApplication) -> None:
+        self._runtime = runtime
+        self._moto_batch = moto_batch
 
-def _known_only(value: Any, shape: Shape) -> Any:
-    """Drop members the model does not know (AWS ignores them) before type validation."""
-    members = getattr(shape, "members", None)
-    if shape.type_name == "structure" and isinstance(value, dict) and members is not None:
-        return {
-            key: _known_only(item, members[key]) for key, item in value.items() if key in members
-        }
-    if shape.type_name == "list" and isinstance(value, list):
-        return [_known_only(item, shape.member) for item in value]  # type: ignore[attr-defined]
-    if shape.type_name == "map" and isinstance(value, dict):
-        return {key: _known_only(item, shape.value) for key, item in value.items()}  # type: ignore[attr-defined]
-    return value
-
-
-def _decode_token(token: str | None) -> int:
-    if not token:
-        return 0
-    try:
-        prefix, _, offset = base64.urlsafe_b64decode(token.encode()).decode().partition(":")
-        if prefix == "offset" and int(offset) >= 0:
-            return int(offset)
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        pass
-    raise ClientException("The nextToken is invalid")
-
-
-def _encode_token(offset: int) -> str:
-    return base64.urlsafe_b64encode(f"offset:{offset}".encode()).decode()
-
-
-class LocalBatchResponse(BatchResponse):
-    """moto's BatchResponse with validated input and the local runtime as backend."""
-
-    runtime: ClassVar[BatchRuntime | None] = None
-    """Set by `install`."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.request_params: dict[str, Any] = {}
-
-    @property
-    def batch_backend(self) -> LocalBatchBackend:
-        """The local backend of the caller's account and region."""
-        runtime = type(self).runtime
-        if runtime is None:
-            raise RuntimeError("aws_batch_emulator.api.install() was not called")
-        return runtime.backend(self.current_account, self.region)
-
-    def _dispatch(
-        self, request: Request, full_url: str | None = None, headers: Any = None
-    ) -> TYPE_RESPONSE:
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        method, path = str(environ.get("REQUEST_METHOD", "GET")), str(environ.get("PATH_INFO"))
         try:
-            self.setup_class(request, full_url, headers)
-        except ValueError as err:  # e.g. a body that is not UTF-8
-            return self._error(ClientException(f"The request could not be read: {err}"))
+            answer = self._answer(environ, method, path)
+        except Exception:  # a bug of ours or moto's: Batch's JSON error shape, not Flask's HTML
+            logger.exception("local Batch endpoint failed on %s %s", method, path)
+            answer = error_answer(500, "InternalFailure", "Internal failure of the local endpoint")
+        return respond(start_response, answer)
+
+    def _answer(self, environ: WSGIEnvironment, method: str, path: str) -> Answer:
+        operation = operation_for(method, path)
+        if operation is None:
+            return error_answer(404, "UnknownOperationException", f"{method} {path}")
+        handler = OPERATIONS.get(operation.name)
         try:
-            return self.call_action()
-        except Exception:
-            # A bug of ours or moto's: answer in Batch's JSON error shape, not Flask's HTML.
-            logger.exception("local Batch endpoint failed on %s", self.path)
-            return self._error(InternalFailure("Internal failure of the local Batch endpoint"))
+            body = _read_body(environ)
+            params = request_params(operation, body)
+            backend = self._runtime.backend(*caller(environ))
+            with backend.lock:
+                outcome = self._moto(environ, body) if handler is None else handler(backend, params)
+        except Exception as err:
+            refusal = _refusal(operation, err)
+            if refusal is None:
+                raise
+            return refusal
+        if isinstance(outcome, Answer):
+            return _conformed(operation, outcome)
+        shape = operation.output_shape
+        return json_answer(200, outcome if shape is None else conform(outcome, shape))
 
-    def call_action(self) -> TYPE_RESPONSE:
-        """Validate the body, then run moto's action under the backend lock."""
+    def _moto(self, environ: WSGIEnvironment, body: bytes) -> Answer:
+        """moto's answer to the request."""
+        environ["wsgi.input"] = io.BytesIO(body)
+        environ["CONTENT_LENGTH"] = str(len(body))
+        # The body is JSON (validated), whatever the client called it: moto would take a form
+        # (curl's default type) for another protocol and find no operation.
+        environ["CONTENT_TYPE"] = "application/json"
+        started: list[tuple[str, list[tuple[str, str]]]] = []
+        written: list[bytes] = []
+
+        def start_response(
+            status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None
+        ) -> Callable[[bytes], object]:
+            started.append((status, headers))
+            return written.append
+
+        chunks = self._moto_batch(environ, start_response)
         try:
-            self.request_params = self._validated_params()
-            with self.batch_backend.lock:
-                status, headers, body = super().call_action()
-            return status, headers, self._on_the_wire(status, body)
-        except JsonRESTError as err:
-            return self._error(err)
-        except _INPUT_ERRORS as err:
-            logger.info("rejected a malformed %s request: %r", self._get_action(), err)
-            return self._error(ClientException(f"Invalid request: {err!r}"))
-
-    def _error(self, err: JsonRESTError) -> TYPE_RESPONSE:
-        # response_headers only exists once setup_class() got far enough.
-        headers: dict[str, Any] = dict(getattr(self, "response_headers", {}))
-        headers.update(err.get_headers())
-        return err.code, headers, err.get_body()
-
-    def _operation(self) -> OperationModel | None:
-        return operation_for(self.method, self.path)
-
-    def _on_the_wire(self, status: int, body: Any) -> Any:
-        """A successful JSON answer conformed to the operation's output shape."""
-        operation = self._operation()
-        if status != 200 or operation is None or operation.output_shape is None:
-            return body
-        if not isinstance(body, str | bytes) or not body.strip():
-            return body
-        return json.dumps(conform(json.loads(body), operation.output_shape))
-
-    def _validated_params(self) -> dict[str, Any]:
-        body = self.body.decode() if isinstance(self.body, bytes) else (self.body or "")
-        try:
-            params = json.loads(body) if body.strip() else {}
-        except ValueError:
-            raise ClientException("The request body is not valid JSON") from None
-        if not isinstance(params, dict):
-            raise ClientException("The request body must be a JSON object")
-        operation = self._operation()
-        if (
-            operation is not None
-            and operation.input_shape is not None
-            and _reads_json_body(operation)
-        ):
-            shape = operation.input_shape
-            report = ParamValidator().validate(_known_only(params, shape), shape)
-            if report.has_errors():
-                raise ClientException(report.generate_report())
-        return params
-
-    def submitjob(self) -> str:
-        """SubmitJob, with the members moto drops passed on."""
-        params = self.request_params
-        name, job_id, job_arn = self.batch_backend.submit_job(
-            params["jobName"],
-            params["jobDefinition"],
-            params["jobQueue"],
-            array_properties=params.get("arrayProperties") or {},
-            depends_on=params.get("dependsOn"),
-            container_overrides=params.get("containerOverrides"),
-            eks_properties_override=params.get("eksPropertiesOverride"),
-            timeout=params.get("timeout"),
-            parameters=params.get("parameters"),
-            tags=params.get("tags"),
-            retry_strategy=params.get("retryStrategy"),
-            propagate_tags=params.get("propagateTags"),
-            scheduling_priority=params.get("schedulingPriorityOverride"),
-            share_identifier=params.get("shareIdentifier"),
-        )
-        return json.dumps({"jobId": job_id, "jobName": name, "jobArn": job_arn})
-
-    def describejobs(self) -> str:
-        """DescribeJobs by id, at most 100 ids."""
-        return json.dumps({"jobs": self.batch_backend.describe_jobs(self.request_params["jobs"])})
-
-    def listjobs(self) -> str:
-        """ListJobs with AWS's default status and nextToken pagination."""
-        params = self.request_params
-        jobs = self.batch_backend.list_jobs(
-            job_queue_name=params.get("jobQueue"),
-            array_job_id=params.get("arrayJobId"),
-            job_status=params.get("jobStatus"),
-            filters=params.get("filters") or None,
-        )
-        start = _decode_token(params.get("nextToken"))
-        size = min(
-            max(int(params.get("maxResults") or LIST_JOBS_MAX_RESULTS), 1), LIST_JOBS_MAX_RESULTS
-        )
-        result: dict[str, Any] = {
-            "jobSummaryList": [job.describe_short() for job in jobs[start : start + size]]
-        }
-        if start + size < len(jobs):
-            result["nextToken"] = _encode_token(start + size)
-        return json.dumps(result)
+            written.extend(chunks)
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+        status, headers = started[-1]
+        kept = [(name, value) for name, value in headers if name.lower() != "content-length"]
+        return Answer(int(status.split(" ", 1)[0]), kept, b"".join(written))
 
 
-def install(settings: RuntimeSettings, listener: ChangeListener | None = None) -> BatchRuntime:
-    """Route moto's Batch API to a new local runtime. Call once, in the server process only.
+def _read_body(environ: WSGIEnvironment) -> bytes:
+    stream = environ["wsgi.input"]
+    if environ.get("wsgi.input_terminated"):  # chunked: the server ends the stream
+        whole: bytes = stream.read()
+        return whole
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    data: bytes = stream.read(length) if length > 0 else b""
+    return data
 
-    `listener` is told of every job status change after SUBMITTED (see `BatchRuntime`).
-    """
-    import moto.batch.urls as batch_urls
 
-    runtime = BatchRuntime(settings, listener)
-    LocalBatchResponse.runtime = runtime
-    for path in list(batch_urls.url_paths):
-        batch_urls.url_paths[path] = LocalBatchResponse.dispatch
-    logger.info("local Batch runtime installed: %s", settings)
-    return runtime
+def _refusal(operation: OperationModel, err: Exception) -> Answer | None:
+    """The answer to a request that failed by the caller's fault; None for any other failure."""
+    found = client_error(err)
+    if found is not None:
+        return error_answer(400, *found)
+    if isinstance(err, _INPUT_ERRORS):
+        logger.info("rejected a malformed %s request: %r", operation.name, err)
+        return error_answer(400, "ClientException", f"Invalid request: {err!r}")
+    return None
+
+
+def _conformed(operation: OperationModel, answer: Answer) -> Answer:
+    """moto's successful JSON answer conformed to the operation's output shape."""
+    shape = operation.output_shape
+    if answer.status != 200 or shape is None or not answer.body.strip():
+        return answer
+    body = json.dumps(conform(json.loads(answer.body), shape)).encode()
+    headers = [(name, value) for name, value in answer.headers if name.lower() != "content-type"]
+    return Answer(200, [*headers, ("Content-Type", "application/json")], body)

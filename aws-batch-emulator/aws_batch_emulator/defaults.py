@@ -7,7 +7,6 @@ import logging
 
 from moto.batch.models import BatchBackend
 from moto.iam.exceptions import NotFoundException as IAMNotFoundException
-from moto.iam.models import iam_backends
 
 from aws_batch_emulator import resources
 
@@ -17,7 +16,7 @@ logger = logging.getLogger(__name__)
 def create_default_resources(backend: BatchBackend) -> None:
     """Create the compute environment, job queue and job definitions of `resources`."""
     logger.debug("creating the ready-made Batch resources in %s", backend.region_name)
-    role_arn = _ensure_service_role(backend.account_id, backend.partition)
+    role_arn = _ensure_service_role(backend)
     environment = backend.create_compute_environment(
         compute_environment_name=resources.COMPUTE_ENVIRONMENT,
         _type="UNMANAGED",
@@ -57,8 +56,9 @@ def create_default_resources(backend: BatchBackend) -> None:
         )
 
 
-def _ensure_service_role(account_id: str, partition: str) -> str:
-    iam = iam_backends[account_id][partition]
+def _ensure_service_role(backend: BatchBackend) -> str:
+    """The ready-made service role, created in the IAM where the backend looks it up."""
+    iam = backend.iam_backend
     try:
         return str(iam.get_role(resources.SERVICE_ROLE_NAME).arn)
     except IAMNotFoundException:

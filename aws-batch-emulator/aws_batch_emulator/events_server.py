@@ -75,11 +75,7 @@ class _Deliveries:
 def serve(host: str, port: int, stop_with_stdin: bool = False) -> None:
     """Serve SQS and EventBridge (with the events queue and rule) until SIGINT/SIGTERM, or
     with ``stop_with_stdin`` until stdin closes."""
-    from moto.moto_server.werkzeug_app import (
-        DomainDispatcherApplication,
-        MotoRequestHandler,
-        create_backend_app,
-    )
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
     from werkzeug.serving import make_server
 
     from aws_batch_emulator.eventbridge import create_event_resources
@@ -88,7 +84,7 @@ def serve(host: str, port: int, stop_with_stdin: bool = False) -> None:
     if logging.getLogger("werkzeug").level == logging.NOTSET:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
     app = _Deliveries(DomainDispatcherApplication(create_backend_app))
-    server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
+    server = make_server(host, port, app, threaded=True)
 
     def stop(signum: int, frame: FrameType | None) -> None:
         # shutdown() waits for serve_forever() to return, so it cannot run in this thread.

@@ -27,12 +27,12 @@ import logging
 import random
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Protocol
 
+from aws_batch_emulator.answers import error_answer, json_answer, respond
 from aws_batch_emulator.service_model import BATCH_PREFIX, operations_by_route, route_segment
 
 if TYPE_CHECKING:
@@ -47,16 +47,6 @@ _THROTTLED = (429, "TooManyRequestsException", "Too Many Requests.")
 _SERVER_ERROR = (500, "ServerException", "Injected server error.")
 _UNAVAILABLE = (503, "ServiceUnavailable", "Service Unavailable.")
 _DENIED_MESSAGE = "User is not authorized to perform: batch:{operation} (injected)"
-_HTTP_REASONS = {
-    200: "OK",
-    400: "Bad Request",
-    403: "Forbidden",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    429: "Too Many Requests",
-    500: "Internal Server Error",
-    503: "Service Unavailable",
-}
 
 
 _EVENT_SHARES = ("event_duplicate", "event_drop", "event_delay")
@@ -296,7 +286,7 @@ class FaultMiddleware:
         if body is None:  # the client went away mid-request: nothing to answer, nothing happened
             with self._lock:
                 self._incomplete[operation] += 1
-            return _respond(start_response, 400, {"message": "incomplete request body"})
+            return respond(start_response, json_answer(400, {"message": "incomplete request body"}))
         environ["wsgi.input"] = io.BytesIO(body)
         fault = self._decide(operation)
         if fault is None:
@@ -306,7 +296,7 @@ class FaultMiddleware:
                 self._sleep(delay)
             return answer
         status, code, message = fault
-        return _respond(start_response, status, {"__type": code, "message": message}, code)
+        return respond(start_response, error_answer(status, code, message))
 
     def _operation(self, method: str, path: str) -> str:
         segment = route_segment(path)
@@ -355,9 +345,11 @@ class FaultMiddleware:
             known = any(known_route == route for _, known_route in handlers)
             _drain(environ)
             status = 405 if known else 404
-            return _respond(start_response, status, {"message": f"{method} /_poller/{route}"})
+            return respond(
+                start_response, json_answer(status, {"message": f"{method} /_poller/{route}"})
+            )
         status, body = handler(environ)
-        return _respond(start_response, status, body)
+        return respond(start_response, json_answer(status, body))
 
     def _reset_route(self, environ: WSGIEnvironment) -> tuple[int, Any]:
         _drain(environ)
@@ -388,18 +380,3 @@ def _drain(environ: WSGIEnvironment) -> bytes | None:
     except OSError:  # werkzeug raises it for a chunked body cut short
         return None
     return data if len(data) == length else None
-
-
-def _respond(
-    start_response: StartResponse, status: int, body: Any, error_type: str | None = None
-) -> list[bytes]:
-    payload = json.dumps(body).encode()
-    headers = [
-        ("Content-Type", "application/json"),
-        ("Content-Length", str(len(payload))),
-        ("x-amzn-RequestId", str(uuid.uuid4())),
-    ]
-    if error_type is not None:
-        headers.append(("x-amzn-ErrorType", error_type))
-    start_response(f"{status} {_HTTP_REASONS.get(status, 'Error')}", headers)
-    return [payload]

@@ -2,8 +2,9 @@
 
 `LocalBatchBackend` is moto's `BatchBackend` whose jobs are `ProcessJob`s (``process`` runtime)
 or `SimulatedJob`s (``simulated`` runtime), looked up by id rather than by scanning every job.
-`BatchRuntime` holds one backend per account and region; `aws_batch_emulator.api.install` routes
-moto's Batch API to it.
+`BatchRuntime` holds one backend per account and region, and keeps each in moto's registry of
+Batch backends, where moto's Batch handlers look it up: the operations moto answers (queues,
+definitions, ...) act on the backend whose jobs the emulator runs (`aws_batch_emulator.api`).
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from moto.batch.exceptions import ClientException
-from moto.batch.models import BatchBackend, Job, JobDefinition, JobQueue
+from moto.batch.models import BatchBackend, Job, JobDefinition, JobQueue, batch_backends
 
 from aws_batch_emulator.changes import ChangeListener
 from aws_batch_emulator.compute import LocalCompute
 from aws_batch_emulator.defaults import create_default_resources
+from aws_batch_emulator.errors import ClientException
 from aws_batch_emulator.jobs import RUNNING, STATUSES, ArrayParentJob, LocalJob
 from aws_batch_emulator.process import ProcessJob
 from aws_batch_emulator.settings import RuntimeSettings
@@ -242,6 +243,10 @@ class LocalBatchBackend(BatchBackend):
             raise ClientException("'reason' is a required field (cannot be an empty string)")
         return self.find_job(job_id)
 
+    def reset(self) -> None:
+        """Keep everything: moto's reset (``POST /moto-api/reset``) would rebuild the backend from
+        its region and account alone, without the runtime; it lives as long as the server."""
+
     def shutdown(self) -> None:
         """Kill every running job command and stop the timer thread."""
         with self.lock:
@@ -326,7 +331,9 @@ class BatchRuntime:
         self._lock = threading.Lock()
 
     def backend(self, account_id: str, region_name: str) -> LocalBatchBackend:
-        """The backend of an account and region, created with its resources on first use."""
+        """The backend of an account and region, created with its resources on first use, and
+        in moto's registry (so moto's Batch app must be built before: it reads its URL rules off
+        the backend it finds there)."""
         key = (account_id, region_name)
         with self._lock:
             backend = self._backends.get(key)
@@ -335,6 +342,11 @@ class BatchRuntime:
                 with backend.lock:
                     create_default_resources(backend)
                 self._backends[key] = backend
+            # Checked on every call: moto's reset empties its registry. dict.get, as moto's
+            # lookup would create a backend of its own there.
+            registry = batch_backends[account_id]
+            if registry.get(region_name) is not backend:
+                registry[region_name] = backend
             return backend
 
     def shutdown(self) -> None:

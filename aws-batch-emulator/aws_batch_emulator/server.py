@@ -1,7 +1,7 @@
 """Serve the local AWS Batch endpoint, in the foreground or as a child process.
 
-``serve()`` runs moto's server (with the local runtime installed by `aws_batch_emulator.api` and
-`aws_batch_emulator.faults.FaultMiddleware` in front) until SIGINT/SIGTERM. With ``events=True``
+``serve()`` runs the endpoint (`aws_batch_emulator.routing`: the Batch API and moto's other
+services, with `aws_batch_emulator.faults.FaultMiddleware` in front) until SIGINT/SIGTERM. With ``events=True``
 it also publishes job state change events to EventBridge, which a ready-made rule sends to an SQS
 queue (`aws_batch_emulator.events`). `LocalBatch` starts the same thing as a child process
 (``python -m aws_batch_emulator``) and gives tests and tools a handle on it: URL, boto3 clients,
@@ -24,7 +24,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any
@@ -36,7 +36,7 @@ from aws_batch_emulator.faults import FaultConfig, FaultMiddleware
 from aws_batch_emulator.resources import RUNTIMES
 
 if TYPE_CHECKING:
-    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+    pass
 
 logger = logging.getLogger(__name__)
 
@@ -44,35 +44,6 @@ logger = logging.getLogger(__name__)
 READY_LINE = "AWS Batch emulator listening on {url} (runtime={runtime})"
 """Printed (and flushed) on stdout once the server accepts connections."""
 _READY_PATTERN = re.compile(r"AWS Batch emulator listening on (http://\S+)")
-
-# moto picks the service from the SigV4 credential scope: unsigned calls would go to S3.
-_UNSIGNED_BATCH_AUTH = (
-    f"AWS4-HMAC-SHA256 Credential={resources.ACCESS_KEY_ID}/20240101/{resources.REGION}/batch/aws4_request, "
-    "SignedHeaders=host, Signature=0"
-)
-
-
-class _BatchRouting:
-    """Send Batch calls straight to moto's Batch app, everything else to moto's dispatcher.
-
-    moto's dispatcher works the service out on every request, listing its own package
-    directory to do so (about 1 ms a call); Batch calls are most of our traffic. Unsigned
-    calls under /v1/ (curl, urllib) are treated as Batch calls in the default region.
-    """
-
-    def __init__(self, dispatcher: WSGIApplication, batch_app: WSGIApplication) -> None:
-        self._dispatcher = dispatcher
-        self._batch_app = batch_app
-
-    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        if str(environ.get("PATH_INFO", "")).startswith("/v1/"):
-            auth = str(environ.get("HTTP_AUTHORIZATION") or "")
-            if not auth:
-                environ["HTTP_AUTHORIZATION"] = _UNSIGNED_BATCH_AUTH
-                return self._batch_app(environ, start_response)
-            if "/batch/aws4_request" in auth:
-                return self._batch_app(environ, start_response)
-        return self._dispatcher(environ, start_response)
 
 
 def serve(
@@ -94,16 +65,12 @@ def serve(
     process of their own on `events_port` (`aws_batch_emulator.events_server`); the SQS queue
     and EventBridge rule that receive them exist before on_ready is called.
     """
-    from moto.moto_server.werkzeug_app import (
-        DomainDispatcherApplication,
-        MotoRequestHandler,
-        create_backend_app,
-    )
     from werkzeug.serving import make_server
 
-    from aws_batch_emulator.api import install
     from aws_batch_emulator.events import EventPublisher
     from aws_batch_emulator.events_server import EventsEndpoint
+    from aws_batch_emulator.routing import endpoint_app
+    from aws_batch_emulator.runtime import BatchRuntime
     from aws_batch_emulator.settings import RuntimeSettings
 
     settings = RuntimeSettings(runtime, concurrency, stage_seconds, sim_seconds)
@@ -111,16 +78,14 @@ def serve(
     publisher = None if events_endpoint is None else EventPublisher(events_endpoint.deliver).start()
     engine = None
     try:
-        engine = install(settings, publisher)
+        engine = BatchRuntime(settings, publisher)
+        routing = endpoint_app(engine)  # before the first backend (see endpoint_app)
         engine.backend(resources.ACCOUNT_ID, resources.REGION)  # ready-made resources first
         if logging.getLogger("werkzeug").level == logging.NOTSET:
             logging.getLogger("werkzeug").setLevel(logging.WARNING)  # a line per request otherwise
-        routing = _BatchRouting(
-            DomainDispatcherApplication(create_backend_app), create_backend_app("batch")
-        )
         sections = {} if publisher is None else {"events": publisher}
         app = FaultMiddleware(routing, faults, sections=sections)
-        server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
+        server = make_server(host, port, app, threaded=True)
         restore = _stop_on_signals(server.shutdown)
         try:
             url = f"http://{host}:{server.port}"

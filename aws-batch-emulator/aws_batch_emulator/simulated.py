@@ -21,9 +21,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from moto.batch.exceptions import ClientException
-
 from aws_batch_emulator import resources
+from aws_batch_emulator.errors import ClientException
 from aws_batch_emulator.jobs import (
     DEPENDENCY_FAILED,
     ESSENTIAL_CONTAINER_EXITED,

@@ -20,13 +20,23 @@ only as far as a receive needs, and scanning once per deletion.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from moto.core.utils import camelcase_to_underscores, unix_time_millis
 from moto.sqs.exceptions import ReceiptHandleIsInvalid
 from moto.sqs.models import Queue, SQSBackend
+
+
+def _snake_case(name: str) -> str:
+    """An attribute's member name, as moto's Queue names them: ``QueueArn`` -> ``queue_arn``."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def _now_ms() -> float:
+    """Epoch milliseconds, the clock of moto's message timestamps (``visible_at`` ...)."""
+    return time.time() * 1000.0
 
 
 def _within_retention(self: SQSBackend, queue_name: str, message: Any) -> bool:
@@ -41,7 +51,7 @@ class _VisibleMessages:
 
     def __init__(self, queue: Queue) -> None:
         self._messages = queue._messages
-        self._now = unix_time_millis()
+        self._now = _now_ms()
 
     def __iter__(self) -> Iterator[Any]:
         now = self._now
@@ -59,12 +69,12 @@ def _visible_messages(self: Queue) -> _VisibleMessages:
 
 
 def _delayed(self: Queue) -> int:
-    now = unix_time_millis()
+    now = _now_ms()
     return sum(1 for m in self._messages if now < m.delayed_until)
 
 
 def _not_visible(self: Queue) -> int:
-    now = unix_time_millis()
+    now = _now_ms()
     return sum(1 for m in self._messages if not now > m.visible_at)
 
 
@@ -97,7 +107,7 @@ class _Attributes(Mapping[str, Any]):
             return queue.policy
         if name == "RedrivePolicy" and queue.redrive_policy:
             return json.dumps(queue.redrive_policy)
-        value = getattr(queue, camelcase_to_underscores(name))
+        value = getattr(queue, _snake_case(name))
         return str(value).lower() if isinstance(value, bool) else value
 
     def __iter__(self) -> Iterator[str]:
