@@ -39,7 +39,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def rabbitmq() -> Iterator[EmbeddedRabbitMQ]:
-    # Fails, never skips, without Debian's rabbitmq-server: .ci/run installs it
+    # Fails, never skips, without Debian's rabbitmq-server: make test installs it
     with EmbeddedRabbitMQ() as node:
         yield node
 

@@ -103,7 +103,7 @@ def test_search_finds_any_job_by_name_or_batch_job_id(
 def headless_chromium(profile: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
     """Debian's chromium, headless, with a profile of its own and nothing fetched from outside."""
     chromium = shutil.which("chromium")
-    if chromium is None:  # fail, never skip: .ci/run installs it
+    if chromium is None:  # fail, never skip: make test installs it
         pytest.fail("chromium is not installed (apt-get install chromium)")
     return subprocess.run(
         [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",

@@ -36,7 +36,7 @@ POLLER = str(Path(sys.executable).parent / "poller")
 
 def prometheus_binary() -> str:
     found = shutil.which("prometheus")
-    if found is None:  # fail, never skip: .ci/run installs it
+    if found is None:  # fail, never skip: make test installs it
         pytest.fail("prometheus is not installed (apt-get install prometheus)")
     return found
 
