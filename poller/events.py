@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 import boto3
 from botocore.config import Config
 
-from poller import lifecycle, resend, tracking
+from poller import confirm, lifecycle, resend, tracking
 from poller.batch import TRACKING_TAG
 from poller.batch_wire import MalformedInput, parse_event
 from poller.models import BatchJobView, JobRecord
@@ -78,14 +78,22 @@ def apply_all(rt: Runtime, app: Any, received: list[tuple[str, BatchEvent | None
     """
     job_ids = [event.view.job_id for _, event in received if event is not None]
     found = rt.store.tracking_ids_for_jobs(job_ids)
-    owners: list[str | None] = []
+    # Not recorded yet (SubmitJob's answer on its way): poller's tag says whose it is.
+    owners = [
+        None if event is None else found.get(event.view.job_id, event.tracking_tag)
+        for _, event in received
+    ]
+    seen = [None if event is None else event.view for _, event in received]
+    checked = (
+        confirm.terminal_events(rt, seen, owners)
+        if rt.settings.events_confirm == confirm.TERMINAL
+        else confirm.Confirmed()
+    )
+    settled = dict.fromkeys(checked.pending, EARLY) | dict.fromkeys(checked.unknown, DUPLICATE)
     views: dict[str, list[BatchJobView]] = {}
-    for _, event in received:
-        # Not recorded yet (SubmitJob's answer on its way): poller's tag says whose it is.
-        owner = None if event is None else found.get(event.view.job_id, event.tracking_tag)
-        owners.append(owner)
-        if event is not None and owner is not None:
-            views.setdefault(owner, []).append(event.view)
+    for n, (view, owner) in enumerate(zip(seen, owners, strict=True)):
+        if view is not None and owner is not None and n not in settled:
+            views.setdefault(owner, []).append(checked.views.get(n, view))
     moved, records = lifecycle.apply_events(rt, views) if views else ({}, {})
     # Produce the results now, not at the next scheduled checks (which then find them done).
     ended = [
@@ -99,8 +107,9 @@ def apply_all(rt: Runtime, app: Any, received: list[tuple[str, BatchEvent | None
         resend.send_checks(app, ended)
     position = {owner: iter(flags) for owner, flags in moved.items()}
     return [
-        _outcome(event, records.get(owner) if owner else None, position.get(owner or ""))
-        for (_, event), owner in zip(received, owners, strict=True)
+        settled.get(n)
+        or _outcome(event, records.get(owner) if owner else None, position.get(owner or ""))
+        for n, ((_, event), owner) in enumerate(zip(received, owners, strict=True))
     ]
 
 

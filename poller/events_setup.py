@@ -166,3 +166,34 @@ def _target(
     report.actions.append(f"{verb}set target of {rule}: the queue")
     if not dry_run:
         events.put_targets(Rule=rule, Targets=[{"Id": TARGET_ID, "Arn": queue_arn}])
+
+
+_SEND_ACTIONS = {"sqs:sendmessage", "sqs:*", "*"}
+_SOURCE_CONDITIONS = {"aws:sourcearn"}
+
+
+def policy_problems(policy: str | None) -> list[str]:
+    """What in an events queue's policy lets someone other than an EventBridge rule send to it.
+
+    A statement allowing ``sqs:SendMessage`` is fine only for EventBridge (the
+    ``events.amazonaws.com`` service) limited to named rules by ``aws:SourceArn``, as ``setup``
+    writes it. Anyone else who may send can forge Batch events (``poller check`` warns).
+    """
+    if not policy:
+        return []
+    statements = json.loads(policy).get("Statement", [])
+    problems = []
+    for n, statement in enumerate(statements if isinstance(statements, list) else [statements]):
+        actions = statement.get("Action", [])
+        actions = [actions] if isinstance(actions, str) else actions
+        if statement.get("Effect") != "Allow" or not _SEND_ACTIONS & {a.lower() for a in actions}:
+            continue
+        principal = statement.get("Principal")
+        conditions = {
+            key.lower() for test in (statement.get("Condition") or {}).values() for key in test
+        }
+        if principal == {"Service": "events.amazonaws.com"} and conditions & _SOURCE_CONDITIONS:
+            continue
+        name = statement.get("Sid") or f"statement {n + 1}"
+        problems.append(f"{name} lets {json.dumps(principal)} send messages")
+    return problems

@@ -24,6 +24,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from poller.aws_calls import OPERATIONS, OUTCOMES
+from poller.dead_letters import DeadLetterCollector
 from poller.models import JobStatus
 from poller.settings import Settings
 from poller.store import JobStore
@@ -154,6 +155,10 @@ def registry_for(store: JobStore, settings: Settings) -> CollectorRegistry:
     alive_for = 3 * settings.reconcile_interval
     region = boto3.session.Session().region_name or ""
     registry.register(FleetCollector(store, settings.coalesce_window, alive_for, region))
+    if settings.events_queue_urls:
+        from poller.events import sqs_client
+
+        registry.register(DeadLetterCollector(settings.events_queue_urls, sqs_client))
     return registry
 
 

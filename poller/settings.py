@@ -13,7 +13,7 @@ import importlib.util
 import os
 import sys
 from functools import lru_cache
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -229,6 +229,15 @@ class Settings(BaseSettings):
         description=(
             "Threads per worker receiving and applying Batch events; each waits on SQS most "
             "of the time, so several keep up with a burst of job transitions."
+        ),
+    )
+    events_confirm: Literal["none", "terminal"] = Field(
+        "none",
+        description=(
+            "terminal: a job's end (SUCCEEDED, FAILED) from an event is applied only once "
+            "DescribeJobs confirms it (one call per AWS target and received batch), so a forged "
+            "event cannot end a running job. none: events are applied as they come, with no "
+            "AWS call."
         ),
     )
     events_poll_max_delay: float = Field(

@@ -345,3 +345,78 @@ def test_aws_documented_example_event_is_read(rt: Runtime, batch: FakeBatch) -> 
     assert parsed.view.created_at.year == 2022
     assert parsed.view.origin == ("123456789012", "us-east-1")
     assert parsed.tracking_tag is None
+
+
+def test_with_confirmation_a_forged_end_from_the_right_account_changes_nothing(
+    rt: Runtime, batch: FakeBatch, app: RecordingApp
+) -> None:
+    # Given POLLER_EVENTS_CONFIRM=terminal, and a job RUNNING on Batch and in its record
+    rt.settings = settings(events_confirm="terminal")
+    record = running(rt, batch)
+    assert events.handle(rt, app, event(record, "RUNNING")) == events.APPLIED
+    batch.calls.clear()
+    # When a SUCCEEDED event from the job's own account and region arrives
+    outcome = events.handle(rt, app, event(record, "SUCCEEDED"))
+    # Then DescribeJobs is asked once, says RUNNING, and the record stays RUNNING
+    assert batch.calls["DescribeJobs"] == 1
+    assert outcome == events.DUPLICATE
+    assert rt.store.get("t1").status is JobStatus.RUNNING
+    assert app.sent == []
+
+
+def test_with_confirmation_real_ends_of_a_batch_are_confirmed_in_one_call(
+    rt: Runtime, batch: FakeBatch, app: RecordingApp
+) -> None:
+    # Given three jobs that really ended, and their events in one received batch
+    rt.settings = settings(events_confirm="terminal")
+    jobs = [running(rt, batch, f"t{n}") for n in range(3)]
+    for job in jobs:
+        batch.set_status(str(job.job_id), JobStatus.SUCCEEDED)
+    batch.calls.clear()
+    queue = OneBatchQueue([event(job, "SUCCEEDED") for job in jobs])
+    # When the batch is consumed
+    outcomes = events.consume(rt, app, queue, "q")
+    # Then one DescribeJobs call confirmed all three, and each ended
+    assert outcomes == {events.APPLIED: 3}
+    assert batch.calls["DescribeJobs"] == 1
+    assert all(rt.store.get(f"t{n}").status is JobStatus.SUCCEEDED for n in range(3))
+
+
+def test_with_confirmation_an_end_aws_cannot_confirm_now_comes_back_later(
+    rt: Runtime, batch: FakeBatch, app: RecordingApp
+) -> None:
+    from poller.errors import BatchUnavailable
+
+    rt.settings = settings(events_confirm="terminal")
+    record = running(rt, batch)
+    batch.set_status(str(record.job_id), JobStatus.SUCCEEDED)
+    batch.fail_next("DescribeJobs", BatchUnavailable("throttled"))
+    queue = OneBatchQueue([event(record, "SUCCEEDED")])
+    # DescribeJobs throttled: the message is left in the queue (EARLY), the record unchanged
+    assert events.consume(rt, app, queue, "q") == {events.EARLY: 1}
+    assert queue.deleted == []
+    assert rt.store.get("t1").status is JobStatus.SUBMITTED
+
+
+@pytest.mark.parametrize(
+    ("statement", "problem"),
+    [
+        ({"Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"},
+          "Action": "sqs:SendMessage", "Condition": {"ArnEquals": {"aws:SourceArn": "arn:r"}}},
+         False),
+        ({"Sid": "any", "Effect": "Allow", "Principal": "*", "Action": "sqs:SendMessage"}, True),
+        ({"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::999999999999:root"},
+          "Action": ["sqs:*"]}, True),
+        ({"Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"},
+          "Action": "sqs:SendMessage"}, True),  # any rule, of any account
+        ({"Effect": "Deny", "Principal": "*", "Action": "sqs:SendMessage"}, False),
+        ({"Effect": "Allow", "Principal": "*", "Action": "sqs:ReceiveMessage"}, False),
+    ],
+)  # fmt: skip
+def test_a_queue_policy_letting_others_send_is_a_problem(
+    statement: dict[str, Any], problem: bool
+) -> None:
+    from poller.events_setup import policy_problems
+
+    found = policy_problems(json.dumps({"Statement": [statement]}))
+    assert bool(found) is problem, found

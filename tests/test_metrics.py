@@ -175,17 +175,18 @@ def test_histogram_buckets_fit_batch_times() -> None:
 
 
 def test_a_refused_queue_never_becomes_a_series_and_labels_are_escaped_and_capped(
-    rt: Runtime, batch: FakeBatch
+    rt: Runtime, batch: FakeBatch, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from poller.store import metrics as store_metrics
 
-    # Given a job AWS refused (its queue does not exist), and ended jobs in 103 queues, one
-    # of whose names holds the label separator as a tampered record could
+    # Given a cap of 3 job queues a scrape, a job AWS refused (its queue does not exist), and
+    # ended jobs in 6 queues, one of whose names holds the label separator (a tampered record)
+    monkeypatch.setattr(store_metrics, "MAX_LABEL_VALUES", 3)
     rt.settings = settings(coalesce=False)
     refused = admitted(rt, "refused").model_copy(update={"job_queue": "no-such-queue"})
     rt.store.redis.set(rt.store.key("job", "refused"), refused.model_dump_json())
     lifecycle.reject(rt, "refused", "AWS Batch refused it")
-    queues = [f"q{n:03d}" for n in range(102)] + ["a|b"]
+    queues = [f"q{n:03d}" for n in range(5)] + ["a|b"]
     for n, queue in enumerate(queues):
         batch.queues.add(queue)
         record = running(rt, batch, f"t{n}")
@@ -201,7 +202,7 @@ def test_a_refused_queue_never_becomes_a_series_and_labels_are_escaped_and_cappe
         if name == "poller_jobs_finished_total"
     }
     # Then the refused queue is no series (the job counts under ""), "a|b" stays whole or
-    # goes to _other, and at most 100 queues show, the rest under _other
+    # goes to _other, and at most 3 queues show, the rest under _other
     assert "no-such-queue" not in finished
     assert "" in finished
     assert "b" not in finished

@@ -106,14 +106,18 @@ def _events_probe(queue_url: str) -> Callable[[], Any]:
 
     def probe() -> str:
         from poller.events import sqs_client
+        from poller.events_setup import policy_problems
         from poller.runtime import get_store
 
         attributes = sqs_client(queue_url).get_queue_attributes(
-            QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages"]
+            QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages", "Policy"]
         )["Attributes"]
         waiting = attributes.get("ApproximateNumberOfMessages", "?")
         arriving = "events arriving" if get_store().events_flowing() else "no events lately"
-        return f"{arriving}; {waiting} waiting"
+        detail = f"{arriving}; {waiting} waiting"
+        for problem in policy_problems(attributes.get("Policy")):
+            detail += f"; WARNING: its policy's {problem}: they could forge Batch events"
+        return detail
 
     return probe
 

@@ -274,3 +274,107 @@ def test_events_setup_sets_up_in_the_region_it_is_given(events_stack: FaultStack
         [*POLLER, "events", "setup", "--profile", "nope"], env=env, capture_output=True, text=True
     )
     assert refused.returncode != 0 and "--profile" in refused.stderr
+
+
+def send_bodies(stack: FaultStack, bodies: list[str]) -> None:
+    """Put message bodies straight into the events queue, as anyone allowed to send could."""
+    stack.batch.client("sqs").send_message_batch(
+        QueueUrl=events_queue(stack),
+        Entries=[{"Id": str(n), "MessageBody": body} for n, body in enumerate(bodies)],
+    )
+
+
+def running_job(stack: FaultStack, name: str) -> JobRecord:
+    """A job that runs for a minute, once its record says RUNNING."""
+    (tracking_id,) = stack.submit(1, name, seconds=(60.0, 60.0))
+
+    def running() -> JobRecord | None:
+        record = get_store().get(tracking_id)
+        return record if record.status is JobStatus.RUNNING else None
+
+    return eventually(running, timeout=30, interval=0.3)
+
+
+def test_forged_job_ends_never_end_a_running_job(events_stack: FaultStack) -> None:
+    from tests.test_events import event
+
+    # Given a worker consuming events, and a job RUNNING on Batch
+    events_stack.start_worker()
+    job = running_job(events_stack, "forged")
+    # When a SUCCEEDED event for it arrives from another account, and one from another region
+    forged = [json.loads(event(job, "SUCCEEDED")) for _ in range(2)]
+    forged[0]["account"], forged[1]["region"] = "999999999999", "eu-west-1"
+    send_bodies(events_stack, [json.dumps(body) for body in forged])
+    wait_drained(events_stack)
+    # Then both are counted foreign, and the record is still RUNNING
+    assert get_store().event_counts().get("foreign", 0) == 2
+    assert get_store().get(job.tracking_id).status is JobStatus.RUNNING
+    # And with POLLER_EVENTS_CONFIRM=terminal, one from the job's own account and region
+    # changes nothing either: DescribeJobs says RUNNING
+    events_stack.workers.pop().stop()
+    events_stack.start_worker(POLLER_EVENTS_CONFIRM="terminal")
+    right = json.loads(event(job, "SUCCEEDED"))
+    right.update(account=job.aws_account, region=job.aws_region)
+    send_bodies(events_stack, [json.dumps(right)])
+    wait_drained(events_stack)
+    assert get_store().get(job.tracking_id).status is JobStatus.RUNNING
+
+
+def test_a_batch_of_poison_messages_drains_and_the_next_job_succeeds(
+    events_stack: FaultStack,
+) -> None:
+    from tests.test_events import POISON, poisoned
+
+    # Given a worker consuming events, and a job RUNNING on Batch
+    events_stack.start_worker()
+    victim = running_job(events_stack, "victim")
+    # When ten poison messages arrive in one batch, five of them the victim's own events
+    # with one wrong member each
+    hows = ["exit code as text", "created at 1e30", "unknown status", "region with a newline"]
+    bodies = [poisoned(victim, how) for how in hows] + POISON[:4]
+    bodies += ['{"source": "aws.batch", "detail": []}', "[]"]
+    send_bodies(events_stack, bodies)
+    # Then the queue drains, each counted malformed, and the victim's record still reads
+    wait_drained(events_stack)
+    assert get_store().event_counts().get("malformed", 0) == 10
+    assert get_store().get(victim.tracking_id).status is JobStatus.RUNNING
+    # And the next job succeeds
+    (after,) = events_stack.submit(1, "after-poison", seconds=(1.0, 1.0))
+    assert submit_job.AsyncResult(after).get(timeout=60)["status"] == "SUCCEEDED"
+
+
+def test_a_queue_anyone_may_send_to_is_named_by_check_and_dead_letters_are_counted(
+    events_stack: FaultStack,
+) -> None:
+    from prometheus_client import generate_latest
+
+    from poller.metrics import registry_for
+    from poller.settings import Settings
+
+    env = {**os.environ, **events_stack.batch.environ(), **events_stack.env}
+    setup = [*POLLER, "events", "setup", "--queue-name", "guarded"]
+    url = subprocess.run(setup, env=env, capture_output=True, text=True, check=True).stdout
+    url = url.strip().removeprefix("POLLER_EVENTS_QUEUE_URL=")
+    check_env = {**env, "POLLER_EVENTS_QUEUE_URL": url}
+    check = [*POLLER, "check"]
+    # Given the queue `poller events setup` made: `poller check` finds nothing to say
+    first = subprocess.run(check, env=check_env, capture_output=True, text=True)
+    assert "WARNING" not in first.stderr, first.stderr
+    # When its policy also lets anyone send
+    sqs = events_stack.batch.client("sqs")
+    policy = json.loads(sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["Policy"])
+                        ["Attributes"]["Policy"])  # fmt: skip
+    policy["Statement"].append(
+        {"Sid": "open", "Effect": "Allow", "Principal": "*", "Action": "sqs:SendMessage",
+         "Resource": "*"}
+    )  # fmt: skip
+    sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps(policy)})
+    # Then `poller check` warns, naming the statement
+    second = subprocess.run(check, env=check_env, capture_output=True, text=True)
+    assert "WARNING" in second.stderr and "open lets" in second.stderr, second.stderr
+    # And a message in its dead-letter queue shows in the exporter's metrics
+    dlq = sqs.get_queue_url(QueueName="guarded-dlq")["QueueUrl"]
+    sqs.send_message(QueueUrl=dlq, MessageBody="{}")
+    settings = Settings(events_queue_url=url)
+    text = generate_latest(registry_for(get_store(), settings)).decode()
+    assert 'poller_events_dead_letters{queue="guarded"} 1.0' in text, text
