@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 import boto3
+import pytest
 import redis
 from botocore.stub import Stubber
 from prometheus_client import generate_latest

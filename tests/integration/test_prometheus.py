@@ -200,4 +200,4 @@ def test_promtool_accepts_the_shipped_rules_and_the_test_copy(tmp_path: Path) ->
             [promtool, "check", "rules", str(rules)], capture_output=True, text=True
         )
         assert checked.returncode == 0, checked.stdout + checked.stderr
-        assert "SUCCESS: 7 rules found" in checked.stdout
+        assert "SUCCESS: 9 rules found" in checked.stdout
