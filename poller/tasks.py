@@ -243,7 +243,8 @@ def submit_job(self: Task[Any, Any], *args: Any, **kwargs: Any) -> Any:
     Arguments are those of SubmitJob in snake_case (``job_name``, ``job_queue``,
     ``job_definition``, ``parameters``, ``container_overrides``, ...), plus ``poll`` (overrides of
     the poll policy), ``idempotency_key``, and where the job runs: ``aws_profile`` (a profile of
-    the AWS config) and ``aws_region`` (over the profile's region). Returns the JobResult for SUCCEEDED; raises
+    the AWS config that ``POLLER_AWS_PROFILES`` allows) and ``aws_region`` (over the profile's
+    region). Returns the JobResult for SUCCEEDED; raises
     JobFailed, JobTimedOut or SubmitRejected (DuplicateSubmission for a used idempotency key that
     bypassed ``apply_async``) otherwise.
     """
@@ -257,6 +258,7 @@ def submit_job(self: Task[Any, Any], *args: Any, **kwargs: Any) -> Any:
 
 
 def _submit(self: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """submit_job's work: validate, record, submit, then hand over to the first check."""
     rt = get_runtime()
     tracking_id = str(self.request.id)
     try:
