@@ -170,3 +170,46 @@ def test_check_and_config_mask_secrets() -> None:
     assert shown.returncode == 0
     assert "hunter2" not in shown.stdout
     assert json.loads(shown.stdout)["broker_url"] == "redis://:***@127.0.0.1:6379/0"
+
+
+def test_markup_and_escapes_in_a_job_sent_by_name_print_as_text() -> None:
+    from poller import submit_job
+
+    # Given a job sent by name (no caller-side check) whose name is markup and an escape
+    name = "[/][bold]x\x1b[2J"
+    sent = submit_job.app.send_task(
+        "poller.submit_job", args=(name, JOB_QUEUE, SLEEP_JOB_DEFINITION)
+    )
+    rejected = JobHandle(sent.id).store.find
+    eventually(lambda: (r := rejected(sent.id)) is not None and r.status is JobStatus.REJECTED)
+    # When it is listed and shown, Then each command exits 0 and shows the brackets as text,
+    # without the escape
+    for args in (["jobs"], ["jobs", "--wide"], ["status", sent.id]):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 0, (args, result.output, result.exception)
+        assert "\x1b" not in result.stdout, args
+        if args != ["jobs", "--wide"]:  # (at 80 columns the wide table cuts the name)
+            assert "[/][bold]x" in result.stdout, args
+
+
+def test_an_unreadable_record_is_set_aside_and_named_by_check(
+    poller_redis_client: redis.Redis,
+) -> None:
+    from poller.runtime import get_store
+
+    # Given a running job whose stored record someone overwrote with a wrong-typed value
+    victim = submit("-p", "seconds=30")
+    eventually(lambda: JobHandle(victim).status is JobStatus.RUNNING, timeout=30)
+    store = get_store()
+    raw = json.loads(poller_redis_client.get(store.key("job", victim)))
+    raw["exit_code"] = "zero"
+    poller_redis_client.set(store.key("job", victim), json.dumps(raw))
+    # When the CLI lists jobs, Then the listing works without it
+    code, _ = run("jobs")
+    assert code == 0
+    # And it is set aside, named by `poller check`, and the next job still succeeds
+    assert victim in store.quarantined()
+    result = CliRunner().invoke(main, ["check"])
+    assert victim in result.output, result.output
+    after = submit("-p", "seconds=0.2")
+    assert JobHandle(after).wait(timeout=60)["status"] == "SUCCEEDED"
