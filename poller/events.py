@@ -37,7 +37,15 @@ from poller.batch import TRACKING_TAG
 from poller.batch_wire import MalformedInput, parse_event
 from poller.models import BatchJobView, JobRecord
 from poller.runtime import Runtime
-from poller.store.metrics import APPLIED, DUPLICATE, EARLY, FOREIGN, MALFORMED, UNKNOWN_JOB
+from poller.store.metrics import (
+    APPLIED,
+    CHECKED,
+    DUPLICATE,
+    EARLY,
+    FOREIGN,
+    MALFORMED,
+    UNKNOWN_JOB,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -84,16 +92,15 @@ def apply_all(rt: Runtime, app: Any, received: list[tuple[str, BatchEvent | None
         for _, event in received
     ]
     seen = [None if event is None else event.view for _, event in received]
-    checked = (
-        confirm.terminal_events(rt, seen, owners)
+    confirming = (
+        confirm.ends_to_check(rt, seen, owners)
         if rt.settings.events_confirm == confirm.TERMINAL
-        else confirm.Confirmed()
+        else {}
     )
-    settled = dict.fromkeys(checked.pending, EARLY) | dict.fromkeys(checked.unknown, DUPLICATE)
     views: dict[str, list[BatchJobView]] = {}
     for n, (view, owner) in enumerate(zip(seen, owners, strict=True)):
-        if view is not None and owner is not None and n not in settled:
-            views.setdefault(owner, []).append(checked.views.get(n, view))
+        if view is not None and owner is not None and n not in confirming:
+            views.setdefault(owner, []).append(view)
     moved, records = lifecycle.apply_events(rt, views) if views else ({}, {})
     # Produce the results now, not at the next scheduled checks (which then find them done).
     ended = [
@@ -103,12 +110,15 @@ def apply_all(rt: Runtime, app: Any, received: list[tuple[str, BatchEvent | None
         and not record.resolved
         and any(view.job_id == record.job_id for view in views[owner])
     ]
-    if ended:
-        resend.send_checks(app, ended)
+    # With confirmation, the ends' checks ask DescribeJobs (coalesced) and apply what it says
+    to_check = {r.tracking_id: r for r in [*ended, *confirming.values()]}
+    if to_check:
+        resend.send_checks(app, to_check.values())
     position = {owner: iter(flags) for owner, flags in moved.items()}
     return [
-        settled.get(n)
-        or _outcome(event, records.get(owner) if owner else None, position.get(owner or ""))
+        CHECKED
+        if n in confirming
+        else _outcome(event, records.get(owner) if owner else None, position.get(owner or ""))
         for n, ((_, event), owner) in enumerate(zip(received, owners, strict=True))
     ]
 

@@ -235,9 +235,9 @@ class Settings(BaseSettings):
         "none",
         description=(
             "terminal: a job's end (SUCCEEDED, FAILED) from an event is applied only once "
-            "DescribeJobs confirms it (one call per AWS target and received batch), so a forged "
-            "event cannot end a running job. none: events are applied as they come, with no "
-            "AWS call."
+            "DescribeJobs confirms it (the job's check runs at once; the checks of ends that "
+            "arrive together share their calls), so a forged event cannot end a running job. "
+            "none: events are applied as they come, with no AWS call."
         ),
     )
     events_poll_max_delay: float = Field(

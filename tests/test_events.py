@@ -354,17 +354,20 @@ def test_with_confirmation_a_forged_end_from_the_right_account_changes_nothing(
     rt.settings = settings(events_confirm="terminal")
     record = running(rt, batch)
     assert events.handle(rt, app, event(record, "RUNNING")) == events.APPLIED
-    batch.calls.clear()
     # When a SUCCEEDED event from the job's own account and region arrives
     outcome = events.handle(rt, app, event(record, "SUCCEEDED"))
-    # Then DescribeJobs is asked once, says RUNNING, and the record stays RUNNING
-    assert batch.calls["DescribeJobs"] == 1
-    assert outcome == events.DUPLICATE
+    # Then the record does not change, and the job's check is sent now to confirm it
+    assert outcome == events.CHECKED
     assert rt.store.get("t1").status is JobStatus.RUNNING
-    assert app.sent == []
+    assert app.sent == [("poller.check_job", ("t1", 0, 0), "t1")]
+    # And that check asks DescribeJobs, which says RUNNING: the record stays RUNNING
+    batch.calls.clear()
+    lifecycle.check(rt, "t1", 0)
+    assert batch.calls["DescribeJobs"] == 1
+    assert rt.store.get("t1").status is JobStatus.RUNNING
 
 
-def test_with_confirmation_real_ends_of_a_batch_are_confirmed_in_one_call(
+def test_with_confirmation_ends_arriving_together_share_one_describe_call(
     rt: Runtime, batch: FakeBatch, app: RecordingApp
 ) -> None:
     # Given three jobs that really ended, and their events in one received batch
@@ -372,30 +375,16 @@ def test_with_confirmation_real_ends_of_a_batch_are_confirmed_in_one_call(
     jobs = [running(rt, batch, f"t{n}") for n in range(3)]
     for job in jobs:
         batch.set_status(str(job.job_id), JobStatus.SUCCEEDED)
-    batch.calls.clear()
     queue = OneBatchQueue([event(job, "SUCCEEDED") for job in jobs])
-    # When the batch is consumed
-    outcomes = events.consume(rt, app, queue, "q")
-    # Then one DescribeJobs call confirmed all three, and each ended
-    assert outcomes == {events.APPLIED: 3}
+    # When the batch is consumed, and the three checks it sends run
+    assert events.consume(rt, app, queue, "q") == {events.CHECKED: 3}
+    assert sorted(queue.deleted) == ["0", "1", "2"]
+    batch.calls.clear()
+    for n in range(3):
+        assert isinstance(lifecycle.check(rt, f"t{n}", 0), Produce)
+    # Then one coalesced DescribeJobs call confirmed all three, and each ended
     assert batch.calls["DescribeJobs"] == 1
     assert all(rt.store.get(f"t{n}").status is JobStatus.SUCCEEDED for n in range(3))
-
-
-def test_with_confirmation_an_end_aws_cannot_confirm_now_comes_back_later(
-    rt: Runtime, batch: FakeBatch, app: RecordingApp
-) -> None:
-    from poller.errors import BatchUnavailable
-
-    rt.settings = settings(events_confirm="terminal")
-    record = running(rt, batch)
-    batch.set_status(str(record.job_id), JobStatus.SUCCEEDED)
-    batch.fail_next("DescribeJobs", BatchUnavailable("throttled"))
-    queue = OneBatchQueue([event(record, "SUCCEEDED")])
-    # DescribeJobs throttled: the message is left in the queue (EARLY), the record unchanged
-    assert events.consume(rt, app, queue, "q") == {events.EARLY: 1}
-    assert queue.deleted == []
-    assert rt.store.get("t1").status is JobStatus.SUBMITTED
 
 
 @pytest.mark.parametrize(

@@ -401,6 +401,19 @@ class JobStore:
             pipe.zadd(self.observe_index(target_key), again, xx=True)
             pipe.execute()
 
+    def observe_now(self, records: list[JobRecord]) -> None:
+        """These jobs need a Batch observation now: a stored one is dropped, and each is due
+        first in its target's observe index, so that their checks describe them together."""
+        if not records:
+            return
+        now = time.time()
+        with self.redis.pipeline(transaction=False) as pipe:
+            for record in records:
+                pipe.delete(self.key(OBSERVATION_KEY, record.tracking_id))
+                index = self.observe_index(record.target_key)
+                pipe.zadd(index, {record.tracking_id: now}, xx=True)  # XX: still tracked
+            pipe.execute()
+
     # --- Batch events -----------------------------------------------------------------------
 
     def note_events_flowing(self, seconds: float) -> None:

@@ -83,7 +83,8 @@ UNKNOWN_JOB = "unknown_job"  # not a job poller tracks (another app's, an array 
 MALFORMED = "malformed"  # not a Batch job state-change event
 EARLY = "early"  # poller's job, whose submission is not recorded yet: left for redelivery
 FOREIGN = "foreign"  # from another account or region than its job's: forged, never applied
-EVENT_OUTCOMES = (APPLIED, DUPLICATE, UNKNOWN_JOB, MALFORMED, EARLY, FOREIGN)
+CHECKED = "checked"  # a job's end its check confirms with DescribeJobs (POLLER_EVENTS_CONFIRM)
+EVENT_OUTCOMES = (APPLIED, DUPLICATE, UNKNOWN_JOB, MALFORMED, EARLY, FOREIGN, CHECKED)
 
 MAX_LABEL_VALUES = 100  # job queues (and regions) a scrape shows; the rest add up under OTHER
 OTHER = "_other"
