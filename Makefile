@@ -37,9 +37,10 @@ test-latest:  ## the newest allowed versions in .venv-latest (a user's pip insta
 system-packages:  ## the Debian packages the suite needs (installed as root, else the command to run is named)
 	.ci/system-packages
 
-lint: $(STAMP)  ## ruff lint and format check
+lint: $(STAMP)  ## ruff lint and format check; the layers' import contracts (import-linter)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 typecheck: $(STAMP)  ## mypy --strict on the package
 	$(VENV)/bin/mypy

@@ -6,7 +6,7 @@ N jobs are admitted and submitted in process (AWS Batch faked in memory, the rec
 embedded Redis); then a queue is filled in advance with each job's state-change events
 (``--lifecycle full``: PENDING to SUCCEEDED, the five AWS Batch sends after a submission;
 ``short``: RUNNING and SUCCEEDED, so every other event ends a job), and poller's consumer
-(:func:`poller.events.consume`: receive 10, apply the batch in one transaction, delete it) drains
+(:func:`poller.worker.events.consume`: receive 10, apply the batch in one transaction, delete it) drains
 it in 1..N threads, as a worker's receiver threads do. A terminal event sends the job's check to
 the real broker (the same Redis), as in a worker.
 
@@ -37,14 +37,16 @@ from aws_batch_emulator import LocalBatch
 from rich.table import Table
 
 from bench.tracking import console, progress_bars
-from poller import batch_wire, events, lifecycle
 from poller.app import app
+from poller.aws import batch_wire
+from poller.core import lifecycle
+from poller.core.runtime import Runtime, get_runtime
 from poller.models import JobRecord
-from poller.runtime import Runtime, get_runtime
 from poller.settings import get_settings
 from poller.testing import FakeBatch
 from poller.testing.redis_server import EmbeddedRedis
 from poller.testing.stack import configure_process, stack_env
+from poller.worker import events
 
 QUEUE_NAME = "bench-events"
 QUEUE = "bench-queue"  # the Batch job queue of FakeBatch
@@ -170,7 +172,7 @@ def where_the_time_goes(profile: cProfile.Profile, total: float, source: str) ->
     stats = pstats.Stats(profile)
     wanted = {
         "SQS calls (receive, delete)": ("client.py", "_api_call"),
-        "poller.events.apply_all (all)": ("events.py", "apply_all"),
+        "poller.worker.events.apply_all (all)": ("events.py", "apply_all"),
         "  store.tracking_ids_for_jobs": ("__init__.py", "tracking_ids_for_jobs"),
         "  lifecycle.apply_events": ("lifecycle.py", "apply_events"),
         "    store.update_each": ("__init__.py", "update_each"),

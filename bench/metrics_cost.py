@@ -20,9 +20,9 @@ import redis
 from rich.console import Console
 from rich.table import Table
 
-from poller import lifecycle
+from poller.core import lifecycle
+from poller.core.runtime import Runtime
 from poller.models import JobStatus
-from poller.runtime import Runtime
 from poller.settings import Settings
 from poller.store import JobStore
 from poller.testing import FakeBatch

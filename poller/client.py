@@ -9,10 +9,10 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from poller import lifecycle, runtime
+from poller.core import lifecycle, runtime
+from poller.core.redaction import public
 from poller.errors import WaitTimeout
 from poller.models import JobRecord, JobResult, JobStatus
-from poller.redaction import public
 from poller.store import JobStore
 
 logger = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ class JobHandle:
     @property
     def record(self) -> JobRecord:
         """The job's stored record, read now (environment values and secrets of its spec
-        masked: :mod:`poller.redaction`); JobNotFound when there is none."""
+        masked: :mod:`poller.core.redaction`); JobNotFound when there is none."""
         return public(self.store.get(self.tracking_id))
 
     @property

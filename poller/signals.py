@@ -14,7 +14,7 @@ signal sent late carries the job's newer record), and ``event_id``, the same for
 one job's transition (``<tracking id>:<record version>:<signal>``). A transition's signals are sent once,
 even when a check message is delivered twice. They are sent at least once: a worker that dies
 between storing a transition and sending its signals leaves them in the store's outbox, and the
-reconciler sends them after ``reconcile_grace`` (:mod:`poller.outbox`); a worker that dies right
+reconciler sends them after ``reconcile_grace`` (:mod:`poller.core.outbox`); a worker that dies right
 after sending them may cause them to be sent again, with the same ``event_id``. A receiver that
 raises is logged and never disturbs tracking (Celery's ``Signal.send`` catches and logs it).
 Receivers run in the worker: keep them short (well under ``reconcile_grace``).
@@ -67,7 +67,7 @@ SIGNALS: dict[str, Signal] = {
 
 @dataclass(frozen=True)
 class Event:
-    """A signal a decision (:mod:`poller.tracking`) caused, with its record.
+    """A signal a decision (:mod:`poller.core.tracking`) caused, with its record.
 
     Its way: the decision returns it, the store publishes it (JSON, on the event channel) in the
     transaction that stores the record, and :func:`send` sends the signal once that committed.

@@ -1,4 +1,4 @@
-"""Thin Celery tasks: unpack arguments, call :mod:`poller.lifecycle`, decide retry or finish.
+"""Thin Celery tasks: unpack arguments, call :mod:`poller.core.lifecycle`, decide retry or finish.
 
 ``submit_job`` submits the Batch job and hands over to ``check_job`` with ``Task.replace``, so the
 check inherits the submission's task id (the tracking id): ``submit_job.delay(...).get()`` and
@@ -20,9 +20,13 @@ from celery.exceptions import Ignore
 from kombu.utils import json as kombu_json
 from kombu.utils.uuid import uuid
 
-from poller import flower_view, lifecycle, revocation
 from poller.app import app
-from poller.backoff import compute_delay
+from poller.core import lifecycle, revocation
+from poller.core.backoff import compute_delay
+from poller.core.lifecycle import Drop, Produce, Reschedule
+from poller.core.redaction import kwargs_repr, redacted
+from poller.core.revocation import Revoked
+from poller.core.runtime import Runtime, get_runtime, get_store
 from poller.errors import (
     BatchMisconfigured,
     BatchUnavailable,
@@ -35,11 +39,8 @@ from poller.errors import (
     SubmitInProgress,
     SubmitRejected,
 )
-from poller.lifecycle import Drop, Produce, Reschedule
 from poller.models import JobRecord, utcnow
-from poller.redaction import kwargs_repr, redacted
-from poller.revocation import Revoked
-from poller.runtime import Runtime, get_runtime, get_store
+from poller.monitoring import flower_view
 from poller.settings import get_settings
 
 logger = logging.getLogger(__name__)
@@ -73,7 +74,9 @@ class PollerTask(Task[Any, Any]):
         return sig
 
     subtask = signature  # Celery's alias is bound to Task.signature, not to this one
-    Request = "poller.flower_view:JobTaskRequest"  # a rescheduled check shows no traceback
+    Request = (
+        "poller.monitoring.flower_view:JobTaskRequest"  # a rescheduled check shows no traceback
+    )
 
     def delay_on_commit(self, *args: Any, **kwargs: Any) -> None:
         """Django: ``delay`` once the current database transaction commits; nothing if it rolls

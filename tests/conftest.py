@@ -12,8 +12,8 @@ import pytest
 import redis
 
 from poller import signals
+from poller.core.runtime import Runtime
 from poller.models import JobRecord
-from poller.runtime import Runtime
 from poller.store import JobStore
 from poller.testing import FakeBatch
 from poller.testing.stack import configure_process

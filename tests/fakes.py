@@ -8,9 +8,9 @@ from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 from typing import Any
 
-from poller import lifecycle, tracking
+from poller.core import lifecycle, tracking
+from poller.core.runtime import Runtime
 from poller.models import JobRecord, JobStatus, utcnow
-from poller.runtime import Runtime
 from poller.settings import Settings
 from poller.testing import FakeBatch
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from poller.backoff import compute_delay
+from poller.core.backoff import compute_delay
 
 
 def delays(n: int, rand: float, **policy: float) -> list[float]:

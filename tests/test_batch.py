@@ -8,7 +8,7 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from poller.batch import BatchClient, BatchJobView, submit_request
+from poller.aws.batch import BatchClient, BatchJobView, submit_request
 from poller.errors import BatchRequestError, BatchUnavailable, SubmitRejected
 from poller.models import JobStatus, validate_spec
 

@@ -8,9 +8,9 @@ from typing import Any, cast
 import pytest
 import redis
 
-from poller import coalesce, tracking
+from poller.core import coalesce, tracking
+from poller.core.runtime import Runtime
 from poller.models import utcnow
-from poller.runtime import Runtime
 from poller.settings import Settings
 from poller.store import CLAIM_KEY, OBSERVE_INDEX, JobStore
 from tests.test_store import make

@@ -10,8 +10,8 @@ import yaml
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from poller.metrics import registry_for
-from poller.runtime import Runtime
+from poller.core.runtime import Runtime
+from poller.monitoring.metrics import registry_for
 
 CONFIG = Path(__file__).parent.parent / "config"
 METRIC = re.compile(r"\bpoller_[a-z_]+")

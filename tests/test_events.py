@@ -8,11 +8,13 @@ from typing import Any
 
 import pytest
 
-from poller import events, lifecycle, signals, tracking
-from poller.lifecycle import Produce
+from poller import signals
+from poller.core import lifecycle, tracking
+from poller.core.lifecycle import Produce
+from poller.core.runtime import Runtime
 from poller.models import JobRecord, JobStatus, utcnow
-from poller.runtime import Runtime
 from poller.testing import FakeBatch
+from poller.worker import events
 from tests.fakes import RecordingApp, admitted, running, settings
 
 
@@ -405,7 +407,7 @@ def test_with_confirmation_ends_arriving_together_share_one_describe_call(
 def test_a_queue_policy_letting_others_send_is_a_problem(
     statement: dict[str, Any], problem: bool
 ) -> None:
-    from poller.events_setup import policy_problems
+    from poller.aws.events_setup import policy_problems
 
     found = policy_problems(json.dumps({"Statement": [statement]}))
     assert bool(found) is problem, found

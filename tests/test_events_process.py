@@ -9,8 +9,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from poller import events_process, runtime
 from poller.app import app
+from poller.core import runtime
+from poller.worker import events_process
 from tests.conftest import configured_for, eventually
 
 

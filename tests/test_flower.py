@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from tornado.options import OptionParser
 
-from poller.flower import exposure_error, install, is_loopback
+from poller.monitoring.flower import exposure_error, install, is_loopback
 
 
 @pytest.mark.parametrize("address", ["127.0.0.1", "localhost", "::1", "127.0.0.2"])

@@ -6,10 +6,10 @@ import io
 
 from rich.console import Console
 
-from poller import console as view
-from poller import lifecycle
+from poller.core import lifecycle
+from poller.core.runtime import Runtime
 from poller.models import JobRecord, JobStatus
-from poller.runtime import Runtime
+from poller.monitoring import console as view
 from poller.testing import FakeBatch
 from tests.fakes import running
 

@@ -12,7 +12,10 @@ from typing import Any
 
 import pytest
 
-from poller import lifecycle, signals, tracking
+from poller import signals
+from poller.core import lifecycle, tracking
+from poller.core.lifecycle import Drop, Produce, Reschedule
+from poller.core.runtime import Runtime
 from poller.errors import (
     BatchMisconfigured,
     BatchThrottled,
@@ -21,9 +24,7 @@ from poller.errors import (
     SubmitInProgress,
     SubmitRejected,
 )
-from poller.lifecycle import Drop, Produce, Reschedule
 from poller.models import JobRecord, JobStatus, utcnow
-from poller.runtime import Runtime
 from poller.store import Change
 from poller.testing import FakeBatch
 from tests.fakes import admitted, ended_unclaimed, running, settings

@@ -13,11 +13,11 @@ from botocore.stub import Stubber
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from poller import lifecycle
-from poller.aws_calls import OPERATIONS, OUTCOMES, CallCounter, outcome
-from poller.metrics import registry_for
+from poller.aws.aws_calls import OPERATIONS, OUTCOMES, CallCounter, outcome
+from poller.core import lifecycle
+from poller.core.runtime import Runtime
 from poller.models import JobStatus, utcnow
-from poller.runtime import Runtime
+from poller.monitoring.metrics import registry_for
 from poller.store import Change, JobStore
 from poller.store.metrics import BUCKETS, EVENT_OUTCOMES
 from poller.testing import FakeBatch

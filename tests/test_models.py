@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from poller import lifecycle
+from poller.core import lifecycle
 from poller.errors import InvalidJobSpec
 from poller.models import JobStatus, validate_poll, validate_spec
 from poller.settings import Settings

@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 import redis
 
-from poller import lifecycle, outbox, reconcile, tracking
+from poller.core import lifecycle, outbox, tracking
+from poller.core.runtime import Runtime
 from poller.models import BatchJobView, JobStatus, utcnow
-from poller.runtime import Runtime
 from poller.testing import FakeBatch
+from poller.worker import reconcile
 from tests.fakes import RecordingApp, admitted, ended_unclaimed, running
 
 

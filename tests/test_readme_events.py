@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from poller import events_setup
+from poller.aws import events_setup
 
 README = Path(__file__).parent.parent / "README.md"
 

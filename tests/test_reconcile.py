@@ -6,10 +6,11 @@ from datetime import timedelta
 
 import pytest
 
-from poller import lifecycle, reconcile, tracking
+from poller.core import lifecycle, tracking
+from poller.core.runtime import Runtime
 from poller.models import JobStatus, utcnow
-from poller.runtime import Runtime
 from poller.testing import FakeBatch
+from poller.worker import reconcile
 from tests.fakes import RecordingApp, admitted, ended_unclaimed, running, settings
 
 

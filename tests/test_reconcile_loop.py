@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from poller import heartbeat, reconcile
 from poller.settings import get_settings
+from poller.worker import heartbeat, reconcile
 from tests.conftest import eventually
 
 

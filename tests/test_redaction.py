@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from poller.redaction import MASK, kwargs_repr, redacted
+from poller.core.redaction import MASK, kwargs_repr, redacted
 
 SPEC = {
     "job_name": "j",

@@ -8,11 +8,11 @@ from typing import Any
 
 import redis
 
-from poller import resend
 from poller.app import app
-from poller.runtime import Runtime
+from poller.core.runtime import Runtime
 from poller.settings import get_settings
 from poller.testing.redis_server import EmbeddedRedis
+from poller.worker import resend
 from tests.conftest import configured_for
 from tests.fakes import admitted
 

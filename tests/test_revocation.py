@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from poller import lifecycle, revocation
+from poller.core import lifecycle, revocation
+from poller.core.revocation import Revoked
+from poller.core.runtime import Runtime
 from poller.models import JobStatus
-from poller.revocation import Revoked
-from poller.runtime import Runtime
 from poller.testing import FakeBatch
 from tests.fakes import admitted, running
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 import time
 from datetime import timedelta
 
-from poller import lifecycle, safety_net, tracking
+from poller.core import lifecycle, tracking
+from poller.core.runtime import Runtime
 from poller.errors import BatchMisconfigured, BatchUnavailable
 from poller.models import JobRecord, JobStatus, utcnow
-from poller.runtime import Runtime
 from poller.testing import FakeBatch
+from poller.worker import safety_net
 from tests.fakes import running, settings
 
 UNTIL = float("inf")  # no deadline

@@ -11,8 +11,8 @@ import pytest
 import redis
 from pydantic_core import PydanticSerializationError
 
-from poller import tracking
-from poller.batch import BatchJobView
+from poller.aws.batch import BatchJobView
+from poller.core import tracking
 from poller.errors import JobNotFound
 from poller.models import JobRecord, JobStatus, PollPolicy
 from poller.store import Change, JobStore, Writes

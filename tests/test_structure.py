@@ -104,14 +104,16 @@ def test_the_lifecycle_sits_on_coalesce_and_tracking_which_sit_on_store_and_batc
     # Given the layering: tasks -> lifecycle -> (coalesce, tracking) -> (store, batch)
     # -> models -> errors
     depth = layers(import_graph())
-    chain = ["tasks", "lifecycle", "coalesce", "store", "models", "errors"]
+    chain = ["tasks", "core.lifecycle", "core.coalesce", "store", "models", "errors"]
     # Then each sits above the next
     assert [depth[f"poller.{m}"] for m in chain] == sorted(
         (depth[f"poller.{m}"] for m in chain), reverse=True
     )
-    assert depth["poller.lifecycle"] > max(depth["poller.coalesce"], depth["poller.tracking"])
-    assert min(depth["poller.coalesce"], depth["poller.tracking"]) > max(
-        depth["poller.store"], depth["poller.batch"]
+    assert depth["poller.core.lifecycle"] > max(
+        depth["poller.core.coalesce"], depth["poller.core.tracking"]
+    )
+    assert min(depth["poller.core.coalesce"], depth["poller.core.tracking"]) > max(
+        depth["poller.store"], depth["poller.aws.batch"]
     )
 
 

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from poller.supervise import EX_CONFIG, supervise
+from poller.worker.supervise import EX_CONFIG, supervise
 
 
 def test_a_stop_signal_during_the_pause_before_a_restart_ends_it(tmp_path: Path) -> None:
     # Given a worker that keeps crashing, so the supervisor pauses (30 s at most) between starts
     script = (
-        "import sys; from poller.supervise import supervise; "
+        "import sys; from poller.worker.supervise import supervise; "
         "sys.exit(supervise([sys.executable, '-c', 'import sys; sys.exit(1)']))"
     )
     supervisor = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
@@ -76,7 +76,7 @@ def test_a_stop_signal_stops_the_worker_warm_and_the_supervisor(
         "print('ready', flush=True); time.sleep(60)"
     )
     script = (
-        "import sys; from poller.supervise import supervise; "
+        "import sys; from poller.worker.supervise import supervise; "
         f"sys.exit(supervise([sys.executable, '-c', {child!r}]))"
     )
     supervisor = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE)

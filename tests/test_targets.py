@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
+from poller.aws.sqs import queue_region
+from poller.aws.targets import Targets, check_profile
 from poller.errors import InvalidJobSpec, ProfileNotAllowed
-from poller.events import queue_region
 from poller.models import validate_spec
-from poller.targets import Targets, check_profile
 
 CONFIG = """\
 [default]
@@ -140,7 +140,7 @@ def test_a_profile_this_process_does_not_know_is_a_configuration_error(targets: 
 def test_a_profile_naming_only_a_region_keeps_the_default_credentials(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from poller.targets import session_for
+    from poller.aws.targets import session_for
 
     config = tmp_path / "config"
     config.write_text("[profile where-only]\nregion = ap-south-1\n" + CONFIG)

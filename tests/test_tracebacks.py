@@ -9,7 +9,7 @@ import pytest
 from billiard import einfo
 from celery.exceptions import Ignore
 
-from poller import tracebacks
+from poller.worker import tracebacks
 
 
 def fail(depth: int) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from poller import tracking
-from poller.batch import BatchJobView
+from poller.aws.batch import BatchJobView
+from poller.core import tracking
 from poller.models import JobRecord, JobStatus, PollPolicy
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from poller.worker_start import EX_CONFIG
+from poller.worker.worker_start import EX_CONFIG
 
 # No AWS settings from this machine, no instance metadata lookups, a broker never reached.
 ISOLATED = {

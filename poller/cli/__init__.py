@@ -11,6 +11,9 @@ The commands live by what they are about, as the README's "Command line" section
 :data:`main` of :mod:`~poller.cli.group`; importing this package imports them all, so
 ``poller.cli:main`` (the console script) has every command. :mod:`~poller.cli.common` holds what
 they share.
+
+The top layer: it may import every other part of poller (import-linter's contracts in
+pyproject.toml).
 """
 
 from __future__ import annotations

@@ -11,8 +11,8 @@ import click
 from rich.console import Console
 from rich.markup import escape
 
-from poller import console as view
 from poller.models import JobRecord
+from poller.monitoring import console as view
 
 console = Console(stderr=True)  # progress and tables; stdout stays clean for ids and --json
 out = Console(soft_wrap=True)  # plain lines (ids, JSON, logs) are never wrapped

@@ -12,9 +12,9 @@ from typing import Any
 
 import kombu
 
-from poller import console as view
 from poller.cli.common import console, json_option, out
 from poller.cli.group import main
+from poller.monitoring import console as view
 from poller.settings import mask_url
 
 
@@ -22,9 +22,9 @@ from poller.settings import mask_url
 @json_option
 def check(as_json: bool) -> None:
     """Check that the broker, Redis (records) and AWS Batch answer; exit 3 when not."""
-    from poller.batch import BatchClient
+    from poller.aws.batch import BatchClient
+    from poller.aws.targets import aws_configuration_problem
     from poller.settings import get_settings
-    from poller.worker_start import aws_configuration_problem
 
     settings = get_settings()
     probes: dict[str, tuple[str, Callable[[], Any]]] = {
@@ -85,7 +85,7 @@ def _broker_probe(url: str, rabbitmq: bool) -> None:
 
 def _records_probe() -> str | None:
     """Reach Redis; then name the records set aside as unreadable, if any."""
-    from poller.runtime import get_store
+    from poller.core.runtime import get_store
 
     store = get_store()
     store.redis.ping()
@@ -105,9 +105,9 @@ def _events_probe(queue_url: str) -> Callable[[], Any]:
     """Reach the events queue; then say whether events arrive (some worker saw one lately)."""
 
     def probe() -> str:
-        from poller.events import sqs_client
-        from poller.events_setup import policy_problems
-        from poller.runtime import get_store
+        from poller.aws.events_setup import policy_problems
+        from poller.aws.sqs import sqs_client
+        from poller.core.runtime import get_store
 
         attributes = sqs_client(queue_url).get_queue_attributes(
             QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages", "Policy"]

@@ -9,9 +9,9 @@ import time
 
 import click
 
-from poller import console as view
 from poller.cli.common import console, json_option, out
 from poller.cli.group import main
+from poller.monitoring import console as view
 
 
 @main.group(invoke_without_command=True)
@@ -22,7 +22,7 @@ def events(ctx: click.Context, count: int | None, as_json: bool) -> None:
     """Follow the job event channel (Ctrl-C stops); `events setup` for AWS Batch's events."""
     if ctx.invoked_subcommand is not None:
         return
-    from poller.runtime import get_store
+    from poller.core.runtime import get_store
 
     seen = 0
     with get_store().subscribe() as pubsub:
@@ -63,8 +63,8 @@ def events_setup_command(
     """Create or update the SQS queue and EventBridge rule bringing Batch's job state-change
     events to poller's workers (idempotent), and print POLLER_EVENTS_QUEUE_URL. Run it once
     per region (or account) jobs run in; the workers take every URL, comma-separated."""
-    from poller.events_setup import setup
-    from poller.targets import known_profiles, session_for
+    from poller.aws.events_setup import setup
+    from poller.aws.targets import known_profiles, session_for
 
     if profile is not None and profile not in known_profiles():
         message = f"no profile {profile!r} in the AWS config"

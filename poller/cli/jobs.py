@@ -9,7 +9,6 @@ from typing import Any
 
 import click
 
-from poller import console as view
 from poller.cli.common import (
     console,
     follow,
@@ -22,6 +21,7 @@ from poller.cli.common import (
 )
 from poller.cli.group import main
 from poller.models import JobStatus
+from poller.monitoring import console as view
 
 
 @main.command()
@@ -145,7 +145,7 @@ def cancel(identifier: str, reason: str, as_json: bool) -> None:
 @json_option
 def jobs(active: bool, status_: str | None, limit: int, wide: bool, as_json: bool) -> None:
     """List tracked jobs, most recent first: name, status, age, and Batch's reason once ended."""
-    from poller.runtime import get_store
+    from poller.core.runtime import get_store
 
     records = get_store().list(active_only=active, limit=10_000 if status_ else limit)
     if status_:
@@ -161,8 +161,8 @@ def jobs(active: bool, status_: str | None, limit: int, wide: bool, as_json: boo
 @json_option
 def logs(identifier: str, as_json: bool) -> None:
     """Print a job's output from CloudWatch Logs (in the job's region and account)."""
-    from poller.logs import log_events
-    from poller.runtime import get_runtime
+    from poller.aws.logs import log_events
+    from poller.core.runtime import get_runtime
 
     record = job_handle(identifier).record
     if not record.log_stream_name:

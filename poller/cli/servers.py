@@ -26,8 +26,8 @@ from poller.settings import mask_url
 )  # fmt: skip
 def metrics_command(port: int, address: str) -> None:
     """Serve the fleet's job metrics at /metrics for Prometheus (one process for every worker)."""
-    from poller.metrics import serve
-    from poller.runtime import get_store
+    from poller.core.runtime import get_store
+    from poller.monitoring.metrics import serve
     from poller.settings import get_settings
 
     with _until_stopped():
@@ -46,7 +46,7 @@ def worker_command(celery_args: tuple[str, ...]) -> None:
     """
     import logging
 
-    from poller.supervise import celery_worker_command, supervise
+    from poller.worker.supervise import celery_worker_command, supervise
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -1,6 +1,7 @@
 """The only owner of poller's Redis data: records, indexes, claims, observations, locks, events.
 
-No other module of poller reads or writes these keys. Layout (``<p>`` is the key prefix)::
+No other module of poller reads or writes these keys; it may import ``poller.signals``,
+``poller.models`` and ``poller.errors`` only (import-linter's contracts in pyproject.toml). Layout (``<p>`` is the key prefix)::
 
     <p>:job:<tracking_id>   JSON JobRecord                 (expires record_ttl after the job ends)
     <p>:jobid:<batch id>    tracking id of a Batch job id   (same expiry as its record)
@@ -33,7 +34,7 @@ Every change goes through :meth:`JobStore.update`: an optimistic transaction (WA
 bumps the record's version, so two workers acting on the same job (a redelivered check, a race
 after a crash) cannot both store a transition: the loser re-reads and finds nothing left to do.
 Events are published inside the same transaction, so each is published exactly once, and put
-in the job's outbox, so their signals are sent at least once (:mod:`poller.outbox`).
+in the job's outbox, so their signals are sent at least once (:mod:`poller.core.outbox`).
 Errors of redis-py reach the caller as they are (``redis.RedisError``): Celery's tasks retry
 them, and the command line prints them as one line.
 """

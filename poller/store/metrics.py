@@ -76,7 +76,7 @@ BUCKETS: dict[str, tuple[float, ...]] = {
     "job_run_seconds": _BATCH_TIMES,
 }
 
-# What became of a Batch state-change event (poller.events), counted by outcome
+# What became of a Batch state-change event (poller.worker.events), counted by outcome
 APPLIED = "applied"  # it moved the job forward
 DUPLICATE = "duplicate"  # a duplicate, or older than what is recorded: nothing changed
 UNKNOWN_JOB = "unknown_job"  # not a job poller tracks (another app's, an array child)

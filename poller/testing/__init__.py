@@ -7,6 +7,8 @@
 - the dev stack behind ``poller redis`` and ``poller demo``.
 
 Importing this package needs neither pytest nor the AWS Batch emulator.
+
+Below the CLI only: it may import every other part of poller (import-linter's contracts).
 """
 
 from poller.testing.fake_batch import FakeBatch

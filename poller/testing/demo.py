@@ -21,9 +21,9 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
-from poller import console as view
 from poller.app import app
 from poller.models import JobRecord, JobStatus
+from poller.monitoring import console as view
 from poller.testing.processes import LocalStackError, free_port, sigterm_as_interrupt
 
 DEMO_TIMEOUT = 300.0  # seconds before the demo stops waiting and reports what is unfinished
@@ -158,8 +158,8 @@ def running_stack(console: Console, flower_port: int) -> Iterator[str]:
 
 def _serve_metrics() -> str:
     """Serve the fleet's job metrics from this process (as `poller metrics` would); its URL."""
-    from poller.metrics import serve
-    from poller.runtime import get_store
+    from poller.core.runtime import get_store
+    from poller.monitoring.metrics import serve
     from poller.settings import get_settings
 
     port = free_port()
@@ -186,7 +186,7 @@ def run(successes: int = 3, keep: bool = False, flower_port: int | None = None) 
 
 
 def _run_jobs(console: Console, successes: int) -> int:
-    from poller.runtime import get_store
+    from poller.core.runtime import get_store
 
     store = get_store()
     jobs = submit_all(successes)

@@ -1,4 +1,4 @@
-"""An in-memory AWS Batch for fast tests of code that uses poller's :class:`~poller.batch.Batch`.
+"""An in-memory AWS Batch for fast tests of code that uses poller's :class:`~poller.aws.batch.Batch`.
 
 Jobs stay in the status a test puts them in (:meth:`FakeBatch.set_status`); faults are queued per
 operation (:meth:`FakeBatch.fail_next`), including the worst one, an answer lost after AWS acted
@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from poller.batch import DESCRIBE_PAGE
+from poller.aws.batch import DESCRIBE_PAGE
 from poller.errors import BatchUnavailable, SubmitRejected
 from poller.models import BatchJobView, JobSpec, JobStatus, utcnow
 
@@ -54,7 +54,7 @@ class FakeJob:
 
 
 class FakeBatch:
-    """AWS Batch in memory: a :class:`poller.batch.Batch` for tests that need no server."""
+    """AWS Batch in memory: a :class:`poller.aws.batch.Batch` for tests that need no server."""
 
     def __init__(self, queues: Iterable[str] = ("poller-local",)) -> None:
         self.jobs: dict[str, FakeJob] = {}

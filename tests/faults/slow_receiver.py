@@ -6,7 +6,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from poller import runtime, signals
+from poller import signals
+from poller.core import runtime
 from poller.models import JobRecord
 
 ENTERED_KEY = "test:slow-entered"

@@ -23,8 +23,8 @@ from aws_batch_emulator.resources import (
 from celery import chain
 
 from poller import submit_job
+from poller.core.runtime import get_store
 from poller.models import JobRecord, JobStatus
-from poller.runtime import get_store
 from poller.testing.worker import Worker
 from tests.conftest import configured_for, eventually
 from tests.faults.conftest import FaultStack
@@ -361,7 +361,7 @@ def test_a_queue_anyone_may_send_to_is_named_by_check_and_dead_letters_are_count
 ) -> None:
     from prometheus_client import generate_latest
 
-    from poller.metrics import registry_for
+    from poller.monitoring.metrics import registry_for
     from poller.settings import Settings
 
     env = {**os.environ, **events_stack.batch.environ(), **events_stack.env}

@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from poller import runtime, signals
+from poller import signals
+from poller.core import runtime
 from poller.models import JobRecord
 
 RECORD_KEY = "test:signals"

@@ -16,9 +16,9 @@ import sys
 from collections.abc import Callable
 from typing import Any, NoReturn
 
-import boto3
 from celery.signals import worker_ready
 
+from poller.aws.targets import aws_configuration_problem
 from poller.errors import ConfigurationError
 from poller.settings import Settings, django_settings_module, get_settings, put_project_on_path
 
@@ -76,22 +76,6 @@ def refuse_bad_settings() -> Settings:
         return get_settings()
     except ConfigurationError as err:
         refuse(str(err))
-
-
-def aws_configuration_problem(session: boto3.session.Session | None = None) -> str | None:
-    """What boto3 lacks to call AWS Batch (region, credentials), or None when nothing."""
-    session = session or boto3.session.Session()
-    if not session.region_name:
-        return (
-            "no AWS region: set AWS_DEFAULT_REGION (boto3 does not read AWS_REGION), or a "
-            "region in the profile named by AWS_PROFILE (~/.aws/config)"
-        )
-    if session.get_credentials() is None:
-        return (
-            "no AWS credentials: set AWS_PROFILE, or AWS_ACCESS_KEY_ID and "
-            "AWS_SECRET_ACCESS_KEY, or run with an instance or task role"
-        )
-    return None
 
 
 def import_app_modules(settings: Settings) -> None:

@@ -5,7 +5,7 @@ worker's own process it competed for the GIL with Celery's consumer loop, which 
 submissions and checks late (a 5,000-job burst: the loop reserved 3-5 messages out of its
 prefetch, most of the GIL going to the receivers). :class:`EventsStep` forks one process at
 worker start, which runs ``POLLER_EVENTS_RECEIVERS`` receiver threads (each long-polls SQS and
-applies a batch at a time, :func:`poller.events.consume`); it is forked, so it keeps the worker's
+applies a batch at a time, :func:`poller.worker.events.consume`); it is forked, so it keeps the worker's
 settings, logging and the app's signal receivers (``POLLER_IMPORTS``), and signals fire in it.
 The worker restarts it if it dies; it stops with the worker, or on its own when the worker is
 gone.
@@ -25,9 +25,10 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from celery import bootsteps
 
-from poller.events import consume, sqs_client
-from poller.runtime import get_runtime
+from poller.aws.sqs import sqs_client
+from poller.core.runtime import get_runtime
 from poller.settings import get_settings
+from poller.worker.events import consume
 
 logger = logging.getLogger(__name__)
 

@@ -30,8 +30,8 @@ from botocore.exceptions import (
 )
 from botocore.validate import ParamValidator
 
-from poller.aws_calls import CallCounter
-from poller.batch_wire import MalformedInput, job_view
+from poller.aws.aws_calls import CallCounter
+from poller.aws.batch_wire import MalformedInput, job_view
 from poller.errors import (
     BatchMisconfigured,
     BatchRequestError,

@@ -3,9 +3,9 @@
 AWS publishes every job transition as a "Batch Job State Change" event (EventBridge, source
 ``aws.batch``, at least once, in any order, none for the submission); a rule sends them to an SQS
 queue (``poller events setup``), which every worker long-polls when ``POLLER_EVENTS_QUEUE_URL``
-is set (in a process of its own: :mod:`poller.events_process`). Events go through the same apply
+is set (in a process of its own: :mod:`poller.worker.events_process`). Events go through the same apply
 path as a check's observation, a received batch in one transaction
-(:func:`poller.lifecycle.apply_events`): never backwards, a duplicate or stale event changes
+(:func:`poller.core.lifecycle.apply_events`): never backwards, a duplicate or stale event changes
 nothing, each transition and signal happens once. A terminal event sends the job's check at once,
 which produces its Celery result and continues its canvas.
 
@@ -22,21 +22,17 @@ starved the submissions, whose events then stopped, and polling never ended).
 from __future__ import annotations
 
 import logging
-import re
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
-from urllib.parse import urlsplit
 
-import boto3
-from botocore.config import Config
-
-from poller import confirm, lifecycle, resend, tracking
-from poller.batch import TRACKING_TAG
-from poller.batch_wire import MalformedInput, parse_event
+from poller.aws.batch import TRACKING_TAG
+from poller.aws.batch_wire import MalformedInput, parse_event
+from poller.aws.sqs import WAIT_SECONDS
+from poller.core import lifecycle, tracking
+from poller.core.runtime import Runtime
 from poller.models import BatchJobView, JobRecord
-from poller.runtime import Runtime
 from poller.store.metrics import (
     APPLIED,
     CHECKED,
@@ -46,10 +42,9 @@ from poller.store.metrics import (
     MALFORMED,
     UNKNOWN_JOB,
 )
+from poller.worker import confirm, resend
 
 logger = logging.getLogger(__name__)
-
-WAIT_SECONDS = 10  # SQS long poll: an event is received as soon as it arrives, whatever this is
 
 
 @dataclass(frozen=True)
@@ -82,7 +77,7 @@ def apply_all(rt: Runtime, app: Any, received: list[tuple[str, BatchEvent | None
     each one's outcome, in order.
 
     A few Redis round trips whatever the batch's size: one finds the jobs, one transaction
-    stores every change (:func:`poller.lifecycle.apply_events`), one notes the signals sent.
+    stores every change (:func:`poller.core.lifecycle.apply_events`), one notes the signals sent.
     """
     job_ids = [event.view.job_id for _, event in received if event is not None]
     found = rt.store.tracking_ids_for_jobs(job_ids)
@@ -169,19 +164,3 @@ def consume(rt: Runtime, app: Any, sqs: Any, queue_url: str) -> Counter[str]:
         sqs.delete_message_batch(QueueUrl=queue_url, Entries=done)
     rt.store.count_events(Counter(outcomes), flowing_for=rt.settings.events_silence)
     return Counter(outcomes)
-
-
-def sqs_client(queue_url: str | None = None) -> Any:
-    """boto3's SQS client (``AWS_ENDPOINT_URL_SQS`` honoured), its read timeout above the poll;
-    in the queue's region when its URL names one (``https://sqs.<region>.amazonaws.com/...``)."""
-    config = Config(read_timeout=WAIT_SECONDS + 10, retries={"mode": "standard"})
-    return boto3.session.Session().client("sqs", config=config, region_name=queue_region(queue_url))
-
-
-def queue_region(queue_url: str | None) -> str | None:
-    """The region an AWS SQS queue URL names, or None (another endpoint's: the default)."""
-    host = urlsplit(queue_url or "").hostname or ""
-    match = re.fullmatch(
-        r"sqs\.([a-z0-9-]+)\.amazonaws\.com(\.cn)?|([a-z0-9-]+)\.queue\.amazonaws\.com", host
-    )
-    return (match.group(1) or match.group(3)) if match else None

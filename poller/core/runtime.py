@@ -12,12 +12,12 @@ import os
 from dataclasses import dataclass
 from functools import lru_cache, partial
 
-from poller.aws_calls import CallCounter
-from poller.batch import Batch, BatchClient
+from poller.aws.aws_calls import CallCounter
+from poller.aws.batch import Batch, BatchClient
+from poller.aws.targets import Targets
 from poller.models import JobRecord, Limits
 from poller.settings import Settings, get_settings
 from poller.store import JobStore
-from poller.targets import Targets
 
 
 @dataclass

@@ -143,3 +143,24 @@ class Targets:
             except BotoCoreError as err:  # the profile left this process's AWS config
                 raise BatchMisconfigured(f"profile {profile!r}: {err}") from err
         return self._sessions[profile]
+
+
+def aws_configuration_problem(session: boto3.session.Session | None = None) -> str | None:
+    """What boto3 lacks to call AWS Batch (region, credentials), or None when nothing."""
+    session = session or boto3.session.Session()
+    if not session.region_name:
+        return (
+            "no AWS region: set AWS_DEFAULT_REGION (boto3 does not read AWS_REGION), or a "
+            "region in the profile named by AWS_PROFILE (~/.aws/config)"
+        )
+    if session.get_credentials() is None:
+        return (
+            "no AWS credentials: set AWS_PROFILE, or AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY, or run with an instance or task role"
+        )
+    return None
+
+
+def default_region() -> str:
+    """The region of boto3's default session ("" when it has none)."""
+    return boto3.session.Session().region_name or ""

@@ -23,9 +23,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from poller import coalesce, outbox, revocation, tracking
-from poller.backoff import compute_delay
-from poller.batch import TRACKING_TAG, Batch, check_request
+from poller.aws.batch import TRACKING_TAG, Batch, check_request
+from poller.aws.targets import check_profile
+from poller.core import coalesce, outbox, revocation, tracking
+from poller.core.backoff import compute_delay
+from poller.core.runtime import Runtime
 from poller.errors import (
     BatchMisconfigured,
     BatchUnavailable,
@@ -49,10 +51,8 @@ from poller.models import (
     validate_poll,
     validate_spec,
 )
-from poller.runtime import Runtime
 from poller.settings import Settings
 from poller.store import Change, JobStore
-from poller.targets import check_profile
 
 logger = logging.getLogger(__name__)
 

@@ -17,9 +17,9 @@ from typing import Any
 
 from celery.result import denied_join_result
 
-from poller import flower_view
+from poller.core.redaction import kwargs_repr
 from poller.models import JobRecord
-from poller.redaction import kwargs_repr
+from poller.monitoring import flower_view
 from poller.settings import get_settings
 
 

@@ -7,7 +7,7 @@ task per job, at 100,000 tracked jobs and the default 600 s that was 167 tasks a
 took the worker from the submissions (45 a second fell to 8-15), and their DescribeJobs calls
 were rarely shared (due times are spread). Here a page of due jobs costs one DescribeJobs call of
 their AWS target and one Redis transaction. Each job's observation is applied as its check would
-apply it (:func:`poller.tracking.checked`: counted, never backwards, each transition and signal
+apply it (:func:`poller.core.tracking.checked`: counted, never backwards, each transition and signal
 once, the next safety-net check scheduled), fenced on the version read as due.
 
 Only the jobs that need a task get one: those that ended (their check produces the Celery result
@@ -27,11 +27,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from poller import lifecycle, outbox, tracking
-from poller.batch import DESCRIBE_PAGE, chunks
+from poller.aws.batch import DESCRIBE_PAGE, chunks
+from poller.core import lifecycle, outbox, tracking
+from poller.core.runtime import Runtime
 from poller.errors import BatchMisconfigured, BatchUnavailable, InvalidJobSpec
 from poller.models import BatchJobView, JobRecord, JobStatus
-from poller.runtime import Runtime
 from poller.store import Change
 
 logger = logging.getLogger(__name__)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 
-import boto3
 import redis
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import (
@@ -23,9 +22,10 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from poller.aws_calls import OPERATIONS, OUTCOMES
-from poller.dead_letters import DeadLetterCollector
+from poller.aws.aws_calls import OPERATIONS, OUTCOMES
+from poller.aws.targets import default_region
 from poller.models import JobStatus
+from poller.monitoring.dead_letters import DeadLetterCollector
 from poller.settings import Settings
 from poller.store import JobStore
 from poller.store.metrics import EVENT_OUTCOMES, Histogram, Snapshot
@@ -153,10 +153,10 @@ def registry_for(store: JobStore, settings: Settings) -> CollectorRegistry:
     start at 0 in this process's default AWS region."""
     registry = CollectorRegistry(auto_describe=False)
     alive_for = 3 * settings.reconcile_interval
-    region = boto3.session.Session().region_name or ""
+    region = default_region()
     registry.register(FleetCollector(store, settings.coalesce_window, alive_for, region))
     if settings.events_queue_urls:
-        from poller.events import sqs_client
+        from poller.aws.sqs import sqs_client
 
         registry.register(DeadLetterCollector(settings.events_queue_urls, sqs_client))
     return registry

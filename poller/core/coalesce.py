@@ -27,10 +27,10 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from poller.batch import DESCRIBE_PAGE
+from poller.aws.batch import DESCRIBE_PAGE
+from poller.core.runtime import Runtime
 from poller.errors import ObservationPending, PollerError
 from poller.models import BatchJobView, JobRecord, utcnow
-from poller.runtime import Runtime
 
 logger = logging.getLogger(__name__)
 

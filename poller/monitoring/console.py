@@ -11,8 +11,8 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
+from poller.core.redaction import public
 from poller.models import JobRecord, JobStatus, utcnow
-from poller.redaction import public
 
 STATUS_STYLE = {
     JobStatus.SUCCEEDED: "bold green",

@@ -9,8 +9,8 @@ submitted) for those overdue by more than ``reconcile_grace``. A re-sent message
 to be a duplicate is harmless: checks are fenced by their number, submissions by the record.
 While Batch events flow, a job's next check has no countdown message at all
 (``JobRecord.awaits_events``): the pass makes it when it is due, polling's safety net, in bulk
-(:mod:`poller.safety_net`: a DescribeJobs call per 100 jobs, a task only for those that ended).
-The same pass sends the signals a dead worker stored but never sent (:mod:`poller.outbox`).
+(:mod:`poller.worker.safety_net`: a DescribeJobs call per 100 jobs, a task only for those that ended).
+The same pass sends the signals a dead worker stored but never sent (:mod:`poller.core.outbox`).
 
 The pass runs inside the workers (:class:`ReconcileStep`, a Celery worker bootstep with a
 thread of its own), on a Redis lock, so one worker at a time does it whatever the number of workers,
@@ -28,12 +28,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from poller import outbox, resend, safety_net, tracking
+from poller.core import outbox, tracking
+from poller.core.runtime import Runtime, get_runtime
 from poller.models import JobRecord, utcnow
-from poller.runtime import Runtime, get_runtime
 from poller.settings import Settings, get_settings
 from poller.store import Change
-from poller.worker_thread import ThreadStep
+from poller.worker import resend, safety_net
+from poller.worker.worker_thread import ThreadStep
 
 logger = logging.getLogger(__name__)
 

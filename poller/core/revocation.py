@@ -16,10 +16,10 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from poller import outbox, tracking
+from poller.core import outbox, tracking
+from poller.core.runtime import Runtime
 from poller.errors import PollerError
 from poller.models import JobRecord, utcnow
-from poller.runtime import Runtime
 from poller.store import JobStore
 
 logger = logging.getLogger(__name__)

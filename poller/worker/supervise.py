@@ -23,8 +23,8 @@ import time
 from collections.abc import Callable, Sequence
 from types import FrameType
 
-from poller.backoff import compute_delay
-from poller.worker_start import EX_CONFIG
+from poller.core.backoff import compute_delay
+from poller.worker.worker_start import EX_CONFIG
 
 logger = logging.getLogger(__name__)
 

@@ -6,16 +6,16 @@ terminal event (SUCCEEDED, FAILED) of a tracked job does not change its record: 
 job's check run now, as an ordinary check does, with the observation a coalesced call may have
 stored dropped and the job first in its AWS target's observe index. The checks of the ends that
 arrive together then share their DescribeJobs calls (up to 100 jobs each, one target a call:
-:mod:`poller.coalesce`), and what DescribeJobs says is applied through the same path as any
+:mod:`poller.core.coalesce`), and what DescribeJobs says is applied through the same path as any
 observation. A forged end of a running job records RUNNING, which changes nothing. Off by
 default: the events path stays one Redis transaction per batch, with no AWS call.
 """
 
 from __future__ import annotations
 
+from poller.core.runtime import Runtime
+from poller.core.tracking import from_its_target
 from poller.models import BatchJobView, JobRecord
-from poller.runtime import Runtime
-from poller.tracking import from_its_target
 
 TERMINAL = "terminal"  # the value of POLLER_EVENTS_CONFIRM that turns confirmation on
 

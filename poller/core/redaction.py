@@ -10,9 +10,8 @@ values, which a re-sent submission needs; every view of it goes through :func:`r
 
 from __future__ import annotations
 
+import reprlib
 from typing import Any
-
-from celery.utils.saferepr import saferepr
 
 from poller.models import JobRecord
 
@@ -47,10 +46,15 @@ def _masked(item: Any, field: str) -> Any:
     return redacted(item)
 
 
+_REPR = reprlib.Repr()
+_REPR.maxlevel = 8  # deep enough for an environment's names (Celery's saferepr stops at three)
+_REPR.maxdict = _REPR.maxlist = 100
+_REPR.maxstring = _REPR.maxother = 200
+
+
 def kwargs_repr(kwargs: Any) -> str:
     """How Celery shows a submission's keyword arguments (task events, Flower): masked."""
-    # Deep enough for an environment's names (Celery's default stops at three levels)
-    return saferepr(redacted(kwargs or {}), maxlen=REPR_MAX_LENGTH, maxlevels=8)
+    return _REPR.repr(redacted(kwargs or {}))[:REPR_MAX_LENGTH]
 
 
 def public(record: JobRecord) -> JobRecord:
