@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 import boto3
 import redis
@@ -155,11 +156,15 @@ def registry_for(store: JobStore, settings: Settings) -> CollectorRegistry:
     alive_for = 3 * settings.reconcile_interval
     region = boto3.session.Session().region_name or ""
     registry.register(FleetCollector(store, settings.coalesce_window, alive_for, region))
-    if settings.events_queue_urls:
-        from poller.events import sqs_client
-
-        registry.register(DeadLetterCollector(settings.events_queue_urls, sqs_client))
+    # (always there, without samples when no events queue is set: the alert rules can name it)
+    registry.register(DeadLetterCollector(settings.events_queue_urls, _sqs_client))
     return registry
+
+
+def _sqs_client(queue_url: str) -> Any:
+    from poller.events import sqs_client
+
+    return sqs_client(queue_url)
 
 
 def serve(store: JobStore, settings: Settings, port: int, address: str) -> None:
