@@ -13,7 +13,7 @@ import logging
 from collections.abc import Iterator
 
 import redis
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -23,6 +23,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from poller.aws.aws_calls import OPERATIONS, OUTCOMES
+from poller.aws.sqs import sqs_client
 from poller.aws.targets import default_region
 from poller.models import JobStatus
 from poller.monitoring.dead_letters import DeadLetterCollector
@@ -43,9 +44,15 @@ class FleetCollector(Collector):
     """Reads every counter from the store at each scrape (one Redis round trip)."""
 
     def __init__(
-        self, store: JobStore, overdue_after: float, alive_for: float, default_region: str = ""
+        self,
+        store: JobStore,
+        overdue_after: float,
+        alive_for: float,
+        default_region: str = "",
+        dead_letters: Collector | None = None,
     ) -> None:
         self._store = store
+        self._dead_letters = dead_letters
         self._overdue_after = overdue_after
         self._alive_for = alive_for
         self._default_region = default_region  # where the zero series of a new label set go
@@ -62,6 +69,8 @@ class FleetCollector(Collector):
             return
         yield _up(1)
         yield from _families(snap, self._default_region)
+        if self._dead_letters is not None:
+            yield from self._dead_letters.collect()
 
 
 def _up(value: int) -> GaugeMetricFamily:
@@ -154,11 +163,12 @@ def registry_for(store: JobStore, settings: Settings) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     alive_for = 3 * settings.reconcile_interval
     region = default_region()
-    registry.register(FleetCollector(store, settings.coalesce_window, alive_for, region))
-    if settings.events_queue_urls:
-        from poller.aws.sqs import sqs_client
-
-        registry.register(DeadLetterCollector(settings.events_queue_urls, sqs_client))
+    # (the dead letters' gauge is there without samples when no events queue is set: the alert
+    # rules can name it whatever the deployment)
+    dead_letters = DeadLetterCollector(settings.events_queue_urls, sqs_client)
+    registry.register(
+        FleetCollector(store, settings.coalesce_window, alive_for, region, dead_letters)
+    )
     return registry
 
 
