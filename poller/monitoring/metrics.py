@@ -13,7 +13,7 @@ import logging
 from collections.abc import Iterator
 
 import redis
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
