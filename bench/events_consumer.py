@@ -39,7 +39,7 @@ from rich.table import Table
 from bench.tracking import console, progress_bars
 from poller.app import app
 from poller.aws import batch_wire
-from poller.core import lifecycle
+from poller.core import admission, lifecycle
 from poller.core.runtime import Runtime, get_runtime
 from poller.models import JobRecord
 from poller.settings import get_settings
@@ -78,7 +78,7 @@ def tracked_jobs(rt: Runtime, count: int, prefix: str) -> list[JobRecord]:
     with progress_bars() as progress:
         task = progress.add_task("tracking jobs", total=count)
         for i in range(count):
-            spec, policy, _ = lifecycle.validate(rt.settings, (f"{prefix}-{i}", QUEUE, "d"), {})
+            spec, policy, _ = admission.validate(rt.settings, (f"{prefix}-{i}", QUEUE, "d"), {})
             record = lifecycle.admit(rt.store, f"{prefix}{i}", spec, policy, None)
             records.append(lifecycle.submit(rt, record))
             progress.advance(task)

@@ -20,7 +20,7 @@ import redis
 from rich.console import Console
 from rich.table import Table
 
-from poller.core import lifecycle
+from poller.core import admission, lifecycle
 from poller.core.runtime import Runtime
 from poller.models import JobStatus
 from poller.settings import Settings
@@ -40,7 +40,7 @@ def run(server: EmbeddedRedis, jobs: int, count_metrics: bool) -> dict[str, floa
     rt = Runtime(settings=settings, store=store, batch=batch)
     ids = []
     for i in range(jobs):
-        spec, policy, _ = lifecycle.validate(settings, (f"b-{i}", "poller-local", "d"), {})
+        spec, policy, _ = admission.validate(settings, (f"b-{i}", "poller-local", "d"), {})
         record = lifecycle.admit(store, f"t{i}", spec, policy, None)
         ids.append(str(lifecycle.submit(rt, record).job_id))
     commands_before = int(client.info("stats")["total_commands_processed"])

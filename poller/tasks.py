@@ -21,7 +21,7 @@ from kombu.utils import json as kombu_json
 from kombu.utils.uuid import uuid
 
 from poller.app import app
-from poller.core import lifecycle, revocation
+from poller.core import admission, lifecycle, revocation
 from poller.core.backoff import compute_delay
 from poller.core.lifecycle import Drop, Produce, Reschedule
 from poller.core.redaction import kwargs_repr, redacted
@@ -100,7 +100,7 @@ class SubmitJobTask(PollerTask):
     def apply_async_on_commit(self, args: Any = None, kwargs: Any = None, **options: Any) -> None:
         """A bad spec raises InvalidJobSpec now, inside the transaction; a good one is sent
         once the transaction commits."""
-        lifecycle.validate(get_settings(), tuple(args or ()), dict(kwargs or {}))
+        admission.validate(get_settings(), tuple(args or ()), dict(kwargs or {}))
         super().apply_async_on_commit(args, kwargs, **options)
 
     def apply_async(self, args: Any = None, kwargs: Any = None, **options: Any) -> Any:  # type: ignore[override]
@@ -115,7 +115,7 @@ class SubmitJobTask(PollerTask):
         options.setdefault("kwargsrepr", kwargs_repr(kwargs))
         if options.get("retries"):  # Task.retry re-sends through here: already accepted
             return super().apply_async(args, kwargs, **options)
-        spec, policy, key = lifecycle.validate(
+        spec, policy, key = admission.validate(
             get_settings(), tuple(args or ()), dict(kwargs or {})
         )
         tracking_id = options.get("task_id") or uuid()
@@ -265,7 +265,7 @@ def _submit(self: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any])
     rt = get_runtime()
     tracking_id = str(self.request.id)
     try:
-        spec, policy, key = lifecycle.validate(rt.settings, args, kwargs)
+        spec, policy, key = admission.validate(rt.settings, args, kwargs)
     except InvalidJobSpec as err:
         _ignore_if_dropped(lifecycle.reject_unstored(rt, tracking_id, args, kwargs, str(err)))
         raise

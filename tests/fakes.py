@@ -8,7 +8,7 @@ from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 from typing import Any
 
-from poller.core import lifecycle, tracking
+from poller.core import admission, lifecycle, tracking
 from poller.core.runtime import Runtime
 from poller.models import JobRecord, JobStatus, utcnow
 from poller.settings import Settings
@@ -45,7 +45,7 @@ def ended_unclaimed(rt: Runtime, batch: FakeBatch, status: JobStatus) -> datetim
 def admitted(
     rt: Runtime, tracking_id: str = "t1", key: str | None = None, **poll: Any
 ) -> JobRecord:
-    spec, policy, _ = lifecycle.validate(
+    spec, policy, _ = admission.validate(
         rt.settings, ("nightly", QUEUE, "def"), {"poll": poll or None}
     )
     return lifecycle.admit(rt.store, tracking_id, spec, policy, key)

@@ -12,7 +12,8 @@ from poller.core import coalesce, tracking
 from poller.core.runtime import Runtime
 from poller.models import utcnow
 from poller.settings import Settings
-from poller.store import CLAIM_KEY, OBSERVE_INDEX, JobStore
+from poller.store import JobStore
+from poller.store.base import CLAIM_KEY, OBSERVE_INDEX
 from tests.test_store import make
 
 

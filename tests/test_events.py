@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from poller import signals
-from poller.core import lifecycle, tracking
+from poller.core import lifecycle, schedule, tracking
 from poller.core.lifecycle import Produce
 from poller.core.runtime import Runtime
 from poller.models import JobRecord, JobStatus, utcnow
@@ -119,11 +119,11 @@ def test_while_events_flow_checks_wait_the_events_cap_without_a_countdown(
     record = running(rt, batch)
     rt.settings = settings(events_queue_url="http://sqs/q", events_poll_max_delay=600)
     # the policy, 1 s x 2^3 (no jitter), as a countdown message
-    assert lifecycle.next_check(rt, record, 3) == (8, False)
+    assert schedule.next_check(rt, record, 3) == (8, False)
     rt.store.note_events_flowing(60)
-    assert lifecycle.next_check(rt, record, 3) == (600, True)  # the events cap; events carry it
+    assert schedule.next_check(rt, record, 3) == (600, True)  # the events cap; events carry it
     rt.store.note_events_stopped()
-    assert lifecycle.next_check(rt, record, 3) == (8, False)
+    assert schedule.next_check(rt, record, 3) == (8, False)
 
 
 class OneBatchQueue:

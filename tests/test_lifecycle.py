@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from poller import signals
-from poller.core import lifecycle, tracking
+from poller.core import admission, lifecycle, tracking
 from poller.core.lifecycle import Drop, Produce, Reschedule
 from poller.core.runtime import Runtime
 from poller.errors import (
@@ -116,7 +116,7 @@ def test_a_cancel_racing_submit_terminates_the_job_it_created(
 
 
 def test_a_refused_submit_ends_rejected_with_one_result(rt: Runtime, batch: FakeBatch) -> None:
-    spec, policy, _ = lifecycle.validate(rt.settings, ("nightly", "no-such-queue", "def"), {})
+    spec, policy, _ = admission.validate(rt.settings, ("nightly", "no-such-queue", "def"), {})
     lifecycle.admit(rt.store, "t1", spec, policy, None)
     with pytest.raises(SubmitRejected):
         lifecycle.submit(rt, rt.store.get("t1"))

@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from poller.core import lifecycle
+from poller.core import admission
 from poller.errors import InvalidJobSpec
 from poller.models import JobStatus, validate_poll, validate_spec
 from poller.settings import Settings
@@ -137,7 +137,7 @@ def test_a_missing_field_or_a_bad_nested_aws_value_is_refused_naming_it(
 ) -> None:
     # Nested values are checked against botocore's own model of SubmitJob, before sending
     with pytest.raises(InvalidJobSpec) as refused:
-        lifecycle.validate(Settings(), args, fields)
+        admission.validate(Settings(), args, fields)
     assert refused.value.field == field
     assert says in str(refused.value)
 
@@ -161,13 +161,13 @@ def test_a_request_over_aws_30_kib_is_refused_in_the_caller_naming_the_largest_f
     big = {f"p{i}": "x" * 1000 for i in range(40)}
     # When it is validated, Then nothing is sent and the error names the parameters
     with pytest.raises(InvalidJobSpec, match="30720") as refused:
-        lifecycle.validate(Settings(), ("n", "q", "d"), {"parameters": big})
+        admission.validate(Settings(), ("n", "q", "d"), {"parameters": big})
     assert refused.value.field == "parameters"
 
 
 def test_a_wrong_typed_environment_value_is_refused_without_quoting_it() -> None:
     overrides = {"environment": [{"name": "TOKEN", "value": 987654321}]}
     with pytest.raises(InvalidJobSpec) as refused:
-        lifecycle.validate(Settings(), ("n", "q", "d"), {"container_overrides": overrides})
+        admission.validate(Settings(), ("n", "q", "d"), {"container_overrides": overrides})
     assert refused.value.field == "container_overrides"
     assert "987654321" not in str(refused.value)

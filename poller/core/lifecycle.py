@@ -23,16 +23,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from poller.aws.batch import TRACKING_TAG, Batch, check_request
-from poller.aws.targets import check_profile
+from poller.aws.batch import TRACKING_TAG, Batch
 from poller.core import coalesce, outbox, revocation, tracking
-from poller.core.backoff import compute_delay
+from poller.core.admission import default_poll
 from poller.core.runtime import Runtime
+from poller.core.schedule import next_check
 from poller.errors import (
     BatchMisconfigured,
     BatchUnavailable,
     DuplicateSubmission,
-    InvalidJobSpec,
     JobFailed,
     JobTimedOut,
     PollerError,
@@ -48,10 +47,7 @@ from poller.models import (
     JobStatus,
     PollPolicy,
     utcnow,
-    validate_poll,
-    validate_spec,
 )
-from poller.settings import Settings
 from poller.store import Change, JobStore
 
 logger = logging.getLogger(__name__)
@@ -81,75 +77,6 @@ class Drop:
 
 
 CheckOutcome = Reschedule | Produce | Drop | revocation.Revoked
-
-
-def default_poll(settings: Settings) -> dict[str, Any]:
-    """The poll policy fields from settings, as PollPolicy keyword arguments."""
-    return {
-        "initial_delay": settings.poll_initial_delay,
-        "max_delay": settings.poll_max_delay,
-        "factor": settings.poll_factor,
-        "jitter": settings.poll_jitter,
-        "max_checks": settings.poll_max_checks,
-        "max_wait": settings.poll_max_wait,
-        "terminate_on_give_up": settings.poll_terminate_on_give_up,
-    }
-
-
-def validate(
-    settings: Settings, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> tuple[JobSpec, PollPolicy, str | None]:
-    """Validate submit_job's arguments; InvalidJobSpec names the first bad field."""
-    fields = dict(kwargs)
-    poll = fields.pop("poll", None)
-    idempotency_key = fields.pop("idempotency_key", None)
-    positional = dict(zip(POSITIONAL, args, strict=False))
-    if len(args) > len(POSITIONAL):
-        positional["extra positional arguments"] = args[len(POSITIONAL) :]
-    spec = validate_spec(**{**positional, **fields})
-    check_request(spec)  # nested AWS values against botocore's model of SubmitJob
-    if spec.aws_profile is not None:
-        check_profile(spec.aws_profile, settings.aws_profiles)
-    policy = validate_poll(poll, default_poll(settings), settings.countdown_limit)
-    if idempotency_key is not None and not isinstance(idempotency_key, str):
-        raise InvalidJobSpec(
-            "invalid job spec: idempotency_key: must be a string", "idempotency_key"
-        )
-    return spec, policy, idempotency_key
-
-
-def next_delay(record: JobRecord, check_number: int | None = None) -> float:
-    """Seconds until check number ``check_number`` (default: the next, ``record.checks``)."""
-    poll = record.poll
-    return compute_delay(
-        record.checks if check_number is None else check_number,
-        initial_delay=poll.initial_delay,
-        max_delay=poll.max_delay,
-        factor=poll.factor,
-        jitter=poll.jitter,
-    )
-
-
-def next_check(
-    rt: Runtime, record: JobRecord, check_number: int | None = None
-) -> tuple[float, bool]:
-    """Seconds until check number ``check_number`` (default: the next), and whether Batch events
-    carry the job until then.
-
-    While events flow, the check waits ``events_poll_max_delay`` (polling is the safety net) and
-    no countdown message is sent for it: the job's end event sends its check, and the reconciler
-    sends one when it is due. Otherwise the poll policy's delay, as a countdown message.
-    """
-    if rt.settings.events_queue_url is not None and rt.store.events_flowing():
-        return events_delay(rt, record), True
-    return next_delay(record, check_number), False
-
-
-def events_delay(rt: Runtime, record: JobRecord) -> float:
-    """Seconds until the safety-net check of a job Batch events carry: events_poll_max_delay,
-    jittered as the job's poll policy says."""
-    cap = rt.settings.events_poll_max_delay
-    return compute_delay(0, initial_delay=cap, max_delay=cap, jitter=record.poll.jitter)
 
 
 def _apply(

@@ -41,43 +41,38 @@ them, and the command line prints them as one line.
 
 from __future__ import annotations
 
-import functools
-import json
 import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from importlib import resources
-from typing import Any
+from datetime import datetime
 
 import redis
-from pydantic import TypeAdapter, ValidationError
-from redis.commands.core import Script
+from pydantic import ValidationError
 
 from poller.errors import JobNotFound, RecordUnreadable, StoreConflict
-from poller.models import BatchJobView, JobRecord
+from poller.models import JobRecord
 from poller.signals import Event
 from poller.store import metrics
+from poller.store.base import (
+    ACTIVE_INDEX,
+    EPOCH,
+    MAX_CONFLICT_RETRIES,
+    OBSERVE_INDEX,
+    QUARANTINE_KEY,
+    QUARANTINED_KEY,
+    QUEUED_INDEX,
+    UNSENT_KEY,
+    StoreBase,
+)
+from poller.store.fleet import FleetState
+from poller.store.observations import Observations
+from poller.store.writes import Writes
+
+__all__ = ["Change", "JobStore", "Writes"]
 
 logger = logging.getLogger(__name__)
-
-ACTIVE_INDEX = "active"
-QUEUED_INDEX = "queued"
-OBSERVE_INDEX = "observe"
-CLAIM_KEY = "claim"
-OBSERVATION_KEY = "obs"
-LOCK_KEY = "lock"
-EVENTS_FLOWING_KEY = "events:flowing"
-EVENT_COUNTS_KEY = metrics.EVENTS
-EVENTS_CHANNEL = "events"
-UNSENT_KEY = "unsent"
-QUARANTINE_KEY = "quarantine"
-QUARANTINED_KEY = "quarantined"
-_VIEW = TypeAdapter(BatchJobView)
-_EPOCH = datetime.fromtimestamp(0, tz=UTC)
-_MAX_CONFLICT_RETRIES = 50  # optimistic-lock retries before giving up; conflicts are rare and short
 
 
 @dataclass
@@ -89,43 +84,8 @@ class Change:
     stored: list[str] = field(default_factory=list)  # the events as the store wrote them
 
 
-class JobStore:
+class JobStore(Observations, FleetState, StoreBase):
     """Job records, their indexes and events in Redis."""
-
-    def __init__(
-        self,
-        client: redis.Redis,
-        *,
-        prefix: str = "poller",
-        record_ttl: int = 604_800,
-        count_metrics: bool = True,
-    ):
-        self.redis = client
-        self.prefix = prefix
-        self.record_ttl = record_ttl
-        self.count_metrics = count_metrics
-
-    @classmethod
-    def from_url(cls, url: str, **kwargs: Any) -> JobStore:
-        """Create a store on a Redis URL (redis://, rediss://, unix://)."""
-        client = redis.Redis.from_url(
-            url,
-            decode_responses=True,
-            # A hung Redis must fail a call, not block a worker thread forever.
-            socket_timeout=10,
-            socket_connect_timeout=5,
-            health_check_interval=30,
-        )
-        return cls(client, **kwargs)
-
-    def key(self, *parts: str) -> str:
-        """A Redis key (or channel) under this store's prefix."""
-        return ":".join((self.prefix, *parts))
-
-    @property
-    def channel(self) -> str:
-        """The pub/sub channel events are published on."""
-        return self.key(EVENTS_CHANNEL)
 
     def get(self, tracking_id: str) -> JobRecord:
         """Return a job's record; JobNotFound when there is none."""
@@ -251,7 +211,7 @@ class JobStore:
         Returns the changes made, and every job's record now (jobs without one are left out).
         """
         keys = [self.key("job", tracking_id) for tracking_id in decisions]
-        for _ in range(_MAX_CONFLICT_RETRIES):
+        for _ in range(MAX_CONFLICT_RETRIES):
             with self.redis.pipeline() as pipe:
                 try:
                     pipe.watch(*keys)  # type: ignore[no-untyped-call]
@@ -313,178 +273,6 @@ class JobStore:
         writes.zadd(self.key(UNSENT_KEY), {record.tracking_id: stored_at}, nx=True)
         return writes
 
-    # --- the signals' outbox ------------------------------------------------------------------
-
-    def signals_sent(self, tracking_id: str, entries: list[str]) -> None:
-        """Take ``entries`` (events as stored, their signals sent now) out of the job's outbox;
-        one round trip."""
-        self.signals_sent_each({tracking_id: entries})
-
-    def signals_sent_each(self, sent: dict[str, list[str]]) -> None:
-        """:meth:`signals_sent` for several jobs, in one round trip."""
-        script = _script(self.redis, "signals_sent")
-        with self.redis.pipeline(transaction=False) as pipe:
-            for tracking_id, entries in sent.items():
-                keys = [self.key(UNSENT_KEY, tracking_id), self.key(UNSENT_KEY)]
-                script(keys=keys, args=[tracking_id, *entries], client=pipe)
-            pipe.execute()
-
-    def unsent(self, stored_before: float, limit: int) -> dict[str, list[str]]:
-        """Outbox entries (JSON events, with ``stored_at``) of the jobs whose oldest unsent event
-        was stored before ``stored_before`` (epoch s), by tracking id; at most ``limit`` jobs."""
-        found = self.redis.zrangebyscore(
-            self.key(UNSENT_KEY), "-inf", stored_before, start=0, num=limit
-        )
-        ids = [str(tracking_id) for tracking_id in found]
-        with self.redis.pipeline(transaction=False) as pipe:
-            for tracking_id in ids:
-                pipe.lrange(self.key(UNSENT_KEY, tracking_id), 0, -1)
-            entries = pipe.execute()
-        return {t: [str(e) for e in held] for t, held in zip(ids, entries, strict=True)}
-
-    # --- coalesced observations ---------------------------------------------------------
-
-    def observe_index(self, target_key: str) -> str:
-        """The observe index of one AWS target's jobs (a DescribeJobs call is for one target)."""
-        return self.key(OBSERVE_INDEX, target_key) if target_key else self.key(OBSERVE_INDEX)
-
-    def claim_due(
-        self, own: str, *, horizon: datetime, claim_for: float, parked_until: datetime,
-        wanted: int, scan_limit: int, target_key: str = "",
-    ) -> list[str] | None:  # fmt: skip
-        """Claim job ``own`` and up to ``wanted`` other jobs of its AWS target due for an
-        observation by ``horizon``, for ``claim_for`` seconds (claims/``parked_until``: see the
-        script).
-
-        Returns the others' tracking ids, or None when ``own`` is claimed by another check.
-        """
-        claimed = _script(self.redis, "claim_due")(
-            keys=[self.observe_index(target_key)],
-            args=[
-                self.key(CLAIM_KEY, ""), own, horizon.timestamp(), int(claim_for * 1000),
-                wanted, scan_limit, parked_until.timestamp(),
-            ],
-        )  # fmt: skip
-        return None if claimed is None else [str(t) for t in claimed]
-
-    def release_claims(self, tracking_ids: list[str]) -> None:
-        """Drop claims before they expire (nothing was observed, or the claimer's own job)."""
-        if tracking_ids:
-            self.redis.delete(*(self.key(CLAIM_KEY, t) for t in tracking_ids))
-
-    def observation(self, tracking_id: str) -> tuple[datetime, BatchJobView | None] | None:
-        """When a coalesced call observed the job and what it saw (view None: not returned)."""
-        raw = self.redis.get(self.key(OBSERVATION_KEY, tracking_id))
-        if raw is None:
-            return None
-        data = json.loads(raw)
-        view = _VIEW.validate_python(data["view"]) if data["view"] is not None else None
-        return datetime.fromisoformat(data["at"]), view
-
-    def store_observations(
-        self, views: dict[str, BatchJobView | None], *, at: datetime, keep_for: float,
-        again_at: datetime, target_key: str = "",
-    ) -> None:  # fmt: skip
-        """Store what one call saw of each job (kept ``keep_for`` seconds), and move those jobs
-        in the observe index to ``again_at``; one round trip."""
-        if not views:
-            return
-        with self.redis.pipeline(transaction=False) as pipe:
-            for tracking_id, view in views.items():
-                view_json = _VIEW.dump_python(view, mode="json") if view is not None else None
-                data = {"at": at.isoformat(), "view": view_json}
-                pipe.set(
-                    self.key(OBSERVATION_KEY, tracking_id), json.dumps(data),
-                    px=int(keep_for * 1000),
-                )  # fmt: skip
-            # XX: a job that ended meanwhile has left the index and must not come back
-            again = dict.fromkeys(views, again_at.timestamp())
-            pipe.zadd(self.observe_index(target_key), again, xx=True)
-            pipe.execute()
-
-    def observe_now(self, records: list[JobRecord]) -> None:
-        """These jobs need a Batch observation now: a stored one is dropped, and each is due
-        first in its target's observe index, so that their checks describe them together."""
-        if not records:
-            return
-        now = time.time()
-        with self.redis.pipeline(transaction=False) as pipe:
-            for record in records:
-                pipe.delete(self.key(OBSERVATION_KEY, record.tracking_id))
-                index = self.observe_index(record.target_key)
-                pipe.zadd(index, {record.tracking_id: now}, xx=True)  # XX: still tracked
-            pipe.execute()
-
-    # --- Batch events -----------------------------------------------------------------------
-
-    def note_events_flowing(self, seconds: float) -> None:
-        """Events reached a consumer: they count as flowing for ``seconds`` more (0: they stop
-        counting as flowing now)."""
-        self._note_flowing(self.redis, seconds)
-
-    def note_events_stopped(self) -> None:
-        """A consumer cannot reach the queue: events stop counting as flowing now."""
-        self._note_flowing(self.redis, 0)
-
-    def _note_flowing(self, target: Any, seconds: float) -> None:
-        if seconds > 0:
-            target.set(self.key(EVENTS_FLOWING_KEY), "1", px=int(seconds * 1000))
-        else:
-            target.delete(self.key(EVENTS_FLOWING_KEY))
-
-    def events_flowing(self) -> bool:
-        """Whether some consumer saw events recently (checks may then wait longer)."""
-        return bool(self.redis.exists(self.key(EVENTS_FLOWING_KEY)))
-
-    def count_events(self, outcomes: dict[str, int], *, flowing_for: float) -> None:
-        """Add handled events by outcome to the fleet's counters, and note events as flowing
-        for ``flowing_for`` seconds more (0: not flowing); one round trip."""
-        with self.redis.pipeline(transaction=False) as pipe:
-            for outcome, count in outcomes.items():
-                pipe.hincrby(self.key(EVENT_COUNTS_KEY), outcome, count)
-            self._note_flowing(pipe, flowing_for)
-            pipe.execute()
-
-    def event_counts(self) -> dict[str, int]:
-        """Batch events handled so far by every worker, by outcome."""
-        counts = self.redis.hgetall(self.key(EVENT_COUNTS_KEY))
-        return {str(outcome): int(count) for outcome, count in counts.items()}
-
-    # --- fleet metrics (see poller.store.metrics) -------------------------------------------
-
-    def count_aws_calls(self, calls: dict[tuple[str, str, str], int]) -> None:
-        """Add AWS calls by (operation, outcome, region) to the fleet's counters (one round
-        trip)."""
-        with self.redis.pipeline(transaction=False) as pipe:
-            for labels, count in calls.items():
-                pipe.hincrby(self.key(metrics.AWS_CALLS), "|".join(labels), count)
-            pipe.execute()
-
-    def count_resends(self, count: int) -> None:
-        """Add messages the reconciler re-sent to the fleet's counter."""
-        if count:
-            self.redis.incrby(self.key(metrics.RESENDS), count)
-
-    def note_worker(self, hostname: str) -> None:
-        """A worker says it runs (every reconcile interval)."""
-        self.redis.zadd(self.key(metrics.WORKERS), {hostname: time.time()})
-
-    def metrics_snapshot(self, overdue_after: float, alive_for: float) -> metrics.Snapshot:
-        """Every fleet counter now; a check counts as overdue ``overdue_after`` seconds late,
-        a worker as running while it said so within ``alive_for`` seconds."""
-        now = time.time()
-        return metrics.read(
-            self.redis, self.key, now=now, kept_for=self.record_ttl,
-            overdue=(self.key(ACTIVE_INDEX), now - overdue_after), alive_for=alive_for,
-        )  # fmt: skip
-
-    # --- locks ----------------------------------------------------------------------------
-
-    def take_lock(self, name: str, seconds: float) -> bool:
-        """Take the lock ``name`` for ``seconds`` unless someone holds it. It is never released:
-        it expires, so a holder that dies blocks the others for ``seconds`` at most."""
-        return bool(self.redis.set(self.key(LOCK_KEY, name), "1", nx=True, px=int(seconds * 1000)))
-
     def active(
         self, *, due_before: datetime | None = None, limit: int = 1000, queued: bool = False,
         start: int = 0,
@@ -524,7 +312,7 @@ class JobStore:
             keys = self.redis.scan_iter(match=self.key("job", "*"), count=1000)
             ids = [str(key)[len(prefix) :] for key in keys]
         records = self.records(ids)
-        records.sort(key=lambda r: r.history[0].observed_at if r.history else _EPOCH, reverse=True)
+        records.sort(key=lambda r: r.history[0].observed_at if r.history else EPOCH, reverse=True)
         return records[:limit]
 
     @contextmanager
@@ -565,70 +353,3 @@ def _number_versions(change: Change, previous: int) -> None:
         steps.append(change.record)
     for number, record in enumerate(steps, start=previous + 1):
         record.version = number
-
-
-def _script_source(name: str) -> str:
-    """The text of the Lua script ``scripts/<name>.lua``."""
-    return resources.files(__name__).joinpath("scripts", f"{name}.lua").read_text()
-
-
-_RUN_WRITES = _script_source("run_writes")
-
-
-class Writes:
-    """Writes queued with redis-py's names, run by Redis in one script call (run_writes.lua).
-
-    A record change is a dozen writes (record, indexes, counts, events); as one command inside
-    the change's MULTI, redis-py packs and parses one command instead of a dozen, which was most
-    of the client's CPU per change.
-    """
-
-    def __init__(self) -> None:
-        self.words: list[str | int | float] = []
-
-    def _add(self, *words: str | int | float) -> None:
-        self.words += [len(words), *words]
-
-    def set(self, key: str, value: str, ex: int | None = None) -> None:
-        self._add("SET", key, value, *(("EX", ex) if ex else ()))
-
-    def sadd(self, key: str, *members: str) -> None:
-        self._add("SADD", key, *members)
-
-    def hincrby(self, key: str, field_name: str, amount: int) -> None:
-        self._add("HINCRBY", key, field_name, amount)
-
-    def hincrbyfloat(self, key: str, field_name: str, amount: float) -> None:
-        self._add("HINCRBYFLOAT", key, field_name, repr(float(amount)))
-
-    def zadd(self, key: str, mapping: dict[str, float], nx: bool = False) -> None:
-        scored = [word for member, score in mapping.items() for word in (repr(score), member)]
-        self._add("ZADD", key, *(("NX",) if nx else ()), *scored)
-
-    def zrem(self, key: str, *members: str) -> None:
-        self._add("ZREM", key, *members)
-
-    def publish(self, channel: str, message: str) -> None:
-        self._add("PUBLISH", channel, message)
-
-    def rpush(self, key: str, *values: str) -> None:
-        self._add("RPUSH", key, *values)
-
-    def expire(self, key: str, seconds: int) -> None:
-        self._add("EXPIRE", key, seconds)
-
-    def run(self, target: Any) -> None:
-        """Run the writes with ``target``: a client, or a pipeline that queues them in its MULTI.
-
-        EVAL with the script's text rather than EVALSHA: Redis caches it by its hash all the
-        same, and a script cache emptied meanwhile (a restart, a failover) cannot fail the
-        command inside the MULTI, after the transaction's other commands ran.
-        """
-        if self.words:
-            target.eval(_RUN_WRITES, 0, *self.words)
-
-
-@functools.lru_cache(maxsize=16)
-def _script(client: redis.Redis, name: str) -> Script:
-    """The Lua script ``scripts/<name>.lua`` for this client, run by its SHA."""
-    return client.register_script(_script_source(name))

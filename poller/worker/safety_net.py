@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from poller.aws.batch import DESCRIBE_PAGE, chunks
-from poller.core import lifecycle, outbox, tracking
+from poller.core import outbox, schedule, tracking
 from poller.core.runtime import Runtime
 from poller.errors import BatchMisconfigured, BatchUnavailable, InvalidJobSpec
 from poller.models import BatchJobView, JobRecord, JobStatus
@@ -111,7 +111,7 @@ def _observed(
     rt: Runtime, seen: JobRecord, view: BatchJobView | None, now: datetime, handed_over: set[str]
 ) -> Callable[[JobRecord], Change | None]:
     """The job's check applying ``view``, if the record is still the one read as due."""
-    delay = lifecycle.events_delay(rt, seen)
+    delay = schedule.events_delay(rt, seen)
 
     def decide(record: JobRecord) -> Change | None:
         handed_over.discard(record.tracking_id)  # decided afresh on a retried transaction

@@ -1,0 +1,52 @@
+"""Admission: submit_job's arguments validated into a JobSpec and a PollPolicy, in the caller
+before the message is sent and again in the worker (a message sent by name is checked there).
+
+A bad value raises InvalidJobSpec naming the field: poller's rules and AWS's limits
+(:mod:`poller.models`), nested AWS values against botocore's model of SubmitJob, and the
+profile against ``POLLER_AWS_PROFILES``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from poller.aws.batch import check_request
+from poller.aws.targets import check_profile
+from poller.errors import InvalidJobSpec
+from poller.models import POSITIONAL, JobSpec, PollPolicy, validate_poll, validate_spec
+from poller.settings import Settings
+
+
+def default_poll(settings: Settings) -> dict[str, Any]:
+    """The poll policy fields from settings, as PollPolicy keyword arguments."""
+    return {
+        "initial_delay": settings.poll_initial_delay,
+        "max_delay": settings.poll_max_delay,
+        "factor": settings.poll_factor,
+        "jitter": settings.poll_jitter,
+        "max_checks": settings.poll_max_checks,
+        "max_wait": settings.poll_max_wait,
+        "terminate_on_give_up": settings.poll_terminate_on_give_up,
+    }
+
+
+def validate(
+    settings: Settings, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[JobSpec, PollPolicy, str | None]:
+    """Validate submit_job's arguments; InvalidJobSpec names the first bad field."""
+    fields = dict(kwargs)
+    poll = fields.pop("poll", None)
+    idempotency_key = fields.pop("idempotency_key", None)
+    positional = dict(zip(POSITIONAL, args, strict=False))
+    if len(args) > len(POSITIONAL):
+        positional["extra positional arguments"] = args[len(POSITIONAL) :]
+    spec = validate_spec(**{**positional, **fields})
+    check_request(spec)  # nested AWS values against botocore's model of SubmitJob
+    if spec.aws_profile is not None:
+        check_profile(spec.aws_profile, settings.aws_profiles)
+    policy = validate_poll(poll, default_poll(settings), settings.countdown_limit)
+    if idempotency_key is not None and not isinstance(idempotency_key, str):
+        raise InvalidJobSpec(
+            "invalid job spec: idempotency_key: must be a string", "idempotency_key"
+        )
+    return spec, policy, idempotency_key
