@@ -140,3 +140,39 @@ def test_poller_and_the_emulator_enforce_the_same_aws_rules() -> None:
 
     assert models.JOB_NAME_RE.pattern == runtime.JOB_NAME_PATTERN.pattern
     assert models.ARRAY_SIZE_RANGE == runtime.ARRAY_SIZE_RANGE
+
+
+def test_no_module_is_over_450_lines() -> None:
+    emulator = PACKAGE.parent / "aws-batch-emulator" / "aws_batch_emulator"
+    sizes = {
+        str(path.relative_to(PACKAGE.parent)): len(path.read_text().splitlines())
+        for root in (PACKAGE, emulator)
+        for path in root.rglob("*.py")
+    }
+    assert {name: n for name, n in sizes.items() if n > 450} == {}
+
+
+def test_at_most_ten_modules_stay_at_the_top_the_public_face() -> None:
+    top = sorted(path.stem for path in PACKAGE.glob("*.py"))
+    assert len(top) <= 10, top
+    assert set(top) <= {
+        "__init__", "app", "tasks", "client", "models", "settings", "errors", "signals",
+    }  # fmt: skip
+
+
+def test_every_subpackage_says_what_it_holds_and_may_import() -> None:
+    for package in sorted(path.parent for path in PACKAGE.glob("*/__init__.py")):
+        docstring = ast.get_docstring(ast.parse((package / "__init__.py").read_text())) or ""
+        assert "import" in docstring, package.name
+
+
+def test_the_events_process_starts_without_a_warning() -> None:
+    # `poller local-batch --events` starts it with -m: Python warns when the package had
+    # imported that module already (a user's first screen carried a RuntimeWarning)
+    started = subprocess.run(
+        [sys.executable, "-W", "error::RuntimeWarning", "-m", "aws_batch_emulator.events_main",
+         "--help"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    assert "Warning" not in started.stderr

@@ -10,7 +10,7 @@ still shapes each event and draws its faults; it hands them over in batches
 their targets here, as before (`aws_batch_emulator.eventbridge`).
 
 `EventsEndpoint` starts and stops this process for the Batch server; ``python -m
-aws_batch_emulator.events_server --host H --port P`` is what it runs.
+aws_batch_emulator.events_main --host H --port P`` is what it runs.
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ class EventsEndpoint:
 
     def start(self) -> EventsEndpoint:
         """Start the process and wait until it listens; RuntimeError if it does not."""
-        command = [sys.executable, "-m", "aws_batch_emulator.events_server"]
+        command = [sys.executable, "-m", "aws_batch_emulator.events_main"]
         command += ["--host", self.host, "--port", str(self.port), "--stop-with-stdin"]
         # stdout carries the ready line only; its logs go to this server's stderr. It stops
         # when its stdin closes: with this process, however this one ends. A session of its
@@ -189,7 +189,7 @@ def _await_ready(proc: subprocess.Popen[str], deadline: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m aws_batch_emulator.events_server --host H --port P``."""
+    """``python -m aws_batch_emulator.events_main --host H --port P``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
@@ -199,7 +199,3 @@ def main(argv: list[str] | None = None) -> None:
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     serve(args.host, args.port, args.stop_with_stdin)
-
-
-if __name__ == "__main__":
-    main()

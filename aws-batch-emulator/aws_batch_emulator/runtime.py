@@ -17,11 +17,12 @@ from typing import Any
 
 from moto.batch.models import BatchBackend, Job, JobDefinition, JobQueue, batch_backends
 
+from aws_batch_emulator.array_jobs import ArrayParentJob
 from aws_batch_emulator.changes import ChangeListener
 from aws_batch_emulator.compute import LocalCompute
 from aws_batch_emulator.defaults import create_default_resources
 from aws_batch_emulator.errors import ClientException
-from aws_batch_emulator.jobs import RUNNING, STATUSES, ArrayParentJob, LocalJob
+from aws_batch_emulator.jobs import RUNNING, STATUSES, LocalJob
 from aws_batch_emulator.process import ProcessJob
 from aws_batch_emulator.settings import RuntimeSettings
 from aws_batch_emulator.simulated import SimulatedJob, simulation_parameters
