@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 UV := $(VENV)/bin/uv
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-latest system-packages bench lint typecheck install lock clean
+.PHONY: demo test test-latest system-packages bench lint typecheck docs install lock clean
 
 EMULATOR := aws-batch-emulator
 
@@ -45,6 +45,9 @@ lint: $(STAMP)  ## ruff lint and format check; the layers' import contracts (imp
 typecheck: $(STAMP)  ## mypy --strict on the package
 	$(VENV)/bin/mypy
 
+docs: $(STAMP)  ## the manual (docs/, mkdocs.yml) built into site/, strict: a broken link or anchor fails
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
+
 demo: $(STAMP)  ## the whole stack on this machine, real jobs going through their states
 	$(VENV)/bin/poller demo
 
@@ -64,7 +67,7 @@ bench: $(STAMP)  ## coalesced vs per-job DescribeJobs, throttled submits; detect
 # the 2 cores busy with 3 processes, 389 s with 2 against 295 s with 3): one process more.
 FAST := -n 2 --dist loadfile --durations=15
 REAL_SERVERS := -n 3 --dist loadfile --durations=15
-test: system-packages lint typecheck  ## everything CI runs: lint, types, the whole test suite
+test: system-packages lint typecheck docs  ## everything CI runs: lint, types, the docs, the whole test suite
 	$(PY) -m pytest -m "not integration" -x $(FAST) --cov-fail-under=0 --cov-report=
 	$(PY) -m pytest -m integration $(REAL_SERVERS) --cov-append
 

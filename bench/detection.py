@@ -43,7 +43,7 @@ from poller.testing.stack import configure_process, stack_env
 from poller.testing.worker import Worker
 
 MODES = ("polling", "events")
-# The README's worker command: -P POOL -c CONCURRENCY
+# The manual's worker command (docs/operations/index.md): -P POOL -c CONCURRENCY
 POOL, CONCURRENCY = "threads", 16
 # The test stack's short delays, dropped so that poller's own defaults apply.
 TEST_DELAYS = ("POLLER_POLL_INITIAL_DELAY", "POLLER_POLL_MAX_DELAY", "POLLER_POLL_JITTER")

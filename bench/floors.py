@@ -5,7 +5,7 @@ Run with ``.venv/bin/python bench/floors.py`` (also in ``make bench``).
 The issue's budget is 10 ms of worker CPU per job with events (submission, events, result,
 signals, metrics). These are the parts of it poller does not write, measured on the same stack
 the end-to-end bench uses (embedded Redis, the local endpoint, a real worker started as the
-README says):
+manual says):
 
 - **a Celery task**: worker CPU per task for a task that does nothing (Celery's builtin
   ``celery.accumulate``), N sent at once to poller's queue: receive, the Flower events of ``-E``,
@@ -116,7 +116,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", type=int, default=2000, help="no-op Celery tasks")
     parser.add_argument("--calls", type=int, default=300, help="calls of each AWS operation")
-    parser.add_argument("--pool", default=POOL, help=f"worker pool (default: {POOL}, the README's)")
+    parser.add_argument("--pool", default=POOL, help=f"worker pool (default: {POOL}, the manual's)")
     parser.add_argument("--concurrency", type=int, default=CONCURRENCY)
     args = parser.parse_args()
     saved = dict(os.environ)

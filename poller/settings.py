@@ -2,7 +2,7 @@
 Django project (``DJANGO_SETTINGS_MODULE`` set) from the same names in its settings.py.
 
 This is the only module that reads the environment for poller. AWS settings (region, credentials,
-endpoint) are deliberately not here: boto3 reads them through its own chain (``AWS_REGION``,
+endpoint) are deliberately not here: boto3 reads them through its own chain (``AWS_DEFAULT_REGION``,
 ``AWS_PROFILE``, instance roles, ``AWS_ENDPOINT_URL_BATCH``, ...), as operators expect.
 ``config/poller.env.example`` documents every field below, with its default.
 """

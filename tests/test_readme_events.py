@@ -1,4 +1,4 @@
-"""The README's CloudFormation snippet describes what `poller events setup` creates."""
+"""The events page's CloudFormation snippet describes what `poller events setup` creates."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import yaml
 
 from poller.aws import events_setup
 
-README = Path(__file__).parent.parent / "README.md"
+PAGE = Path(__file__).parent.parent / "docs" / "operations" / "events.md"
 
 
 class _CloudFormation(yaml.SafeLoader):
@@ -23,7 +23,7 @@ _CloudFormation.add_multi_constructor(
 
 
 def snippet() -> dict[str, Any]:
-    (block,) = re.findall(r"```yaml\n(Resources:.*?)```", README.read_text(), flags=re.DOTALL)
+    (block,) = re.findall(r"```yaml\n(Resources:.*?)```", PAGE.read_text(), flags=re.DOTALL)
     return dict(yaml.load(block, Loader=_CloudFormation))
 
 

@@ -4,7 +4,7 @@ Human output by default (rich), ``--json`` for scripts. Exit codes: 0 success; f
 --wait`` and ``wait``, 1 when the job FAILED or was REJECTED and 2 when poller gave up
 (TIMED_OUT); 3 for an unknown id, an unreachable server or bad settings (one line, no traceback).
 
-The commands live by what they are about, as the README's "Command line" section reads:
+The commands live by what they are about, as the manual's command line page (docs/operations/cli.md) reads:
 :mod:`~poller.cli.jobs` (submit, status, wait, cancel, jobs, logs), :mod:`~poller.cli.events`
 (events, events setup), :mod:`~poller.cli.configuration` (check, config) and
 :mod:`~poller.cli.servers` (metrics, worker, redis, demo). Each attaches its commands to the group

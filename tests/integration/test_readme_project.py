@@ -1,6 +1,7 @@
-"""The README's "Adding poller to an existing Celery project", run as written.
+"""The manual's "Adding poller to an existing Celery project", run as written.
 
-Its files become a project in a temporary directory, its commands start the two workers, and its
+The section moved from the README to docs/using/celery-project.md (the module keeps its name). Its
+files become a project in a temporary directory, its commands start the two workers, and its
 snippet runs a chain; only the Redis address, the Batch queue and definition are swapped for the
 local ones (and the AWS variables point boto3 at the local Batch endpoint).
 """
@@ -25,14 +26,14 @@ from tests.conftest import eventually
 
 pytestmark = pytest.mark.integration
 
-README = Path(__file__).parent.parent.parent / "README.md"
+PAGE = Path(__file__).parent.parent.parent / "docs" / "using" / "celery-project.md"
 SECTION = "## Adding poller to an existing Celery project"
 BIN = Path(sys.executable).parent
 
 
 def section_blocks() -> list[tuple[str, str]]:
-    """The (language, code) blocks of the README's section, up to its first subsection."""
-    text = README.read_text()
+    """The (language, code) blocks of the page's section, up to its first subsection."""
+    text = PAGE.read_text()
     start = text.index(SECTION)
     end = min(
         found
@@ -66,7 +67,7 @@ def test_the_readme_project_runs_a_chain_through_both_workers(
     project, env = readme_project
     base = env.pop("REDIS_BASE")
     blocks = section_blocks()
-    # Given the README's files written out as the project
+    # Given the section's files written out as the project
     files = [code for lang, code in blocks if lang == "python" and code.startswith("# shop/")]
     assert len(files) == 3
     for code in files:
@@ -102,7 +103,7 @@ def test_the_readme_project_runs_a_chain_through_both_workers(
                 timeout=60,
                 interval=0.3,
             )
-        # When the README's snippet runs in the project
+        # When the section's snippet runs in the project
         (snippet,) = [c for lang, c in blocks if lang == "python" and not c.startswith("# shop/")]
         ran = subprocess.run(
             [sys.executable, "-c", localized(snippet, base)],

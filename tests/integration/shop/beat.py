@@ -1,5 +1,5 @@
 """The project's app as its beat runs it: a schedule entry for poller's task by name, and the one
-line of standard Celery routing that sends ``poller.*`` to poller's queue (the README's)."""
+line of standard Celery routing that sends ``poller.*`` to poller's queue (the manual's)."""
 
 from __future__ import annotations
 
