@@ -9,6 +9,8 @@ Public API::
     outcome = JobHandle(result.id).wait(timeout=3600)  # the same JobResult, whatever the status
 """
 
+from importlib.metadata import PackageNotFoundError, version
+
 from poller.app import app
 from poller.client import JobHandle
 from poller.errors import (
@@ -19,6 +21,8 @@ from poller.errors import (
     JobNotFound,
     JobTimedOut,
     PollerError,
+    ProfileNotAllowed,
+    RecordUnreadable,
     SubmitRejected,
     WaitTimeout,
 )
@@ -34,7 +38,10 @@ from poller.signals import (
 )
 from poller.tasks import check_job, submit_job
 
-__version__ = "0.1.0"
+try:  # the version is pyproject.toml's, read from the installed distribution
+    __version__ = version("poller")
+except PackageNotFoundError:  # a source tree on sys.path, never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "ConfigurationError",
@@ -48,6 +55,8 @@ __all__ = [
     "JobStatus",
     "JobTimedOut",
     "PollerError",
+    "ProfileNotAllowed",
+    "RecordUnreadable",
     "SubmitRejected",
     "WaitTimeout",
     "__version__",

@@ -108,5 +108,11 @@ def test_poller_redis_keeps_its_data_dir_across_restarts(tmp_path) -> None:
 
 
 def test_version() -> None:
+    import tomllib
+    from pathlib import Path
+
+    # The version lives in one place, pyproject.toml; the package and the CLI read it from there
+    pyproject = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())
     result = CliRunner().invoke(main, ["--version"])
     assert result.exit_code == 0 and "poller" in result.output
+    assert pyproject["project"]["version"] in result.output
