@@ -26,7 +26,7 @@ from poller.errors import (
     SubmitRejected,
     WaitTimeout,
 )
-from poller.models import JobRecord, JobResult, JobStatus
+from poller.models import FailureKind, JobRecord, JobResult, JobStatus
 from poller.signals import (
     job_failed,
     job_finished,
@@ -46,6 +46,7 @@ except PackageNotFoundError:  # a source tree on sys.path, never installed
 __all__ = [
     "ConfigurationError",
     "DuplicateSubmission",
+    "FailureKind",
     "InvalidJobSpec",
     "JobFailed",
     "JobHandle",

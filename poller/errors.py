@@ -51,12 +51,28 @@ class DuplicateSubmission(SubmitRejected):
         self.owner = owner
 
 
-class JobFailed(PollerError):
-    """The Batch job ended FAILED; the message names the job id, statusReason and exit code."""
+class _JobEnded(PollerError):
+    """A job's end as an error: its message, and its failure kind (a FailureKind value).
+
+    Both travel in ``args``, so the error Celery's result backend rebuilds on the caller's side
+    (``cls(*args)``) has them too.
+    """
+
+    def __init__(self, message: str, failure_kind: str | None = None) -> None:
+        super().__init__(message, failure_kind)
+        self.failure_kind = failure_kind
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
-class JobTimedOut(PollerError):
-    """poller gave up waiting for the Batch job (max_checks or max_wait reached)."""
+class JobFailed(_JobEnded):
+    """The Batch job ended FAILED; the message names the job id, statusReason, exit code and
+    ``failure_kind``."""
+
+
+class JobTimedOut(_JobEnded):
+    """poller gave up waiting for the Batch job (max_checks or max_wait reached, or stuck)."""
 
 
 class JobNotFound(PollerError, LookupError):

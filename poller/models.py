@@ -85,6 +85,22 @@ class PollPolicy(BaseModel):
     terminate_on_give_up: bool
 
 
+class FailureKind(str, Enum):
+    """What kind of failure ended a job, from AWS's own strings (:mod:`poller.core.failures`)."""
+
+    HOST_TERMINATED = "host_terminated"  # its EC2 host or Spot capacity was reclaimed
+    OUT_OF_MEMORY = "out_of_memory"  # the container was killed for using too much memory
+    IMAGE_PULL = "image_pull"  # the container's image could not be pulled
+    MISCONFIGURATION = "misconfiguration"  # Batch cannot place it (MISCONFIGURATION:...)
+    STUCK = "stuck"  # waited in RUNNABLE past its limit
+    TIMEOUT = "timeout"  # an attempt's duration limit, or poller's max_wait / max_checks
+    APP_ERROR = "app_error"  # the job's command exited non-zero
+    CANCELLED = "cancelled"  # cancelled, terminated or revoked on request
+    DEPENDENCY_FAILED = "dependency_failed"  # a job it depends on failed
+    VANISHED = "vanished"  # DescribeJobs stopped returning it
+    REJECTED = "rejected"  # refused before it ran (spec, AWS, configuration)
+
+
 POSITIONAL = ("job_name", "job_queue", "job_definition")  # submit_job's positional arguments
 
 
@@ -278,6 +294,7 @@ class JobResult(TypedDict):
     submitted_at: str | None  # poller: SubmitJob answered
     finished_at: str | None  # poller: the end was noticed and recorded
     array_status_summary: dict[str, int] | None  # an array job: children per status
+    failure_kind: str | None  # a FailureKind value; None for SUCCEEDED
 
 
 class JobRecord(BaseModel):
@@ -324,6 +341,7 @@ class JobRecord(BaseModel):
     aws_profile: str | None = None
     aws_region: str | None = None
     aws_account: str | None = None
+    failure_kind: FailureKind | None = None  # set when it ends other than SUCCEEDED
     version: int = 0
 
     def result(self) -> JobResult:
@@ -353,6 +371,8 @@ class JobRecord(BaseModel):
             parts.append(f"exit code {self.exit_code}")
         if self.container_reason:
             parts.append(f"container: {self.container_reason}")
+        if self.failure_kind is not None:
+            parts.append(f"kind: {self.failure_kind.value}")
         return "; ".join(parts)
 
 

@@ -420,11 +420,12 @@ def outcome(record: JobRecord) -> JobResult:
     message = f"job {record.tracking_id}: {record.describe_failure()}"
     if record.status is JobStatus.SUCCEEDED:
         return record.result()
+    kind = record.failure_kind.value if record.failure_kind is not None else None
     if record.status is JobStatus.TIMED_OUT:
-        raise JobTimedOut(message)
+        raise JobTimedOut(message, kind)
     if record.status is JobStatus.REJECTED:
         raise SubmitRejected(message)
-    raise JobFailed(message)
+    raise JobFailed(message, kind)
 
 
 def stamp(when: datetime | None) -> str:

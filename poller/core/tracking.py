@@ -15,7 +15,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from poller import signals
-from poller.models import BatchJobView, JobRecord, JobStatus, Limits, Transition
+from poller.core import failures
+from poller.models import BatchJobView, FailureKind, JobRecord, JobStatus, Limits, Transition
 from poller.signals import Event
 from poller.store import Change
 
@@ -27,13 +28,18 @@ _OUTCOME_SIGNAL = {
 }
 
 
-def _transition(record: JobRecord, status: JobStatus, now: datetime) -> list[Event]:
-    """Move ``record`` (already a copy) to ``status``; return the events of the move."""
+def _transition(
+    record: JobRecord, status: JobStatus, now: datetime, kind: FailureKind | None = None
+) -> list[Event]:
+    """Move ``record`` (already a copy) to ``status``; return the events of the move. An end
+    other than SUCCEEDED gets its failure kind: ``kind`` when the path knows it, else read from
+    Batch's strings."""
     previous = record.status
     record.status = status
     record.history.append(Transition(status=status, observed_at=now))
     events = [Event(signals.job_status_changed, record, previous.value)]
     if status.is_terminal:
+        record.failure_kind = kind or failures.classify(record)
         record.finished_at = now
         # Stays indexed until its Celery result is produced; due now for the reconciler.
         record.next_check_at = now
@@ -178,7 +184,7 @@ def revoked(record: JobRecord, reason: str, now: datetime) -> Change | None:
         return None
     new = _copy(record)
     new.revoked, new.resolved, new.status_reason = True, True, reason
-    return Change(new, _transition(new, JobStatus.FAILED, now))
+    return Change(new, _transition(new, JobStatus.FAILED, now, FailureKind.CANCELLED))
 
 
 def checked(
@@ -271,7 +277,7 @@ def _missing(record: JobRecord, now: datetime, limits: Limits) -> list[Event]:
         f"AWS Batch no longer knows job {record.job_id}: DescribeJobs did not return it for "
         f"{limits.not_found_grace:.0f}s (finished jobs are kept about 24 hours)"
     )
-    return _transition(record, JobStatus.FAILED, now)
+    return _transition(record, JobStatus.FAILED, now, FailureKind.VANISHED)
 
 
 def _stuck(record: JobRecord, now: datetime, limits: Limits) -> list[Event]:
@@ -286,10 +292,11 @@ def _stuck(record: JobRecord, now: datetime, limits: Limits) -> list[Event]:
     record.stuck_notified = True
     events = [Event(signals.job_stuck, record)]
     if limits.give_up_when_stuck:
+        kind = failures.stuck_kind(record.status_reason)
         record.status_reason = (
             f"stuck in RUNNABLE for over {limits.stuck_after:.0f}s: {record.status_reason or ''}"
         ).rstrip(": ")
-        events += _transition(record, JobStatus.TIMED_OUT, now)
+        events += _transition(record, JobStatus.TIMED_OUT, now, kind)
     return events
 
 

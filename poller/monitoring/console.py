@@ -153,6 +153,7 @@ def record_table(record: JobRecord) -> Table:
         ("waiting on AWS", record.waiting_reason),
         ("exit code", record.exit_code),
         ("container reason", record.container_reason),
+        ("failure kind", record.failure_kind.value if record.failure_kind else None),
         ("queue / definition", f"{record.job_queue} / {record.job_definition}"),
         ("region / account", f"{record.aws_region or '-'} / {record.aws_account or '-'}"),
         ("aws profile", record.aws_profile),

@@ -108,6 +108,13 @@ def _families(snap: Snapshot, default_region: str = "") -> Iterator[Metric]:
             count = snap.finished_total.get((each.value, queue, region), 0)
             finished.add_metric([each.value, queue, region], count)
     yield finished
+    failures = CounterMetricFamily(
+        "poller_job_failures", "Jobs that ended other than SUCCEEDED, by failure kind, job queue "
+        "and region.", labels=["kind", "job_queue", "region"],
+    )  # fmt: skip
+    for labels, count in sorted(snap.failures.items()):
+        failures.add_metric(list(labels), count)
+    yield failures
     for name, histogram in snap.histograms.items():
         yield _histogram(name, histogram)
     calls = CounterMetricFamily(

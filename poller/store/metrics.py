@@ -9,6 +9,7 @@ lose one (a crash loses the change and its count together). Keys (``<p>`` the ke
                                      while its record is kept; trimmed when read)
     <p>:metrics:transitions          hash: status -> transitions into it
     <p>:metrics:finished_total       hash: "<STATUS>|<job queue>|<region>" -> jobs that ended so
+    <p>:metrics:failures             hash: "<failure kind>|<job queue>|<region>" -> jobs that ended so
     <p>:metrics:histogram:<name>     hash: "<label>|<bucket index>", "<label>|sum", "<label>|count"
     <p>:metrics:job_queues           set: every job queue a job was accepted for (its series
                                      exist at 0 from then on)
@@ -39,6 +40,7 @@ JOBS = "metrics:jobs"
 FINISHED = "metrics:finished"
 TRANSITIONS = "metrics:transitions"
 FINISHED_TOTAL = "metrics:finished_total"
+FAILURES = "metrics:failures"
 # Bucket indexes are stored: with new bounds the key changes (counts under "metrics:hist" were
 # made for other bounds and are not read).
 HISTOGRAM = "metrics:histogram"
@@ -120,6 +122,9 @@ def count_change(pipe: Any, key: Any, previous: JobRecord | None, record: JobRec
     queue = _queue_label(record)
     labels = f"{record.status.value}|{queue}|{_label(record.aws_region or '')}"
     pipe.hincrby(key(FINISHED_TOTAL), labels, 1)
+    if record.failure_kind is not None:
+        where = f"{queue}|{_label(record.aws_region or '')}"
+        pipe.hincrby(key(FAILURES), f"{record.failure_kind.value}|{where}", 1)
     _observe(pipe, key, "detection_lag_seconds", "", record.finished_at, record.stopped_at)
     _observe(pipe, key, "queue_wait_seconds", queue, record.started_at, record.created_at)
     _observe(pipe, key, "job_run_seconds", queue, record.stopped_at, record.started_at)
@@ -155,6 +160,7 @@ class Snapshot:
     jobs: dict[str, int]
     transitions: dict[str, int]
     finished_total: dict[tuple[str, str, str], int]  # (status, job queue, region)
+    failures: dict[tuple[str, str, str], int]  # (failure kind, job queue, region)
     histograms: dict[str, Histogram]
     aws_calls: dict[tuple[str, str, str], int]  # (operation, outcome, region)
     reconciler_resends: int
@@ -179,6 +185,7 @@ def read(
         pipe.hgetall(key(JOBS))
         pipe.hgetall(key(TRANSITIONS))
         pipe.hgetall(key(FINISHED_TOTAL))
+        pipe.hgetall(key(FAILURES))
         for name in BUCKETS:
             pipe.hgetall(key(HISTOGRAM, name))
         pipe.hgetall(key(AWS_CALLS))
@@ -190,7 +197,7 @@ def read(
         pipe.smembers(key(JOB_QUEUES))
         answers = pipe.execute()
     finished = answers[1 : 2 * len(terminal) : 2]
-    jobs_now, transitions, finished_total, *rest = answers[2 * len(terminal) :]
+    jobs_now, transitions, finished_total, failed, *rest = answers[2 * len(terminal) :]
     raw_histograms, rest = rest[: len(BUCKETS)], rest[len(BUCKETS) :]
     aws_calls, resends, events, overdue_count, _, workers, job_queues = rest
     jobs = {status: max(0, int(n)) for status, n in jobs_now.items()}
@@ -208,10 +215,15 @@ def read(
     capped: Counter[tuple[str, str, str]] = Counter()
     for (status, queue, region), count in finished_counts.items():
         capped[(status, _shown(queue, shown_queues), _shown(region, shown_regions))] += count
+    failures: Counter[tuple[str, str, str]] = Counter()
+    for field_name, count in failed.items():
+        kind, queue, region = _triple(field_name)
+        failures[(kind, _shown(queue, shown_queues), _shown(region, shown_regions))] += int(count)
     return Snapshot(
         jobs=jobs,
         transitions={k: int(v) for k, v in transitions.items()},
         finished_total=dict(capped),
+        failures=dict(failures),
         histograms={
             name: _histogram(BUCKETS[name], raw, shown_queues)
             for name, raw in zip(BUCKETS, raw_histograms, strict=True)
