@@ -32,7 +32,7 @@ from tests.faults.conftest import FaultStack, fault_stack
 from tests.faults.test_worker_crash import batch_jobs_named
 from tests.integration.shop.app import app as shop_app
 from tests.integration.shop.tasks import RAN_KEY, load_warehouse
-from tests.integration.shop.worker import ShopWorker
+from tests.integration.shop.worker import ShopWorker, point_shop_app_at
 
 pytestmark = pytest.mark.integration
 
@@ -65,9 +65,7 @@ def test_chains_reach_the_apps_worker_through_the_same_rabbitmq(
         "SHOP_RESULT_BACKEND": stack.env["POLLER_REDIS_URL"],
         "SHOP_NOTES_URL": stack.env["POLLER_REDIS_URL"],
     }  # fmt: skip
-    shop_app.conf.update(
-        broker_url=env["SHOP_BROKER_URL"], result_backend=env["SHOP_RESULT_BACKEND"]
-    )
+    point_shop_app_at(env["SHOP_BROKER_URL"], env["SHOP_RESULT_BACKEND"])
     shop_worker = ShopWorker(env)
     stack.start_worker()
     try:

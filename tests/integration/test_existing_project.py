@@ -33,7 +33,7 @@ from tests.conftest import configured_for, eventually
 from tests.integration.shop.app import app as shop_app
 from tests.integration.shop.receivers import FAILED_KEY
 from tests.integration.shop.tasks import RAN_KEY, load_warehouse, on_batch_error, prepare, summarize
-from tests.integration.shop.worker import ShopWorker
+from tests.integration.shop.worker import ShopWorker, point_shop_app_at
 
 pytestmark = pytest.mark.integration
 
@@ -77,9 +77,7 @@ def project(poller_batch: LocalBatch) -> Iterator[Project]:
             "POLLER_IMPORTS": "tests.integration.shop.receivers",
         }
         with configured_for(env):
-            shop_app.conf.update(
-                broker_url=env["SHOP_BROKER_URL"], result_backend=env["SHOP_RESULT_BACKEND"]
-            )
+            point_shop_app_at(env["SHOP_BROKER_URL"], env["SHOP_RESULT_BACKEND"])
             poller_worker, shop_worker = Worker(env), ShopWorker(env)
             try:
                 poller_worker.start()
