@@ -55,7 +55,7 @@ def _worker(poller_worker: Worker, poller_redis_client: redis.Redis) -> None:
 RESULT_FIELDS = (
     "tracking_id", "job_id", "job_name", "job_queue", "job_definition", "status",
     "status_reason", "exit_code", "attempts", "log_stream_name", "created_at", "started_at",
-    "stopped_at", "submitted_at", "finished_at", "array_status_summary",
+    "stopped_at", "submitted_at", "finished_at", "array_status_summary", "failure_kind",
 )  # fmt: skip
 
 
@@ -68,6 +68,7 @@ def test_a_job_that_succeeds_resolves_to_its_record(poller_redis_client: redis.R
     assert outcome["tracking_id"] == result.id
     # And the result holds exactly the documented fields, none of poller's internal ones
     assert sorted(outcome) == sorted(RESULT_FIELDS)
+    assert outcome["failure_kind"] is None  # a success has no failure kind
     record = JobHandle(result.id).record
     assert record.job_id and record.exit_code == 0 and record.attempts == 1
     assert record.log_stream_name and record.checks >= 1
