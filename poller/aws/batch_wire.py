@@ -32,9 +32,8 @@ from poller.models import REGION_RE, BatchJobView, JobStatus
 
 SOURCE = "aws.batch"
 DETAIL_TYPE = "Batch Job State Change"
-MAX_EVENT_BYTES = (
-    256 * 1024
-)  # EventBridge's (and SQS's) largest message: anything bigger is not AWS's
+# EventBridge's (and SQS's) largest message: anything bigger is not AWS's
+MAX_EVENT_BYTES = 256 * 1024
 MAX_MILLIS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the last instant a datetime holds
 ACCOUNT_RE = re.compile(r"\d{12}")
 

@@ -14,10 +14,12 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from poller.aws.batch_wire import DETAIL_TYPE, SOURCE
+
 DEFAULT_QUEUE = "poller-batch-events"
 DEFAULT_RULE = "poller-batch-job-state-change"
 TARGET_ID = "poller-events-queue"
-EVENT_PATTERN = {"source": ["aws.batch"], "detail-type": ["Batch Job State Change"]}
+EVENT_PATTERN = {"source": [SOURCE], "detail-type": [DETAIL_TYPE]}
 VISIBILITY_TIMEOUT = 30  # seconds before a message a dead worker held is delivered again
 MAX_RECEIVES = 5  # deliveries before a message that keeps failing goes to the dead-letter queue
 RETENTION = 4 * 24 * 3600  # seconds an undelivered event is kept (SQS's default)

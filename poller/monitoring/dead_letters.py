@@ -2,9 +2,9 @@
 
 A message the workers received and could not handle ``MAX_RECEIVES`` times (Redis down for long,
 a bug) goes to the events queue's dead-letter queue (``poller events setup`` creates it), where
-nothing reads it: the shipped alert fires when one is there. ``poller metrics`` asks SQS for each
-events queue's dead-letter queue (from its RedrivePolicy) and its depth, at most once a minute
-whatever the scrape interval (SQS calls are cheap, but a scrape must stay fast).
+nothing reads it: the shipped alert fires when one is there. ``poller metrics`` finds each events
+queue's dead-letter queue once (from its RedrivePolicy), then asks SQS for its depth at most once a
+minute whatever the scrape interval: one call a queue, so that a scrape stays fast.
 """
 
 from __future__ import annotations
@@ -25,19 +25,22 @@ logger = logging.getLogger(__name__)
 REFRESH_SECONDS = 60.0
 
 
-def dead_letter_depth(sqs: Any, queue_url: str) -> int | None:
-    """Messages waiting in ``queue_url``'s dead-letter queue; None when it has none."""
+def dead_letter_queue(sqs: Any, queue_url: str) -> str | None:
+    """The URL of ``queue_url``'s dead-letter queue (from its RedrivePolicy); None if it has none."""
     attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["RedrivePolicy"])
     policy = attributes.get("Attributes", {}).get("RedrivePolicy")
     if not policy:
         return None
-    arn = str(json.loads(policy)["deadLetterTargetArn"])
-    account, name = arn.split(":")[4], arn.split(":")[5]
-    dlq = sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"]
-    depth = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["ApproximateNumberOfMessages"])[
-        "Attributes"
-    ]["ApproximateNumberOfMessages"]
-    return int(depth)
+    _, _, _, _, account, name = str(json.loads(policy)["deadLetterTargetArn"]).split(":", 5)
+    return str(sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"])
+
+
+def depth(sqs: Any, queue_url: str) -> int:
+    """Messages waiting in a queue (SQS's approximate count)."""
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages"]
+    )
+    return int(attributes["Attributes"]["ApproximateNumberOfMessages"])
 
 
 class DeadLetterCollector(Collector):
@@ -51,6 +54,9 @@ class DeadLetterCollector(Collector):
         self._lock = threading.Lock()
         self._depths: dict[str, int] = {}
         self._read_at = -REFRESH_SECONDS
+        # Looked up once each: a client, and the dead-letter queue's URL once one is found
+        self._clients: dict[str, Any] = {}
+        self._dead_letter_urls: dict[str, str] = {}
 
     def collect(self) -> Iterator[Metric]:
         """One gauge sample per events queue that has a dead-letter queue."""
@@ -64,16 +70,18 @@ class DeadLetterCollector(Collector):
             "Messages in the dead-letter queue of each events queue (read at most once a minute).",
             labels=["queue"],
         )
-        for url, depth in sorted(depths.items()):
-            family.add_metric([url.rsplit("/", 1)[-1]], depth)
+        for url, count in sorted(depths.items()):
+            family.add_metric([url.rsplit("/", 1)[-1]], count)
         yield family
 
     def _refresh(self) -> None:
         for url in self._queue_urls:
             try:
-                depth = dead_letter_depth(self._client_for(url), url)
+                sqs = self._clients.get(url) or self._clients.setdefault(url, self._client_for(url))
+                dead_letters = self._dead_letter_urls.get(url) or dead_letter_queue(sqs, url)
+                if dead_letters is None:
+                    continue
+                self._dead_letter_urls[url] = dead_letters
+                self._depths[url] = depth(sqs, dead_letters)
             except (BotoCoreError, ClientError, KeyError, ValueError, IndexError) as err:
                 logger.warning("poller metrics: dead-letter queue of %s not read: %s", url, err)
-                continue
-            if depth is not None:
-                self._depths[url] = depth

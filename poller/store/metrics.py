@@ -203,29 +203,20 @@ def read(
     jobs = {status: max(0, int(n)) for status, n in jobs_now.items()}
     jobs.update(dict(zip(terminal, (int(n) for n in finished), strict=True)))
     finished_counts = {_triple(k): int(v) for k, v in finished_total.items()}
-    queue_use = Counter[str]()
-    for (_, queue, _), count in finished_counts.items():
-        queue_use[queue] += count
-    queue_use.update({unquote(str(queue)): 0 for queue in job_queues})
-    shown_queues = _busiest(queue_use)
+    queue_use = Counter({unquote(str(queue)): 0 for queue in job_queues})
     region_use = Counter[str]()
-    for (_, _, region), count in finished_counts.items():
+    for (_, queue, region), count in finished_counts.items():
+        queue_use[queue] += count
         region_use[region] += count
-    shown_regions = _busiest(region_use)
-    capped: Counter[tuple[str, str, str]] = Counter()
-    for (status, queue, region), count in finished_counts.items():
-        capped[(status, _shown(queue, shown_queues), _shown(region, shown_regions))] += count
-    failures: Counter[tuple[str, str, str]] = Counter()
-    for field_name, count in failed.items():
-        kind, queue, region = _triple(field_name)
-        failures[(kind, _shown(queue, shown_queues), _shown(region, shown_regions))] += int(count)
+    shown = _busiest(queue_use), _busiest(region_use)
+    failure_counts = {_triple(k): int(v) for k, v in failed.items()}
     return Snapshot(
         jobs=jobs,
         transitions={k: int(v) for k, v in transitions.items()},
-        finished_total=dict(capped),
-        failures=dict(failures),
+        finished_total=_capped(finished_counts, *shown),
+        failures=_capped(failure_counts, *shown),
         histograms={
-            name: _histogram(BUCKETS[name], raw, shown_queues)
+            name: _histogram(BUCKETS[name], raw, shown[0])
             for name, raw in zip(BUCKETS, raw_histograms, strict=True)
         },
         aws_calls={_triple(k): int(v) for k, v in aws_calls.items()},
@@ -233,7 +224,7 @@ def read(
         events={k: int(v) for k, v in events.items()},
         checks_overdue=int(overdue_count),
         workers=int(workers),
-        job_queues={_shown(unquote(str(queue)), shown_queues) for queue in job_queues},
+        job_queues={_shown(unquote(str(queue)), shown[0]) for queue in job_queues},
     )
 
 
@@ -244,6 +235,16 @@ def _busiest(use: Counter[str]) -> set[str]:
 
 def _shown(value: str, shown: set[str]) -> str:
     return value if value in shown else OTHER
+
+
+def _capped(
+    counts: dict[tuple[str, str, str], int], queues: set[str], regions: set[str]
+) -> dict[tuple[str, str, str], int]:
+    """(first label, job queue, region) counts, the queues and regions not shown under OTHER."""
+    capped: Counter[tuple[str, str, str]] = Counter()
+    for (first, queue, region), count in counts.items():
+        capped[(first, _shown(queue, queues), _shown(region, regions))] += count
+    return dict(capped)
 
 
 def _triple(field_name: str) -> tuple[str, str, str]:
