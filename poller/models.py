@@ -356,11 +356,8 @@ class JobRecord(BaseModel):
 
     @property
     def target_key(self) -> str:
-        """Its AWS target as a key: ``""`` for the default session's region unnamed,
-        ``<profile>@<region>`` otherwise. Jobs with one key are described with one client."""
-        if self.aws_profile is None and self.aws_region is None:
-            return ""
-        return f"{self.aws_profile or ''}@{self.aws_region or ''}"
+        """Its AWS target as a key (:func:`target_key`)."""
+        return target_key(self.aws_profile, self.aws_region)
 
     def describe_failure(self) -> str:
         """One line naming the Batch job id, statusReason, exit code and container reason."""
@@ -374,6 +371,14 @@ class JobRecord(BaseModel):
         if self.failure_kind is not None:
             parts.append(f"kind: {self.failure_kind.value}")
         return "; ".join(parts)
+
+
+def target_key(profile: str | None, region: str | None) -> str:
+    """An AWS target as a key: ``""`` for the default session's region unnamed,
+    ``<profile>@<region>`` otherwise. Jobs with one key are described with one client."""
+    if profile is None and region is None:
+        return ""
+    return f"{profile or ''}@{region or ''}"
 
 
 def utcnow() -> datetime:

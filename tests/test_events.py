@@ -267,12 +267,14 @@ def poisoned(record: JobRecord, how: str) -> str:
         body["region"] = "us-east-1\n"
     elif how == "no account":
         del body["account"]
+    elif how == "account with more than 12 digits":
+        body["account"] = "x123456789012\n"
     return json.dumps(body)
 
 
 HOWS = [
     "exit code as text", "created at 1e30", "created after year 9999", "unknown status",
-    "region with a newline", "no account",
+    "region with a newline", "no account", "account with more than 12 digits",
 ]  # fmt: skip
 
 

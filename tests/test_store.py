@@ -206,3 +206,18 @@ def test_a_record_holding_a_wrong_typed_value_is_never_written(store: JobStore) 
     with pytest.raises(PydanticSerializationError):
         store.update("t1", corrupt)
     assert store.get("t1").exit_code is None
+
+
+def test_an_unreadable_record_leaves_its_own_targets_observe_index(store: JobStore) -> None:
+    # Given a submitted job of another AWS target, whose record was then overwritten badly
+    record = make().model_copy(update={"aws_profile": "west", "aws_region": "us-west-2"})
+    store.create(record)
+    store.update("t1", lambda r: tracking.submitted(r, "job-1", T0, T0))
+    index = store.observe_index("west@us-west-2")
+    assert store.redis.zscore(index, "t1") is not None
+    raw = json.loads(store.redis.get("poller:job:t1"))
+    raw["checks"] = "many"
+    store.redis.set("poller:job:t1", json.dumps(raw))
+    # When it is read, Then it is set aside and out of that target's observe index too
+    assert store.records(["t1"]) == []
+    assert store.redis.zscore(index, "t1") is None

@@ -15,7 +15,6 @@ fixture (``tests/fixtures/batch_state_change_event.json``).
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
@@ -35,7 +34,7 @@ DETAIL_TYPE = "Batch Job State Change"
 # EventBridge's (and SQS's) largest message: anything bigger is not AWS's
 MAX_EVENT_BYTES = 256 * 1024
 MAX_MILLIS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the last instant a datetime holds
-ACCOUNT_RE = re.compile(r"\d{12}")
+ACCOUNT_PATTERN = r"^\d{12}$"  # anchored: pydantic's patterns match anywhere otherwise
 
 BatchStatus = Literal[
     "SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED"
@@ -111,7 +110,7 @@ class StateChangeEvent(_Lenient):
 
     source: Literal["aws.batch"]
     detail_type: Literal["Batch Job State Change"] = Field(alias="detail-type")
-    account: Annotated[str, StringConstraints(strict=True, pattern=ACCOUNT_RE.pattern)]
+    account: Annotated[str, StringConstraints(strict=True, pattern=ACCOUNT_PATTERN)]
     region: Annotated[str, StringConstraints(strict=True, max_length=64)]
     detail: JobDetail
 

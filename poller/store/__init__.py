@@ -41,6 +41,7 @@ them, and the command line prints them as one line.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -52,14 +53,13 @@ import redis
 from pydantic import ValidationError
 
 from poller.errors import JobNotFound, RecordUnreadable, StoreConflict
-from poller.models import JobRecord
+from poller.models import JobRecord, target_key
 from poller.signals import Event
 from poller.store import metrics
 from poller.store.base import (
     ACTIVE_INDEX,
     EPOCH,
     MAX_CONFLICT_RETRIES,
-    OBSERVE_INDEX,
     QUARANTINE_KEY,
     QUARANTINED_KEY,
     QUEUED_INDEX,
@@ -116,8 +116,12 @@ class JobStore(Observations, FleetState, StoreBase):
             pipe.set(self.key(QUARANTINED_KEY, tracking_id), raw, ex=self.record_ttl)
             pipe.delete(self.key("job", tracking_id))
             pipe.zadd(self.key(QUARANTINE_KEY), {tracking_id: time.time()})
-            for index in (ACTIVE_INDEX, QUEUED_INDEX, OBSERVE_INDEX):
-                pipe.zrem(self.key(index), tracking_id)
+            for index in (
+                self.key(ACTIVE_INDEX),
+                self.key(QUEUED_INDEX),
+                _observe_index(self, raw),
+            ):
+                pipe.zrem(index, tracking_id)
             pipe.execute()
 
     def quarantined(self, limit: int = 100) -> list[str]:
@@ -336,6 +340,17 @@ class JobStore(Observations, FleetState, StoreBase):
             yield pubsub
         finally:
             pubsub.close()
+
+
+def _observe_index(store: JobStore, raw: str | bytes) -> str:
+    """The observe index an unreadable record is in: its target's, if its JSON still names one."""
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        data = None
+    fields = data if isinstance(data, dict) else {}
+    profile, region = fields.get("aws_profile"), fields.get("aws_region")
+    return store.observe_index(target_key(profile, region))
 
 
 def _dumped(record: JobRecord) -> str:

@@ -61,7 +61,8 @@ def parse(body: str) -> BatchEvent | None:
     try:
         event = parse_event(body)
     except MalformedInput as err:
-        logger.warning("Batch event ignored, malformed: %.200s; body: %.200r", err, body)
+        # The body is not logged: a real event's detail holds the job's environment values
+        logger.warning("Batch event ignored, malformed (%d bytes): %.200s", len(body), err)
         return None
     view = replace(event.detail.view(), origin=(event.account, event.region))
     return BatchEvent(view, (event.detail.tags or {}).get(TRACKING_TAG))
