@@ -1,8 +1,9 @@
 """Where a job runs in AWS: the profile and region it names, and one boto3 session per profile.
 
-A job may name a profile of the AWS config that ``POLLER_AWS_PROFILES`` allows (``aws_profile``: its region, and a role to assume
-with ``role_arn`` and ``source_profile`` or ``credential_source``) and a region (``aws_region``,
-over the profile's region, or the default session's). Jobs naming neither use the worker's default
+A job may name a profile of the AWS config that ``POLLER_AWS_PROFILES`` allows (``aws_profile``:
+its region, and a role to assume with ``role_arn`` and ``source_profile`` or
+``credential_source``) and a region (``aws_region``, over the profile's region, or the default
+session's). Jobs naming neither use the worker's default
 session. A session is built once per profile and its clients once per region: boto3 assumes the
 role and refreshes its credentials inside the session, so no call pays for it.
 
@@ -37,8 +38,8 @@ def known_profiles() -> list[str]:
 
 
 def check_profile(name: str, allowed: Collection[str]) -> None:
-    """InvalidJobSpec naming ``aws_profile`` unless ``name`` is an allowed profile (ProfileNotAllowed)
-    that the AWS config defines. Neither message lists the profiles there are."""
+    """InvalidJobSpec naming ``aws_profile`` unless ``name`` is allowed (else ProfileNotAllowed)
+    and defined in the AWS config. Neither message lists the profiles there are."""
     if name not in allowed:
         raise ProfileNotAllowed(
             f"invalid job spec: aws_profile: profile {name!r} is not allowed "
