@@ -174,7 +174,7 @@ def where_the_time_goes(profile: cProfile.Profile, total: float, source: str) ->
         "SQS calls (receive, delete)": ("client.py", "_api_call"),
         "poller.worker.events.apply_all (all)": ("events.py", "apply_all"),
         "  store.tracking_ids_for_jobs": ("__init__.py", "tracking_ids_for_jobs"),
-        "  lifecycle.apply_events": ("lifecycle.py", "apply_events"),
+        "  event_apply.apply_events": ("event_apply.py", "apply_events"),
         "    store.update_each": ("__init__.py", "update_each"),
         "    outbox.deliver_each": ("outbox.py", "deliver_each"),
         "  resend.send_checks (broker)": ("resend.py", "send_checks"),

@@ -26,10 +26,11 @@ from poller.errors import (
     SubmitRejected,
     WaitTimeout,
 )
-from poller.models import FailureKind, JobRecord, JobResult, JobStatus
+from poller.models import FailureKind, JobRecord, JobResult, JobStatus, ResubmitPolicy, Submission
 from poller.signals import (
     job_failed,
     job_finished,
+    job_resubmitted,
     job_status_changed,
     job_stuck,
     job_submitted,
@@ -58,6 +59,8 @@ __all__ = [
     "PollerError",
     "ProfileNotAllowed",
     "RecordUnreadable",
+    "ResubmitPolicy",
+    "Submission",
     "SubmitRejected",
     "WaitTimeout",
     "__version__",
@@ -65,6 +68,7 @@ __all__ = [
     "check_job",
     "job_failed",
     "job_finished",
+    "job_resubmitted",
     "job_status_changed",
     "job_stuck",
     "job_submitted",

@@ -52,6 +52,11 @@ job_timed_out = Signal(name="job_timed_out", providing_args=["record"])
 job_stuck = Signal(name="job_stuck", providing_args=["record"])
 """The job has waited in RUNNABLE longer than ``stuck_after`` (sent once per job)."""
 
+job_resubmitted = Signal(name="job_resubmitted", providing_args=["record", "previous"])
+"""A Batch job of the job ended in a kind its resubmit policy names: a new one is submitted
+under the same tracking id. ``record.submissions[-1]`` is the one that ended (its kind, reason,
+times); ``status`` is how it ended; the next ``job_submitted`` is about the new one."""
+
 job_finished = Signal(name="job_finished", providing_args=["record"])
 """The job reached any terminal status; sent after the outcome signal."""
 
@@ -59,7 +64,7 @@ SIGNALS: dict[str, Signal] = {
     signal.name: signal  # type: ignore[attr-defined]
     for signal in (
         job_submitted, job_status_changed, job_succeeded, job_failed, job_timed_out, job_stuck,
-        job_finished,
+        job_resubmitted, job_finished,
     )
 }  # fmt: skip
 """Every signal by name."""
@@ -130,7 +135,7 @@ def send(events: list[Event]) -> None:
         kwargs: dict[str, Any] = {
             "record": event.record, "event_id": event.id, "status": event.status_then
         }  # fmt: skip
-        if event.signal is job_status_changed:
+        if event.signal in (job_status_changed, job_resubmitted):
             kwargs["previous"] = event.previous
         logger.debug("job %s: sending %s", event.record.tracking_id, event.name)
         event.signal.send(sender=event.name, **kwargs)

@@ -122,9 +122,11 @@ class SubmitJobTask(PollerTask):
         canvas = _canvas_options(options)
         store = get_store()
         try:
+            resubmit = admission.resubmit_policy(get_settings(), dict(kwargs or {}))
             lifecycle.admit(
-                store, tracking_id, spec, policy, key, canvas=canvas or None, due=_due(options)
-            )
+                store, tracking_id, spec, policy, key,
+                canvas=canvas or None, due=_due(options), resubmit=resubmit,
+            )  # fmt: skip
         except DuplicateSubmission as err:
             logger.info("%s: returning that job", err)
             return self.AsyncResult(str(err.owner))
@@ -203,6 +205,12 @@ def _ignore_if_dropped(outcome: Produce | Drop) -> None:
         _deliver(outcome)
 
 
+def _nth(record: JobRecord) -> str:
+    """`` (submission 2)`` for a resubmitted job's Batch job, else nothing."""
+    number = len(record.submissions)
+    return f" (submission {number})" if number > 1 else ""
+
+
 def _canvas_options(options: dict[str, Any]) -> dict[str, Any]:
     """The canvas links among apply_async options, as JSON (kept in the record)."""
     names = ("link", "link_error", "chain", "chord", "group_id", "group_index")
@@ -269,7 +277,8 @@ def _submit(self: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any])
     except InvalidJobSpec as err:
         _ignore_if_dropped(lifecycle.reject_unstored(rt, tracking_id, args, kwargs, str(err)))
         raise
-    record = lifecycle.admit(rt.store, tracking_id, spec, policy, key)
+    resubmit = admission.resubmit_policy(rt.settings, kwargs)
+    record = lifecycle.admit(rt.store, tracking_id, spec, policy, key, resubmit=resubmit)
     if record.revoked:  # revoked before a worker that remembers it took the submission
         _end_revoked(self, Revoked(revocation.apply(rt, tracking_id) or record))
     if record.is_terminal:  # cancelled before submission, or a redelivered submit
@@ -351,6 +360,11 @@ def check_job(self: Task[Any, Any], tracking_id: str, check_no: int = 0, failure
         )
         again = (tracking_id, check_no, failures + 1)
         raise _retry_later(self, rt, delay, args=again) from err
+    except SubmitInProgress as err:  # another delivery is resubmitting the job
+        logger.info("job %s: %s; trying again shortly", tracking_id, err)
+        raise self.retry(
+            args=(tracking_id, check_no, failures), countdown=SUBMIT_BUSY_RETRY_SECONDS
+        ) from err
     except ObservationPending:
         # Another check is describing this job right now: pick up its observation shortly (a
         # wait like any other, shown in Flower without a traceback)
@@ -368,12 +382,14 @@ def check_job(self: Task[Any, Any], tracking_id: str, check_no: int = 0, failure
     record, delay = outcome.record, outcome.delay
     if record.awaits_events:
         _await_events(record)
+    # The next check's number: this one's plus one, or this one's when it only resubmitted
     scheduled = CheckScheduled(
-        f"Batch job {record.job_id} is {record.status.value}; check {check_no + 2} in "
-        f"{delay:.1f}s at {lifecycle.stamp(record.next_check_at)}"
+        f"Batch job {record.job_id}{_nth(record)} is {record.status.value}; check "
+        f"{record.checks + 1} in "
+        f"{delay:.1f}s at {lifecycle.stamp(utcnow() + timedelta(seconds=delay))}"
     )
     raise self.retry(
-        args=(tracking_id, check_no + 1, 0),
+        args=(tracking_id, record.checks, 0),
         countdown=delay,
         exc=scheduled,
         shadow=flower_view.check_name(record),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from datetime import timedelta
 
-from poller.core import lifecycle, tracking
+from poller.core import event_apply, lifecycle, tracking
 from poller.core.runtime import Runtime
 from poller.errors import BatchMisconfigured, BatchUnavailable
 from poller.models import JobRecord, JobStatus, utcnow
@@ -68,7 +68,9 @@ def test_jobs_whose_check_does_more_are_left_to_their_task(rt: Runtime, batch: F
         give_up_when_stuck=True,
     )  # fmt: skip
     batch.set_status(str(jobs[2].job_id), JobStatus.RUNNABLE)
-    lifecycle.apply_events(rt, {"j2": [batch.describe([str(jobs[2].job_id)])[str(jobs[2].job_id)]]})
+    event_apply.apply_events(
+        rt, {"j2": [batch.describe([str(jobs[2].job_id)])[str(jobs[2].job_id)]]}
+    )
     # When the sweep runs after stuck_after
     records = rt.store.records(["j0", "j1", "j2"])
     swept = safety_net.sweep(rt, records, utcnow() + timedelta(seconds=5), UNTIL)
@@ -103,7 +105,7 @@ def test_a_job_that_ended_without_its_result_goes_to_its_task(
     (job,) = carried(rt, batch, 1)
     batch.set_status(str(job.job_id), JobStatus.SUCCEEDED, exit_code=0)
     view = batch.describe([str(job.job_id)])[str(job.job_id)]
-    lifecycle.apply_events(rt, {"j0": [view]})
+    event_apply.apply_events(rt, {"j0": [view]})
     ended = rt.store.get("j0")
     assert ended.is_terminal and not ended.resolved
     # When the sweep gets to it, it sends its task (which produces the result), no describe

@@ -136,7 +136,7 @@ def test_poller_and_the_emulator_enforce_the_same_aws_rules() -> None:
     # writes AWS's job-name rule and array-size range once; this keeps the two copies equal.
     from aws_batch_emulator import runtime
 
-    from poller import models
+    from poller.models import spec as models
 
     assert models.JOB_NAME_RE.pattern == runtime.JOB_NAME_PATTERN.pattern
     assert models.ARRAY_SIZE_RANGE == runtime.ARRAY_SIZE_RANGE

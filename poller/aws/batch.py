@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -220,8 +220,11 @@ class Batch(Protocol):
         """Describe jobs; ids Batch does not know are absent from the result."""
         ...
 
-    def find_tagged(self, job_queue: str, job_name: str, tag: str, value: str) -> str | None:
-        """The id of the job in ``job_queue`` named ``job_name`` whose tag ``tag`` is ``value``."""
+    def find_tagged(
+        self, job_queue: str, job_name: str, tag: str, value: str, exclude: Collection[str] = ()
+    ) -> str | None:
+        """The id of the job in ``job_queue`` named ``job_name`` whose tag ``tag`` is ``value``
+        (other than those in ``exclude``)."""
         ...
 
     def terminate(self, job_id: str, reason: str) -> None:
@@ -324,14 +327,17 @@ class BatchClient:
                 ids.extend(item["jobId"] for item in page["jobSummaryList"])
         return ids
 
-    def find_tagged(self, job_queue: str, job_name: str, tag: str, value: str) -> str | None:
-        """The id of the job in ``job_queue`` named ``job_name`` whose tag ``tag`` is ``value``.
+    def find_tagged(
+        self, job_queue: str, job_name: str, tag: str, value: str, exclude: Collection[str] = ()
+    ) -> str | None:
+        """The id of the job in ``job_queue`` named ``job_name`` whose tag ``tag`` is ``value``,
+        other than those in ``exclude`` (a resubmitted job's earlier Batch jobs).
 
         How a retried submission finds the job an earlier attempt created before it died:
         names are not unique, poller's tracking-id tag is.
         """
         for job in self._describe_raw(self.find_by_name(job_queue, job_name)):
-            if (job.get("tags") or {}).get(tag) == value:
+            if (job.get("tags") or {}).get(tag) == value and job["jobId"] not in exclude:
                 return str(job["jobId"])
         return None
 

@@ -54,10 +54,27 @@ class _Lenient(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
 
 
+class ResourceRequirement(_Lenient):
+    type: Text
+    value: Text
+
+
 class ContainerDetail(_Lenient):
     exit_code: Annotated[int, Field(strict=True)] | None = Field(None, alias="exitCode")
     reason: Text | None = None
     log_stream_name: Text | None = Field(None, alias="logStreamName")
+    memory: Annotated[int, Field(strict=True)] | None = None  # deprecated by AWS, still shown
+    resource_requirements: list[ResourceRequirement] = Field(
+        default_factory=list, alias="resourceRequirements", max_length=10
+    )
+
+    @property
+    def memory_mib(self) -> int | None:
+        """The container's memory: its MEMORY requirement (MiB), else ``memory``."""
+        for requirement in self.resource_requirements:
+            if requirement.type == "MEMORY" and requirement.value.isdigit():
+                return int(requirement.value)
+        return self.memory
 
 
 class AttemptDetail(_Lenient):
@@ -102,6 +119,7 @@ class JobDetail(_Lenient):
             started_at=_from_millis(self.started_at),
             stopped_at=_from_millis(self.stopped_at),
             array_status_summary=dict(summary) if summary else None,
+            memory=container.memory_mib,
         )
 
 

@@ -13,7 +13,15 @@ from typing import Any
 from poller.aws.batch import check_request
 from poller.aws.targets import check_profile
 from poller.errors import InvalidJobSpec
-from poller.models import POSITIONAL, JobSpec, PollPolicy, validate_poll, validate_spec
+from poller.models import (
+    POSITIONAL,
+    JobSpec,
+    PollPolicy,
+    ResubmitPolicy,
+    validate_poll,
+    validate_resubmit,
+    validate_spec,
+)
 from poller.settings import Settings
 
 
@@ -27,7 +35,14 @@ def default_poll(settings: Settings) -> dict[str, Any]:
         "max_checks": settings.poll_max_checks,
         "max_wait": settings.poll_max_wait,
         "terminate_on_give_up": settings.poll_terminate_on_give_up,
+        # The fleet's stuck_after with give_up_when_stuck is the per-job max_runnable's default
+        "max_runnable": settings.stuck_after if settings.give_up_when_stuck else None,
     }
+
+
+def resubmit_policy(settings: Settings, kwargs: dict[str, Any]) -> ResubmitPolicy | None:
+    """The job's ``resubmit`` (or POLLER_RESUBMIT's); InvalidJobSpec names a bad field."""
+    return validate_resubmit(kwargs.get("resubmit"), settings.resubmit)
 
 
 def validate(
@@ -36,6 +51,7 @@ def validate(
     """Validate submit_job's arguments; InvalidJobSpec names the first bad field."""
     fields = dict(kwargs)
     poll = fields.pop("poll", None)
+    resubmit_policy(settings, {"resubmit": fields.pop("resubmit", None)})
     idempotency_key = fields.pop("idempotency_key", None)
     positional = dict(zip(POSITIONAL, args, strict=False))
     if len(args) > len(POSITIONAL):

@@ -39,12 +39,13 @@ _TIMEOUT = re.compile(r"Job attempt duration exceeded timeout")
 _DEPENDENCY_FAILED = re.compile(r"Dependent Job failed")
 
 
-def classify(record: JobRecord) -> FailureKind | None:
-    """The kind of ``record``'s end from its status and Batch's strings; None for SUCCEEDED or
-    a job still running."""
-    if not record.is_terminal or record.status is JobStatus.SUCCEEDED:
+def classify(record: JobRecord, status: JobStatus | None = None) -> FailureKind | None:
+    """The kind of ``record``'s end (at ``status``, default its own) from Batch's strings; None
+    for SUCCEEDED or a job still running."""
+    status = status or record.status
+    if not status.is_terminal or status is JobStatus.SUCCEEDED:
         return None
-    if record.status is JobStatus.REJECTED:
+    if status is JobStatus.REJECTED:
         return FailureKind.REJECTED
     reasons = " ".join(r for r in (record.status_reason, record.container_reason) if r)
     for pattern, kind in (
@@ -59,7 +60,7 @@ def classify(record: JobRecord) -> FailureKind | None:
             return kind
     if record.cancel_reason and record.cancel_reason in (record.status_reason or ""):
         return FailureKind.CANCELLED
-    if record.status is JobStatus.TIMED_OUT:
+    if status is JobStatus.TIMED_OUT:
         return FailureKind.TIMEOUT
     return FailureKind.APP_ERROR
 

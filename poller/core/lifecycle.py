@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from poller.aws.batch import TRACKING_TAG, Batch
-from poller.core import coalesce, outbox, revocation, tracking
+from poller.core import coalesce, outbox, resubmission, revocation, tracking
 from poller.core.admission import default_poll
 from poller.core.runtime import Runtime
 from poller.core.schedule import next_check
@@ -32,6 +32,7 @@ from poller.errors import (
     BatchMisconfigured,
     BatchUnavailable,
     DuplicateSubmission,
+    InvalidJobSpec,
     JobFailed,
     JobTimedOut,
     PollerError,
@@ -45,7 +46,9 @@ from poller.models import (
     JobResult,
     JobSpec,
     JobStatus,
+    Limits,
     PollPolicy,
+    ResubmitPolicy,
     utcnow,
 )
 from poller.store import Change, JobStore
@@ -101,6 +104,7 @@ def admit(
     key: str | None,
     canvas: dict[str, Any] | None = None,
     due: datetime | None = None,
+    resubmit: ResubmitPolicy | None = None,
 ) -> JobRecord:
     """Admit a submission: create its QUEUED record, or return the one a redelivery finds.
 
@@ -118,6 +122,7 @@ def admit(
         aws_profile=spec.aws_profile,
         aws_region=spec.aws_region,
         poll=policy,
+        resubmit=resubmit,
         idempotency_key=key,
         canvas=canvas,
         # Indexed as due (now, or at its countdown): if its message is lost, the reconciler
@@ -175,8 +180,17 @@ def submit(rt: Runtime, record: JobRecord) -> JobRecord:
     """
     tracking_id = record.tracking_id
     batch = rt.batch_for(record)
+    ended = resubmission.replaced(record)
+    if ended is not None and ended.status is JobStatus.TIMED_OUT:
+        # Given up in RUNNABLE: stop it before its successor starts (a no-op once stopped)
+        _terminate_quietly(
+            rt, record.model_copy(update={"job_id": ended.job_id}), f"poller: {ended.status_reason}"
+        )
     if record.submit_started_at is not None:
-        found = batch.find_tagged(record.job_queue, record.job_name, TRACKING_TAG, tracking_id)
+        earlier = {submission.job_id for submission in record.submissions}
+        found = batch.find_tagged(
+            record.job_queue, record.job_name, TRACKING_TAG, tracking_id, exclude=earlier
+        )
         if found is not None:
             logger.warning(
                 "job %s: found Batch job %s from an interrupted submit", tracking_id, found
@@ -238,6 +252,8 @@ def check(rt: Runtime, tracking_id: str, check_no: int) -> CheckOutcome:
         return revocation.Revoked(revocation.apply(rt, tracking_id) or record)
     if record.is_terminal:
         return claim_result(rt.store, record)
+    if record.resubmitting:  # any delivery may submit it: the lease lets one through
+        return resubmit(rt, record)
     if record.checks != check_no:
         return Drop(record, f"check {check_no} was already done")
     reason = tracking.give_up_reason(record, utcnow())
@@ -275,8 +291,42 @@ def check(rt: Runtime, tracking_id: str, check_no: int) -> CheckOutcome:
                 "job %s: Batch job %s ended %s", tracking_id, record.job_id, record.status.value
             )
         return claim_result(rt.store, record)
+    if record.resubmitting:
+        return resubmit(rt, record)
+    delay = _until_next(record, now, delay, rt.limits)
     logger.debug("job %s: %s, next check in %.1fs", tracking_id, record.status.value, delay)
     return Reschedule(record, delay)
+
+
+def _until_next(record: JobRecord, now: datetime, delay: float, limits: Limits) -> float:
+    """The delay to the next check, brought forward to a RUNNABLE job's ``max_runnable``."""
+    deadline = tracking.runnable_deadline(record, now, limits)
+    if deadline is None:
+        return delay
+    return max(0.5, min(delay, (deadline - now).total_seconds() + 0.5))
+
+
+def resubmit(rt: Runtime, record: JobRecord) -> CheckOutcome:
+    """Submit the new Batch job of a job whose last one ended in a kind its resubmit policy
+    names (:mod:`poller.core.resubmission`); Reschedule its first check. Raises like
+    :func:`submit` (BatchUnavailable, SubmitInProgress: the check is retried as it is)."""
+    ended = record.submissions[-1]
+    try:
+        current = submit(rt, record)
+    except (SubmitRejected, InvalidJobSpec, BatchMisconfigured) as err:
+        now = utcnow()
+        why = f"resubmission refused: {err}"
+        change = _apply(rt, record.tracking_id, lambda r: tracking.resubmit_refused(r, why, now))
+        return claim_result(rt.store, _current(rt, record.tracking_id, change))
+    if current.is_terminal:  # cancelled meanwhile
+        return claim_result(rt.store, current)
+    logger.warning(
+        "job %s: Batch job %s ended %s (%s); resubmitted as Batch job %s on %s",
+        record.tracking_id, ended.job_id, ended.status.value if ended.status else "?",
+        ended.failure_kind.value if ended.failure_kind else "?", current.job_id, current.job_queue,
+    )  # fmt: skip
+    due = current.next_check_at or utcnow()
+    return Reschedule(current, max(0.0, (due - utcnow()).total_seconds()))
 
 
 def _apply_observation(rt: Runtime, record: JobRecord, view: BatchJobView) -> None:
@@ -290,42 +340,6 @@ def _apply_observation(rt: Runtime, record: JobRecord, view: BatchJobView) -> No
             r, view, check_no=r.checks, now=now, next_check_at=now, limits=rt.limits, own=False
         ),
     )
-
-
-def apply_events(
-    rt: Runtime, views: dict[str, list[BatchJobView]]
-) -> tuple[dict[str, list[bool]], dict[str, JobRecord]]:
-    """Apply Batch state-change events to their jobs (by tracking id, each job's in the order
-    received), all in one transaction, then send their signals.
-
-    An event moves its job forward or changes nothing (a duplicate, older than what is
-    recorded, or of another Batch job: an array child tagged like its parent). Returns, for
-    each job, which of its events moved it forward; and each job's record now (jobs without a
-    record are left out).
-    """
-    now = utcnow()
-    moved: dict[str, list[bool]] = {}
-
-    def decider(tracking_id: str) -> Callable[[JobRecord], Change | None]:
-        def decide(record: JobRecord) -> Change | None:
-            flags = moved[tracking_id] = []  # this run's: the last run is the one stored
-            changed: Change | None = None
-            for view in views[tracking_id]:
-                current = changed.record if changed is not None else record
-                step = None
-                if view.job_id == record.job_id:
-                    step = tracking.event_observed(current, view, now=now, limits=rt.limits)
-                flags.append(step is not None)
-                if step is not None:
-                    events = changed.events if changed is not None else []
-                    changed = Change(step.record, events + step.events)
-            return changed
-
-        return decide
-
-    changes, records = rt.store.update_each({t: decider(t) for t in views})
-    outbox.deliver_each(rt.store, list(changes.values()))
-    return {t: moved.get(t, []) for t in records}, records
 
 
 def claim_result(store: JobStore, record: JobRecord) -> Produce | Drop:

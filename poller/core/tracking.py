@@ -15,8 +15,16 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from poller import signals
-from poller.core import failures
-from poller.models import BatchJobView, FailureKind, JobRecord, JobStatus, Limits, Transition
+from poller.core import failures, resubmission
+from poller.models import (
+    BatchJobView,
+    FailureKind,
+    JobRecord,
+    JobStatus,
+    Limits,
+    Submission,
+    Transition,
+)
 from poller.signals import Event
 from poller.store import Change
 
@@ -40,11 +48,29 @@ def _transition(
     events = [Event(signals.job_status_changed, record, previous.value)]
     if status.is_terminal:
         record.failure_kind = kind or failures.classify(record)
+        resubmission.close_last(record, now)
         record.finished_at = now
         # Stays indexed until its Celery result is produced; due now for the reconciler.
         record.next_check_at = now
         events += [Event(_OUTCOME_SIGNAL[status], record), Event(signals.job_finished, record)]
     return events
+
+
+def _end(
+    record: JobRecord, status: JobStatus, now: datetime, kind: FailureKind | None = None
+) -> list[Event]:
+    """Batch ended the job's current Batch job (or poller gave up on it in RUNNABLE): end the
+    tracked job, or, when its resubmit policy names the failure's kind, ready a resubmission."""
+    kind = kind or failures.classify(record, status)
+    if kind is None or not resubmission.applies(record, kind):
+        return _transition(record, status, now, kind)
+    previous = record.status
+    resubmission.prepare(record, status, kind, now)
+    record.history.append(Transition(status=JobStatus.QUEUED, observed_at=now))
+    return [
+        Event(signals.job_resubmitted, record, previous.value, status=status.value),
+        Event(signals.job_status_changed, record, previous.value),
+    ]
 
 
 def _copy(record: JobRecord) -> JobRecord:
@@ -83,6 +109,14 @@ def submitted(
     new.waiting_reason = new.waiting_since = None
     new.next_check_at = next_check_at
     new.awaits_events = awaits_events
+    number = len(new.submissions) + 1
+    memory = resubmission.memory_override(new.spec)
+    new.submissions = [
+        *new.submissions,
+        Submission(
+            number=number, job_id=job_id, job_queue=new.job_queue, memory=memory, submitted_at=now
+        ),
+    ]
     events = [Event(signals.job_submitted, new), *_transition(new, JobStatus.SUBMITTED, now)]
     return Change(new, events)
 
@@ -149,6 +183,19 @@ def finish(record: JobRecord, status: JobStatus, reason: str, now: datetime) -> 
     new = _copy(record)
     new.status_reason = reason
     return Change(new, _transition(new, status, now))
+
+
+def resubmit_refused(record: JobRecord, why: str, now: datetime) -> Change | None:
+    """AWS (or poller's checks) refused a resubmission: the job ends as its last Batch job did,
+    with that job's id, kind and reason, and ``why``."""
+    if not record.resubmitting:
+        return None
+    new = _copy(record)
+    last = new.submissions[-1]
+    new.job_id, new.exit_code = last.job_id, last.exit_code
+    ended = last.status or JobStatus.FAILED
+    new.status_reason = f"{last.status_reason or ended.value}; {why}"
+    return Change(new, _transition(new, ended, now, last.failure_kind))
 
 
 def resolve(record: JobRecord) -> Change | None:
@@ -221,8 +268,9 @@ def checked(
         new.waiting_reason = new.waiting_since = None
         _copy_details(new, view)
         if view.status.rank > new.status.rank:
-            events += _transition(new, view.status, now)
-        if not new.is_terminal:
+            move = _end if view.status.is_terminal else _transition
+            events += move(new, view.status, now)
+        if not new.is_terminal and not new.resubmitting:
             events += _stuck(new, now, limits)
     return Change(new, events)
 
@@ -264,6 +312,7 @@ def _copy_details(record: JobRecord, view: BatchJobView) -> None:
     record.started_at = view.started_at or record.started_at
     record.stopped_at = view.stopped_at or record.stopped_at
     record.array_status_summary = view.array_status_summary
+    resubmission.note_memory(record, view.memory)
 
 
 def _missing(record: JobRecord, now: datetime, limits: Limits) -> list[Event]:
@@ -277,27 +326,55 @@ def _missing(record: JobRecord, now: datetime, limits: Limits) -> list[Event]:
         f"AWS Batch no longer knows job {record.job_id}: DescribeJobs did not return it for "
         f"{limits.not_found_grace:.0f}s (finished jobs are kept about 24 hours)"
     )
-    return _transition(record, JobStatus.FAILED, now, FailureKind.VANISHED)
+    return _end(record, JobStatus.FAILED, now, FailureKind.VANISHED)
 
 
 def _stuck(record: JobRecord, now: datetime, limits: Limits) -> list[Event]:
-    """A job waiting in RUNNABLE longer than ``stuck_after``: signal it once, maybe give up."""
-    if record.status is not JobStatus.RUNNABLE or record.stuck_notified:
+    """A job waiting in RUNNABLE: signal it once past ``stuck_after`` (or its own limit), and
+    end it past its policy's ``max_runnable``, keeping Batch's reason (TerminateJob, which the
+    check calls next, overwrites it on Batch)."""
+    if record.status is not JobStatus.RUNNABLE:
         return []
-    runnable_since = next(
-        (t.observed_at for t in reversed(record.history) if t.status is JobStatus.RUNNABLE), now
-    )
-    if now - runnable_since < timedelta(seconds=limits.stuck_after):
-        return []
-    record.stuck_notified = True
-    events = [Event(signals.job_stuck, record)]
-    if limits.give_up_when_stuck:
+    waited = (now - runnable_since(record, now)).total_seconds()
+    limit = max_runnable(record, limits)
+    give_up = limit is not None and waited >= limit
+    events: list[Event] = []
+    if not record.stuck_notified and (waited >= limits.stuck_after or give_up):
+        record.stuck_notified = True
+        events.append(Event(signals.job_stuck, record))
+    if give_up:
         kind = failures.stuck_kind(record.status_reason)
         record.status_reason = (
-            f"stuck in RUNNABLE for over {limits.stuck_after:.0f}s: {record.status_reason or ''}"
+            f"stuck in RUNNABLE for over {limit:.0f}s: {record.status_reason or ''}"
         ).rstrip(": ")
-        events += _transition(record, JobStatus.TIMED_OUT, now, kind)
+        events += _end(record, JobStatus.TIMED_OUT, now, kind)
     return events
+
+
+def runnable_since(record: JobRecord, now: datetime) -> datetime:
+    """When poller first saw the job's current Batch job in RUNNABLE (``now`` if it did not)."""
+    for transition in reversed(record.history):
+        if transition.status is JobStatus.RUNNABLE:
+            return transition.observed_at
+        if transition.status is JobStatus.QUEUED:  # a resubmission: an earlier Batch job's
+            break
+    return now
+
+
+def max_runnable(record: JobRecord, limits: Limits) -> float | None:
+    """The job's ``max_runnable``; for a record stored without one, the fleet's ``stuck_after``
+    when ``give_up_when_stuck`` is set."""
+    if record.poll.max_runnable is not None:
+        return record.poll.max_runnable
+    return limits.stuck_after if limits.give_up_when_stuck else None
+
+
+def runnable_deadline(record: JobRecord, now: datetime, limits: Limits) -> datetime | None:
+    """When a RUNNABLE job reaches its ``max_runnable`` (its next check is due by then)."""
+    limit = max_runnable(record, limits)
+    if record.status is not JobStatus.RUNNABLE or limit is None:
+        return None
+    return runnable_since(record, now) + timedelta(seconds=limit)
 
 
 def give_up_reason(record: JobRecord, now: datetime) -> str | None:

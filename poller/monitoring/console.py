@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from poller.core.redaction import public
-from poller.models import JobRecord, JobStatus, utcnow
+from poller.models import JobRecord, JobStatus, Submission, utcnow
 
 STATUS_STYLE = {
     JobStatus.SUCCEEDED: "bold green",
@@ -169,9 +169,25 @@ def record_table(record: JobRecord) -> Table:
     for name, value in rows:
         if value is not None:
             table.add_row(name, plain(value))
+    for submission in record.submissions if len(record.submissions) > 1 else ():
+        table.add_row(f"submission {submission.number}", plain(submission_line(submission)))
     history = ", ".join(f"{t.status.value} {t.observed_at:%H:%M:%S}" for t in record.history)
     table.add_row("history", plain(history))
     return table
+
+
+def submission_line(submission: Submission) -> str:
+    """One Batch job of a resubmitted job: id, queue, memory, how it ended, when."""
+    parts = [submission.job_id, submission.job_queue]
+    if submission.memory is not None:
+        parts.append(f"{submission.memory} MiB")
+    if submission.status is not None:
+        kind = f" ({submission.failure_kind.value})" if submission.failure_kind else ""
+        parts.append(f"{submission.status.value}{kind}")
+    parts.append(f"submitted {submission.submitted_at:%H:%M:%S}")
+    if submission.ended_at is not None:
+        parts.append(f"ended {submission.ended_at:%H:%M:%S}")
+    return ", ".join(parts)
 
 
 def to_json(value: Any) -> str:

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from poller.aws.batch import DESCRIBE_PAGE
+from poller.core.resubmission import memory_override
 from poller.errors import BatchUnavailable, SubmitRejected
 from poller.models import BatchJobView, JobSpec, JobStatus, utcnow
 
@@ -31,6 +32,7 @@ class FakeJob:
     created_at: datetime = field(default_factory=utcnow)
     started_at: datetime | None = None
     stopped_at: datetime | None = None
+    memory: int = 512  # MiB: the job definition's, unless the container overrides ask more
 
     def view(self) -> BatchJobView:
         """What DescribeJobs says of it."""
@@ -42,6 +44,7 @@ class FakeJob:
             created_at=self.created_at,
             started_at=self.started_at,
             stopped_at=self.stopped_at,
+            memory=self.memory,
         )
 
     def move(self, status: JobStatus, reason: str | None, exit_code: int | None) -> None:
@@ -108,6 +111,7 @@ class FakeBatch:
         job = FakeJob(
             f"fake-{next(self._ids):06d}", spec, {**(spec.tags or {}), **(extra_tags or {})}
         )
+        job.memory = memory_override(spec.model_dump()) or job.memory
         self.jobs[job.job_id] = job
         if self.on_submit is not None:
             self.on_submit(job)
@@ -125,12 +129,15 @@ class FakeBatch:
             self._answer("DescribeJobs")
         return views
 
-    def find_tagged(self, job_queue: str, job_name: str, tag: str, value: str) -> str | None:
+    def find_tagged(
+        self, job_queue: str, job_name: str, tag: str, value: str, exclude: Collection[str] = ()
+    ) -> str | None:
         """ListJobs by name, then the tags: the job an interrupted submit may have created."""
         self._call("ListJobs")
         for job in self.jobs.values():
             same = job.spec.job_queue == job_queue and job.spec.job_name == job_name
-            if same and self._known(job.job_id) and job.tags.get(tag) == value:
+            mine = job.tags.get(tag) == value and job.job_id not in exclude
+            if same and mine and self._known(job.job_id):
                 return job.job_id
         return None
 

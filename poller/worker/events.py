@@ -5,7 +5,7 @@ AWS publishes every job transition as a "Batch Job State Change" event (EventBri
 queue (``poller events setup``), which every worker long-polls when ``POLLER_EVENTS_QUEUE_URL``
 is set (in a process of its own: :mod:`poller.worker.events_process`). Events go through the same apply
 path as a check's observation, a received batch in one transaction
-(:func:`poller.core.lifecycle.apply_events`): never backwards, a duplicate or stale event changes
+(:func:`poller.core.event_apply.apply_events`): never backwards, a duplicate or stale event changes
 nothing, each transition and signal happens once. A terminal event sends the job's check at once,
 which produces its Celery result and continues its canvas.
 
@@ -30,7 +30,7 @@ from typing import Any
 from poller.aws.batch import TRACKING_TAG
 from poller.aws.batch_wire import MalformedInput, parse_event
 from poller.aws.sqs import WAIT_SECONDS
-from poller.core import lifecycle, tracking
+from poller.core import event_apply, tracking
 from poller.core.runtime import Runtime
 from poller.models import BatchJobView, JobRecord
 from poller.store.metrics import (
@@ -78,7 +78,7 @@ def apply_all(rt: Runtime, app: Any, received: list[tuple[str, BatchEvent | None
     each one's outcome, in order.
 
     A few Redis round trips whatever the batch's size: one finds the jobs, one transaction
-    stores every change (:func:`poller.core.lifecycle.apply_events`), one notes the signals sent.
+    stores every change (:func:`poller.core.event_apply.apply_events`), one notes the signals sent.
     """
     job_ids = [event.view.job_id for _, event in received if event is not None]
     found = rt.store.tracking_ids_for_jobs(job_ids)
@@ -97,14 +97,17 @@ def apply_all(rt: Runtime, app: Any, received: list[tuple[str, BatchEvent | None
     for n, (view, owner) in enumerate(zip(seen, owners, strict=True)):
         if view is not None and owner is not None and n not in confirming:
             views.setdefault(owner, []).append(view)
-    moved, records = lifecycle.apply_events(rt, views) if views else ({}, {})
+    moved, records = event_apply.apply_events(rt, views) if views else ({}, {})
     # Produce the results now, not at the next scheduled checks (which then find them done).
     ended = [
         record
         for owner, record in records.items()
-        if record.is_terminal
-        and not record.resolved
-        and any(view.job_id == record.job_id for view in views[owner])
+        if (
+            record.is_terminal
+            and not record.resolved
+            and any(view.job_id == record.job_id for view in views[owner])
+        )
+        or (record.resubmitting and any(moved.get(owner, [])))  # its check resubmits it
     ]
     # With confirmation, the ends' checks ask DescribeJobs (coalesced) and apply what it says
     to_check = {r.tracking_id: r for r in [*ended, *confirming.values()]}

@@ -56,6 +56,7 @@ RESULT_FIELDS = (
     "tracking_id", "job_id", "job_name", "job_queue", "job_definition", "status",
     "status_reason", "exit_code", "attempts", "log_stream_name", "created_at", "started_at",
     "stopped_at", "submitted_at", "finished_at", "array_status_summary", "failure_kind",
+    "submissions",
 )  # fmt: skip
 
 
@@ -69,6 +70,7 @@ def test_a_job_that_succeeds_resolves_to_its_record(poller_redis_client: redis.R
     # And the result holds exactly the documented fields, none of poller's internal ones
     assert sorted(outcome) == sorted(RESULT_FIELDS)
     assert outcome["failure_kind"] is None  # a success has no failure kind
+    assert [s["job_id"] for s in outcome["submissions"]] == [outcome["job_id"]]
     record = JobHandle(result.id).record
     assert record.job_id and record.exit_code == 0 and record.attempts == 1
     assert record.log_stream_name and record.checks >= 1

@@ -4,20 +4,17 @@ Django project (``DJANGO_SETTINGS_MODULE`` set) from the same names in its setti
 This is the only module that reads the environment for poller. AWS settings (region, credentials,
 endpoint) are deliberately not here: boto3 reads them through its own chain (``AWS_DEFAULT_REGION``,
 ``AWS_PROFILE``, instance roles, ``AWS_ENDPOINT_URL_BATCH``, ...), as operators expect.
-``config/poller.env.example`` documents every field below, with its default.
+``config/poller.env.example`` documents every field below, with its default. It may import
+``poller.models`` and ``poller.errors`` only (import-linter's contracts in pyproject.toml).
 """
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import sys
 from functools import lru_cache
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -26,6 +23,21 @@ from pydantic_settings import (
 )
 
 from poller.errors import ConfigurationError
+from poller.models import ResubmitPolicy
+from poller.settings.django_source import (
+    DjangoSettingsSource,
+    django_settings_module,
+    put_project_on_path,
+)
+
+__all__ = [
+    "DjangoSettingsSource",
+    "Settings",
+    "django_settings_module",
+    "get_settings",
+    "mask_url",
+    "put_project_on_path",
+]
 
 # What each client accepts: Celery's Redis result backend, its brokers (Redis or RabbitMQ), and
 # redis-py (records).
@@ -136,6 +148,13 @@ class Settings(BaseSettings):
     )
     give_up_when_stuck: bool = Field(
         False, description="End a stuck job as TIMED_OUT (and terminate it) instead of waiting."
+    )
+    resubmit: ResubmitPolicy | None = Field(
+        None,
+        description=(
+            'Default resubmit policy of jobs, as JSON: {"on": ["host_terminated"], "max": 1, '
+            '"queue": "fallback-queue", "memory_factor": 2}. None: a failed job is not resubmitted.'
+        ),
     )
     reconcile_interval: float = Field(
         30.0,
@@ -387,46 +406,6 @@ def mask_url(url: str) -> str:
         return url
     netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
     return urlunsplit(parts._replace(netloc=netloc))
-
-
-class DjangoSettingsSource(PydanticBaseSettingsSource):
-    """``POLLER_*`` names from a Django project's settings, when ``DJANGO_SETTINGS_MODULE`` is set.
-
-    Below environment variables (they win) and above the defaults. The project directory (the
-    working directory, as with ``manage.py``) is put on ``sys.path`` so the settings import from
-    the worker and the ``poller`` command too. Reading settings needs no ``django.setup()``.
-    """
-
-    def __call__(self) -> dict[str, Any]:
-        """The fields the project's settings define."""
-        if django_settings_module() is None:
-            return {}
-        put_project_on_path()
-        from django.conf import settings as django_settings
-
-        found = {}
-        for name in self.settings_cls.model_fields:
-            value = getattr(django_settings, f"POLLER_{name.upper()}", None)
-            if value is not None:
-                found[name] = value
-        return found
-
-    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
-        """Unused: ``__call__`` reads every field at once."""
-        return None, field_name, False
-
-
-def django_settings_module() -> str | None:
-    """``DJANGO_SETTINGS_MODULE`` when it is set and Django is installed, else None."""
-    module = os.environ.get("DJANGO_SETTINGS_MODULE")
-    return module if module and importlib.util.find_spec("django") is not None else None
-
-
-def put_project_on_path() -> None:
-    """Put the working directory (a Django project's root) first on ``sys.path``, once."""
-    root = os.getcwd()
-    if root not in sys.path:
-        sys.path.insert(0, root)
 
 
 @lru_cache(maxsize=1)

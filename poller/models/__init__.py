@@ -1,11 +1,12 @@
-"""poller's data: job statuses, the validated job spec, the poll policy and the job record.
+"""poller's data: job statuses, the validated job spec (``spec``), the poll and resubmit
+policies, the job record and result.
 
-Everything here is plain data with validation, JSON in and out; no I/O.
+Everything here is plain data with validation, JSON in and out; no I/O. It may import
+``poller.errors`` only (import-linter's contracts in pyproject.toml).
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
@@ -14,20 +15,39 @@ from typing import Any, ClassVar, TypedDict, cast
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from poller.errors import InvalidJobSpec
+from poller.models.spec import (
+    JOB_QUEUE_RE,
+    MAX_TAGS,
+    POLLER_TAGS,
+    POSITIONAL,
+    REGION_RE,
+    JobSpec,
+    validate_spec,
+)
 
-JOB_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")  # fullmatch(): no "\n" after $
-MAX_TAGS = 50  # AWS Batch's limit on tags per resource
-POLLER_TAGS = 1  # poller's own tracking-id tag, added to every job it submits
-MAX_TAG_KEY, MAX_TAG_VALUE = 128, 256  # AWS's tag key and value lengths
-MAX_DEPENDS_ON = 20  # AWS Batch's limit on a job's dependencies
-NAME = r"[A-Za-z0-9_-]{1,128}"  # a job queue's or job definition's name
-ARN_PREFIX = r"arn:aws[a-z-]*:batch:[a-z0-9-]+:\d{12}:"
-JOB_QUEUE_RE = re.compile(rf"{NAME}|{ARN_PREFIX}job-queue/{NAME}")  # fullmatch()
-JOB_DEFINITION_RE = re.compile(rf"(?:{ARN_PREFIX}job-definition/)?{NAME}(?::[1-9]\d{{0,8}})?")
-ARRAY_SIZE_RANGE = (2, 10_000)  # AWS Batch's bounds on arrayProperties.size
-MIN_ATTEMPT_SECONDS = 60  # AWS Batch refuses a shorter timeout.attemptDurationSeconds
-RETRY_ATTEMPTS_RANGE = (1, 10)  # AWS Batch's bounds on retryStrategy.attempts
-REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")  # us-east-1, us-gov-west-1; fullmatch()
+__all__ = [
+    "JOB_QUEUE_RE",
+    "MAX_TAGS",
+    "POLLER_TAGS",
+    "POSITIONAL",
+    "REGION_RE",
+    "BatchJobView",
+    "FailureKind",
+    "JobRecord",
+    "JobResult",
+    "JobSpec",
+    "JobStatus",
+    "Limits",
+    "PollPolicy",
+    "ResubmitPolicy",
+    "Submission",
+    "Transition",
+    "target_key",
+    "utcnow",
+    "validate_poll",
+    "validate_resubmit",
+    "validate_spec",
+]
 
 
 class JobStatus(str, Enum):
@@ -83,6 +103,9 @@ class PollPolicy(BaseModel):
     max_checks: int = Field(ge=1, le=1_000_000)
     max_wait: float = Field(gt=0, allow_inf_nan=False)  # finite: every job ends being waited on
     terminate_on_give_up: bool
+    # Seconds a job may wait in RUNNABLE before poller terminates it (its statusReason kept);
+    # None: never. Defaults to stuck_after when give_up_when_stuck is set.
+    max_runnable: float | None = Field(None, gt=0, allow_inf_nan=False)
 
 
 class FailureKind(str, Enum):
@@ -101,138 +124,55 @@ class FailureKind(str, Enum):
     REJECTED = "rejected"  # refused before it ran (spec, AWS, configuration)
 
 
-POSITIONAL = ("job_name", "job_queue", "job_definition")  # submit_job's positional arguments
+NEVER_RESUBMITTED = frozenset({FailureKind.CANCELLED, FailureKind.REJECTED})
+"""Ends a resubmit policy may not name: a user's stop, or a refusal a new job would repeat."""
 
 
-class JobSpec(BaseModel):
-    """A validated SubmitJob request in snake_case; nested values keep AWS's own shapes."""
+class ResubmitPolicy(BaseModel):
+    """When poller submits a new Batch job for a tracked job that failed (``resubmit=``).
 
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+    ``on``: the failure kinds that resubmit; ``max``: resubmissions at most; ``queue``: the job
+    queue of the resubmissions (default: the job's own); ``memory_factor``: the memory of a job
+    that ran out of it is multiplied by this (container overrides' ``resourceRequirements``).
+    """
 
-    job_name: str
-    job_queue: str = Field(min_length=1)
-    job_definition: str = Field(min_length=1)
-    parameters: dict[str, str] | None = None
-    container_overrides: dict[str, Any] | None = None
-    node_overrides: dict[str, Any] | None = None
-    array_properties: dict[str, Any] | None = None
-    depends_on: list[dict[str, Any]] | None = None
-    retry_strategy: dict[str, Any] | None = None
-    timeout: dict[str, Any] | None = None
-    tags: dict[str, str] | None = None
-    propagate_tags: bool | None = None
-    share_identifier: str | None = None
-    scheduling_priority_override: int | None = None
-    ecs_properties_override: dict[str, Any] | None = None
-    eks_properties_override: dict[str, Any] | None = None
-    # Where the job runs (poller's, not SubmitJob's): a profile of the AWS config (its region,
-    # its role), and a region over the profile's or the default session's
-    aws_profile: str | None = Field(None, min_length=1)
-    aws_region: str | None = None
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
-    @field_validator("aws_region")
+    on: tuple[FailureKind, ...] = Field(min_length=1)
+    max: int = Field(1, ge=1, le=10)
+    queue: str | None = None
+    memory_factor: float = Field(1.0, ge=1, le=16, allow_inf_nan=False)
+
+    @field_validator("on")
     @classmethod
-    def _aws_region(cls, value: str | None) -> str | None:
-        if value is not None and not REGION_RE.fullmatch(value):
-            raise ValueError(f"must be an AWS region name such as us-west-2 (got {value!r})")
+    def _on(cls, value: tuple[FailureKind, ...]) -> tuple[FailureKind, ...]:
+        forbidden = sorted(kind.value for kind in NEVER_RESUBMITTED.intersection(value))
+        if forbidden:
+            raise ValueError(f"{', '.join(forbidden)} never resubmit (a stop or a refusal)")
         return value
 
-    @field_validator("job_name")
+    @field_validator("queue")
     @classmethod
-    def _job_name(cls, value: str) -> str:
-        if not JOB_NAME_RE.fullmatch(value):
-            raise ValueError(
-                "must be 1-128 letters, digits, hyphens or underscores, starting with a "
-                f"letter or digit (got {value!r})"
-            )
+    def _queue(cls, value: str | None) -> str | None:
+        if value is not None and not JOB_QUEUE_RE.fullmatch(value):
+            raise ValueError("must be a job queue's name or ARN")
         return value
 
-    @field_validator("job_queue")
-    @classmethod
-    def _job_queue(cls, value: str) -> str:
-        if not JOB_QUEUE_RE.fullmatch(value):
-            raise ValueError(
-                "must be a job queue's name (1-128 letters, digits, hyphens or underscores) or ARN"
-            )
-        return value
 
-    @field_validator("job_definition")
-    @classmethod
-    def _job_definition(cls, value: str) -> str:
-        if not JOB_DEFINITION_RE.fullmatch(value):
-            raise ValueError(
-                "must be a job definition's name (1-128 letters, digits, hyphens or "
-                "underscores), name:revision, or ARN"
-            )
-        return value
+class Submission(BaseModel):
+    """One Batch job submitted for a tracked job: the first, or a resubmission."""
 
-    @field_validator("tags")
-    @classmethod
-    def _tags(cls, value: dict[str, str] | None) -> dict[str, str] | None:
-        if value is None:
-            return None
-        allowed = MAX_TAGS - POLLER_TAGS
-        if len(value) > allowed:
-            raise ValueError(
-                f"at most {allowed} tags are allowed: AWS allows {MAX_TAGS} and poller adds "
-                f"its own (got {len(value)})"
-            )
-        for key, tag in value.items():
-            if not 1 <= len(key) <= MAX_TAG_KEY or len(tag) > MAX_TAG_VALUE:
-                raise ValueError(
-                    f"tag keys are 1-{MAX_TAG_KEY} characters and values at most "
-                    f"{MAX_TAG_VALUE} (key {key[:40]!r})"
-                )
-            if key.lower().startswith("aws:"):
-                raise ValueError(f"tag keys starting with 'aws:' are AWS's own (key {key[:40]!r})")
-        return value
-
-    @field_validator("array_properties")
-    @classmethod
-    def _array_properties(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is None:
-            return None
-        size = value.get("size")
-        low, high = ARRAY_SIZE_RANGE
-        if type(size) is not int or not low <= size <= high:
-            raise ValueError(f"size must be an integer from {low} to {high} (got {size!r})")
-        return value
-
-    @field_validator("timeout")
-    @classmethod
-    def _timeout(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is None:
-            return None
-        seconds = value.get("attemptDurationSeconds")
-        if type(seconds) is not int or seconds < MIN_ATTEMPT_SECONDS:
-            raise ValueError(
-                f"attemptDurationSeconds must be an integer >= {MIN_ATTEMPT_SECONDS} "
-                f"(got {seconds!r})"
-            )
-        return value
-
-    @field_validator("retry_strategy")
-    @classmethod
-    def _retry_strategy(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is None or "attempts" not in value:
-            return value
-        attempts = value["attempts"]
-        low, high = RETRY_ATTEMPTS_RANGE
-        if type(attempts) is not int or not low <= attempts <= high:
-            raise ValueError(f"attempts must be an integer from {low} to {high} (got {attempts!r})")
-        return value
-
-    @field_validator("depends_on")
-    @classmethod
-    def _depends_on(cls, value: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
-        if value is not None and len(value) > MAX_DEPENDS_ON:
-            raise ValueError(
-                f"at most {MAX_DEPENDS_ON} dependencies are allowed (got {len(value)})"
-            )
-        for i, dependency in enumerate(value or []):
-            if not isinstance(dependency.get("jobId"), str) or not dependency["jobId"]:
-                raise ValueError(f"item {i} needs a jobId string")
-        return value
+    number: int  # 1 for the first submission
+    job_id: str
+    job_queue: str
+    memory: int | None = None  # MiB: the override sent, else what DescribeJobs showed
+    submitted_at: datetime
+    # How it ended (None while it runs)
+    status: JobStatus | None = None
+    failure_kind: FailureKind | None = None
+    status_reason: str | None = None
+    exit_code: int | None = None
+    ended_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -250,6 +190,7 @@ class BatchJobView:
     started_at: datetime | None = None
     stopped_at: datetime | None = None
     array_status_summary: dict[str, int] | None = None
+    memory: int | None = None  # MiB, from the container's resourceRequirements (or memory)
     # Where an event says it comes from: (account, region); None for DescribeJobs' answers,
     # asked of the job's own target
     origin: tuple[str, str] | None = None
@@ -295,6 +236,7 @@ class JobResult(TypedDict):
     finished_at: str | None  # poller: the end was noticed and recorded
     array_status_summary: dict[str, int] | None  # an array job: children per status
     failure_kind: str | None  # a FailureKind value; None for SUCCEEDED
+    submissions: list[dict[str, Any]]  # each Batch job submitted (Submission), the last is job_id
 
 
 class JobRecord(BaseModel):
@@ -342,6 +284,10 @@ class JobRecord(BaseModel):
     aws_region: str | None = None
     aws_account: str | None = None
     failure_kind: FailureKind | None = None  # set when it ends other than SUCCEEDED
+    resubmit: ResubmitPolicy | None = None
+    # Every Batch job submitted for it, in order; the last is job_id's (or, while job_id is
+    # None, the one that ended and is being resubmitted)
+    submissions: list[Submission] = Field(default_factory=list)
     version: int = 0
 
     def result(self) -> JobResult:
@@ -353,6 +299,11 @@ class JobRecord(BaseModel):
     def is_terminal(self) -> bool:
         """True once the job has reached a status it never leaves."""
         return self.status.is_terminal
+
+    @property
+    def resubmitting(self) -> bool:
+        """True between a Batch job's end that resubmits and the new job's SubmitJob."""
+        return self.job_id is None and bool(self.submissions) and not self.is_terminal
 
     @property
     def target_key(self) -> str:
@@ -386,26 +337,6 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def validate_spec(
-    job_name: Any = None, job_queue: Any = None, job_definition: Any = None, **fields: Any
-) -> JobSpec:
-    """Build a JobSpec from submit_job's arguments; InvalidJobSpec names the first bad field."""
-    required = {"job_name": job_name, "job_queue": job_queue, "job_definition": job_definition}
-    for name, value in required.items():
-        if value is None:
-            raise InvalidJobSpec(f"invalid job spec: {name}: required", field=name)
-    try:
-        return JobSpec(
-            job_name=job_name, job_queue=job_queue, job_definition=job_definition, **fields
-        )
-    except ValidationError as err:
-        first = err.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or "spec"
-        raise InvalidJobSpec(f"invalid job spec: {field}: {first['msg']}", field=field) from None
-    except TypeError as err:  # an argument submit_job does not know
-        raise InvalidJobSpec(f"invalid job spec: {err}") from None
-
-
 def validate_poll(
     overrides: Any, defaults: dict[str, Any], max_delay_limit: tuple[float, str]
 ) -> PollPolicy:
@@ -430,3 +361,17 @@ def validate_poll(
             f"invalid job spec: poll.max_delay: must be below {rule}", field="poll.max_delay"
         )
     return policy
+
+
+def validate_resubmit(value: Any, default: ResubmitPolicy | None) -> ResubmitPolicy | None:
+    """A job's ``resubmit`` (a mapping, None for the default); InvalidJobSpec names a bad field."""
+    if value is None:
+        return default
+    if not isinstance(value, dict):
+        raise InvalidJobSpec("invalid job spec: resubmit: must be a mapping", field="resubmit")
+    try:
+        return ResubmitPolicy(**value)
+    except ValidationError as err:
+        first = err.errors()[0]
+        field = ".".join(["resubmit", *(str(part) for part in first["loc"])])
+        raise InvalidJobSpec(f"invalid job spec: {field}: {first['msg']}", field=field) from None
