@@ -9,7 +9,8 @@ lose one (a crash loses the change and its count together). Keys (``<p>`` the ke
                                      while its record is kept; trimmed when read)
     <p>:metrics:transitions          hash: status -> transitions into it
     <p>:metrics:finished_total       hash: "<STATUS>|<job queue>|<region>" -> jobs that ended so
-    <p>:metrics:failures             hash: "<failure kind>|<job queue>|<region>" -> jobs that ended so
+    <p>:metrics:failures             hash: "<failure kind>|<job queue>|<region>" -> jobs that ended so,
+                                     and Batch jobs that failed and were resubmitted
     <p>:metrics:histogram:<name>     hash: "<label>|<bucket index>", "<label>|sum", "<label>|count"
     <p>:metrics:job_queues           set: every job queue a job was accepted for (its series
                                      exist at 0 from then on)
@@ -112,6 +113,12 @@ def count_change(pipe: Any, key: Any, previous: JobRecord | None, record: JobRec
     if record.job_id is not None and (previous is None or previous.job_id is None):
         pipe.sadd(key(JOB_QUEUES), _label(record.job_queue))  # AWS accepted a job for it
     pipe.hincrby(key(TRANSITIONS), record.status.value, 1)
+    if record.resubmitting and previous is not None and not previous.resubmitting:
+        # A Batch job that failed and is resubmitted counts as a failure of its own queue
+        ended = record.submissions[-1]
+        if ended.failure_kind is not None:
+            where = f"{_label(ended.job_queue)}|{_label(record.aws_region or '')}"
+            pipe.hincrby(key(FAILURES), f"{ended.failure_kind.value}|{where}", 1)
     if previous is not None and not previous.is_terminal:
         pipe.hincrby(key(JOBS), previous.status.value, -1)
     if not record.is_terminal:
