@@ -6,12 +6,16 @@ job's dependencies and RUNNABLE for a free slot of the compute environment (``co
 The command's output (stdout and stderr merged, as the awslogs driver does) goes to moto's
 CloudWatch Logs backend, stream ``<definition>/default/<task id>`` of ``/aws/batch/job`` (the
 task id is the job id, or a hex id for an array child: see `LocalJob.task_id`).
+AWS's own failures asked for with job parameters (`aws_batch_emulator.failures`) stop an attempt
+before its command runs (image pull), kill its process group midway (host or Spot loss, out of
+memory), or hold the job in RUNNABLE (stuck).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import signal
 import subprocess
@@ -20,6 +24,14 @@ import time
 from typing import IO, Any
 
 from aws_batch_emulator import resources
+from aws_batch_emulator.failures import (
+    MISCONFIGURATION,
+    FailurePlan,
+    Injected,
+    begin_unstarted_attempt,
+    compute_environment_name,
+    expected_run_seconds,
+)
 from aws_batch_emulator.jobs import (
     DEPENDENCY_FAILED,
     ESSENTIAL_CONTAINER_EXITED,
@@ -55,6 +67,9 @@ class ProcessJob(LocalJob):
         super().__init__(**kwargs)
         self._proc: subprocess.Popen[bytes] | None = None
         self._kill_reason: str | None = None
+        self._interruption: AttemptOutcome | None = None  # an injected failure stopped the attempt
+        run_seconds = expected_run_seconds(self.parameters, self.compute.settings.sim_seconds)
+        self.failures = FailurePlan.of(self, run_seconds)
 
     @property
     def _cond(self) -> threading.Condition:
@@ -96,7 +111,7 @@ class ProcessJob(LocalJob):
         if not (self._pause(self.stage_seconds) and self._await_dependencies()):
             return
         number = 1
-        while self._move(RUNNABLE) and self._pause(self.stage_seconds):
+        while self._runnable(number):
             if not self._attempt_with_slot(number):
                 return
             number += 1
@@ -128,8 +143,22 @@ class ProcessJob(LocalJob):
                 status = SUCCEEDED if outcome.succeeded else FAILED
                 self.finish(status, outcome.status_reason, at=stopped, exit_code=outcome.exit_code)
 
-    def _pause(self, seconds: float) -> bool:
-        """Wait `seconds` unless the job is finished meanwhile; False if it was."""
+    def _runnable(self, number: int) -> bool:
+        """RUNNABLE for a stage, after being stuck there first if the job asks to be."""
+        stuck = self.failures.stuck_for(number)
+        if stuck:
+            with self._cond:
+                if not self.is_final:
+                    self.job_stopped_reason = MISCONFIGURATION
+        if not (self._move(RUNNABLE) and self._pause(None if math.isinf(stuck) else stuck)):
+            return False
+        with self._cond:
+            if stuck and not self.is_final:
+                self.job_stopped_reason = None  # the compute environment "scaled up"
+        return self._pause(self.stage_seconds)
+
+    def _pause(self, seconds: float | None) -> bool:
+        """Wait `seconds` (None: for good) unless the job is finished meanwhile; False if it was."""
         with self._cond:
             self._cond.wait_for(lambda: self.is_final, timeout=seconds)
             return not self.is_final
@@ -179,9 +208,15 @@ class ProcessJob(LocalJob):
 
     def _run_attempt(self, number: int) -> tuple[AttemptOutcome, float] | None:
         """Run one attempt; its outcome and the instant it stopped, or None if the job ended."""
+        injected = self.failures.injected(number)
         with self._cond:
             if self.is_final:
                 return None
+            if injected is not None and injected.after is None:  # never reaches RUNNING
+                record = begin_unstarted_attempt(self)
+                stopped = time.time()
+                self.end_attempt(record, stopped, injected.outcome)
+                return injected.outcome, stopped
             self._status = RUNNING
             started = time.time()
             record = self.begin_attempt(started)
@@ -196,13 +231,13 @@ class ProcessJob(LocalJob):
                 return outcome, stopped
             self._proc = proc
             self.announce(started)
-        timed_out = self._supervise(proc)
+        timed_out = self._supervise(proc, injected)
         with self._cond:
             self._proc = None
             outcome = self._outcome(proc.returncode, timed_out)
             stopped = time.time()
             self.end_attempt(record, stopped, outcome)
-            self._kill_reason = None
+            self._kill_reason = self._interruption = None
             return outcome, stopped
 
     def _spawn(self, number: int) -> subprocess.Popen[bytes]:
@@ -212,7 +247,7 @@ class ProcessJob(LocalJob):
         env = {**os.environ, **self.environment()}
         env["AWS_BATCH_JOB_ATTEMPT"] = str(number)
         env["AWS_BATCH_JQ_NAME"] = self.job_queue.name
-        env["AWS_BATCH_CE_NAME"] = resources.COMPUTE_ENVIRONMENT
+        env["AWS_BATCH_CE_NAME"] = compute_environment_name(self.job_queue)
         if self.array_index is not None:
             env["AWS_BATCH_JOB_ARRAY_INDEX"] = str(self.array_index)
         logger.debug("job %s attempt %d runs %s", self.job_id, number, command)
@@ -226,19 +261,25 @@ class ProcessJob(LocalJob):
             start_new_session=True,
         )
 
-    def _supervise(self, proc: subprocess.Popen[bytes]) -> bool:
-        """Pump output and wait for exit; kill on timeout. True if the attempt timed out."""
+    def _supervise(self, proc: subprocess.Popen[bytes], injected: Injected | None) -> bool:
+        """Pump output and wait for exit; kill on timeout or on an injected failure (which
+        comes first). True if the attempt timed out."""
         assert proc.stdout is not None
         pump = threading.Thread(target=self._pump_logs, args=(proc.stdout,), daemon=True)
         pump.start()
         limit = self._get_attempt_duration()
+        after = None if injected is None else injected.after
+        interrupts = after is not None and (limit is None or after <= limit)
         timed_out = False
         try:
-            proc.wait(timeout=limit)
+            proc.wait(timeout=after if interrupts else limit)
         except subprocess.TimeoutExpired:
-            timed_out = True
             with self._cond:
-                self._kill_reason = self._kill_reason or TIMEOUT_REASON
+                if interrupts and injected is not None:
+                    self._interruption = injected.outcome
+                else:
+                    timed_out = True
+                    self._kill_reason = self._kill_reason or TIMEOUT_REASON
             _kill_group(proc.pid)
             proc.wait()
         # AWS stops the whole task when the essential container exits: reap leftovers too.
@@ -252,6 +293,8 @@ class ProcessJob(LocalJob):
             return AttemptOutcome(
                 exit_code or KILLED_EXIT_CODE, self._kill_reason, self._kill_reason, retryable=False
             )
+        if self._interruption is not None:
+            return self._interruption
         if timed_out:
             return AttemptOutcome(exit_code, TIMEOUT_REASON, TIMEOUT_REASON, retryable=False)
         return AttemptOutcome(exit_code, ESSENTIAL_CONTAINER_EXITED)

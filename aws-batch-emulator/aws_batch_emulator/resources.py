@@ -28,6 +28,17 @@ COMPUTE_ENVIRONMENT = "poller-local-ce"
 JOB_QUEUE = "poller-local"
 """Job queue to submit to; its jobs run on the local runtime (process or simulated)."""
 
+SPOT_COMPUTE_ENVIRONMENT = "poller-local-spot-ce"
+"""MANAGED compute environment of type SPOT (0 vCPUs minimum, so moto launches no instance)."""
+
+SPOT_JOB_QUEUE = "poller-local-spot"
+"""Job queue on `SPOT_COMPUTE_ENVIRONMENT`: its jobs run on the local runtime like `JOB_QUEUE`'s,
+and only they can lose their host (job parameter ``sim_failure=host_terminated``)."""
+
+INSTANCE_ROLE_NAME = "poller-local-ecs-instance-role"
+"""IAM role, and instance profile holding it, that `SPOT_COMPUTE_ENVIRONMENT` names as its
+``instanceRole`` (moto checks that the instance profile exists)."""
+
 IMAGE = "local/sh"
 """Container image recorded in the job definitions; the local runtime never pulls it."""
 

@@ -22,6 +22,7 @@ from aws_batch_emulator.changes import ChangeListener
 from aws_batch_emulator.compute import LocalCompute
 from aws_batch_emulator.defaults import create_default_resources
 from aws_batch_emulator.errors import ClientException
+from aws_batch_emulator.failures import failure_parameters
 from aws_batch_emulator.jobs import RUNNING, STATUSES, LocalJob
 from aws_batch_emulator.process import ProcessJob
 from aws_batch_emulator.settings import RuntimeSettings
@@ -108,10 +109,10 @@ class LocalBatchBackend(BatchBackend):
             "timeout": timeout,
             "retry_strategy": retry_strategy,
         }
+        merged_parameters = {**job_def.parameters, **(parameters or {})}
+        failure_parameters(merged_parameters)
         if job_class is SimulatedJob:
-            simulation_parameters(
-                {**job_def.parameters, **(parameters or {})}, self.settings.sim_seconds
-            )
+            simulation_parameters(merged_parameters, self.settings.sim_seconds)
         if size is None:
             job: LocalJob = job_class(**common, tags=tags)
             self._jobs[job.job_id] = job

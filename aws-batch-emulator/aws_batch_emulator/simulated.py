@@ -4,6 +4,8 @@ A job's timeline is planned once its dependencies are met: each attempt spends o
 ``stage_seconds`` in RUNNABLE and in STARTING, then RUNNING for ``sim_seconds`` (job parameter,
 default from the server option), and ends with exit code ``sim_exit_code`` (parameter, default 0).
 Describing a job reads the plan against the clock, so thousands of jobs cost nothing while idle.
+AWS's own failures asked for with job parameters (host or Spot loss, image pull, stuck in
+RUNNABLE, out of memory: `aws_batch_emulator.failures`) are part of the plan.
 The compute environment's concurrency limit is not simulated.
 
 When the compute environment has a change listener (events are on), each job is also read at each
@@ -23,6 +25,7 @@ from typing import Any
 
 from aws_batch_emulator import resources
 from aws_batch_emulator.errors import ClientException
+from aws_batch_emulator.failures import MISCONFIGURATION, FailurePlan, begin_unstarted_attempt
 from aws_batch_emulator.jobs import (
     DEPENDENCY_FAILED,
     ESSENTIAL_CONTAINER_EXITED,
@@ -60,6 +63,10 @@ class PlannedAttempt:
     running_at: float
     stopped_at: float
     outcome: AttemptOutcome
+    stuck_until: float = 0.0
+    """Until when RUNNABLE shows the MISCONFIGURATION reason (``sim_failure=stuck``)."""
+    ran: bool = True
+    """False for an attempt that never reached RUNNING (its running_at is its stopped_at)."""
 
 
 def simulation_parameters(
@@ -96,6 +103,7 @@ class SimulatedJob(LocalJob):
         self.sim_seconds, self.sim_exit_code = simulation_parameters(
             self.parameters, default_seconds
         )
+        self.failures = FailurePlan.of(self, self.sim_seconds)
         self._plan: list[PlannedAttempt] | None = None
         self._replayed_to = 0.0  # the last change replayed for the listener (epoch seconds)
 
@@ -151,7 +159,7 @@ class SimulatedJob(LocalJob):
                 self._plan = self._attempts_from(max(self.created_s + 2 * stage, latest))
         for step in self._plan or []:
             moments += [step.runnable_at, step.starting_at, step.running_at, step.stopped_at]
-        return sorted(moments)
+        return sorted(moment for moment in moments if math.isfinite(moment))  # stuck for good
 
     def _wake(self) -> float | None:
         """Timer callback: bring the job up to date; return when to look again (None: done)."""
@@ -197,17 +205,35 @@ class SimulatedJob(LocalJob):
         plan: list[PlannedAttempt] = []
         begin = ready
         for number in range(1, self.max_attempts + 1):
-            running_at = begin + 2 * stage
-            if limit is not None and limit < self.sim_seconds:
+            stuck_until = begin + self.failures.stuck_for(number)
+            running_at = stuck_until + 2 * stage
+            injected = self.failures.injected(number)
+            run_for = self.sim_seconds if injected is None else injected.after or 0.0
+            if injected is not None and injected.after is None:  # never reaches RUNNING
+                outcome = injected.outcome
+            elif limit is not None and limit < run_for:
                 outcome = AttemptOutcome(
                     KILLED_EXIT_CODE, TIMEOUT_REASON, TIMEOUT_REASON, retryable=False
                 )
-                stopped_at = running_at + limit
+                run_for = limit
+            elif injected is not None:
+                outcome = injected.outcome
             else:
                 outcome = AttemptOutcome(self.sim_exit_code, ESSENTIAL_CONTAINER_EXITED)
-                stopped_at = running_at + self.sim_seconds
-            plan.append(PlannedAttempt(begin, begin + stage, running_at, stopped_at, outcome))
-            if not self.should_retry(number, outcome):
+            stopped_at = running_at + run_for
+            starting_at = stuck_until + stage
+            plan.append(
+                PlannedAttempt(
+                    begin,
+                    starting_at,
+                    running_at,
+                    stopped_at,
+                    outcome,
+                    stuck_until,
+                    ran=injected is None or injected.after is not None,
+                )
+            )
+            if not math.isfinite(stuck_until) or not self.should_retry(number, outcome):
                 break
             begin = stopped_at
         return plan
@@ -218,14 +244,20 @@ class SimulatedJob(LocalJob):
             self._status = self.stage_status(now)
             return
         self.attempts = []
+        self.job_stopped_reason = None
         for step in plan:
             if now < step.starting_at:
                 self._status = RUNNABLE
+                if now < step.stuck_until:
+                    self.job_stopped_reason = MISCONFIGURATION
                 return
             if now < step.running_at:
                 self._status = STARTING
                 return
-            record = self.begin_attempt(step.running_at)
+            if not step.ran:
+                record = begin_unstarted_attempt(self)
+            else:
+                record = self.begin_attempt(step.running_at)
             if now < step.stopped_at:
                 self._status = RUNNING
                 return
@@ -246,7 +278,10 @@ class SimulatedJob(LocalJob):
                 f"exit code {step.outcome.exit_code}",
             }
             for number, step in enumerate(plan, 1)
+            if step.ran
         ]
+        if not events:
+            return
         try:
             with _LOGS_LOCK:
                 self._log_backend.ensure_log_group(resources.LOG_GROUP)

@@ -18,7 +18,13 @@ import pytest
 from aws_batch_emulator import LocalBatch
 from aws_batch_emulator.api import BatchApi
 from aws_batch_emulator.errors import ClientException
-from aws_batch_emulator.resources import ACCOUNT_ID, ECHO_JOB_DEFINITION, JOB_QUEUE, REGION
+from aws_batch_emulator.resources import (
+    ACCOUNT_ID,
+    COMPUTE_ENVIRONMENT,
+    ECHO_JOB_DEFINITION,
+    JOB_QUEUE,
+    REGION,
+)
 from aws_batch_emulator.runtime import BatchRuntime
 from aws_batch_emulator.settings import RuntimeSettings
 from moto.batch import exceptions as moto_errors
@@ -171,7 +177,9 @@ def finished(client: Any, job_id: str) -> dict[str, Any]:
 
 def new_resources_take_a_job(client: Any, name: str) -> dict[str, Any]:
     """Register a definition and create a queue (moto's operations), run a job on them (ours)."""
-    [environment] = client.describe_compute_environments()["computeEnvironments"]
+    [environment] = client.describe_compute_environments(computeEnvironments=[COMPUTE_ENVIRONMENT])[
+        "computeEnvironments"
+    ]
     definition = client.register_job_definition(
         jobDefinitionName=f"{name}-def",
         type="container",
