@@ -46,7 +46,9 @@ logger = logging.getLogger(__name__)
 SIM_SECONDS_PARAMETER = "sim_seconds"
 """Job parameter: how long a simulated attempt stays RUNNING (seconds, float)."""
 SIM_EXIT_CODE_PARAMETER = "sim_exit_code"
-"""Job parameter: the exit code a simulated attempt ends with (int)."""
+"""Job parameter: the exit code a simulated attempt ends with (int; default poller-sleep's own
+``exit_code`` parameter, so a job means the same in both runtimes, else 0)."""
+EXIT_CODE_PARAMETER = "exit_code"
 
 _LOGS_LOCK = threading.Lock()
 # How often a job waiting for its dependencies is read again for its events: the plan of its
@@ -74,7 +76,11 @@ def simulation_parameters(
 ) -> tuple[float, int]:
     """Read (sim_seconds, sim_exit_code) from job parameters; ClientException if malformed."""
     raw_seconds = parameters.get(SIM_SECONDS_PARAMETER, default_seconds)
-    raw_code = parameters.get(SIM_EXIT_CODE_PARAMETER, 0)
+    code_name = next(
+        (n for n in (SIM_EXIT_CODE_PARAMETER, EXIT_CODE_PARAMETER) if n in parameters),
+        SIM_EXIT_CODE_PARAMETER,
+    )
+    raw_code = parameters.get(code_name, 0)
     try:
         seconds = float(raw_seconds)
     except (TypeError, ValueError):
@@ -89,7 +95,7 @@ def simulation_parameters(
         code = int(raw_code)
     except (TypeError, ValueError):
         raise ClientException(
-            f"parameter {SIM_EXIT_CODE_PARAMETER} must be an integer, got {raw_code!r}"
+            f"parameter {code_name} must be an integer, got {raw_code!r}"
         ) from None
     return seconds, code
 

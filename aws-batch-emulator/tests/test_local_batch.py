@@ -603,6 +603,17 @@ def test_fault_configuration_is_validated_and_readable(faulty: LocalBatch) -> No
 # --- simulated runtime ---------------------------------------------------------------------
 
 
+def test_simulated_sleep_job_exits_with_its_exit_code_parameter(simulated: LocalBatch) -> None:
+    # poller-sleep's own exit_code means the same in both runtimes (sim_exit_code wins if given)
+    client = simulated.client()
+    plain = submit(client, "exit-3", SLEEP_JOB_DEFINITION, parameters={"exit_code": "3"})
+    both = submit(
+        client, "exit-4", SLEEP_JOB_DEFINITION, parameters={"exit_code": "3", "sim_exit_code": "4"}
+    )
+    assert wait_done(client, plain)["container"]["exitCode"] == 3
+    assert wait_done(client, both)["container"]["exitCode"] == 4
+
+
 def test_simulated_job_honours_sim_seconds_and_sim_exit_code(simulated: LocalBatch) -> None:
     # Given a simulated job running 0.5 s and exiting 7, and one with the defaults
     client = simulated.client()

@@ -37,7 +37,7 @@ def test_six_failures_end_or_resubmit_by_kind(stack: FaultStack, report: Any) ->
         resubmit={"on": ["out_of_memory"], "memory_factor": 2},
     )  # fmt: skip
     image = submit("image", parameters={"sim_failure": "image_pull"}, resubmit=TO_ON_DEMAND)
-    app = submit("exit-3", parameters={"exit_code": "3", "sim_exit_code": "3"})
+    app = submit("exit-3", parameters={"exit_code": "3"})
     stuck = submit("stuck", parameters={"sim_failure": "stuck"}, poll={"max_runnable": 10})
     fargate = submit("fargate", parameters={"sim_failure": "fargate_spot"})
 
