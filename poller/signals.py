@@ -11,7 +11,8 @@ Connect a receiver as with any Celery signal::
 Every signal is sent with ``sender`` set to the signal's name, ``record``, the stored
 :class:`poller.models.JobRecord`, ``status``, the job's status when the event happened (a
 signal sent late carries the job's newer record), and ``event_id``, the same for every sending of
-one job's transition (``<tracking id>:<record version>:<signal>``). A transition's signals are sent once,
+one job's transition (``<tracking id>:<record version>:<signal>``), and ``submission``, which
+Batch job of the job it is about (1, then 2 after a resubmission, ...). A transition's signals are sent once,
 even when a check message is delivered twice. They are sent at least once: a worker that dies
 between storing a transition and sending its signals leaves them in the store's outbox, and the
 reconciler sends them after ``reconcile_grace`` (:mod:`poller.core.outbox`); a worker that dies right
@@ -83,6 +84,7 @@ class Event:
     previous: str | None = None
     version: int | None = None  # the record version that stored it (default: record.version)
     status: str | None = None  # the job's status then (default: record.status)
+    of_submission: int | None = None  # the Batch job it is about (default: the record's last)
 
     @property
     def name(self) -> str:
@@ -98,6 +100,12 @@ class Event:
     def status_then(self) -> str:
         """The job's status when this event happened (a late sending's record may be newer)."""
         return self.record.status.value if self.status is None else self.status
+
+    @property
+    def submission(self) -> int:
+        """Which Batch job of the job the event is about: 1 for the first submission, 2 for the
+        first resubmission, ... (0 before any; ``job_resubmitted``: the one that ended)."""
+        return len(self.record.submissions) if self.of_submission is None else self.of_submission
 
     @property
     def id(self) -> str:
@@ -117,6 +125,7 @@ class Event:
                 "status": self.status_then,
                 "previous": self.previous,
                 "version": self.stored_version,
+                "submission": self.submission,
             }
         )
 
@@ -125,15 +134,17 @@ class Event:
         """An event read back from the outbox (parsed JSON), sent with the job's current
         ``record``."""
         return cls(
-            SIGNALS[data["event"]], record, data["previous"], data["version"], data["status"]
-        )
+            SIGNALS[data["event"]], record, data["previous"], data["version"], data["status"],
+            data.get("submission"),
+        )  # fmt: skip
 
 
 def send(events: list[Event]) -> None:
     """Send the signal of each event, in order. Receivers' errors are logged, never raised."""
     for event in events:
         kwargs: dict[str, Any] = {
-            "record": event.record, "event_id": event.id, "status": event.status_then
+            "record": event.record, "event_id": event.id, "status": event.status_then,
+            "submission": event.submission,
         }  # fmt: skip
         if event.signal in (job_status_changed, job_resubmitted):
             kwargs["previous"] = event.previous

@@ -131,3 +131,20 @@ def test_the_kind_survives_the_result_backend(error: type[JobFailed]) -> None:
     assert isinstance(rebuilt, error)
     assert rebuilt.failure_kind == "out_of_memory"
     assert str(rebuilt) == "job t: ended FAILED"
+
+
+@pytest.mark.parametrize(
+    ("reason", "container", "exit_code", "kind"),
+    [
+        ("Host EC2 (instance i-0abc) terminated.", None, None, FailureKind.HOST_TERMINATED),
+        ("Essential container in task exited", "OutOfMemoryError: Container killed due to memory usage", 137, FailureKind.OUT_OF_MEMORY),
+        ("Essential container in task exited", None, 3, FailureKind.APP_ERROR),
+        ("Essential container in task exited", None, 0, None),
+    ],
+)  # fmt: skip
+def test_each_batch_attempt_has_its_own_kind(
+    reason: str, container: str | None, exit_code: int | None, kind: FailureKind | None
+) -> None:
+    from poller.models import AttemptOutcome
+
+    assert failures.attempt_kind(AttemptOutcome(reason, container, exit_code)) is kind

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from poller import signals
 from poller.core import admission, lifecycle, tracking
 from poller.core.lifecycle import Produce, Reschedule
 from poller.core.runtime import Runtime
@@ -250,3 +251,24 @@ def _view(record: JobRecord, status: JobStatus) -> Any:
     from poller.models import BatchJobView
 
     return BatchJobView(job_id=str(record.job_id), status=status)
+
+
+def test_signals_say_which_submission_they_are_about(rt: Runtime, batch: FakeBatch) -> None:
+    seen: list[tuple[str, int]] = []
+
+    def note(sender: str, submission: int, **_: Any) -> None:
+        seen.append((sender, submission))
+
+    for signal in (signals.job_submitted, signals.job_resubmitted, signals.job_succeeded):
+        signal.connect(note, weak=False)
+    try:
+        first = submitted(rt, {"on": ["host_terminated"], "queue": FALLBACK})
+        end(rt, batch, first, HOST_LOSS)
+        batch.set_status(str(rt.store.get("t1").job_id), JobStatus.SUCCEEDED, exit_code=0)
+        lifecycle.check(rt, "t1", rt.store.get("t1").checks)
+    finally:
+        for signal in (signals.job_submitted, signals.job_resubmitted, signals.job_succeeded):
+            signal.disconnect(note)
+    assert seen == [
+        ("job_submitted", 1), ("job_resubmitted", 1), ("job_submitted", 2), ("job_succeeded", 2)
+    ]  # fmt: skip

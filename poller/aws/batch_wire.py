@@ -27,7 +27,7 @@ from pydantic import (
     field_validator,
 )
 
-from poller.models import REGION_RE, BatchJobView, JobStatus
+from poller.models import REGION_RE, AttemptOutcome, BatchJobView, JobStatus
 
 SOURCE = "aws.batch"
 DETAIL_TYPE = "Batch Job State Change"
@@ -79,6 +79,13 @@ class ContainerDetail(_Lenient):
 
 class AttemptDetail(_Lenient):
     container: ContainerDetail | None = None
+    status_reason: Text | None = Field(None, alias="statusReason")
+    stopped_at: Millis | None = Field(None, alias="stoppedAt")
+
+    def outcome(self) -> AttemptOutcome:
+        """How the attempt ended, in Batch's words."""
+        container = self.container or ContainerDetail()
+        return AttemptOutcome(self.status_reason, container.reason, container.exit_code)
 
 
 class ArrayProperties(_Lenient):
@@ -120,6 +127,7 @@ class JobDetail(_Lenient):
             stopped_at=_from_millis(self.stopped_at),
             array_status_summary=dict(summary) if summary else None,
             memory=container.memory_mib,
+            attempt_outcomes=tuple(a.outcome() for a in self.attempts if a.stopped_at is not None),
         )
 
 

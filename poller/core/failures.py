@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import re
 
-from poller.models import FailureKind, JobRecord, JobStatus
+from poller.models import AttemptOutcome, FailureKind, JobRecord, JobStatus
 
 _HOST_TERMINATED = re.compile(
     r"Host EC2 \(instance [^)]*\) terminated|Your Spot Task was interrupted"
@@ -47,7 +47,27 @@ def classify(record: JobRecord, status: JobStatus | None = None) -> FailureKind 
         return None
     if status is JobStatus.REJECTED:
         return FailureKind.REJECTED
-    reasons = " ".join(r for r in (record.status_reason, record.container_reason) if r)
+    kind = _from_strings(record.status_reason, record.container_reason)
+    if kind is not None:
+        return kind
+    if record.cancel_reason and record.cancel_reason in (record.status_reason or ""):
+        return FailureKind.CANCELLED
+    if status is JobStatus.TIMED_OUT:
+        return FailureKind.TIMEOUT
+    return FailureKind.APP_ERROR
+
+
+def attempt_kind(attempt: AttemptOutcome) -> FailureKind | None:
+    """The kind of one ended Batch attempt (None: it exited 0 and nobody stopped it)."""
+    kind = _from_strings(attempt.status_reason, attempt.container_reason)
+    if kind is not None or (attempt.exit_code == 0 and attempt.container_reason is None):
+        return kind
+    return FailureKind.APP_ERROR
+
+
+def _from_strings(*reasons: str | None) -> FailureKind | None:
+    """The kind AWS's strings name, first match in the module's table order."""
+    text = " ".join(reason for reason in reasons if reason)
     for pattern, kind in (
         (_HOST_TERMINATED, FailureKind.HOST_TERMINATED),
         (_OUT_OF_MEMORY, FailureKind.OUT_OF_MEMORY),
@@ -56,13 +76,9 @@ def classify(record: JobRecord, status: JobStatus | None = None) -> FailureKind 
         (_TIMEOUT, FailureKind.TIMEOUT),
         (_DEPENDENCY_FAILED, FailureKind.DEPENDENCY_FAILED),
     ):
-        if pattern.search(reasons):
+        if pattern.search(text):
             return kind
-    if record.cancel_reason and record.cancel_reason in (record.status_reason or ""):
-        return FailureKind.CANCELLED
-    if status is JobStatus.TIMED_OUT:
-        return FailureKind.TIMEOUT
-    return FailureKind.APP_ERROR
+    return None
 
 
 def stuck_kind(status_reason: str | None) -> FailureKind:

@@ -57,6 +57,7 @@ def close_last(
             "status_reason": record.status_reason,
             "exit_code": record.exit_code,
             "ended_at": now,
+            "attempt_kinds": list(record.attempt_kinds),
         }
     )
     record.submissions = [*record.submissions[:-1], ended]
@@ -77,7 +78,7 @@ def prepare(record: JobRecord, status: JobStatus, kind: FailureKind, now: dateti
     record.status = JobStatus.QUEUED
     for name in _BATCH_JOB_FIELDS:
         setattr(record, name, None)
-    record.attempts = 0
+    record.attempts, record.attempt_kinds = 0, []
     record.stuck_notified = record.awaits_events = False
     record.next_check_at = now  # due: the reconciler re-sends it if its check is lost
 

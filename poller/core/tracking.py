@@ -313,6 +313,7 @@ def _copy_details(record: JobRecord, view: BatchJobView) -> None:
     record.stopped_at = view.stopped_at or record.stopped_at
     record.array_status_summary = view.array_status_summary
     resubmission.note_memory(record, view.memory)
+    record.attempt_kinds = [failures.attempt_kind(a) for a in view.attempt_outcomes]
 
 
 def _missing(record: JobRecord, now: datetime, limits: Limits) -> list[Event]:

@@ -31,6 +31,7 @@ __all__ = [
     "POLLER_TAGS",
     "POSITIONAL",
     "REGION_RE",
+    "AttemptOutcome",
     "BatchJobView",
     "FailureKind",
     "JobRecord",
@@ -173,6 +174,16 @@ class Submission(BaseModel):
     status_reason: str | None = None
     exit_code: int | None = None
     ended_at: datetime | None = None
+    attempt_kinds: list[FailureKind | None] = Field(default_factory=list)  # Batch's retries
+
+
+@dataclass(frozen=True)
+class AttemptOutcome:
+    """How one of a Batch job's attempts ended, in Batch's words."""
+
+    status_reason: str | None
+    container_reason: str | None
+    exit_code: int | None
 
 
 @dataclass(frozen=True)
@@ -191,6 +202,7 @@ class BatchJobView:
     stopped_at: datetime | None = None
     array_status_summary: dict[str, int] | None = None
     memory: int | None = None  # MiB, from the container's resourceRequirements (or memory)
+    attempt_outcomes: tuple[AttemptOutcome, ...] = ()
     # Where an event says it comes from: (account, region); None for DescribeJobs' answers,
     # asked of the job's own target
     origin: tuple[str, str] | None = None
@@ -284,6 +296,8 @@ class JobRecord(BaseModel):
     aws_region: str | None = None
     aws_account: str | None = None
     failure_kind: FailureKind | None = None  # set when it ends other than SUCCEEDED
+    # The kind of each ended attempt of the current Batch job (None: it succeeded)
+    attempt_kinds: list[FailureKind | None] = Field(default_factory=list)
     resubmit: ResubmitPolicy | None = None
     # Every Batch job submitted for it, in order; the last is job_id's (or, while job_id is
     # None, the one that ended and is being resubmitted)

@@ -158,6 +158,7 @@ def record_table(record: JobRecord) -> Table:
         ("region / account", f"{record.aws_region or '-'} / {record.aws_account or '-'}"),
         ("aws profile", record.aws_profile),
         ("attempts", record.attempts),
+        ("attempt kinds", ", ".join(k.value if k else "-" for k in record.attempt_kinds) or None),
         ("checks", record.checks),
         ("log stream", record.log_stream_name),
         ("array", record.array_status_summary),

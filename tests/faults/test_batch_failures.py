@@ -99,6 +99,7 @@ def test_batch_retry_strategy_retries_a_host_loss_into_a_success(stack: FaultSta
     ).get(timeout=60)  # fmt: skip
     assert done["status"] == "SUCCEEDED" and done["attempts"] == 2
     assert len(done["submissions"]) == 1  # Batch retried it: poller did not resubmit
+    assert done["submissions"][0]["attempt_kinds"] == ["host_terminated", None]
 
 
 def test_a_passing_misconfiguration_never_kills_the_job(stack: FaultStack) -> None:
