@@ -272,3 +272,19 @@ def test_signals_say_which_submission_they_are_about(rt: Runtime, batch: FakeBat
     assert seen == [
         ("job_submitted", 1), ("job_resubmitted", 1), ("job_submitted", 2), ("job_succeeded", 2)
     ]  # fmt: skip
+
+
+def test_an_observation_of_the_replaced_batch_job_is_never_applied(
+    rt: Runtime, batch: FakeBatch
+) -> None:
+    first = submitted(rt, {"on": ["host_terminated"], "queue": FALLBACK})
+    end(rt, batch, first, HOST_LOSS)
+    # A coalesced check stored what it saw of the old Batch job, under the job's tracking id
+    old = batch.describe([str(first.job_id)])[str(first.job_id)]
+    rt.store.store_observations({"t1": old}, at=utcnow(), keep_for=60, again_at=utcnow())
+
+    outcome = lifecycle.check(rt, "t1", rt.store.get("t1").checks)
+
+    assert isinstance(outcome, Reschedule)
+    record = rt.store.get("t1")
+    assert record.status is JobStatus.SUBMITTED and record.status_reason is None

@@ -59,7 +59,8 @@ def observe(rt: Runtime, record: JobRecord) -> Observed:
         return Observed(rt.batch_for(record).describe([record.job_id]).get(record.job_id))
     now = utcnow()
     stored = rt.store.observation(record.tracking_id)
-    if stored is not None and stored[0] >= _oldest_useful(rt, record.next_check_at, now):
+    useful = stored is not None and stored[0] >= _oldest_useful(rt, record.next_check_at, now)
+    if stored is not None and useful and _of_current_job(record, *stored):
         return Observed(stored[1])
     others = _claim_due(rt, record.tracking_id, now, record.target_key)
     if others is None:
@@ -102,6 +103,14 @@ def _describe(
         target_key=own.target_key,
     )
     return views
+
+
+def _of_current_job(record: JobRecord, at: datetime, view: BatchJobView | None) -> bool:
+    """True when a stored observation is of the job's current Batch job: not of the one a
+    resubmission replaced (its id, or a miss seen before this one was submitted)."""
+    if view is not None and view.job_id != record.job_id:
+        return False
+    return record.submitted_at is None or at >= record.submitted_at
 
 
 def _oldest_useful(rt: Runtime, due: datetime | None, now: datetime) -> datetime:
