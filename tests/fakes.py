@@ -15,6 +15,7 @@ from poller.settings import Settings
 from poller.testing import FakeBatch
 
 QUEUE = "poller-local"
+FAKE_TARGET = ("123456789012", "us-east-1")  # FakeBatch's account and region: its jobs' events
 
 
 def settings(**overrides: Any) -> Settings:
@@ -22,6 +23,7 @@ def settings(**overrides: Any) -> Settings:
         "poll_initial_delay": 1, "poll_max_delay": 10, "poll_jitter": 0,
         "visibility_timeout": 3600, "not_found_grace": 0.001, "coalesce": True,
         "coalesce_window": 2, "aws_config_grace": 60,
+        "poll_align": False,  # exact delays here; tests/test_backoff.py tests the tick grid
     }  # fmt: skip
     return Settings(**{**values, **overrides})
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from poller.core.runtime import Runtime
 from poller.models import JobRecord, JobStatus, utcnow
 from poller.testing import FakeBatch
 from poller.worker import events
-from tests.fakes import RecordingApp, admitted, running, settings
+from tests.fakes import FAKE_TARGET, RecordingApp, admitted, running, settings
 
 
 def event(record: JobRecord, status: str, **detail: Any) -> str:
@@ -120,7 +121,7 @@ def test_while_events_flow_checks_wait_the_events_cap_without_a_countdown(
     rt.settings = settings(events_queue_url="http://sqs/q", events_poll_max_delay=600)
     # the policy, 1 s x 2^3 (no jitter), as a countdown message
     assert schedule.next_check(rt, record, 3) == (8, False)
-    rt.store.note_events_flowing(60)
+    rt.store.note_events_flowing(60, [FAKE_TARGET])
     assert schedule.next_check(rt, record, 3) == (600, True)  # the events cap; events carry it
     rt.store.note_events_stopped()
     assert schedule.next_check(rt, record, 3) == (8, False)
@@ -152,6 +153,8 @@ def test_events_flow_whether_fresh_or_a_backlog(
     queue = OneBatchQueue([fresh])
     assert events.consume(rt, app, queue, "q") == {events.APPLIED: 1}
     assert rt.store.events_flowing() and queue.deleted == ["0"]
+    assert rt.store.events_flowing(*FAKE_TARGET)  # from the event's own account and region
+    assert not rt.store.events_flowing(FAKE_TARGET[0], "us-west-2")
     # A backlog (the newest event received is days old) flows too: checking every tracked job
     # at the poll policy's cap while the events catch up is work a large fleet cannot afford
     rt.store.note_events_stopped()
@@ -413,3 +416,23 @@ def test_a_queue_policy_letting_others_send_is_a_problem(
 
     found = policy_problems(json.dumps({"Statement": [statement]}))
     assert bool(found) is problem, found
+
+
+def test_only_the_jobs_of_a_target_whose_events_flow_wait_for_events(
+    rt: Runtime, batch: FakeBatch
+) -> None:
+    from poller.core.schedule import next_check
+
+    rt = replace(rt, settings=settings(events_queue_url="https://sqs.local/q"))
+    record = running(rt, batch)  # us-east-1, FakeBatch's account
+    west = record.model_copy(update={"aws_region": "us-west-2"})
+    rt.store.note_events_flowing(60, [FAKE_TARGET])
+
+    assert next_check(rt, record)[1] is True  # its events flow: the safety net's delay
+    delay, by_events = next_check(rt, west)
+    assert by_events is False and delay <= rt.settings.poll_max_delay  # polled by its policy
+    unknown = record.model_copy(update={"aws_account": None})
+    assert next_check(rt, unknown)[1] is False
+    # A queue out of reach stops them all at once
+    rt.store.note_events_stopped()
+    assert next_check(rt, record)[1] is False

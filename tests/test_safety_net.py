@@ -12,7 +12,7 @@ from poller.errors import BatchMisconfigured, BatchUnavailable
 from poller.models import JobRecord, JobStatus, utcnow
 from poller.testing import FakeBatch
 from poller.worker import safety_net
-from tests.fakes import running, settings
+from tests.fakes import FAKE_TARGET, running, settings
 
 UNTIL = float("inf")  # no deadline
 
@@ -20,7 +20,7 @@ UNTIL = float("inf")  # no deadline
 def carried(rt: Runtime, batch: FakeBatch, count: int, **poll: object) -> list[JobRecord]:
     """``count`` RUNNING jobs Batch events carry."""
     rt.settings = settings(events_queue_url="http://sqs/q", events_poll_max_delay=600)
-    rt.store.note_events_flowing(60)
+    rt.store.note_events_flowing(60, [FAKE_TARGET])
     return [running(rt, batch, f"j{n}", **poll) for n in range(count)]
 
 

@@ -37,6 +37,7 @@ def default_poll(settings: Settings) -> dict[str, Any]:
         "terminate_on_give_up": settings.poll_terminate_on_give_up,
         # The fleet's stuck_after with give_up_when_stuck is the per-job max_runnable's default
         "max_runnable": settings.stuck_after if settings.give_up_when_stuck else None,
+        "align": settings.poll_align,
     }
 
 

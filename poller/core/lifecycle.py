@@ -222,7 +222,7 @@ def _record_submitted(rt: Runtime, record: JobRecord, job_id: str, batch: Batch)
         getattr(batch, "region", None) or rt.region_for(record),
         getattr(batch, "account", None),
     )
-    delay, by_events = next_check(rt, record)
+    delay, by_events = next_check(rt, record, where=where)
     first_check = now + timedelta(seconds=delay)
     logger.info("job %s: submitted as Batch job %s", record.tracking_id, job_id)
     change = _apply(

@@ -107,6 +107,8 @@ class PollPolicy(BaseModel):
     # Seconds a job may wait in RUNNABLE before poller terminates it (its statusReason kept);
     # None: never. Defaults to stuck_after when give_up_when_stuck is set.
     max_runnable: float | None = Field(None, gt=0, allow_inf_nan=False)
+    # Checks land on the fleet's tick grid, so checks due together share DescribeJobs calls
+    align: bool = True
 
 
 class FailureKind(str, Enum):

@@ -124,6 +124,13 @@ class Settings(BaseSettings):
     poll_jitter: float = Field(
         0.2, ge=0, le=1, description="Share of each delay taken off at random (0 = none)."
     )
+    poll_align: bool = Field(
+        True,
+        description=(
+            "Move each check to the fleet's tick grid of its base delay (never later): checks "
+            "due together share one DescribeJobs call of up to 100 jobs across workers."
+        ),
+    )
     poll_max_checks: int = Field(
         10_000, ge=1, description="Status checks before poller gives up (TIMED_OUT)."
     )

@@ -166,5 +166,14 @@ def consume(rt: Runtime, app: Any, sqs: Any, queue_url: str) -> Counter[str]:
     ]
     if done:
         sqs.delete_message_batch(QueueUrl=queue_url, Entries=done)
-    rt.store.count_events(Counter(outcomes), flowing_for=rt.settings.events_silence)
+    # Events flow for the targets (account, region) genuine events came from: their jobs' checks
+    # wait for events; every other job is polled by its policy
+    origins = {
+        event.view.origin
+        for (_, event), outcome in zip(received, outcomes, strict=True)
+        if event is not None and event.view.origin is not None and outcome != FOREIGN
+    }
+    rt.store.count_events(
+        Counter(outcomes), flowing_for=rt.settings.events_silence, origins=origins
+    )
     return Counter(outcomes)

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from aws_batch_emulator.resources import (
 )
 from celery import chain
 
-from poller import submit_job
+from poller import JobHandle, submit_job
 from poller.core.runtime import get_store
 from poller.models import JobRecord, JobStatus
 from poller.testing.worker import Worker
@@ -391,3 +392,29 @@ def test_a_queue_anyone_may_send_to_is_named_by_check_and_dead_letters_are_count
     settings = Settings(events_queue_url=url)
     text = generate_latest(registry_for(get_store(), settings)).decode()
     assert 'poller_events_dead_letters{queue="guarded"} 1.0' in text, text
+
+
+def test_a_job_in_a_region_whose_events_reach_no_queue_is_polled(
+    events_stack: FaultStack, report: Any
+) -> None:
+    # Given events flowing from us-east-1 (its rule feeds the queue), and safety-net checks of
+    # carried jobs only every five minutes
+    slow_net = {"POLLER_VISIBILITY_TIMEOUT": "600", "POLLER_EVENTS_POLL_MAX_DELAY": "300"}
+    with configured_for({**events_stack.env, **slow_net}):
+        events_stack.start_worker(**slow_net)
+        east = events_stack.submit(1, "east", seconds=(1.0, 1.0))[0]
+        submit_job.AsyncResult(east).get(timeout=30)
+        assert get_store().events_flowing("123456789012", "us-east-1")
+        # When a 3-second job runs in us-west-2, whose events reach no queue poller reads
+        started = time.monotonic()
+        params = {"sim_seconds": "3", "seconds": "3"}
+        west = submit_job.delay(
+            "west", JOB_QUEUE, SLEEP_JOB_DEFINITION, parameters=params, aws_region="us-west-2"
+        )
+        # Then its checks follow its poll policy, and it ends within 40 s (not after 300)
+        result = west.get(timeout=40)
+        took = time.monotonic() - started
+    report("job outside the events' region", seconds=f"{took:.1f}")
+    assert result["status"] == "SUCCEEDED"
+    assert not JobHandle(west.id).record.awaits_events
+    assert not get_store().events_flowing("123456789012", "us-west-2")
