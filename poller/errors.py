@@ -107,6 +107,18 @@ class StoreConflict(PollerError):
     """A record kept changing under an update (too many concurrent writers in a row)."""
 
 
+class CallDeferred(PollerError):
+    """The fleet's AWS call budget has no token for this call now: it was not made; try again
+    in ``wait`` seconds (backpressure, not a failure)."""
+
+    def __init__(self, message: str, wait: float) -> None:
+        super().__init__(message, wait)
+        self.wait = wait
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
 class SubmitInProgress(PollerError):
     """Another attempt is calling SubmitJob for this job right now; try again shortly."""
 

@@ -30,6 +30,7 @@ from poller.core.runtime import Runtime, get_runtime, get_store
 from poller.errors import (
     BatchMisconfigured,
     BatchUnavailable,
+    CallDeferred,
     CheckScheduled,
     DuplicateSubmission,
     InvalidJobSpec,
@@ -297,10 +298,14 @@ def _submit(self: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any])
             if reason is not None:
                 return _deliver(lifecycle.reject(rt, tracking_id, reason))
             raise _retry_later(self, rt, _aws_retry_delay(self.request.retries)) from err
+        except CallDeferred as err:  # the fleet's call budget: wait our turn, not a failure
+            logger.debug("job %s: %s", tracking_id, err)
+            raise _retry_later(self, rt, err.wait) from err
         except BatchUnavailable as err:
-            if self.request.retries >= MAX_SUBMIT_RETRIES:
+            failures = rt.store.get(tracking_id).submit_failures
+            if failures >= MAX_SUBMIT_RETRIES:
                 return _deliver(lifecycle.reject(rt, tracking_id, f"AWS Batch unavailable: {err}"))
-            delay = _aws_retry_delay(self.request.retries)
+            delay = _aws_retry_delay(failures)
             logger.warning("job %s: submit will be retried in %.1fs: %s", tracking_id, delay, err)
             raise _retry_later(self, rt, delay) from err
         except SubmitInProgress as err:
@@ -360,6 +365,12 @@ def check_job(self: Task[Any, Any], tracking_id: str, check_no: int = 0, failure
         )
         again = (tracking_id, check_no, failures + 1)
         raise _retry_later(self, rt, delay, args=again) from err
+    except CallDeferred as err:  # the fleet's call budget: this check's turn comes later
+        waiting = CheckScheduled(f"job {tracking_id}: {err}")
+        lifecycle.reschedule(rt, tracking_id, err.wait)
+        raise self.retry(
+            args=(tracking_id, check_no, failures), countdown=err.wait, exc=waiting
+        ) from None
     except SubmitInProgress as err:  # another delivery is resubmitting the job
         logger.info("job %s: %s; trying again shortly", tracking_id, err)
         raise self.retry(

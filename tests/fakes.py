@@ -24,6 +24,8 @@ def settings(**overrides: Any) -> Settings:
         "visibility_timeout": 3600, "not_found_grace": 0.001, "coalesce": True,
         "coalesce_window": 2, "aws_config_grace": 60,
         "poll_align": False,  # exact delays here; tests/test_backoff.py tests the tick grid
+        # No call budget here (tests/test_budget.py turns it on): calls as the test makes them
+        "aws_call_rates": {"SubmitJob": 0, "DescribeJobs": 0, "TerminateJob": 0, "GetLogEvents": 0},
     }  # fmt: skip
     return Settings(**{**values, **overrides})
 

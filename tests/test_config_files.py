@@ -41,6 +41,8 @@ def test_every_setting_is_documented_with_its_default() -> None:
             shown = str(default).lower()
         elif isinstance(default, list):
             shown = ",".join(default)
+        elif isinstance(default, dict):
+            shown = ",".join(f"{key}={value:g}" for key, value in default.items())
         else:
             shown = str(default)
         assert values[f"POLLER_{name.upper()}"] == shown, name

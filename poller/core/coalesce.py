@@ -28,8 +28,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from poller.aws.batch import DESCRIBE_PAGE
+from poller.core import budget
 from poller.core.runtime import Runtime
-from poller.errors import ObservationPending, PollerError
+from poller.errors import BatchThrottled, ObservationPending, PollerError
 from poller.models import BatchJobView, JobRecord, utcnow
 
 logger = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ def observe(rt: Runtime, record: JobRecord) -> Observed:
     """
     assert record.job_id is not None
     if not rt.settings.coalesce:
+        budget.take(rt, "DescribeJobs", budget.target_of(rt, record))
         return Observed(rt.batch_for(record).describe([record.job_id]).get(record.job_id))
     now = utcnow()
     stored = rt.store.observation(record.tracking_id)
@@ -84,9 +86,13 @@ def _describe(
     """Describe ``own`` and the claimed jobs in one call; store what was seen of the others
     for their checks."""
     job_ids = {r.tracking_id: str(r.job_id) for r in [*others, own]}
+    target = budget.target_of(rt, own)
     try:
+        budget.take(rt, "DescribeJobs", target)  # CallDeferred: no call now
         views = rt.batch_for(own).describe(job_ids.values())
-    except PollerError:
+    except PollerError as err:
+        if isinstance(err, BatchThrottled):
+            budget.throttled(rt, "DescribeJobs", target)
         rt.store.release_claims(list(job_ids))  # nothing observed: those checks must not wait
         raise
     # Others keep their claims while their observation is fresh; this job's next check must not

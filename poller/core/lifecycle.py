@@ -24,12 +24,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from poller.aws.batch import TRACKING_TAG, Batch
-from poller.core import coalesce, outbox, resubmission, revocation, tracking
+from poller.core import budget, coalesce, outbox, resubmission, revocation, tracking
 from poller.core.admission import default_poll
 from poller.core.runtime import Runtime
 from poller.core.schedule import next_check
 from poller.errors import (
     BatchMisconfigured,
+    BatchThrottled,
     BatchUnavailable,
     DuplicateSubmission,
     InvalidJobSpec,
@@ -181,11 +182,9 @@ def submit(rt: Runtime, record: JobRecord) -> JobRecord:
     tracking_id = record.tracking_id
     batch = rt.batch_for(record)
     ended = resubmission.replaced(record)
-    if ended is not None and ended.status is JobStatus.TIMED_OUT:
-        # Given up in RUNNABLE: stop it before its successor starts (a no-op once stopped)
-        _terminate_quietly(
-            rt, record.model_copy(update={"job_id": ended.job_id}), f"poller: {ended.status_reason}"
-        )
+    if ended is not None and ended.status is JobStatus.TIMED_OUT:  # given up in RUNNABLE: stop it
+        replaced = record.model_copy(update={"job_id": ended.job_id})
+        _terminate_quietly(rt, replaced, f"poller: {ended.status_reason}")
     if record.submit_started_at is not None:
         earlier = {submission.job_id for submission in record.submissions}
         found = batch.find_tagged(
@@ -196,6 +195,8 @@ def submit(rt: Runtime, record: JobRecord) -> JobRecord:
                 "job %s: found Batch job %s from an interrupted submit", tracking_id, found
             )
             return _record_submitted(rt, record, found, batch)
+    target = budget.target_of(rt, record, getattr(batch, "account", None))
+    budget.take(rt, "SubmitJob", target)  # CallDeferred: not now (before the lease is taken)
     started = utcnow()
     lease = timedelta(seconds=rt.settings.submit_lease)
     if rt.store.update(tracking_id, lambda r: tracking.submitting(r, started, lease)) is None:
@@ -208,6 +209,8 @@ def submit(rt: Runtime, record: JobRecord) -> JobRecord:
             JobSpec.model_validate(record.spec), extra_tags={TRACKING_TAG: tracking_id}
         )
     except PollerError as err:
+        if isinstance(err, BatchThrottled):
+            budget.throttled(rt, "SubmitJob", target)
         # Throttled or refused: nothing was created. 5xx or no answer: maybe it was.
         created = None if type(err) is BatchUnavailable else False
         rt.store.update(tracking_id, lambda r: tracking.submit_failed(r, created=created))
@@ -301,15 +304,12 @@ def check(rt: Runtime, tracking_id: str, check_no: int) -> CheckOutcome:
 def _until_next(record: JobRecord, now: datetime, delay: float, limits: Limits) -> float:
     """The delay to the next check, brought forward to a RUNNABLE job's ``max_runnable``."""
     deadline = tracking.runnable_deadline(record, now, limits)
-    if deadline is None:
-        return delay
-    return max(0.5, min(delay, (deadline - now).total_seconds() + 0.5))
+    return delay if deadline is None else max(0.5, min(delay, (deadline - now).total_seconds()))
 
 
 def resubmit(rt: Runtime, record: JobRecord) -> CheckOutcome:
-    """Submit the new Batch job of a job whose last one ended in a kind its resubmit policy
-    names (:mod:`poller.core.resubmission`); Reschedule its first check. Raises like
-    :func:`submit` (BatchUnavailable, SubmitInProgress: the check is retried as it is)."""
+    """Submit the new Batch job of a job being resubmitted (:mod:`poller.core.resubmission`);
+    Reschedule its first check. Raises like :func:`submit` (the check is then retried)."""
     ended = record.submissions[-1]
     try:
         current = submit(rt, record)
@@ -320,10 +320,10 @@ def resubmit(rt: Runtime, record: JobRecord) -> CheckOutcome:
         return claim_result(rt.store, _current(rt, record.tracking_id, change))
     if current.is_terminal:  # cancelled meanwhile
         return claim_result(rt.store, current)
+    kind = ended.failure_kind.value if ended.failure_kind else "?"
     logger.warning(
-        "job %s: Batch job %s ended %s (%s); resubmitted as Batch job %s on %s",
-        record.tracking_id, ended.job_id, ended.status.value if ended.status else "?",
-        ended.failure_kind.value if ended.failure_kind else "?", current.job_id, current.job_queue,
+        "job %s: Batch job %s ended (%s); resubmitted as Batch job %s on %s",
+        record.tracking_id, ended.job_id, kind, current.job_id, current.job_queue,
     )  # fmt: skip
     due = current.next_check_at or utcnow()
     return Reschedule(current, max(0.0, (due - utcnow()).total_seconds()))
@@ -402,6 +402,7 @@ def _terminate_quietly(rt: Runtime, record: JobRecord, reason: str) -> None:
     if record.job_id is None:
         return
     try:
+        budget.take(rt, "TerminateJob", budget.target_of(rt, record), stop=True)
         rt.batch_for(record).terminate(record.job_id, reason[:1000])
     except PollerError as err:  # the record already says why poller stopped; log and go on
         logger.error(
@@ -423,6 +424,7 @@ def cancel(rt: Runtime, tracking_id: str, reason: str) -> JobRecord:
         now = utcnow()
         change = _apply(rt, tracking_id, lambda r: tracking.finish(r, JobStatus.FAILED, why, now))
         return _current(rt, tracking_id, change)
+    budget.take(rt, "TerminateJob", budget.target_of(rt, record), stop=True)
     rt.batch_for(record).terminate(record.job_id, reason)
     logger.info("job %s: Batch job %s terminated: %s", tracking_id, record.job_id, reason)
     change = _apply(rt, tracking_id, lambda r: tracking.cancel_requested(r, reason))

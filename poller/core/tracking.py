@@ -139,7 +139,9 @@ def submit_failed(record: JobRecord, *, created: bool | None) -> Change | None:
     """Release the submit lease after a failed call; forget the attempt if it created nothing."""
     if record.job_id is not None or record.is_terminal:
         return None
-    update: dict[str, Any] = {"submit_lease_until": None}
+    update: dict[str, Any] = {
+        "submit_lease_until": None, "submit_failures": record.submit_failures + 1
+    }  # fmt: skip
     if created is False:
         update["submit_started_at"] = None
     return Change(record.model_copy(update=update))

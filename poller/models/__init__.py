@@ -289,6 +289,7 @@ class JobRecord(BaseModel):
     # sends its check when it is due (polling's safety net without a countdown held per job).
     awaits_events: bool = False
     submit_started_at: datetime | None = None
+    submit_failures: int = 0  # transient AWS errors on SubmitJob in a row (then REJECTED)
     submit_lease_until: datetime | None = None
     resolved: bool = False  # the job's Celery result was produced (exactly once)
     canvas: dict[str, Any] | None = None

@@ -10,6 +10,7 @@ region, operation, outcome.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 
 import redis
@@ -27,8 +28,9 @@ from poller.aws.sqs import sqs_client
 from poller.aws.targets import default_region
 from poller.models import JobStatus
 from poller.monitoring.dead_letters import DeadLetterCollector
-from poller.settings import Settings
+from poller.settings import DEFAULT_CALL_RATES, Settings
 from poller.store import JobStore
+from poller.store.budget import OUTCOMES as BUDGET_OUTCOMES
 from poller.store.metrics import EVENT_OUTCOMES, Histogram, Snapshot
 
 logger = logging.getLogger(__name__)
@@ -69,6 +71,7 @@ class FleetCollector(Collector):
             return
         yield _up(1)
         yield from _families(snap, self._default_region)
+        yield from _budget_families(self._store.budget_counts(), time.time())
         if self._dead_letters is not None:
             yield from self._dead_letters.collect()
 
@@ -148,6 +151,27 @@ def _families(snap: Snapshot, default_region: str = "") -> Iterator[Metric]:
     for outcome, count in sorted({**dict.fromkeys(EVENT_OUTCOMES, 0), **snap.events}.items()):
         events.add_metric([outcome], count)
     yield events
+
+
+def _budget_families(counts: dict[tuple[str, str], float], now: float) -> Iterator[Metric]:
+    """The fleet's AWS call budget: calls per family and outcome, and how long calls wait."""
+    calls = CounterMetricFamily(
+        "poller_aws_budget_calls", "Calls through the fleet's AWS call budget, by call family "
+        "and outcome: taken (made), waited (told to come back), throttled (AWS said 429 anyway).",
+        labels=["family", "outcome"],
+    )  # fmt: skip
+    waits = GaugeMetricFamily(
+        "poller_aws_budget_wait_seconds",
+        "The last wait the budget gave a call of each family (0 after a quiet minute).",
+        labels=["family"],
+    )
+    for family in DEFAULT_CALL_RATES:
+        for outcome in BUDGET_OUTCOMES:
+            calls.add_metric([family, outcome], counts.get((family, outcome), 0))
+        recent = now - counts.get((family, "wait_at"), 0) < 60
+        waits.add_metric([family], counts.get((family, "wait"), 0) if recent else 0)
+    yield calls
+    yield waits
 
 
 def _histogram(name: str, histogram: Histogram) -> HistogramMetricFamily:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
@@ -29,10 +29,13 @@ from poller.settings.django_source import (
     django_settings_module,
     put_project_on_path,
 )
+from poller.settings.values import DEFAULT_CALL_RATES, call_rates, checked_url, mask_url
 
 __all__ = [
+    "DEFAULT_CALL_RATES",
     "DjangoSettingsSource",
     "Settings",
+    "call_rates",
     "django_settings_module",
     "get_settings",
     "mask_url",
@@ -206,6 +209,15 @@ class Settings(BaseSettings):
     aws_max_attempts: int = Field(
         3, ge=1, description="botocore 'standard' retry mode attempts per AWS call."
     )
+    aws_call_rates: Annotated[dict[str, float], NoDecode] = Field(
+        default_factory=lambda: dict(DEFAULT_CALL_RATES),
+        description=(
+            "The fleet's AWS call budget, calls a second per account and region for each call "
+            "family (SubmitJob, DescribeJobs with ListJobs, TerminateJob with CancelJob, "
+            "GetLogEvents), as SubmitJob=50,DescribeJobs=20; a family not named keeps its "
+            "default, 0 means no budget. Shared by every worker through Redis."
+        ),
+    )
     aws_profiles: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description=(
@@ -298,17 +310,22 @@ class Settings(BaseSettings):
     @field_validator("broker_url")
     @classmethod
     def _broker_url(cls, value: SecretStr | None) -> SecretStr | None:
-        return _checked_url(value, BROKER_SCHEMES)
+        return checked_url(value, BROKER_SCHEMES)
 
     @field_validator("result_backend")
     @classmethod
     def _backend_url(cls, value: SecretStr | None) -> SecretStr | None:
-        return _checked_url(value, CELERY_REDIS_SCHEMES)
+        return checked_url(value, CELERY_REDIS_SCHEMES)
 
     @field_validator("redis_url")
     @classmethod
     def _records_url(cls, value: SecretStr | None) -> SecretStr | None:
-        return _checked_url(value, REDIS_PY_SCHEMES)
+        return checked_url(value, REDIS_PY_SCHEMES)
+
+    @field_validator("aws_call_rates", mode="before")
+    @classmethod
+    def _call_rates(cls, value: Any) -> Any:
+        return call_rates(value)
 
     @field_validator("imports", "aws_profiles", mode="before")
     @classmethod
@@ -394,25 +411,6 @@ class Settings(BaseSettings):
         if self.result_backend is not None:
             return self.result_backend.get_secret_value()
         return self.effective_redis_url
-
-
-def _checked_url(value: SecretStr | None, schemes: frozenset[str]) -> SecretStr | None:
-    if value is None:
-        return None
-    url = value.get_secret_value()
-    if urlsplit(url).scheme not in schemes:
-        accepted = ", ".join(f"{scheme}://" for scheme in sorted(schemes))
-        raise ValueError(f"must be a {accepted} URL (got {mask_url(url)!r})")
-    return value
-
-
-def mask_url(url: str) -> str:
-    """``url`` with its password (if any) replaced by ``***``."""
-    parts = urlsplit(url)
-    if not parts.password:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 @lru_cache(maxsize=1)

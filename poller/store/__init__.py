@@ -66,6 +66,7 @@ from poller.store.base import (
     UNSENT_KEY,
     StoreBase,
 )
+from poller.store.budget import CallBudgets
 from poller.store.fleet import FleetState
 from poller.store.observations import Observations
 from poller.store.writes import Writes
@@ -84,7 +85,7 @@ class Change:
     stored: list[str] = field(default_factory=list)  # the events as the store wrote them
 
 
-class JobStore(Observations, FleetState, StoreBase):
+class JobStore(Observations, FleetState, CallBudgets, StoreBase):
     """Job records, their indexes and events in Redis."""
 
     def get(self, tracking_id: str) -> JobRecord:

@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from poller.aws.batch import DESCRIBE_PAGE, chunks
-from poller.core import outbox, schedule, tracking
+from poller.core import budget, outbox, schedule, tracking
 from poller.core.runtime import Runtime
-from poller.errors import BatchMisconfigured, BatchUnavailable, InvalidJobSpec
+from poller.errors import BatchMisconfigured, BatchUnavailable, CallDeferred, InvalidJobSpec
 from poller.models import BatchJobView, JobRecord, JobStatus
 from poller.store import Change
 
@@ -82,7 +82,11 @@ def _check_page(rt: Runtime, page: list[JobRecord], swept: Swept, now: datetime)
     """One DescribeJobs call for the page, then one transaction applying what it saw (at
     ``now``, the pass's time as this page starts: what Batch says is no older than that)."""
     try:
+        budget.take(rt, "DescribeJobs", budget.target_of(rt, page[0]))
         views = rt.batch_for(page[0]).describe(str(r.job_id) for r in page)
+    except CallDeferred as err:  # the fleet's call budget is spent for now
+        logger.info("safety net: %s; the next pass goes on", err)
+        return
     except (BatchMisconfigured, InvalidJobSpec) as err:  # each job's check task handles it
         logger.warning("safety net: DescribeJobs refused (%s); sending those checks as tasks", err)
         swept.for_tasks += page

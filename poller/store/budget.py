@@ -1,0 +1,51 @@
+"""Part of the store: the fleet's AWS call budget, a token bucket per (call family, target) that
+every worker and events process shares (``scripts/call_budget.lua``), and its counters.
+
+Keys (``<p>`` the key prefix)::
+
+    <p>:budget:<family>:<target>   hash: tokens, at, factor (AIMD share of the rate), queued
+    <p>:metrics:budget             hash: "<family>|taken", "|waited", "|throttled" -> calls;
+                                   "<family>|wait" -> the last wait handed out (s), "|wait_at"
+"""
+
+from __future__ import annotations
+
+import time
+
+from poller.store.base import StoreBase
+from poller.store.writes import script
+
+BUDGET_KEY = "budget"
+BUDGET_COUNTS_KEY = "metrics:budget"
+OUTCOMES = ("taken", "waited", "throttled")
+
+
+class CallBudgets(StoreBase):
+    """The AWS call budget's buckets, in Redis."""
+
+    def take_call(
+        self, family: str, target: str, rate: float, burst: float, *, force: bool = False
+    ) -> float:
+        """Take one call of ``family`` for ``target``: 0.0 when taken, else the seconds until
+        the caller's turn (nothing taken: call again then). ``force``: take it even into debt
+        (a call that never waits)."""
+        return self._budget("force" if force else "take", family, target, rate, burst)
+
+    def call_throttled(self, family: str, target: str, rate: float, burst: float) -> None:
+        """AWS answered a call of ``family`` with a throttling error despite the budget: halve
+        the bucket's rate for now (it grows back by itself)."""
+        self._budget("throttled", family, target, rate, burst)
+
+    def budget_counts(self) -> dict[tuple[str, str], float]:
+        """The fleet's budget counters: (family, "taken" | "waited" | "throttled" | "wait")."""
+        raw = self.redis.hgetall(self.key(BUDGET_COUNTS_KEY))
+        counts: dict[tuple[str, str], float] = {}
+        for field, value in raw.items():
+            family, _, name = str(field).partition("|")
+            counts[(family, name)] = float(value)
+        return counts
+
+    def _budget(self, mode: str, family: str, target: str, rate: float, burst: float) -> float:
+        keys = [self.key(BUDGET_KEY, family, target), self.key(BUDGET_COUNTS_KEY)]
+        args: list[str | float] = [mode, rate, burst, time.time(), family]
+        return float(script(self.redis, "call_budget")(keys=keys, args=args))
