@@ -359,8 +359,11 @@ def main() -> None:
     parser.add_argument(
         "--coalesced-only", action="store_true", help="only the coalesced mode (to size memory)"
     )
+    parser.add_argument(
+        "--submit-only", action="store_true", help="only the throttled-submit scenario"
+    )
     args = parser.parse_args()
-    for jobs in args.jobs or [1000, 10000]:
+    for jobs in [] if args.submit_only else args.jobs or [1000, 10000]:
         workload = Workload(
             jobs,
             args.min_seconds,

@@ -19,12 +19,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from datetime import timedelta
 
 import redis
 
+from poller.core import tracking
 from poller.core.runtime import Runtime
 from poller.errors import CallDeferred
-from poller.models import JobRecord
+from poller.models import JobRecord, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +39,8 @@ FAMILIES = {
     "GetLogEvents": "GetLogEvents",
 }
 """Each AWS operation poller calls, and the family whose budget it draws on."""
+LATE = timedelta(seconds=1)
+"""A submission this late for its budget turn has missed it (see :func:`take_submit_turn`)."""
 LOCAL_SHARE = 4
 """Without Redis, a process takes 1/LOCAL_SHARE of a family's rate (a fleet of a few workers)."""
 
@@ -47,23 +51,45 @@ def target_of(rt: Runtime, record: JobRecord, account: str | None = None) -> str
     return f"{account or record.aws_account or 'profile:' + (record.aws_profile or '')}:{region}"
 
 
-def take(rt: Runtime, operation: str, target: str, *, stop: bool = False) -> None:
-    """Take a token for one ``operation`` call on ``target``; CallDeferred when there is none
-    (``stop``: a stop never waits, it goes into debt). Nothing when the family has no rate."""
+def take(rt: Runtime, operation: str, target: str, *, mode: str = "take") -> None:
+    """Take a token for one ``operation`` call on ``target``; CallDeferred when there is none.
+    ``mode``: ``take`` (ask again after the wait), ``reserve`` (the turn after the wait is the
+    caller's: it must not ask again), ``rebook`` (a turn missed: its token back, a new turn),
+    ``force`` (a stop: never waits, it goes into debt).
+    Nothing when the family has no rate."""
     family = FAMILIES[operation]
     rate = rt.settings.aws_call_rates.get(family, 0.0)
     if rate <= 0:
         return
+    stop = mode == "force"
     try:
-        if stop:
-            rt.store.take_call(family, target, rate, burst=max(1.0, rate), force=True)
-            return
-        wait = rt.store.take_call(family, target, rate, burst=max(1.0, rate))
+        wait = rt.store.take_call(family, target, rate, burst=max(1.0, rate), mode=mode)
     except redis.RedisError as err:
         logger.debug("AWS call budget out of reach (%r); this process's share applies", err)
         wait = 0.0 if stop else _local(family, target, rate).take()
     if wait > 0:
         raise CallDeferred(f"{operation} on {target} waits {wait:.1f}s for the call budget", wait)
+
+
+def take_submit_turn(rt: Runtime, record: JobRecord, target: str) -> None:
+    """Wait for this job's SubmitJob turn in the fleet's call budget: the turn it was given
+    (kept in the record, so a worker that comes back for it does not queue again), or a new one."""
+    now = utcnow()
+    turn = record.submit_turn_at
+    if turn is not None:
+        if now < turn - timedelta(seconds=0.05):
+            raise CallDeferred("SubmitJob waits for its turn", (turn - now).total_seconds())
+        if now <= turn + LATE:
+            return  # its turn: its token was taken when the turn was given
+        # Missed (its worker was busy): turns that come late would reach AWS together, so its
+        # token goes back and it gets a turn again, now if a token is there
+    mode = "rebook" if turn is not None else "reserve"
+    try:
+        take(rt, "SubmitJob", target, mode=mode)
+    except CallDeferred as deferred:
+        when = now + timedelta(seconds=deferred.wait)
+        rt.store.update(record.tracking_id, lambda r: tracking.submit_turn(r, when))
+        raise
 
 
 def throttled(rt: Runtime, operation: str, target: str) -> None:

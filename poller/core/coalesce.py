@@ -64,6 +64,9 @@ def observe(rt: Runtime, record: JobRecord) -> Observed:
     useful = stored is not None and stored[0] >= _oldest_useful(rt, record.next_check_at, now)
     if stored is not None and useful and _of_current_job(record, *stored):
         return Observed(stored[1])
+    # The call's token first: a check that must wait holds no claim meanwhile (the jobs it would
+    # have claimed stay free for a check that has its token, so each call describes up to 100)
+    budget.take(rt, "DescribeJobs", budget.target_of(rt, record))
     others = _claim_due(rt, record.tracking_id, now, record.target_key)
     if others is None:
         raise ObservationPending(f"job {record.tracking_id} is being described by another check")
@@ -86,13 +89,11 @@ def _describe(
     """Describe ``own`` and the claimed jobs in one call; store what was seen of the others
     for their checks."""
     job_ids = {r.tracking_id: str(r.job_id) for r in [*others, own]}
-    target = budget.target_of(rt, own)
     try:
-        budget.take(rt, "DescribeJobs", target)  # CallDeferred: no call now
         views = rt.batch_for(own).describe(job_ids.values())
     except PollerError as err:
         if isinstance(err, BatchThrottled):
-            budget.throttled(rt, "DescribeJobs", target)
+            budget.throttled(rt, "DescribeJobs", budget.target_of(rt, own))
         rt.store.release_claims(list(job_ids))  # nothing observed: those checks must not wait
         raise
     # Others keep their claims while their observation is fresh; this job's next check must not

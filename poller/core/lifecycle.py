@@ -196,7 +196,7 @@ def submit(rt: Runtime, record: JobRecord) -> JobRecord:
             )
             return _record_submitted(rt, record, found, batch)
     target = budget.target_of(rt, record, getattr(batch, "account", None))
-    budget.take(rt, "SubmitJob", target)  # CallDeferred: not now (before the lease is taken)
+    budget.take_submit_turn(rt, record, target)  # CallDeferred: not now (before the lease)
     started = utcnow()
     lease = timedelta(seconds=rt.settings.submit_lease)
     if rt.store.update(tracking_id, lambda r: tracking.submitting(r, started, lease)) is None:
@@ -402,7 +402,7 @@ def _terminate_quietly(rt: Runtime, record: JobRecord, reason: str) -> None:
     if record.job_id is None:
         return
     try:
-        budget.take(rt, "TerminateJob", budget.target_of(rt, record), stop=True)
+        budget.take(rt, "TerminateJob", budget.target_of(rt, record), mode="force")
         rt.batch_for(record).terminate(record.job_id, reason[:1000])
     except PollerError as err:  # the record already says why poller stopped; log and go on
         logger.error(
@@ -424,7 +424,7 @@ def cancel(rt: Runtime, tracking_id: str, reason: str) -> JobRecord:
         now = utcnow()
         change = _apply(rt, tracking_id, lambda r: tracking.finish(r, JobStatus.FAILED, why, now))
         return _current(rt, tracking_id, change)
-    budget.take(rt, "TerminateJob", budget.target_of(rt, record), stop=True)
+    budget.take(rt, "TerminateJob", budget.target_of(rt, record), mode="force")
     rt.batch_for(record).terminate(record.job_id, reason)
     logger.info("job %s: Batch job %s terminated: %s", tracking_id, record.job_id, reason)
     change = _apply(rt, tracking_id, lambda r: tracking.cancel_requested(r, reason))

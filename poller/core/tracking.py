@@ -131,8 +131,18 @@ def submitting(record: JobRecord, now: datetime, lease: timedelta) -> Change | N
         return None
     if record.submit_lease_until is not None and now < record.submit_lease_until:
         return None
-    update = {"submit_started_at": now, "submit_lease_until": now + lease, "next_check_at": now}
+    update = {
+        "submit_started_at": now, "submit_lease_until": now + lease, "next_check_at": now,
+        "submit_turn_at": None,  # the budget's turn is used now
+    }  # fmt: skip
     return Change(record.model_copy(update=update))
+
+
+def submit_turn(record: JobRecord, when: datetime) -> Change | None:
+    """Note the SubmitJob turn the fleet's call budget gave the job (it waits until then)."""
+    if record.job_id is not None or record.is_terminal:
+        return None
+    return Change(record.model_copy(update={"submit_turn_at": when, "next_check_at": when}))
 
 
 def submit_failed(record: JobRecord, *, created: bool | None) -> Change | None:

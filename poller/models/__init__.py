@@ -290,6 +290,7 @@ class JobRecord(BaseModel):
     awaits_events: bool = False
     submit_started_at: datetime | None = None
     submit_failures: int = 0  # transient AWS errors on SubmitJob in a row (then REJECTED)
+    submit_turn_at: datetime | None = None  # its SubmitJob's turn in the fleet's call budget
     submit_lease_until: datetime | None = None
     resolved: bool = False  # the job's Celery result was produced (exactly once)
     canvas: dict[str, Any] | None = None

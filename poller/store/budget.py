@@ -3,7 +3,7 @@ every worker and events process shares (``scripts/call_budget.lua``), and its co
 
 Keys (``<p>`` the key prefix)::
 
-    <p>:budget:<family>:<target>   hash: tokens, at, factor (AIMD share of the rate), queued
+    <p>:budget:<family>:<target>   hash: tokens, at, factor (AIMD share of the rate)
     <p>:metrics:budget             hash: "<family>|taken", "|waited", "|throttled" -> calls;
                                    "<family>|wait" -> the last wait handed out (s), "|wait_at"
 """
@@ -24,12 +24,13 @@ class CallBudgets(StoreBase):
     """The AWS call budget's buckets, in Redis."""
 
     def take_call(
-        self, family: str, target: str, rate: float, burst: float, *, force: bool = False
+        self, family: str, target: str, rate: float, burst: float, *, mode: str = "take"
     ) -> float:
-        """Take one call of ``family`` for ``target``: 0.0 when taken, else the seconds until
-        the caller's turn (nothing taken: call again then). ``force``: take it even into debt
-        (a call that never waits)."""
-        return self._budget("force" if force else "take", family, target, rate, burst)
+        """One call of ``family`` for ``target``: 0.0 when it may be made now, else the seconds
+        to wait. ``mode`` (scripts/call_budget.lua): ``take`` (nothing taken when it must wait:
+        ask again then), ``reserve`` (the turn is the caller's: make the call then without
+        asking again), ``force`` (now, into debt)."""
+        return self._budget(mode, family, target, rate, burst)
 
     def call_throttled(self, family: str, target: str, rate: float, burst: float) -> None:
         """AWS answered a call of ``family`` with a throttling error despite the budget: halve
