@@ -232,7 +232,8 @@ def main() -> None:
         for mode in results:
             table.add_column(mode, justify="right")
         for figure in next(iter(results.values())):
-            table.add_row(figure, *(f"{results[m][figure]:.2f}" for m in results))
+            places = 3 if figure == "DescribeJobs per job" else 2
+            table.add_row(figure, *(f"{results[m][figure]:.{places}f}" for m in results))
         console.print(table)
 
 

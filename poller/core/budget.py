@@ -1,8 +1,8 @@
 """The fleet's AWS call budget: a call poller makes for a job first takes a token.
 
 AWS's quotas are per account and region (SubmitJob: 50 calls a second), shared by every worker
-and by the account's other tools. Each call family has one token bucket per target in Redis
-(:mod:`poller.store.budget`), at the rate ``POLLER_AWS_CALL_RATES`` gives it:
+and by the account's other tools. Each call family has one token bucket per target (profile and
+region) in Redis (:mod:`poller.store.budget`), at the rate ``POLLER_AWS_CALL_RATES`` gives it:
 
 - a call that finds no token is not made: :class:`~poller.errors.CallDeferred` says when the
   caller's turn comes, and the task waits as a countdown (backpressure, not a failure; a
@@ -45,10 +45,14 @@ LOCAL_SHARE = 4
 """Without Redis, a process takes 1/LOCAL_SHARE of a family's rate (a fleet of a few workers)."""
 
 
-def target_of(rt: Runtime, record: JobRecord, account: str | None = None) -> str:
-    """The budget's key for a job's calls: its account (once known) and region."""
+def target_of(rt: Runtime, record: JobRecord) -> str:
+    """The budget's key for a job's calls: its profile (one account each) and region.
+
+    Not the account itself: a job's account is known only once SubmitJob answered, and a key
+    that changed between a turn and its call would spend tokens of two buckets.
+    """
     region = record.aws_region or rt.region_for(record) or "-"
-    return f"{account or record.aws_account or 'profile:' + (record.aws_profile or '')}:{region}"
+    return f"{record.aws_profile or 'default'}@{region}"
 
 
 def take(rt: Runtime, operation: str, target: str, *, mode: str = "take") -> None:

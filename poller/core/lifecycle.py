@@ -195,7 +195,7 @@ def submit(rt: Runtime, record: JobRecord) -> JobRecord:
                 "job %s: found Batch job %s from an interrupted submit", tracking_id, found
             )
             return _record_submitted(rt, record, found, batch)
-    target = budget.target_of(rt, record, getattr(batch, "account", None))
+    target = budget.target_of(rt, record)
     budget.take_submit_turn(rt, record, target)  # CallDeferred: not now (before the lease)
     started = utcnow()
     lease = timedelta(seconds=rt.settings.submit_lease)

@@ -1,31 +1,38 @@
--- One AWS call family's token bucket for one target (account, region), shared by the fleet.
+-- One AWS call family's token bucket for one target (profile and region), shared by the fleet.
 -- KEYS[1]: the bucket (hash: tokens, at, factor); KEYS[2]: the fleet's budget counters.
--- ARGV: mode, rate (calls/s: AWS's quota), burst (tokens), now (epoch s), family.
+-- ARGV: mode, rate (calls/s: AWS's quota), burst (tokens), the caller's time (for the record), family.
 -- The bucket fills at HEADROOM of the rate, so that calls bunched on their way to AWS still
 -- find tokens in AWS's own bucket. Modes:
 --   take: a token now (returns "0"), or the seconds until one comes (nothing taken);
 --   reserve: a turn, now ("0") or later (the seconds until it): the token is taken from the
 --            future (the bucket goes into debt), so turns come one token apart, first come first
 --            served, and the caller must not take another when its turn comes;
---   rebook: a reserved turn missed (its caller came late): its token goes back, and the caller
---           is given a turn as with reserve (now if a token is there), so late callers do not
---           reach AWS together and no token is spent twice;
+--   rebook: a reserved turn missed (its caller came late): the caller is given a turn as with
+--           reserve, after the turns already given. While turns are queued (debt), its unused
+--           token goes back first, so none is spent twice; without a queue it takes a token that
+--           is there now, so late callers never reach AWS together;
 --   force: a call that never waits (stopping a job) takes its token, into debt if need be;
 --   throttled: AWS still answered 429 (another tool on the account): the rate is halved (once a
 --              second at most: the calls already on their way answer 429 together), and it grows
 --              back by RECOVERY of the full rate a second (AIMD).
 local RECOVERY, FLOOR, HEADROOM = 0.02, 0.05, 0.9
-local mode, rate, burst, now = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local mode, rate, burst = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+-- Redis's own clock: the callers' clocks (ARGV[4]) are read before their scripts queue up, so
+-- concurrent callers would move `at` back and forth and count the same refill twice
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
 local family = ARGV[5]
 local held = redis.call('HMGET', KEYS[1], 'tokens', 'at', 'factor', 'cut_at')
-local at = tonumber(held[2]) or now
+local at = math.min(tonumber(held[2]) or now, now)
 local elapsed = math.max(0, now - at)
 local factor = math.min(1, (tonumber(held[3]) or 1) + elapsed * RECOVERY)
 local effective = rate * factor * HEADROOM
 local tokens = math.min(burst * factor, (tonumber(held[1]) or burst) + elapsed * effective)
 local wait = 0
 if mode == 'rebook' then
-  tokens = math.min(burst * factor, tokens + 1)
+  if tokens < 0 then
+    tokens = tokens + 1
+  end
   mode = 'reserve'
 end
 if mode == 'throttled' then
