@@ -91,6 +91,9 @@ def _common_config(settings: Settings) -> dict[str, Any]:
         # Celery's consumer, surviving a broker (Redis) restart: see poller/worker/consumer.py.
         "worker_consumer": "poller.worker.consumer:Consumer",
         "worker_hijack_root_logger": False,
+        # Countdowns (a check's, a submission's turn in the AWS call budget) run within 0.1 s
+        # of their time: Celery's ETA timer otherwise sleeps up to 1 s between looks.
+        "worker_timer_precision": 0.1,
         # poller's tasks have a queue of their own, so an app's workers on the same broker
         # never receive them; anything else poller's worker sends on (the app's chain steps)
         # goes to the app's default queue. poller's own default queue is its own, so that
