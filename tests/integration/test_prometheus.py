@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from aws_batch_emulator.resources import JOB_QUEUE, SLEEP_JOB_DEFINITION
 
 from poller import JobHandle, submit_job
@@ -195,9 +196,10 @@ def test_promtool_accepts_the_shipped_rules_and_the_test_copy(tmp_path: Path) ->
     shipped = CONFIG / "prometheus-alerts.yml"
     copy = tmp_path / "alerts.yml"
     copy.write_text(fast_rules(shipped.read_text()))
+    count = sum(len(group["rules"]) for group in yaml.safe_load(shipped.read_text())["groups"])
     for rules in (shipped, copy):
         checked = subprocess.run(
             [promtool, "check", "rules", str(rules)], capture_output=True, text=True
         )
         assert checked.returncode == 0, checked.stdout + checked.stderr
-        assert "SUCCESS: 9 rules found" in checked.stdout
+        assert f"SUCCESS: {count} rules found" in checked.stdout  # every rule, none skipped
