@@ -288,3 +288,27 @@ def test_an_observation_of_the_replaced_batch_job_is_never_applied(
     assert isinstance(outcome, Reschedule)
     record = rt.store.get("t1")
     assert record.status is JobStatus.SUBMITTED and record.status_reason is None
+
+
+def test_a_check_in_flight_never_ends_a_job_being_resubmitted(
+    rt: Runtime, batch: FakeBatch
+) -> None:
+    first = submitted(rt, {"on": ["out_of_memory"], "memory_factor": 2})
+    batch.set_status(str(first.job_id), JobStatus.FAILED, reason=OOM, exit_code=137)
+    old = batch.describe([str(first.job_id)])[str(first.job_id)]
+    # Another job's coalesced call saw it end (not counted as its check): it is being resubmitted
+    now = utcnow()
+    rt.store.update(
+        "t1", lambda r: tracking.checked(r, old, check_no=0, now=now, next_check_at=now,
+                                         limits=rt.limits, own=False),
+    )  # fmt: skip
+    assert rt.store.get("t1").resubmitting
+    # Its own check, which read the record before, applies the same end: nothing changes
+    stale = tracking.checked(
+        rt.store.get("t1"), old, check_no=0, now=now, next_check_at=now, limits=rt.limits
+    )
+    assert stale is None
+    # And its check resubmits it
+    outcome = lifecycle.check(rt, "t1", 0)
+    assert isinstance(outcome, Reschedule)
+    assert outcome.record.status is JobStatus.SUBMITTED and len(outcome.record.submissions) == 2

@@ -283,8 +283,9 @@ def check(rt: Runtime, tracking_id: str, check_no: int) -> CheckOutcome:
         ),
     )
     record = _current(rt, tracking_id, change)
-    if change is None and not record.is_terminal:
-        # another delivery of this check got there first
+    if change is None and record.resubmitting:  # another check's call saw it end meanwhile
+        return resubmit(rt, record)
+    if change is None and not record.is_terminal:  # another delivery of it got there first
         return Drop(record, f"check {check_no} was already done")
     if change is not None and record.status is JobStatus.TIMED_OUT:
         _terminate_quietly(rt, record, record.status_reason or "poller gave up")

@@ -265,8 +265,10 @@ def checked(
     message keeps its number and finds the job finished. ``awaits_events``: the next check is
     scheduled without a countdown message (see JobRecord.awaits_events).
     """
-    if record.is_terminal or record.checks != check_no:
+    if record.is_terminal or record.checks != check_no or record.resubmitting:
         return None
+    if view is not None and view.job_id != record.job_id:
+        return None  # of a Batch job the job no longer follows (a resubmission replaced it)
     new = _copy(record)
     if own:
         new.checks += 1
