@@ -246,20 +246,3 @@ class FailurePlan:
             outcome = AttemptOutcome(KILLED_EXIT_CODE, ESSENTIAL_CONTAINER_EXITED, OUT_OF_MEMORY)
             return Injected(outcome, half)
         return None
-
-
-def begin_unstarted_attempt(job: LocalJob) -> dict[str, Any]:
-    """Record an attempt whose container never started (AWS AttemptDetail without startedAt)."""
-    job.started_s = None
-    job.exit_code = None
-    job.container_reason = None
-    record: dict[str, Any] = {
-        "container": {
-            "containerInstanceArn": job.compute.container_instance_arn,
-            "taskArn": job.compute.task_arn(job.task_id),
-            "networkInterfaces": [],
-        },
-    }
-    job.latest_attempt = record
-    job.attempts.append(record)
-    return record

@@ -295,21 +295,20 @@ class LocalJob(Job):
         self.compute.changed.notify_all()
         self.announce(self.stopped_s)
 
-    def begin_attempt(self, started: float) -> dict[str, Any]:
-        """Record an attempt reaching RUNNING (AWS AttemptDetail shape)."""
-        self.log_stream_name = self._stream_name
-        self.started_s = started
-        self.exit_code = None
-        self.container_reason = None
-        record: dict[str, Any] = {
-            "container": {
-                "containerInstanceArn": self.compute.container_instance_arn,
-                "taskArn": self.compute.task_arn(self.task_id),
-                "logStreamName": self.log_stream_name,
-                "networkInterfaces": [],
-            },
-            "startedAt": epoch_ms(started),
+    def begin_attempt(self, started: float | None) -> dict[str, Any]:
+        """Record an attempt reaching RUNNING (AWS AttemptDetail shape); ``started`` None: its
+        container never started (no startedAt, no log stream: an image that cannot be pulled)."""
+        self.log_stream_name = self._stream_name if started is not None else self.log_stream_name
+        self.started_s, self.exit_code, self.container_reason = started, None, None
+        container: dict[str, Any] = {
+            "containerInstanceArn": self.compute.container_instance_arn,
+            "taskArn": self.compute.task_arn(self.task_id),
+            "networkInterfaces": [],
         }
+        record: dict[str, Any] = {"container": container}
+        if started is not None:
+            container["logStreamName"] = self.log_stream_name
+            record["startedAt"] = epoch_ms(started)
         self.latest_attempt = record
         self.attempts.append(record)
         return record

@@ -28,7 +28,6 @@ from aws_batch_emulator.failures import (
     MISCONFIGURATION,
     FailurePlan,
     Injected,
-    begin_unstarted_attempt,
     compute_environment_name,
     expected_run_seconds,
 )
@@ -213,7 +212,7 @@ class ProcessJob(LocalJob):
             if self.is_final:
                 return None
             if injected is not None and injected.after is None:  # never reaches RUNNING
-                record = begin_unstarted_attempt(self)
+                record = self.begin_attempt(None)
                 stopped = time.time()
                 self.end_attempt(record, stopped, injected.outcome)
                 return injected.outcome, stopped

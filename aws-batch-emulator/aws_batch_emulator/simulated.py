@@ -25,7 +25,7 @@ from typing import Any
 
 from aws_batch_emulator import resources
 from aws_batch_emulator.errors import ClientException
-from aws_batch_emulator.failures import MISCONFIGURATION, FailurePlan, begin_unstarted_attempt
+from aws_batch_emulator.failures import MISCONFIGURATION, FailurePlan
 from aws_batch_emulator.jobs import (
     DEPENDENCY_FAILED,
     ESSENTIAL_CONTAINER_EXITED,
@@ -261,7 +261,7 @@ class SimulatedJob(LocalJob):
                 self._status = STARTING
                 return
             if not step.ran:
-                record = begin_unstarted_attempt(self)
+                record = self.begin_attempt(None)
             else:
                 record = self.begin_attempt(step.running_at)
             if now < step.stopped_at:

@@ -10,8 +10,6 @@ Keys (``<p>`` the key prefix)::
 
 from __future__ import annotations
 
-import time
-
 from poller.store.base import StoreBase
 from poller.store.writes import script
 
@@ -48,5 +46,5 @@ class CallBudgets(StoreBase):
 
     def _budget(self, mode: str, family: str, target: str, rate: float, burst: float) -> float:
         keys = [self.key(BUDGET_KEY, family, target), self.key(BUDGET_COUNTS_KEY)]
-        args: list[str | float] = [mode, rate, burst, time.time(), family]
+        args: list[str | float] = [mode, rate, burst, family]
         return float(script(self.redis, "call_budget")(keys=keys, args=args))

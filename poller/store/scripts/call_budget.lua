@@ -1,6 +1,6 @@
 -- One AWS call family's token bucket for one target (profile and region), shared by the fleet.
 -- KEYS[1]: the bucket (hash: tokens, at, factor); KEYS[2]: the fleet's budget counters.
--- ARGV: mode, rate (calls/s: AWS's quota), burst (tokens), the caller's time (for the record), family.
+-- ARGV: mode, rate (calls/s: AWS's quota), burst (tokens), family. The time is Redis's own.
 -- The bucket fills at HEADROOM of the rate, so that calls bunched on their way to AWS still
 -- find tokens in AWS's own bucket. Modes:
 --   take: a token now (returns "0"), or the seconds until one comes (nothing taken);
@@ -17,11 +17,11 @@
 --              back by RECOVERY of the full rate a second (AIMD).
 local RECOVERY, FLOOR, HEADROOM = 0.02, 0.05, 0.9
 local mode, rate, burst = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
--- Redis's own clock: the callers' clocks (ARGV[4]) are read before their scripts queue up, so
--- concurrent callers would move `at` back and forth and count the same refill twice
+-- Redis's own clock: callers' clocks are read before their scripts queue up, so concurrent
+-- callers would move `at` back and forth and count the same refill twice
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
-local family = ARGV[5]
+local family = ARGV[4]
 local held = redis.call('HMGET', KEYS[1], 'tokens', 'at', 'factor', 'cut_at')
 local at = math.min(tonumber(held[2]) or now, now)
 local elapsed = math.max(0, now - at)
