@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from aws_batch_emulator import FaultConfig, LocalBatch
 
 from bench.tracking import Workload, console, progress_bars, quantile, submit_all, wait_all
+from poller.core.runtime import get_store
 from poller.testing.redis_server import EmbeddedRedis
 from poller.testing.stack import configure_process, stack_env
 from poller.testing.worker import Worker
@@ -55,6 +56,7 @@ def run(jobs: int, workers: int, budget: bool, overrides: dict[str, str]) -> dic
                 ids = submit_all(workload, workload.durations(), progress)
                 records = wait_all(ids, progress, "tracking", timeout=jobs / 10 + 900)
             stats = batch.stats()
+            counts = get_store().budget_counts()
         finally:
             for worker in fleet:
                 worker.stop(timeout=60)
@@ -64,6 +66,8 @@ def run(jobs: int, workers: int, budget: bool, overrides: dict[str, str]) -> dic
     accepted = {op: calls.get(op, 0) - throttled.get(op, 0) for op in calls}
     submitted = sorted(r.submitted_at for r in records if r.submitted_at)
     span = (submitted[-1] - submitted[0]).total_seconds() if len(submitted) > 1 else 0.0
+    admitted = sorted(r.history[0].observed_at for r in records if r.history)
+    intake = (admitted[-1] - admitted[0]).total_seconds() if len(admitted) > 1 else 0.0
     lags = [(r.finished_at - r.stopped_at).total_seconds() for r in records if r.finished_at and r.stopped_at]  # fmt: skip
     succeeded = sum(1 for r in records if r.status.value == "SUCCEEDED")
     all_calls, all_throttled = sum(calls.values()), sum(throttled.values())
@@ -74,7 +78,13 @@ def run(jobs: int, workers: int, budget: bool, overrides: dict[str, str]) -> dic
         "DescribeJobs answered 429": str(throttled.get("DescribeJobs", 0)),
         "throttled share of all calls": f"{100 * all_throttled / max(1, all_calls):.2f} %",
         "submissions per second": f"{(len(submitted) - 1) / span:.1f}" if span else "-",
+        "jobs admitted by workers per second": f"{(len(admitted) - 1) / intake:.1f}"
+        if intake
+        else "-",
         "DescribeJobs per job": f"{accepted.get('DescribeJobs', 0) / jobs:.3f}",
+        "budget: SubmitJob / DescribeJobs told to wait": "{:.0f} / {:.0f}".format(
+            counts.get(("SubmitJob", "waited"), 0), counts.get(("DescribeJobs", "waited"), 0)
+        ),
         "detection lag p50 / p99 (s)": f"{quantile(lags, 0.5):.1f} / {quantile(lags, 0.99):.1f}",
     }
 

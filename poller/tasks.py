@@ -300,7 +300,7 @@ def _submit(self: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any])
             raise _retry_later(self, rt, _aws_retry_delay(self.request.retries)) from err
         except CallDeferred as err:  # the fleet's call budget: wait our turn, not a failure
             logger.debug("job %s: %s", tracking_id, err)
-            raise _retry_later(self, rt, err.wait) from err
+            raise self.retry(countdown=err.wait) from err  # its turn noted for the reconciler
         except BatchUnavailable as err:
             failures = rt.store.get(tracking_id).submit_failures
             if failures >= MAX_SUBMIT_RETRIES:

@@ -5,19 +5,24 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
+from datetime import timedelta
 
 import pytest
 import redis
 
-from poller.core import budget, lifecycle
+from poller.aws.logs import log_events
+from poller.core import budget, lifecycle, tracking
 from poller.core.runtime import Runtime
 from poller.errors import BatchThrottled, CallDeferred, ConfigurationError
+from poller.models import utcnow
 from poller.settings import Settings
 from poller.store import JobStore
+from poller.store.budget import HEADROOM
 from poller.testing import FakeBatch
 from tests.fakes import admitted, running, settings
 
 TARGET = "123456789012:us-east-1"
+FILL = 10 * HEADROOM  # a bucket of rate 10 fills at HEADROOM of it
 
 
 @pytest.fixture
@@ -29,14 +34,45 @@ def store(poller_redis_client: redis.Redis) -> JobStore:
 def test_a_bucket_gives_its_burst_then_turns_one_token_apart(store: JobStore) -> None:
     taken = [store.take_call("SubmitJob", TARGET, rate=10, burst=10) for _ in range(10)]
     assert taken == [0.0] * 10
-    # Turns reserved: one token apart, first come first served, at 90 % of the rate (headroom
-    # for calls bunched on their way to AWS)
-    turns = [store.take_call("SubmitJob", TARGET, 10, 10, mode="reserve") for _ in range(5)]
-    assert turns == pytest.approx([n / 9 for n in range(1, 6)], abs=0.06)
-    # Asking (take) reserves nothing: it says when the next token comes, after the turns
-    assert store.take_call("SubmitJob", TARGET, rate=10, burst=10) == pytest.approx(6 / 9, abs=0.06)
+    # Turns: one token apart, first come first served, at HEADROOM of the rate (for calls
+    # bunched on their way to AWS)
+    turns = [store.take_call("SubmitJob", TARGET, 10, 10, mode="turn") for _ in range(5)]
+    assert turns == pytest.approx([n / FILL for n in range(1, 6)], abs=0.06)
+    # A turn takes no token: asking (take) says when the next token comes
+    assert store.take_call("SubmitJob", TARGET, rate=10, burst=10) == pytest.approx(
+        1 / FILL, abs=0.06
+    )
     counts = store.budget_counts()
     assert counts[("SubmitJob", "taken")] == 10 and counts[("SubmitJob", "waited")] == 6
+
+
+def test_turns_leave_the_tokens_there_for_calls_that_bunch(store: JobStore) -> None:
+    turns = [store.take_call("SubmitJob", TARGET, 10, 10, mode="turn") for _ in range(4)]
+    # Even a full bucket gives turns one token apart: AWS's own bucket stays full, and takes
+    # up the calls that reach it together
+    assert turns == pytest.approx([n / FILL for n in range(4)], abs=0.06)
+
+
+def test_a_missed_turn_leaves_its_token_for_the_next_caller(store: JobStore) -> None:
+    for _ in range(10):
+        store.take_call("SubmitJob", TARGET, rate=10, burst=10)
+    first = store.take_call("SubmitJob", TARGET, 10, 10, mode="turn")
+    second = store.take_call("SubmitJob", TARGET, 10, 10, mode="turn")
+    time.sleep(second + 0.02)
+    # The first caller never came: both tokens are there for the second (and one more caller)
+    assert first < second
+    assert store.take_call("SubmitJob", TARGET, rate=10, burst=10) == 0.0
+    assert store.take_call("SubmitJob", TARGET, rate=10, burst=10) == 0.0
+    assert store.take_call("SubmitJob", TARGET, rate=10, burst=10) > 0
+
+
+def test_callers_late_together_never_take_more_than_the_bucket(store: JobStore) -> None:
+    for _ in range(10):
+        store.take_call("SubmitJob", TARGET, rate=10, burst=10)
+    turns = [store.take_call("SubmitJob", TARGET, 10, 10, mode="turn") for _ in range(5)]
+    time.sleep(turns[1] + 0.02)  # all five come at once, three of them late
+    answers = [store.take_call("SubmitJob", TARGET, rate=10, burst=10) for _ in range(5)]
+    assert answers[:2] == [0.0, 0.0] and all(wait > 0 for wait in answers[2:])
 
 
 def test_targets_and_families_have_buckets_of_their_own(store: JobStore) -> None:
@@ -49,15 +85,15 @@ def test_targets_and_families_have_buckets_of_their_own(store: JobStore) -> None
 def test_a_throttle_halves_the_rate_which_grows_back(store: JobStore) -> None:
     store.take_call("DescribeJobs", TARGET, rate=10, burst=10)
     store.call_throttled("DescribeJobs", TARGET, rate=10, burst=10)
-    # No token left, and turns come at 4.5 a second now (half of 90 % of 10)
-    first = store.take_call("DescribeJobs", TARGET, 10, 10, mode="reserve")
-    second = store.take_call("DescribeJobs", TARGET, 10, 10, mode="reserve")
-    assert second - first == pytest.approx(1 / 4.5, abs=0.06)
+    # No token left, and turns come at half the fill rate now
+    first = store.take_call("DescribeJobs", TARGET, 10, 10, mode="turn")
+    second = store.take_call("DescribeJobs", TARGET, 10, 10, mode="turn")
+    assert first > 0 and second - first == pytest.approx(2 / FILL, abs=0.06)
     assert store.budget_counts()[("DescribeJobs", "throttled")] == 1
     # 429s that come together (the calls already on their way) halve it once, not each time
     store.call_throttled("DescribeJobs", TARGET, rate=10, burst=10)
-    third = store.take_call("DescribeJobs", TARGET, 10, 10, mode="reserve")
-    assert third - second == pytest.approx(1 / 4.5, abs=0.06)
+    third = store.take_call("DescribeJobs", TARGET, 10, 10, mode="turn")
+    assert third - second == pytest.approx(2 / FILL, abs=0.06)
 
 
 def test_a_stop_never_waits_and_goes_into_debt(store: JobStore) -> None:
@@ -86,6 +122,21 @@ def test_a_submission_waits_its_turn_without_a_lease_or_a_call(
     assert batch.calls["SubmitJob"] == 2 and rt.store.get("t2").submit_turn_at is None
 
 
+def test_a_submission_that_finds_no_token_at_its_turn_queues_again(
+    rt: Runtime, batch: FakeBatch
+) -> None:
+    rt = replace(rt, settings=settings(aws_call_rates={"SubmitJob": 1}))
+    record = admitted(rt, "t1")
+    turn = utcnow()
+    rt.store.update("t1", lambda r: tracking.submit_turn(r, turn))
+    budget.take(rt, "SubmitJob", budget.target_of(rt, record))  # a late caller took the token
+    with pytest.raises(CallDeferred) as deferred:
+        lifecycle.submit(rt, rt.store.get("t1"))
+    assert 0.5 < deferred.value.wait <= 1.2  # the next token's turn, not every token's
+    assert rt.store.get("t1").submit_turn_at > turn + timedelta(seconds=0.5)
+    assert batch.calls["SubmitJob"] == 0
+
+
 def test_a_check_waits_its_turn_and_releases_the_jobs_it_claimed(
     rt: Runtime, batch: FakeBatch
 ) -> None:
@@ -101,6 +152,21 @@ def test_a_check_waits_its_turn_and_releases_the_jobs_it_claimed(
     time.sleep(deferred.value.wait + 0.05)
     lifecycle.check(rt, "t1", 1)
     assert batch.calls["DescribeJobs"] == calls + 1
+
+
+def test_checks_that_wait_together_come_back_a_page_apart(rt: Runtime, batch: FakeBatch) -> None:
+    rt = replace(rt, settings=settings(aws_call_rates={"DescribeJobs": 1, "SubmitJob": 0}))
+    records = [running(rt, batch, f"t{n:03d}") for n in range(250)]
+    budget.take(rt, "DescribeJobs", budget.target_of(rt, records[0]))  # the one token is spent
+    waits = []
+    for n in (0, 150, 249):  # the claims take the jobs due first, 100 a call
+        with pytest.raises(CallDeferred) as deferred:
+            lifecycle.check(rt, f"t{n:03d}", 0)
+        waits.append(deferred.value.wait)
+    interval = 1 / HEADROOM  # a token at HEADROOM of 1 a second
+    assert waits[1] - waits[0] == pytest.approx(interval, abs=0.1)
+    assert waits[2] - waits[0] == pytest.approx(2 * interval, abs=0.1)
+    assert batch.calls["DescribeJobs"] == 0
 
 
 def test_aws_throttling_despite_the_budget_slows_the_fleet(rt: Runtime, batch: FakeBatch) -> None:
@@ -136,10 +202,26 @@ def test_call_rates_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -
         Settings()
 
 
-def test_a_missed_turn_is_rebooked_without_spending_a_token_twice(store: JobStore) -> None:
-    for _ in range(10):
-        store.take_call("SubmitJob", TARGET, rate=10, burst=10)
-    missed = store.take_call("SubmitJob", TARGET, 10, 10, mode="reserve")
-    # Its caller came late: the token goes back, and its new turn is the one it had
-    again = store.take_call("SubmitJob", TARGET, 10, 10, mode="rebook")
-    assert again == pytest.approx(missed, abs=0.06)
+def test_a_command_line_sleeps_for_its_token(rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    rt = replace(rt, settings=settings(aws_call_rates={"GetLogEvents": 1}))
+    slept: list[float] = []
+    sleep = time.sleep
+    monkeypatch.setattr(budget.time, "sleep", lambda s: (slept.append(s), sleep(s)))
+    budget.wait_for(rt, "GetLogEvents", "default@us-east-1")
+    budget.wait_for(rt, "GetLogEvents", "default@us-east-1")
+    assert len(slept) == 1 and 0.5 < slept[0] <= 1.2  # one token at HEADROOM of 1 a second
+
+
+def test_each_page_of_a_log_takes_its_token() -> None:
+    pages = iter([
+        {"events": [{"timestamp": 0, "message": "one"}], "nextForwardToken": "b"},
+        {"events": [{"timestamp": 1000, "message": "two"}], "nextForwardToken": "b"},
+    ])  # fmt: skip
+
+    class Logs:
+        def get_log_events(self, **kwargs: object) -> object:
+            return next(pages)
+
+    tokens: list[int] = []
+    events = log_events("s", client=Logs(), before_call=lambda: tokens.append(1))
+    assert [message for _, message in events] == ["one", "two"] and len(tokens) == 2

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,9 +15,14 @@ BATCH_LOG_GROUP = "/aws/batch/job"  # where AWS Batch sends a container's stdout
 
 
 def log_events(
-    stream: str, *, group: str = BATCH_LOG_GROUP, client: Any = None
+    stream: str,
+    *,
+    group: str = BATCH_LOG_GROUP,
+    client: Any = None,
+    before_call: Callable[[], None] | None = None,
 ) -> Iterator[tuple[datetime, str]]:
-    """Yield (timestamp, message) for every event of a log stream, oldest first."""
+    """Yield (timestamp, message) for every event of a log stream, oldest first.
+    ``before_call`` runs before each GetLogEvents page (the fleet's call budget)."""
     logs = client or boto3.client("logs")
     token: str | None = None
     try:
@@ -29,6 +34,8 @@ def log_events(
             }
             if token:
                 kwargs["nextToken"] = token
+            if before_call is not None:
+                before_call()
             page = logs.get_log_events(**kwargs)
             for event in page["events"]:
                 yield datetime.fromtimestamp(event["timestamp"] / 1000, tz=UTC), event["message"]

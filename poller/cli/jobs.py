@@ -162,6 +162,7 @@ def jobs(active: bool, status_: str | None, limit: int, wide: bool, as_json: boo
 def logs(identifier: str, as_json: bool) -> None:
     """Print a job's output from CloudWatch Logs (in the job's region and account)."""
     from poller.aws.logs import log_events
+    from poller.core import budget
     from poller.core.runtime import get_runtime
 
     record = job_handle(identifier).record
@@ -169,9 +170,17 @@ def logs(identifier: str, as_json: bool) -> None:
         raise click.ClickException(
             f"job {record.tracking_id} has no log stream yet ({record.status.value})"
         )
-    targets = get_runtime().targets
-    client = targets.client(record.aws_profile, record.aws_region, "logs") if targets else None
-    for at, message in log_events(record.log_stream_name, client=client):
+    rt = get_runtime()
+    client = (
+        rt.targets.client(record.aws_profile, record.aws_region, "logs") if rt.targets else None
+    )
+    target = budget.target_of(rt, record)
+    pages = log_events(
+        record.log_stream_name,
+        client=client,
+        before_call=lambda: budget.wait_for(rt, "GetLogEvents", target),
+    )
+    for at, message in pages:
         if as_json:
             out.print(
                 json.dumps({"timestamp": at.isoformat(), "message": message}), highlight=False

@@ -27,6 +27,7 @@ from poller.core import tracking
 from poller.core.runtime import Runtime
 from poller.errors import CallDeferred
 from poller.models import JobRecord, utcnow
+from poller.store.budget import HEADROOM
 
 logger = logging.getLogger(__name__)
 
@@ -39,8 +40,8 @@ FAMILIES = {
     "GetLogEvents": "GetLogEvents",
 }
 """Each AWS operation poller calls, and the family whose budget it draws on."""
-LATE = timedelta(seconds=1)
-"""A submission this late for its budget turn has missed it (see :func:`take_submit_turn`)."""
+EARLY = 0.05
+"""A turn this close (seconds) is now: a countdown would take longer than the wait."""
 LOCAL_SHARE = 4
 """Without Redis, a process takes 1/LOCAL_SHARE of a family's rate (a fleet of a few workers)."""
 
@@ -57,43 +58,64 @@ def target_of(rt: Runtime, record: JobRecord) -> str:
 
 def take(rt: Runtime, operation: str, target: str, *, mode: str = "take") -> None:
     """Take a token for one ``operation`` call on ``target``; CallDeferred when there is none.
-    ``mode``: ``take`` (ask again after the wait), ``reserve`` (the turn after the wait is the
-    caller's: it must not ask again), ``rebook`` (a turn missed: its token back, a new turn),
-    ``force`` (a stop: never waits, it goes into debt).
-    Nothing when the family has no rate."""
-    family = FAMILIES[operation]
-    rate = rt.settings.aws_call_rates.get(family, 0.0)
-    if rate <= 0:
-        return
-    stop = mode == "force"
-    try:
-        wait = rt.store.take_call(family, target, rate, burst=max(1.0, rate), mode=mode)
-    except redis.RedisError as err:
-        logger.debug("AWS call budget out of reach (%r); this process's share applies", err)
-        wait = 0.0 if stop else _local(family, target, rate).take()
+    ``mode``: ``take`` (ask again after the wait) or ``force`` (a stop: never waits, it goes
+    into debt). Nothing when the family has no rate."""
+    wait = _ask(rt, operation, target, mode)
     if wait > 0:
         raise CallDeferred(f"{operation} on {target} waits {wait:.1f}s for the call budget", wait)
 
 
+def wait_for(rt: Runtime, operation: str, target: str) -> None:
+    """Take a token for one ``operation`` call on ``target``, sleeping until one comes: for a
+    command line (a worker's waits are countdowns, never a blocked thread)."""
+    while True:
+        try:
+            return take(rt, operation, target)
+        except CallDeferred as deferred:
+            logger.info("%s", deferred)
+            time.sleep(deferred.wait)
+
+
 def take_submit_turn(rt: Runtime, record: JobRecord, target: str) -> None:
-    """Wait for this job's SubmitJob turn in the fleet's call budget: the turn it was given
-    (kept in the record, so a worker that comes back for it does not queue again), or a new one."""
+    """Wait for this job's SubmitJob turn in the fleet's call budget, then take its token.
+
+    Turns come one token apart, first come first served, and are kept in the record (a worker
+    that comes back for its turn does not queue again). A turn gives no token: the caller takes
+    one when it comes, so submissions whose countdowns ran late (busy workers) never reach AWS
+    together, and the token of a turn missed is there for the next caller. A caller that finds
+    no token (late callers came together) queues again rather than coming back at every token.
+    """
     now = utcnow()
-    turn = record.submit_turn_at
-    if turn is not None:
-        if now < turn - timedelta(seconds=0.05):
-            raise CallDeferred("SubmitJob waits for its turn", (turn - now).total_seconds())
-        if now <= turn + LATE:
-            return  # its turn: its token was taken when the turn was given
-        # Missed (its worker was busy): turns that come late would reach AWS together, so its
-        # token goes back and it gets a turn again, now if a token is there
-    mode = "rebook" if turn is not None else "reserve"
+    turn = record.submit_turn_at or now + timedelta(seconds=_ask(rt, "SubmitJob", target, "turn"))
+    if turn - now <= timedelta(seconds=EARLY):
+        if _ask(rt, "SubmitJob", target, "take") == 0:
+            return
+        # No token at its turn (callers that came late together took them): queue again
+        turn = now + timedelta(seconds=_ask(rt, "SubmitJob", target, "turn"))
+    if turn != record.submit_turn_at:
+        rt.store.update(record.tracking_id, lambda r: tracking.submit_turn(r, turn))
+    raise CallDeferred("SubmitJob waits for its turn", (turn - now).total_seconds())
+
+
+def token_interval(rt: Runtime, operation: str) -> float:
+    """The seconds between two tokens of ``operation``'s family at its full rate."""
+    rate = rt.settings.aws_call_rates.get(FAMILIES[operation], 0.0)
+    return 1 / (rate * HEADROOM) if rate > 0 else 0.0
+
+
+def _ask(rt: Runtime, operation: str, target: str, mode: str) -> float:
+    """The budget's answer for one ``operation`` call (scripts/call_budget.lua): the seconds to
+    wait, 0.0 when the call may be made now (``take``/``force``) or the turn is now (``turn``)."""
+    family = FAMILIES[operation]
+    rate = rt.settings.aws_call_rates.get(family, 0.0)
+    if rate <= 0:
+        return 0.0
     try:
-        take(rt, "SubmitJob", target, mode=mode)
-    except CallDeferred as deferred:
-        when = now + timedelta(seconds=deferred.wait)
-        rt.store.update(record.tracking_id, lambda r: tracking.submit_turn(r, when))
-        raise
+        return rt.store.take_call(family, target, rate, burst=max(1.0, rate), mode=mode)
+    except redis.RedisError as err:
+        logger.debug("AWS call budget out of reach (%r); this process's share applies", err)
+        # A stop never waits; without Redis there is no line to wait in: the token decides
+        return 0.0 if mode in ("force", "turn") else _local(family, target, rate).take()
 
 
 def throttled(rt: Runtime, operation: str, target: str) -> None:

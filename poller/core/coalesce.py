@@ -30,7 +30,7 @@ from datetime import datetime, timedelta
 from poller.aws.batch import DESCRIBE_PAGE
 from poller.core import budget
 from poller.core.runtime import Runtime
-from poller.errors import BatchThrottled, ObservationPending, PollerError
+from poller.errors import BatchThrottled, CallDeferred, ObservationPending, PollerError
 from poller.models import BatchJobView, JobRecord, utcnow
 
 logger = logging.getLogger(__name__)
@@ -66,7 +66,15 @@ def observe(rt: Runtime, record: JobRecord) -> Observed:
         return Observed(stored[1])
     # The call's token first: a check that must wait holds no claim meanwhile (the jobs it would
     # have claimed stay free for a check that has its token, so each call describes up to 100)
-    budget.take(rt, "DescribeJobs", budget.target_of(rt, record))
+    try:
+        budget.take(rt, "DescribeJobs", budget.target_of(rt, record))
+    except CallDeferred as deferred:
+        # The jobs due before this one are claimed first, a page a call: come back about when
+        # the call that describes it is made, and most likely find what it saw (checks due
+        # together at a tick would otherwise all come back at each token)
+        pages = rt.store.due_before(record.tracking_id, record.target_key) // DESCRIBE_PAGE
+        later = pages * budget.token_interval(rt, "DescribeJobs")
+        raise CallDeferred(str(deferred), deferred.wait + later) from None
     others = _claim_due(rt, record.tracking_id, now, record.target_key)
     if others is None:
         raise ObservationPending(f"job {record.tracking_id} is being described by another check")

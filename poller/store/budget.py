@@ -3,7 +3,8 @@ every worker and events process shares (``scripts/call_budget.lua``), and its co
 
 Keys (``<p>`` the key prefix)::
 
-    <p>:budget:<family>:<target>   hash: tokens, at, factor (AIMD share of the rate)
+    <p>:budget:<family>:<target>   hash: tokens, at, factor (AIMD share of the rate), cut_at,
+                                   next_turn
     <p>:metrics:budget             hash: "<family>|taken", "|waited", "|throttled" -> calls;
                                    "<family>|wait" -> the last wait handed out (s), "|wait_at"
 """
@@ -13,6 +14,9 @@ from __future__ import annotations
 from poller.store.base import StoreBase
 from poller.store.writes import script
 
+HEADROOM = 0.95
+"""A bucket fills at this share of AWS's rate: calls that bunch on their way to AWS still find
+tokens in AWS's own bucket."""
 BUDGET_KEY = "budget"
 BUDGET_COUNTS_KEY = "metrics:budget"
 OUTCOMES = ("taken", "waited", "throttled")
@@ -26,8 +30,8 @@ class CallBudgets(StoreBase):
     ) -> float:
         """One call of ``family`` for ``target``: 0.0 when it may be made now, else the seconds
         to wait. ``mode`` (scripts/call_budget.lua): ``take`` (nothing taken when it must wait:
-        ask again then), ``reserve`` (the turn is the caller's: make the call then without
-        asking again), ``force`` (now, into debt)."""
+        ask again then), ``turn`` (the caller's place among those waiting: take then),
+        ``force`` (now, into debt)."""
         return self._budget(mode, family, target, rate, burst)
 
     def call_throttled(self, family: str, target: str, rate: float, burst: float) -> None:
@@ -46,5 +50,5 @@ class CallBudgets(StoreBase):
 
     def _budget(self, mode: str, family: str, target: str, rate: float, burst: float) -> float:
         keys = [self.key(BUDGET_KEY, family, target), self.key(BUDGET_COUNTS_KEY)]
-        args: list[str | float] = [mode, rate, burst, family]
+        args: list[str | float] = [mode, rate, burst, family, HEADROOM]
         return float(script(self.redis, "call_budget")(keys=keys, args=args))

@@ -73,6 +73,12 @@ class Observations(StoreBase):
             pipe.zadd(self.observe_index(target_key), again, xx=True)
             pipe.execute()
 
+    def due_before(self, own: str, target_key: str = "") -> int:
+        """How many jobs of its AWS target are due for an observation before job ``own`` (the
+        claims take them first)."""
+        rank = self.redis.zrank(self.observe_index(target_key), own)
+        return rank if isinstance(rank, int) else 0
+
     def observe_now(self, records: list[JobRecord]) -> None:
         """These jobs need a Batch observation now: a stored one is dropped, and each is due
         first in its target's observe index, so that their checks describe them together."""
