@@ -75,6 +75,14 @@ def test_callers_late_together_never_take_more_than_the_bucket(store: JobStore) 
     assert answers[:2] == [0.0, 0.0] and all(wait > 0 for wait in answers[2:])
 
 
+def test_a_bucket_holds_half_a_second_of_calls(rt: Runtime) -> None:
+    rt = replace(rt, settings=settings(aws_call_rates={"DescribeJobs": 10}))
+    for _ in range(5):  # AWS's bucket (a second's worth) keeps the other half for bunched calls
+        budget.take(rt, "DescribeJobs", "default@us-east-1")
+    with pytest.raises(CallDeferred):
+        budget.take(rt, "DescribeJobs", "default@us-east-1")
+
+
 def test_targets_and_families_have_buckets_of_their_own(store: JobStore) -> None:
     assert store.take_call("SubmitJob", TARGET, rate=1, burst=1) == 0.0
     assert store.take_call("SubmitJob", TARGET, rate=1, burst=1) > 0

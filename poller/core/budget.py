@@ -42,6 +42,10 @@ FAMILIES = {
 """Each AWS operation poller calls, and the family whose budget it draws on."""
 EARLY = 0.05
 """A turn this close (seconds) is now: a countdown would take longer than the wait."""
+BURST = 0.5
+"""A bucket holds at most this many seconds of its rate, so that AWS's own bucket (the local
+endpoint's holds a second's worth) keeps tokens to spare for calls that reach it closer
+together than they were taken."""
 LOCAL_SHARE = 4
 """Without Redis, a process takes 1/LOCAL_SHARE of a family's rate (a fleet of a few workers)."""
 
@@ -111,11 +115,15 @@ def _ask(rt: Runtime, operation: str, target: str, mode: str) -> float:
     if rate <= 0:
         return 0.0
     try:
-        return rt.store.take_call(family, target, rate, burst=max(1.0, rate), mode=mode)
+        return rt.store.take_call(family, target, rate, burst=_burst(rate), mode=mode)
     except redis.RedisError as err:
         logger.debug("AWS call budget out of reach (%r); this process's share applies", err)
         # A stop never waits; without Redis there is no line to wait in: the token decides
         return 0.0 if mode in ("force", "turn") else _local(family, target, rate).take()
+
+
+def _burst(rate: float) -> float:
+    return max(1.0, rate * BURST)
 
 
 def throttled(rt: Runtime, operation: str, target: str) -> None:
@@ -125,7 +133,7 @@ def throttled(rt: Runtime, operation: str, target: str) -> None:
     if rate <= 0:
         return
     try:
-        rt.store.call_throttled(family, target, rate, burst=max(1.0, rate))
+        rt.store.call_throttled(family, target, rate, burst=_burst(rate))
     except redis.RedisError:
         _local(family, target, rate).throttled()
     logger.info(
