@@ -90,7 +90,12 @@ def take_submit_turn(rt: Runtime, record: JobRecord, target: str) -> None:
     no token (late callers came together) queues again rather than coming back at every token.
     """
     now = utcnow()
-    turn = record.submit_turn_at or now + timedelta(seconds=_ask(rt, "SubmitJob", target, "turn"))
+    turn = record.submit_turn_at
+    if turn is None:
+        wait = _ask(rt, "SubmitJob", target, "turn")
+        if wait == 0:  # nobody waiting: its turn is now, and its token taken
+            return
+        turn = now + timedelta(seconds=wait)
     if turn - now <= timedelta(seconds=EARLY):
         if _ask(rt, "SubmitJob", target, "take") == 0:
             return
@@ -103,15 +108,14 @@ def take_submit_turn(rt: Runtime, record: JobRecord, target: str) -> None:
 
 def token_interval(rt: Runtime, operation: str) -> float:
     """The seconds between two tokens of ``operation``'s family at its full rate."""
-    rate = rt.settings.aws_call_rates.get(FAMILIES[operation], 0.0)
+    rate = _rate(rt, operation)[1]
     return 1 / (rate * HEADROOM) if rate > 0 else 0.0
 
 
 def _ask(rt: Runtime, operation: str, target: str, mode: str) -> float:
     """The budget's answer for one ``operation`` call (scripts/call_budget.lua): the seconds to
-    wait, 0.0 when the call may be made now (``take``/``force``) or the turn is now (``turn``)."""
-    family = FAMILIES[operation]
-    rate = rt.settings.aws_call_rates.get(family, 0.0)
+    wait, or 0.0 when the call may be made now (its token taken)."""
+    family, rate = _rate(rt, operation)
     if rate <= 0:
         return 0.0
     try:
@@ -119,7 +123,13 @@ def _ask(rt: Runtime, operation: str, target: str, mode: str) -> float:
     except redis.RedisError as err:
         logger.debug("AWS call budget out of reach (%r); this process's share applies", err)
         # A stop never waits; without Redis there is no line to wait in: the token decides
-        return 0.0 if mode in ("force", "turn") else _local(family, target, rate).take()
+        return 0.0 if mode == "force" else _local(family, target, rate).take()
+
+
+def _rate(rt: Runtime, operation: str) -> tuple[str, float]:
+    """``operation``'s call family, and the family's rate (0: no budget)."""
+    family = FAMILIES[operation]
+    return family, rt.settings.aws_call_rates.get(family, 0.0)
 
 
 def _burst(rate: float) -> float:
@@ -128,8 +138,7 @@ def _burst(rate: float) -> float:
 
 def throttled(rt: Runtime, operation: str, target: str) -> None:
     """AWS throttled an ``operation`` call on ``target`` despite the budget: slow its family."""
-    family = FAMILIES[operation]
-    rate = rt.settings.aws_call_rates.get(family, 0.0)
+    family, rate = _rate(rt, operation)
     if rate <= 0:
         return
     try:

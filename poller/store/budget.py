@@ -30,8 +30,8 @@ class CallBudgets(StoreBase):
     ) -> float:
         """One call of ``family`` for ``target``: 0.0 when it may be made now, else the seconds
         to wait. ``mode`` (scripts/call_budget.lua): ``take`` (nothing taken when it must wait:
-        ask again then), ``turn`` (the caller's place among those waiting: take then),
-        ``force`` (now, into debt)."""
+        ask again then), ``turn`` (the caller's place among those waiting: take then; 0.0:
+        now, with its token), ``force`` (now, into debt)."""
         return self._budget(mode, family, target, rate, burst)
 
     def call_throttled(self, family: str, target: str, rate: float, burst: float) -> None:

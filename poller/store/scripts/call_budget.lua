@@ -6,9 +6,9 @@
 -- bunched on their way to AWS still find tokens in AWS's own bucket. Modes:
 --   take: a token now (returns "0"), or the seconds until one comes (nothing taken);
 --   turn: a place among the callers waiting for tokens, one token apart, first come first
---         served: the seconds until it ("0": now). Nothing is taken: at its turn the caller
---         takes its token (take), so callers that come late (busy workers) never reach AWS
---         together, and a turn missed is no token lost;
+--         served: the seconds until it, and nothing is taken: at its turn the caller takes its
+--         token (take), so callers that come late (busy workers) never reach AWS together, and
+--         a turn missed is no token lost. "0": the turn is now, and its token is taken;
 --   force: a call that never waits (stopping a job) takes its token, into debt if need be;
 --   throttled: AWS still answered 429 (another tool on the account): the rate is halved (once a
 --              second at most: the calls already on their way answer 429 together), and it grows
@@ -39,6 +39,9 @@ if mode == 'turn' then
   redis.call('HSET', KEYS[1], 'next_turn', tostring(turn + 1 / effective))
   if turn > now then
     waits(turn - now)
+  else -- nobody waiting and a token here: the caller's turn is now, and it takes its token
+    tokens = tokens - 1
+    redis.call('HINCRBY', KEYS[2], family .. '|taken', 1)
   end
 elseif mode == 'throttled' then
   if now - (tonumber(held[4]) or 0) >= 1 then
