@@ -6,10 +6,12 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
-from poller.worker.worker_start import EX_CONFIG
+from poller.worker.worker_start import EX_CONFIG, import_app_modules
+from tests.fakes import settings
 
 # No AWS settings from this machine, no instance metadata lookups, a broker never reached.
 ISOLATED = {
@@ -50,3 +52,15 @@ def test_the_worker_refuses_to_start_naming_the_fix(env: dict[str, str], says: s
     assert code == EX_CONFIG, stderr
     assert f"error: poller worker cannot start: {says}" in stderr
     assert seconds < 30
+
+
+def test_app_modules_are_found_from_the_directory_the_worker_runs_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The `celery` script's own directory (the venv's bin), not the project's, is on sys.path
+    (tmp_path / "shop_receivers_here.py").write_text("LOADED = True\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    monkeypatch.delenv("DJANGO_SETTINGS_MODULE", raising=False)
+    import_app_modules(settings(imports=["shop_receivers_here"]))
+    assert sys.modules["shop_receivers_here"].LOADED

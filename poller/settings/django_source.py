@@ -45,7 +45,7 @@ def django_settings_module() -> str | None:
 
 
 def put_project_on_path() -> None:
-    """Put the working directory (a Django project's root) first on ``sys.path``, once."""
+    """Put the working directory (the project's root) first on ``sys.path``, once."""
     root = os.getcwd()
     if root not in sys.path:
         sys.path.insert(0, root)

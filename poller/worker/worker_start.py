@@ -81,11 +81,15 @@ def refuse_bad_settings() -> Settings:
 def import_app_modules(settings: Settings) -> None:
     """Import every POLLER_IMPORTS module; refuse to start naming one that fails.
 
-    In a Django project (``DJANGO_SETTINGS_MODULE``), Django is set up first, with the project
-    directory on ``sys.path``: receivers may import models at module level and use the ORM.
+    The working directory comes first on ``sys.path``, as for Celery's own ``-A``: the README's
+    ``POLLER_IMPORTS=shop.receivers celery -A poller worker``, run from the project's root, finds
+    ``shop`` (the ``celery`` script's own directory is the venv's ``bin``). In a Django project
+    (``DJANGO_SETTINGS_MODULE``), Django is set up first: receivers may import models at module
+    level and use the ORM.
     """
-    if django_settings_module() is not None:
+    if settings.imports or django_settings_module() is not None:
         put_project_on_path()
+    if django_settings_module() is not None:
         try:
             import django
 

@@ -57,7 +57,6 @@ def readme_project(
         env = {k: v for k, v in os.environ.items() if not k.startswith(("POLLER_", "AWS_"))}
         env |= poller_batch.environ()
         env["PATH"] = f"{BIN}{os.pathsep}{env['PATH']}"
-        env["PYTHONPATH"] = str(tmp_path)  # the project's root, as when run from it
         yield tmp_path, env | {"REDIS_BASE": base}
 
 
