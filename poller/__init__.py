@@ -7,6 +7,11 @@ Public API::
     result = submit_job.delay("nightly-report", "my-queue", "report-def", parameters={"day": "1"})
     outcome = result.get(timeout=3600)  # a JobResult; JobFailed etc. when the job did not succeed
     outcome = JobHandle(result.id).wait(timeout=3600)  # the same JobResult, whatever the status
+    outcome = await JobHandle(result.id).wait_async(timeout=3600)  # the same, in an event loop
+
+Typed for ``mypy --strict`` with celery-types installed (``pip install poller[typing]``):
+``submit_job.delay(...)`` is checked against :func:`poller.tasks.submit_job_parameters`, and
+``.get()`` is a :class:`JobResult`.
 """
 
 from importlib.metadata import PackageNotFoundError, version
@@ -17,6 +22,7 @@ from poller.errors import (
     ConfigurationError,
     DuplicateSubmission,
     InvalidJobSpec,
+    JobEnded,
     JobFailed,
     JobNotFound,
     JobTimedOut,
@@ -26,7 +32,16 @@ from poller.errors import (
     SubmitRejected,
     WaitTimeout,
 )
-from poller.models import FailureKind, JobRecord, JobResult, JobStatus, ResubmitPolicy, Submission
+from poller.models import (
+    FailureKind,
+    JobRecord,
+    JobResult,
+    JobStatus,
+    PollOptions,
+    ResubmitOptions,
+    ResubmitPolicy,
+    Submission,
+)
 from poller.signals import (
     job_failed,
     job_finished,
@@ -37,7 +52,7 @@ from poller.signals import (
     job_succeeded,
     job_timed_out,
 )
-from poller.tasks import check_job, submit_job
+from poller.tasks import submit_job
 
 try:  # the version is pyproject.toml's, read from the installed distribution
     __version__ = version("poller")
@@ -49,6 +64,7 @@ __all__ = [
     "DuplicateSubmission",
     "FailureKind",
     "InvalidJobSpec",
+    "JobEnded",
     "JobFailed",
     "JobHandle",
     "JobNotFound",
@@ -56,16 +72,17 @@ __all__ = [
     "JobResult",
     "JobStatus",
     "JobTimedOut",
+    "PollOptions",
     "PollerError",
     "ProfileNotAllowed",
     "RecordUnreadable",
+    "ResubmitOptions",
     "ResubmitPolicy",
     "Submission",
     "SubmitRejected",
     "WaitTimeout",
     "__version__",
     "app",
-    "check_job",
     "job_failed",
     "job_finished",
     "job_resubmitted",

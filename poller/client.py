@@ -1,12 +1,20 @@
-"""JobHandle: read, await and cancel a tracked job from any process, no worker needed."""
+"""JobHandle: read, await and cancel a tracked job from any process, no worker needed.
+
+Waiting costs the waiter its own job's events only (the job's pub/sub channel), in threads
+(:meth:`JobHandle.wait`, :meth:`JobHandle.watch`) and in an event loop
+(:meth:`JobHandle.wait_async`, :meth:`JobHandle.watch_async`, on redis-py's asyncio client,
+which never blocks the loop: one connection pair per loop serves all its waiters).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import logging
 import time
-from collections.abc import Iterator
+import weakref
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from poller.core import lifecycle, runtime
@@ -14,10 +22,19 @@ from poller.core.redaction import public
 from poller.errors import WaitTimeout
 from poller.models import JobRecord, JobResult, JobStatus
 from poller.store import JobStore
+from poller.store.waiters import AsyncWaiters
 
 logger = logging.getLogger(__name__)
 
-_RESYNC_SECONDS = 5.0  # re-read the record at least this often while waiting
+_RESYNC_SECONDS = 5.0  # a thread's waiter re-reads the record at least this often
+# An event loop's waiters re-read theirs this often: pub/sub loses only what a reconnect
+# drops, and a thousand waiters re-reading every few seconds would cost more than their events
+ASYNC_RESYNC_SECONDS = 30.0
+_TERMINAL = frozenset(status.value for status in JobStatus.TERMINAL)
+# Each event loop's waiters, per store (a loop that is gone takes its own with it)
+_WAITERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[AsyncWaiters]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 class JobHandle:
@@ -66,7 +83,7 @@ class JobHandle:
         re-read every few seconds only guards against a missed message). Raises WaitTimeout.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self.store.subscribe() as pubsub:
+        with self.store.subscribe(self.tracking_id) as pubsub:
             # Subscribed before reading, so an event sent in between is not missed.
             while True:
                 record = self.record
@@ -92,14 +109,57 @@ class JobHandle:
         return record.result()
 
     def _next_event(self, pubsub: Any, timeout: float) -> None:
-        """Return when an event of this job arrives, or after ``timeout`` seconds."""
+        """Return when an event of this job arrives (its channel carries no other), or after
+        ``timeout`` seconds."""
         end = time.monotonic() + timeout
         while (left := end - time.monotonic()) > 0:
-            message = pubsub.get_message(timeout=left)
-            if message is None:
-                continue
-            if json.loads(message["data"]).get("tracking_id") == self.tracking_id:
+            if pubsub.get_message(timeout=left) is not None:
                 return
+
+    async def watch_async(self, timeout: float | None = None) -> AsyncIterator[JobRecord]:
+        """:meth:`watch` for an event loop: the record now and after each of its events,
+        ending with the terminal one (``async for record in handle.watch_async(): ...``).
+        Never blocks the loop; raises WaitTimeout."""
+        waiters = self._async_waiters()
+        deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
+        async with waiters.listen(self.tracking_id) as events:
+            while True:
+                record = public(await waiters.record(self.tracking_id))
+                yield record
+                if record.is_terminal:
+                    return
+                try:  # the deadline covers the waits only, never the caller's own code
+                    async with asyncio.timeout_at(deadline):
+                        await _next_async(events, lambda _: True)
+                except TimeoutError:
+                    raise self._timed_out(timeout) from None
+
+    async def wait_async(self, timeout: float | None = None) -> JobResult:
+        """:meth:`wait` for an event loop: ``await handle.wait_async(timeout=600)`` returns the
+        job's result once it ends (WaitTimeout when it does not). Never blocks the loop; only
+        an event that may end the job makes it read the record again."""
+        waiters = self._async_waiters()
+        try:
+            async with asyncio.timeout(timeout), waiters.listen(self.tracking_id) as events:
+                while not (record := await waiters.record(self.tracking_id)).is_terminal:
+                    await _next_async(events, _may_end)
+        except TimeoutError:
+            raise self._timed_out(timeout) from None
+        return public(record).result()
+
+    def _async_waiters(self) -> AsyncWaiters:
+        """The running loop's waiters of this handle's store (created on first use)."""
+        loop = asyncio.get_running_loop()
+        per_loop = _WAITERS.setdefault(loop, [])
+        per_loop[:] = [waiters for waiters in per_loop if not waiters.closed]
+        for waiters in per_loop:
+            if waiters.store is self.store:
+                return waiters
+        per_loop.append(waiters := AsyncWaiters(self.store))
+        return waiters
+
+    def _timed_out(self, timeout: float | None) -> WaitTimeout:
+        return WaitTimeout(f"job {self.tracking_id} did not end within {timeout}s")
 
     def cancel(self, reason: str = "cancelled through poller") -> JobRecord:
         """Stop the Batch job (TerminateJob) and record why; the outcome follows as FAILED."""
@@ -113,3 +173,20 @@ class JobHandle:
 
     def __repr__(self) -> str:
         return f"JobHandle({self.tracking_id!r})"
+
+
+def _may_end(event: str) -> bool:
+    """True for an event (its JSON) whose status is terminal: the job may have ended (a
+    resubmitted job's failure has one too; its record says it goes on)."""
+    return json.loads(event).get("status") in _TERMINAL
+
+
+async def _next_async(events: asyncio.Queue[str], wanted: Any) -> None:
+    """Return once an event ``wanted(event)`` is true for arrives (every other is dropped), or
+    after ASYNC_RESYNC_SECONDS, or at once when events arrived meanwhile and one is wanted."""
+    try:
+        async with asyncio.timeout(ASYNC_RESYNC_SECONDS):
+            while not wanted(await events.get()):
+                pass
+    except TimeoutError:
+        return

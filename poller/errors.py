@@ -6,10 +6,16 @@ mean "try again" everywhere (Celery's tasks retry on ``redis.RedisError``, the c
 prints them as one line), so translating them would only hide which one it was.
 
 Errors that travel through Celery's result backend are rebuilt from their ``args`` on the caller's
-side, so each takes a single message argument and puts everything the caller needs into it.
+side (``cls(*args)``), so each keeps everything the caller needs in its ``args``, as JSON values.
 """
 
 from __future__ import annotations
+
+from typing import TypeVar
+
+from poller.status import FailureKind, JobStatus
+
+_Vocabulary = TypeVar("_Vocabulary", JobStatus, FailureKind)
 
 
 class PollerError(Exception):
@@ -35,8 +41,67 @@ class ProfileNotAllowed(InvalidJobSpec):
     """
 
 
-class SubmitRejected(PollerError):
-    """AWS Batch refused the submission (unknown queue or definition, bad request, ...)."""
+class JobEnded(PollerError):
+    """A job that ended other than SUCCEEDED, as an error: what a caller acts on, as attributes.
+
+    ``tracking_id``, ``job_id`` (None if never submitted), ``status`` (a JobStatus),
+    ``status_reason``, ``exit_code`` and ``failure_kind`` (a FailureKind, None if unknown). All
+    travel in ``args`` as JSON values, so the error Celery's JSON result backend rebuilds on the
+    caller's side (``cls(*args)``) has them too::
+
+        try:
+            submit_job.delay("report", "queue", "definition").get()
+        except JobFailed as err:
+            if err.failure_kind is FailureKind.OUT_OF_MEMORY: ...
+    """
+
+    def __init__(
+        self,
+        message: str,
+        tracking_id: str | None = None,
+        job_id: str | None = None,
+        status: str | None = None,
+        status_reason: str | None = None,
+        exit_code: int | None = None,
+        failure_kind: str | None = None,
+    ) -> None:
+        # Rebuilt from a result backend, the values are outside data: an unknown one is None
+        self.status = _member(JobStatus, status)
+        self.failure_kind = _member(FailureKind, failure_kind)
+        self.tracking_id = tracking_id
+        self.job_id = job_id
+        self.status_reason = status_reason
+        self.exit_code = exit_code
+        super().__init__(
+            message, tracking_id, job_id, self.status and self.status.value, status_reason,
+            exit_code, self.failure_kind and self.failure_kind.value,
+        )  # fmt: skip
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def _member(enum: type[_Vocabulary], value: object) -> _Vocabulary | None:
+    """``enum``'s member of that value, None for None or a value it does not have."""
+    try:
+        return None if value is None else enum(value)
+    except ValueError:
+        return None
+
+
+class JobFailed(JobEnded):
+    """The Batch job ended FAILED; the message names the job id, statusReason, exit code and
+    failure kind, which are attributes too (:class:`JobEnded`)."""
+
+
+class JobTimedOut(JobEnded):
+    """poller gave up waiting for the Batch job (max_checks or max_wait reached, or stuck);
+    ``status`` is TIMED_OUT (:class:`JobEnded`)."""
+
+
+class SubmitRejected(JobEnded):
+    """AWS Batch (or poller) refused the submission: unknown queue or definition, bad request,
+    ...; the job ended REJECTED. Its attributes are :class:`JobEnded`'s (``job_id`` None)."""
 
 
 class DuplicateSubmission(SubmitRejected):
@@ -47,32 +112,9 @@ class DuplicateSubmission(SubmitRejected):
     """
 
     def __init__(self, message: str, owner: str | None = None) -> None:
-        super().__init__(message)
+        super().__init__(message, status="REJECTED", failure_kind="rejected")
+        self.args = (message, owner)  # what Celery rebuilds it from: cls(message, owner)
         self.owner = owner
-
-
-class _JobEnded(PollerError):
-    """A job's end as an error: its message, and its failure kind (a FailureKind value).
-
-    Both travel in ``args``, so the error Celery's result backend rebuilds on the caller's side
-    (``cls(*args)``) has them too.
-    """
-
-    def __init__(self, message: str, failure_kind: str | None = None) -> None:
-        super().__init__(message, failure_kind)
-        self.failure_kind = failure_kind
-
-    def __str__(self) -> str:
-        return str(self.args[0])
-
-
-class JobFailed(_JobEnded):
-    """The Batch job ended FAILED; the message names the job id, statusReason, exit code and
-    ``failure_kind``."""
-
-
-class JobTimedOut(_JobEnded):
-    """poller gave up waiting for the Batch job (max_checks or max_wait reached, or stuck)."""
 
 
 class JobNotFound(PollerError, LookupError):

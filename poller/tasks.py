@@ -11,8 +11,9 @@ from __future__ import annotations
 import functools
 import json
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar, cast
 
 import redis
 from celery import Task
@@ -40,7 +41,7 @@ from poller.errors import (
     SubmitInProgress,
     SubmitRejected,
 )
-from poller.models import JobRecord, utcnow
+from poller.models import JobRecord, JobResult, PollOptions, ResubmitOptions, utcnow
 from poller.monitoring import flower_view
 from poller.settings import get_settings
 
@@ -60,7 +61,15 @@ _REDIS_RETRY: dict[str, Any] = {
 _EXPECTED = (JobFailed, JobTimedOut, SubmitRejected, InvalidJobSpec)
 
 
-class PollerTask(Task[Any, Any]):
+if TYPE_CHECKING:
+    from celery.canvas import Signature
+    from celery.result import AsyncResult
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+class PollerTask(Task[_P, _R]):
     """A poller task: its signatures carry POLLER_QUEUE, wherever they are sent from.
 
     A chain built in the app (``chain(prepare.s(), submit_job.si(...), load.s())``) is
@@ -68,7 +77,7 @@ class PollerTask(Task[Any, Any]):
     signature's options takes poller's step to poller's workers all the same.
     """
 
-    def signature(self, args: Any = None, *starargs: Any, **starkwargs: Any) -> Any:
+    def signature(self, args: Any = None, *starargs: Any, **starkwargs: Any) -> Signature[_R]:
         """Task.signature, with ``queue`` set to POLLER_QUEUE unless given."""
         sig = super().signature(args, *starargs, **starkwargs)
         sig.options.setdefault("queue", get_settings().queue)
@@ -91,7 +100,7 @@ class PollerTask(Task[Any, Any]):
         transaction.on_commit(functools.partial(self.apply_async, args, kwargs, **options))
 
 
-class SubmitJobTask(PollerTask):
+class SubmitJobTask(PollerTask[_P, _R]):
     """Validates and records a submission in the caller's process before it is enqueued."""
 
     def shadow_name(self, args: Any, kwargs: Any, options: Any) -> str | None:  # type: ignore[override]  # celery-types says None
@@ -104,7 +113,9 @@ class SubmitJobTask(PollerTask):
         admission.validate(get_settings(), tuple(args or ()), dict(kwargs or {}))
         super().apply_async_on_commit(args, kwargs, **options)
 
-    def apply_async(self, args: Any = None, kwargs: Any = None, **options: Any) -> Any:  # type: ignore[override]
+    def apply_async(  # type: ignore[override]  # the options Celery takes, not all listed
+        self, args: Any = None, kwargs: Any = None, **options: Any
+    ) -> AsyncResult[_R]:
         """Send the submission, after validating it and storing its QUEUED record.
 
         A bad spec raises InvalidJobSpec (naming the field) and nothing is sent. The record
@@ -236,8 +247,52 @@ def _canvas(request: Any) -> dict[str, Any]:
     return {name: value for name, value in options.items() if value not in (None, [], {})}
 
 
+def submit_job_parameters(
+    job_name: str,
+    job_queue: str,
+    job_definition: str,
+    *,
+    parameters: dict[str, str] | None = None,
+    container_overrides: dict[str, Any] | None = None,
+    node_overrides: dict[str, Any] | None = None,
+    array_properties: dict[str, Any] | None = None,
+    depends_on: list[dict[str, Any]] | None = None,
+    retry_strategy: dict[str, Any] | None = None,
+    timeout: dict[str, Any] | None = None,
+    tags: dict[str, str] | None = None,
+    propagate_tags: bool | None = None,
+    share_identifier: str | None = None,
+    scheduling_priority_override: int | None = None,
+    ecs_properties_override: dict[str, Any] | None = None,
+    eks_properties_override: dict[str, Any] | None = None,
+    aws_profile: str | None = None,
+    aws_region: str | None = None,
+    poll: PollOptions | None = None,
+    resubmit: ResubmitOptions | None = None,
+    idempotency_key: str | None = None,
+) -> JobResult:
+    """``submit_job``'s signature, for type checkers: ``submit_job.delay(...)``, ``.si(...)``
+    and calls are checked against it, and ``.get()`` is a JobResult. The task itself accepts
+    what a message sent by name brings, and validates it (InvalidJobSpec naming the field)."""
+    raise NotImplementedError("call submit_job, whose signature this is")
+
+
+def _typed_like(
+    parameters: Callable[_P, _R],
+) -> Callable[[SubmitJobTask[Any, Any]], SubmitJobTask[_P, _R]]:
+    """Type a task by ``parameters``' signature. celery-types types a bound task with a base
+    class by that class alone; the task still takes ``*args, **kwargs`` at run time, so that a
+    message sent by name with a bad argument is validated and recorded, not a TypeError."""
+
+    def typed(task: SubmitJobTask[Any, Any]) -> SubmitJobTask[_P, _R]:
+        return cast("SubmitJobTask[_P, _R]", task)
+
+    return typed
+
+
 # shared=False: Celery would otherwise add poller's tasks to every app created in a process
 # that imports poller, and the app's workers would run them with the app's settings.
+@_typed_like(submit_job_parameters)
 @app.task(
     bind=True,
     base=SubmitJobTask,
@@ -249,16 +304,20 @@ def _canvas(request: Any) -> dict[str, Any]:
     throws=_EXPECTED,
     **_REDIS_RETRY,
 )
-def submit_job(self: Task[Any, Any], *args: Any, **kwargs: Any) -> Any:
+def submit_job(self: SubmitJobTask[Any, Any], *args: Any, **kwargs: Any) -> Any:
     """Submit an AWS Batch job and track it; the result resolves when the Batch job ends.
 
-    Arguments are those of SubmitJob in snake_case (``job_name``, ``job_queue``,
-    ``job_definition``, ``parameters``, ``container_overrides``, ...), plus ``poll`` (overrides of
-    the poll policy), ``idempotency_key``, and where the job runs: ``aws_profile`` (a profile of
-    the AWS config that ``POLLER_AWS_PROFILES`` allows) and ``aws_region`` (over the profile's
-    region). Returns the JobResult for SUCCEEDED; raises
-    JobFailed, JobTimedOut or SubmitRejected (DuplicateSubmission for a used idempotency key that
-    bypassed ``apply_async``) otherwise.
+    The positional arguments and the SubmitJob fields are SubmitJob's in snake_case (nested
+    values keep AWS's own shapes). poller's own: ``aws_profile`` (a profile of the AWS config
+    that ``POLLER_AWS_PROFILES`` allows) and ``aws_region`` (over the profile's region) say
+    where the job runs; ``poll`` overrides the poll policy's defaults; ``resubmit`` says which
+    failures submit a new Batch job; ``idempotency_key`` makes a repeated submission return the
+    first one's result.
+
+    Returns the :class:`~poller.JobResult` for SUCCEEDED; raises JobFailed, JobTimedOut or
+    SubmitRejected (DuplicateSubmission for a used idempotency key that bypassed
+    ``apply_async``) otherwise, each carrying the job's ids, status, reason, exit code and
+    failure kind. A bad argument raises InvalidJobSpec naming it, before anything is sent.
     """
     try:
         return _submit(self, args, kwargs)

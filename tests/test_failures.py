@@ -126,10 +126,10 @@ def test_a_stuck_job_given_up_keeps_batchs_reason_and_its_kind(
 def test_the_kind_survives_the_result_backend(error: type[JobFailed]) -> None:
     # Celery stores an error's args and rebuilds it on the caller's side with cls(*args)
     backend = Celery(set_as_current=False).backend
-    stored = backend.prepare_exception(error("job t: ended FAILED", "out_of_memory"), "json")
-    rebuilt = backend.exception_to_python(stored)
+    ended = error("job t: ended FAILED", failure_kind="out_of_memory")
+    rebuilt = backend.exception_to_python(backend.prepare_exception(ended, "json"))
     assert isinstance(rebuilt, error)
-    assert rebuilt.failure_kind == "out_of_memory"
+    assert rebuilt.failure_kind is FailureKind.OUT_OF_MEMORY
     assert str(rebuilt) == "job t: ended FAILED"
 
 

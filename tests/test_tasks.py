@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from celery import Celery, chain
 
-from poller import check_job, submit_job
+from poller import submit_job
 from poller.app import app
+from poller.tasks import check_job
 
 
 def test_poller_tasks_are_not_added_to_other_apps() -> None:

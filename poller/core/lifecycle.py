@@ -433,16 +433,23 @@ def cancel(rt: Runtime, tracking_id: str, reason: str) -> JobRecord:
 
 
 def outcome(record: JobRecord) -> JobResult:
-    """The Celery result of a finished job: its JobResult for SUCCEEDED, else the matching error."""
-    message = f"job {record.tracking_id}: {record.describe_failure()}"
+    """The Celery result of a finished job: its JobResult for SUCCEEDED, else the matching
+    error, carrying the job's ids, status, reason, exit code and failure kind."""
     if record.status is JobStatus.SUCCEEDED:
         return record.result()
-    kind = record.failure_kind.value if record.failure_kind is not None else None
-    if record.status is JobStatus.TIMED_OUT:
-        raise JobTimedOut(message, kind)
-    if record.status is JobStatus.REJECTED:
-        raise SubmitRejected(message)
-    raise JobFailed(message, kind)
+    error = {
+        JobStatus.TIMED_OUT: JobTimedOut,
+        JobStatus.REJECTED: SubmitRejected,
+    }.get(record.status, JobFailed)
+    raise error(
+        f"job {record.tracking_id}: {record.describe_failure()}",
+        tracking_id=record.tracking_id,
+        job_id=record.job_id,
+        status=record.status.value,
+        status_reason=record.status_reason,
+        exit_code=record.exit_code,
+        failure_kind=record.failure_kind.value if record.failure_kind is not None else None,
+    )
 
 
 def stamp(when: datetime | None) -> str:

@@ -7,10 +7,10 @@ Everything here is plain data with validation, JSON in and out; no I/O. It may i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import Enum
-from typing import Any, ClassVar, TypedDict, cast
+from typing import Any, TypedDict, cast
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -21,9 +21,12 @@ from poller.models.spec import (
     POLLER_TAGS,
     POSITIONAL,
     REGION_RE,
+    SUBMIT_OPTIONS,
     JobSpec,
+    invalid,
     validate_spec,
 )
+from poller.status import FailureKind, FailureKindName, JobStatus, TerminalStatusName
 
 __all__ = [
     "JOB_QUEUE_RE",
@@ -31,6 +34,7 @@ __all__ = [
     "POLLER_TAGS",
     "POSITIONAL",
     "REGION_RE",
+    "SUBMIT_OPTIONS",
     "AttemptOutcome",
     "BatchJobView",
     "FailureKind",
@@ -39,7 +43,9 @@ __all__ = [
     "JobSpec",
     "JobStatus",
     "Limits",
+    "PollOptions",
     "PollPolicy",
+    "ResubmitOptions",
     "ResubmitPolicy",
     "Submission",
     "Transition",
@@ -49,47 +55,6 @@ __all__ = [
     "validate_resubmit",
     "validate_spec",
 ]
-
-
-class JobStatus(str, Enum):
-    """Where a tracked job stands: AWS Batch's statuses plus poller's own.
-
-    QUEUED: accepted by poller, not yet submitted. REJECTED: refused by validation or by AWS.
-    TIMED_OUT: poller gave up waiting. The others are AWS Batch's own.
-    """
-
-    QUEUED = "QUEUED"
-    SUBMITTED = "SUBMITTED"
-    PENDING = "PENDING"
-    RUNNABLE = "RUNNABLE"
-    STARTING = "STARTING"
-    RUNNING = "RUNNING"
-    SUCCEEDED = "SUCCEEDED"
-    FAILED = "FAILED"
-    REJECTED = "REJECTED"
-    TIMED_OUT = "TIMED_OUT"
-
-    TERMINAL: ClassVar[frozenset[JobStatus]]
-    ACTIVE: ClassVar[frozenset[JobStatus]]
-
-    @property
-    def is_terminal(self) -> bool:
-        """True for a status a job never leaves."""
-        return self in JobStatus.TERMINAL
-
-    @property
-    def rank(self) -> int:
-        """Position along the lifecycle; a job never moves to a lower rank."""
-        return _RANK[self]
-
-
-JobStatus.TERMINAL = frozenset(
-    {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.REJECTED, JobStatus.TIMED_OUT}
-)
-JobStatus.ACTIVE = frozenset(set(JobStatus) - JobStatus.TERMINAL)
-_RANK = {status: i for i, status in enumerate(JobStatus)}
-for _terminal in JobStatus.TERMINAL:
-    _RANK[_terminal] = len(JobStatus)  # terminal statuses are final and equal in rank
 
 
 class PollPolicy(BaseModel):
@@ -109,22 +74,6 @@ class PollPolicy(BaseModel):
     max_runnable: float | None = Field(None, gt=0, allow_inf_nan=False)
     # Checks land on the fleet's tick grid, so checks due together share DescribeJobs calls
     align: bool = True
-
-
-class FailureKind(str, Enum):
-    """What kind of failure ended a job, from AWS's own strings (:mod:`poller.core.failures`)."""
-
-    HOST_TERMINATED = "host_terminated"  # its EC2 host or Spot capacity was reclaimed
-    OUT_OF_MEMORY = "out_of_memory"  # the container was killed for using too much memory
-    IMAGE_PULL = "image_pull"  # the container's image could not be pulled
-    MISCONFIGURATION = "misconfiguration"  # Batch cannot place it (MISCONFIGURATION:...)
-    STUCK = "stuck"  # waited in RUNNABLE past its limit
-    TIMEOUT = "timeout"  # an attempt's duration limit, or poller's max_wait / max_checks
-    APP_ERROR = "app_error"  # the job's command exited non-zero
-    CANCELLED = "cancelled"  # cancelled, terminated or revoked on request
-    DEPENDENCY_FAILED = "dependency_failed"  # a job it depends on failed
-    VANISHED = "vanished"  # DescribeJobs stopped returning it
-    REJECTED = "rejected"  # refused before it ran (spec, AWS, configuration)
 
 
 NEVER_RESUBMITTED = frozenset({FailureKind.CANCELLED, FailureKind.REJECTED})
@@ -226,6 +175,31 @@ class Transition(BaseModel):
     observed_at: datetime
 
 
+class PollOptions(TypedDict, total=False):
+    """``submit_job``'s ``poll=``: any of :class:`PollPolicy`'s fields, over the settings'
+    defaults (``POLLER_POLL_*``)."""
+
+    initial_delay: float
+    max_delay: float
+    factor: float
+    jitter: float
+    max_checks: int
+    max_wait: float
+    terminate_on_give_up: bool
+    max_runnable: float | None
+    align: bool
+
+
+class ResubmitOptions(TypedDict, total=False):
+    """``submit_job``'s ``resubmit=``: a :class:`ResubmitPolicy` as a mapping (``on`` is
+    required)."""
+
+    on: Sequence[FailureKind | FailureKindName]
+    max: int
+    queue: str | None
+    memory_factor: float
+
+
 class JobResult(TypedDict):
     """A finished job, as its submission's Celery result gives it (JSON types only).
 
@@ -238,7 +212,7 @@ class JobResult(TypedDict):
     job_name: str
     job_queue: str
     job_definition: str
-    status: str  # a JobStatus value: SUCCEEDED, FAILED, REJECTED or TIMED_OUT
+    status: TerminalStatusName  # a terminal JobStatus's value
     status_reason: str | None
     exit_code: int | None
     attempts: int
@@ -249,7 +223,7 @@ class JobResult(TypedDict):
     submitted_at: str | None  # poller: SubmitJob answered
     finished_at: str | None  # poller: the end was noticed and recorded
     array_status_summary: dict[str, int] | None  # an array job: children per status
-    failure_kind: str | None  # a FailureKind value; None for SUCCEEDED
+    failure_kind: FailureKindName | None  # a FailureKind's value; None for SUCCEEDED
     submissions: list[dict[str, Any]]  # each Batch job submitted (Submission), the last is job_id
 
 
@@ -365,9 +339,7 @@ def validate_poll(
     try:
         policy = PollPolicy(**{**defaults, **(overrides or {})})
     except ValidationError as err:
-        first = err.errors()[0]
-        field = "poll." + ".".join(str(part) for part in first["loc"])
-        raise InvalidJobSpec(f"invalid job spec: {field}: {first['msg']}", field=field) from None
+        raise invalid(err, known=PollPolicy.model_fields, within="poll") from None
     if policy.max_delay < policy.initial_delay:
         raise InvalidJobSpec(
             "invalid job spec: poll.max_delay: must be >= poll.initial_delay",
@@ -390,6 +362,4 @@ def validate_resubmit(value: Any, default: ResubmitPolicy | None) -> ResubmitPol
     try:
         return ResubmitPolicy(**value)
     except ValidationError as err:
-        first = err.errors()[0]
-        field = ".".join(["resubmit", *(str(part) for part in first["loc"])])
-        raise InvalidJobSpec(f"invalid job spec: {field}: {first['msg']}", field=field) from None
+        raise invalid(err, known=ResubmitPolicy.model_fields, within="resubmit") from None

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -25,6 +27,7 @@ REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")  # us-east-1, us-gov-wes
 
 
 POSITIONAL = ("job_name", "job_queue", "job_definition")  # submit_job's positional arguments
+SUBMIT_OPTIONS = ("poll", "resubmit", "idempotency_key")  # submit_job's keywords beside the spec's
 
 
 class JobSpec(BaseModel):
@@ -171,8 +174,19 @@ def validate_spec(
             job_name=job_name, job_queue=job_queue, job_definition=job_definition, **fields
         )
     except ValidationError as err:
-        first = err.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or "spec"
-        raise InvalidJobSpec(f"invalid job spec: {field}: {first['msg']}", field=field) from None
+        raise invalid(err, known=[*JobSpec.model_fields, *SUBMIT_OPTIONS]) from None
     except TypeError as err:  # an argument submit_job does not know
         raise InvalidJobSpec(f"invalid job spec: {err}") from None
+
+
+def invalid(err: ValidationError, *, known: Iterable[str], within: str = "") -> InvalidJobSpec:
+    """The InvalidJobSpec for pydantic's first error: it names the field (``within.field``)
+    and, for an unknown keyword, the known one it is closest to."""
+    first = err.errors()[0]
+    location = [str(part) for part in first["loc"]]
+    field = ".".join([within, *location] if within else location) or within or "spec"
+    message = first["msg"]
+    if first["type"] == "extra_forbidden" and len(location) == 1:
+        close = difflib.get_close_matches(location[0], list(known), n=1)
+        message = "unknown argument" + (f"; did you mean {close[0]!r}?" if close else "")
+    return InvalidJobSpec(f"invalid job spec: {field}: {message}", field=field)

@@ -18,7 +18,8 @@ No other module of poller reads or writes these keys; it may import ``poller.sig
     <p>:lock:<name>         a lock held by one worker for a while (expires): ``reconcile``
     <p>:events:flowing      exists while the workers' event consumers see Batch events (expires)
     <p>:metrics:*           the fleet's job metrics: see :mod:`poller.store.metrics`
-    <p>:events              pub/sub channel of JSON events
+    <p>:events              pub/sub channel of JSON events, every job's
+    <p>:events:job:<tracking_id>  pub/sub channel of the same events, that job's only (waiters)
     <p>:unsent:<tracking_id>  list: the job's events whose signals are not known to be sent
                             (the outbox: written with the transition, emptied once sent)
     <p>:unsent              sorted set: tracking id -> when its oldest unsent event was stored
@@ -270,8 +271,10 @@ class JobStore(Observations, FleetState, CallBudgets, StoreBase):
             return writes
         stored_at = time.time()
         change.stored = [event.to_json(stored_at) for event in change.events]
+        job_channel = self.job_channel(record.tracking_id)
         for entry in change.stored:
             writes.publish(self.channel, entry)
+            writes.publish(job_channel, entry)
         outbox = self.key(UNSENT_KEY, record.tracking_id)
         writes.rpush(outbox, *change.stored)
         writes.expire(outbox, self.record_ttl)
@@ -321,22 +324,26 @@ class JobStore(Observations, FleetState, CallBudgets, StoreBase):
         return records[:limit]
 
     @contextmanager
-    def subscribe(self, timeout: float = 5.0) -> Iterator[redis.client.PubSub]:
-        """Subscribe to the event channel; yields once Redis confirmed the subscription.
+    def subscribe(
+        self, tracking_id: str | None = None, timeout: float = 5.0
+    ) -> Iterator[redis.client.PubSub]:
+        """Subscribe to the events of one job (``tracking_id``) or of every job; yields once
+        Redis confirmed the subscription.
 
         Waiting for the confirmation means any event published after this returns is seen,
         so a reader can subscribe, then read the record, without a gap between the two.
         """
+        channel = self.channel if tracking_id is None else self.job_channel(tracking_id)
         pubsub = self.redis.pubsub()
         try:
-            pubsub.subscribe(self.channel)
+            pubsub.subscribe(channel)
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
                 message = pubsub.get_message(timeout=deadline - time.monotonic())
                 if message is not None and message["type"] == "subscribe":
                     break
             else:
-                raise TimeoutError(f"Redis did not confirm the subscription to {self.channel}")
+                raise TimeoutError(f"Redis did not confirm the subscription to {channel}")
             pubsub.ignore_subscribe_messages = True
             yield pubsub
         finally:

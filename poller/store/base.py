@@ -21,6 +21,7 @@ LOCK_KEY = "lock"
 EVENTS_FLOWING_KEY = "events:flowing"
 EVENT_COUNTS_KEY = metrics.EVENTS
 EVENTS_CHANNEL = "events"
+JOB_EVENTS_CHANNEL = "events:job"  # + ":<tracking id>": one job's events, for its waiters
 UNSENT_KEY = "unsent"
 QUARANTINE_KEY = "quarantine"
 QUARANTINED_KEY = "quarantined"
@@ -64,5 +65,10 @@ class StoreBase:
 
     @property
     def channel(self) -> str:
-        """The pub/sub channel events are published on."""
+        """The pub/sub channel every job's events are published on (``poller events``)."""
         return self.key(EVENTS_CHANNEL)
+
+    def job_channel(self, tracking_id: str) -> str:
+        """The pub/sub channel one job's events are also published on: a waiter listens there
+        and receives its own job's events only."""
+        return self.key(JOB_EVENTS_CHANNEL, tracking_id)

@@ -13,7 +13,7 @@ from aws_batch_emulator.resources import JOB_QUEUE, SLEEP_JOB_DEFINITION
 from celery import Celery, chain, chord
 from celery.result import AsyncResult
 
-from poller import JobHandle, JobStatus, check_job, submit_job
+from poller import JobHandle, JobStatus, submit_job
 from poller.app import app
 from poller.errors import (
     DuplicateSubmission,
@@ -22,6 +22,7 @@ from poller.errors import (
     JobTimedOut,
     SubmitRejected,
 )
+from poller.tasks import check_job
 from poller.testing.worker import Worker
 from tests.conftest import eventually
 from tests.integration.signal_recorder import (

@@ -1,0 +1,166 @@
+"""Part of the store: waiting for jobs from asyncio, on redis-py's asyncio client.
+
+An :class:`AsyncWaiters` serves every coroutine of one event loop that waits for jobs of one
+store: one connection reads records, one pub/sub connection carries the channel of each job
+someone awaits (``<p>:events:job:<tracking id>``, subscribed while it is awaited), and one reader
+task hands each message to the waiters of its own job only. A thousand awaited jobs cost one
+connection pair and their own events, never the fleet's.
+
+Pub/sub delivers at most once (a reconnect loses what was published meanwhile): waiters re-read
+the record now and then as well as on each event (:mod:`poller.client`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import redis
+import redis.asyncio as aioredis
+from pydantic import ValidationError
+
+from poller.errors import JobNotFound, RecordUnreadable
+from poller.models import JobRecord
+from poller.store.base import StoreBase
+
+logger = logging.getLogger(__name__)
+
+RECONNECT_PAUSE = 0.5  # seconds between the reader's attempts while Redis is unreachable
+READ_TIMEOUT = 1.0  # the reader's longest wait for a message before it looks again
+# The sync client's connection settings that the asyncio client takes as they are
+_SHARED_SETTINGS = (
+    "host", "port", "db", "username", "password", "path", "client_name", "socket_timeout",
+    "socket_connect_timeout", "health_check_interval", "ssl_keyfile", "ssl_certfile",
+    "ssl_cert_reqs", "ssl_ca_certs", "ssl_ca_data", "ssl_check_hostname",
+)  # fmt: skip
+_CONNECTION_CLASSES: dict[type[Any], type[aioredis.connection.AbstractConnection]] = {
+    redis.Connection: aioredis.Connection,
+    redis.SSLConnection: aioredis.SSLConnection,
+    redis.UnixDomainSocketConnection: aioredis.UnixDomainSocketConnection,
+}
+
+
+def async_client(client: redis.Redis) -> aioredis.Redis:
+    """An asyncio client to the server ``client`` talks to, with its settings (replies
+    decoded)."""
+    pool = client.connection_pool
+    settings = {
+        name: value for name, value in pool.connection_kwargs.items() if name in _SHARED_SETTINGS
+    }
+    connection_class = _CONNECTION_CLASSES.get(pool.connection_class, aioredis.Connection)
+    return aioredis.Redis(
+        connection_pool=aioredis.ConnectionPool(
+            connection_class=connection_class, decode_responses=True, **settings
+        )
+    )
+
+
+class AsyncWaiters:
+    """Records and per-job events of one store, for the coroutines of the running event loop.
+
+    Create it inside the loop it serves; its reader task closes both connections when the loop
+    cancels it (``asyncio.run`` does on its way out) or on :meth:`aclose`.
+    """
+
+    def __init__(self, store: StoreBase, client: aioredis.Redis | None = None) -> None:
+        self.store = store
+        self._client = client if client is not None else async_client(store.redis)
+        self._pubsub = self._client.pubsub()
+        self._queues: dict[str, set[asyncio.Queue[str]]] = {}  # channel -> its waiters' queues
+        self._confirmed: dict[str, asyncio.Future[None]] = {}  # channel -> subscribed
+        self._subscribed = asyncio.Event()  # set once the pub/sub connection exists
+        # One (un)subscribe at a time: redis-py's PubSub connects on its first command, and two
+        # first commands at once would each open a connection, one of them never read
+        self._commands = asyncio.Lock()
+        self._reader = asyncio.get_running_loop().create_task(
+            self._read(), name="poller job waiters"
+        )
+
+    @property
+    def closed(self) -> bool:
+        """True once its reader stopped: it serves no one any more."""
+        return self._reader.done()
+
+    async def record(self, tracking_id: str) -> JobRecord:
+        """The job's stored record, read now; JobNotFound, or RecordUnreadable when it cannot
+        be read back (the sync store sets such a record aside when it meets it)."""
+        raw = await self._client.get(self.store.key("job", tracking_id))
+        if raw is None:
+            raise JobNotFound(f"no job is tracked under id {tracking_id!r}")
+        try:
+            return JobRecord.model_validate_json(raw)
+        except ValidationError as err:
+            raise RecordUnreadable(f"job {tracking_id}: its record could not be read") from err
+
+    @contextlib.asynccontextmanager
+    async def listen(
+        self, tracking_id: str, timeout: float = 5.0
+    ) -> AsyncIterator[asyncio.Queue[str]]:
+        """A queue of the job's events (their JSON, as published), from a moment Redis
+        confirmed on: whatever is published after this yields reaches the queue (so a waiter
+        may listen, then read the record, without a gap). TimeoutError if Redis does not
+        confirm within ``timeout`` seconds."""
+        channel = self.store.job_channel(tracking_id)
+        queue: asyncio.Queue[str] = asyncio.Queue()
+        self._queues.setdefault(channel, set()).add(queue)
+        try:
+            confirmed = self._confirmed.get(channel)
+            if confirmed is None:
+                confirmed = self._confirmed[channel] = asyncio.get_running_loop().create_future()
+                async with self._commands:
+                    await self._pubsub.subscribe(channel)
+                self._subscribed.set()
+            await asyncio.wait_for(asyncio.shield(confirmed), timeout)
+            yield queue
+        finally:
+            await self._forget(channel, queue)
+
+    async def _forget(self, channel: str, queue: asyncio.Queue[str]) -> None:
+        queues = self._queues.get(channel, set())
+        queues.discard(queue)
+        if queues:
+            return
+        self._queues.pop(channel, None)
+        self._confirmed.pop(channel, None)
+        with contextlib.suppress(redis.RedisError, OSError):  # a lost connection forgets it too
+            async with self._commands:
+                await self._pubsub.unsubscribe(channel)
+
+    async def _read(self) -> None:
+        """Hand each message to its channel's queues, until cancelled; then close."""
+        try:
+            await self._subscribed.wait()
+            while True:
+                try:
+                    message = await self._pubsub.get_message(timeout=READ_TIMEOUT)
+                except (redis.ConnectionError, redis.TimeoutError, OSError) as err:
+                    # Waiters keep waiting: they re-read their records on their own schedule
+                    logger.warning("job waiters: Redis unreachable (%s); retrying", err)
+                    await asyncio.sleep(RECONNECT_PAUSE)
+                    continue
+                if message is not None:
+                    self._deliver(message)
+        finally:
+            with contextlib.suppress(Exception):  # closing on the way out: nothing to tell
+                await self._pubsub.aclose()
+            with contextlib.suppress(Exception):
+                await self._client.aclose()
+
+    def _deliver(self, message: dict[str, Any]) -> None:
+        channel = str(message["channel"])
+        if message["type"] == "subscribe":
+            confirmed = self._confirmed.get(channel)
+            if confirmed is not None and not confirmed.done():
+                confirmed.set_result(None)
+        elif message["type"] == "message":
+            for queue in self._queues.get(channel, ()):
+                queue.put_nowait(str(message["data"]))
+
+    async def aclose(self) -> None:
+        """Stop the reader and close the connections."""
+        self._reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._reader
