@@ -22,7 +22,7 @@ from poller.core.redaction import public
 from poller.errors import WaitTimeout
 from poller.models import JobRecord, JobResult, JobStatus
 from poller.store import JobStore
-from poller.store.waiters import AsyncWaiters
+from poller.store.waiters import AsyncWaiters, parse_record
 
 logger = logging.getLogger(__name__)
 
@@ -141,11 +141,12 @@ class JobHandle:
         waiters = self._async_waiters()
         try:
             async with asyncio.timeout(timeout), waiters.listen(self.tracking_id) as events:
-                while not (record := await waiters.record(self.tracking_id)).is_terminal:
+                # Only the status is looked at until it is terminal: JSON, not the whole model
+                while not _ended(raw := await waiters.raw_record(self.tracking_id)):
                     await _next_async(events, _may_end)
         except TimeoutError:
             raise self._timed_out(timeout) from None
-        return public(record).result()
+        return parse_record(self.tracking_id, raw).result()
 
     def _async_waiters(self) -> AsyncWaiters:
         """The running loop's waiters of this handle's store (created on first use)."""
@@ -173,6 +174,18 @@ class JobHandle:
 
     def __repr__(self) -> str:
         return f"JobHandle({self.tracking_id!r})"
+
+
+def _ended(raw: str) -> bool:
+    """True when a stored record (its JSON) is of a job that ended; a record that cannot be
+    read is read properly, which says why."""
+    try:
+        status = json.loads(raw).get("status")
+    except (ValueError, AttributeError):
+        status = None
+    if not isinstance(status, str):
+        return parse_record("", raw).is_terminal
+    return status in _TERMINAL
 
 
 def _may_end(event: str) -> bool:

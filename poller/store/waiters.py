@@ -29,6 +29,9 @@ from poller.store.base import StoreBase
 logger = logging.getLogger(__name__)
 
 RECONNECT_PAUSE = 0.5  # seconds between the reader's attempts while Redis is unreachable
+# Connections reading records: a thousand waiters reading at once queue for a few connections
+# rather than open a thousand (each connect costs the loop more than the reads it serves)
+RECORD_CONNECTIONS = 4
 READ_TIMEOUT = 1.0  # the reader's longest wait for a message before it looks again
 # The sync client's connection settings that the asyncio client takes as they are
 _SHARED_SETTINGS = (
@@ -51,11 +54,14 @@ def async_client(client: redis.Redis) -> aioredis.Redis:
         name: value for name, value in pool.connection_kwargs.items() if name in _SHARED_SETTINGS
     }
     connection_class = _CONNECTION_CLASSES.get(pool.connection_class, aioredis.Connection)
-    return aioredis.Redis(
-        connection_pool=aioredis.ConnectionPool(
-            connection_class=connection_class, decode_responses=True, **settings
-        )
+    connections = aioredis.BlockingConnectionPool(
+        max_connections=RECORD_CONNECTIONS + 1,  # and the pub/sub connection
+        timeout=None,
+        connection_class=connection_class,
+        decode_responses=True,
+        **settings,
     )
+    return aioredis.Redis(connection_pool=connections)
 
 
 class AsyncWaiters:
@@ -75,6 +81,8 @@ class AsyncWaiters:
         # One (un)subscribe at a time: redis-py's PubSub connects on its first command, and two
         # first commands at once would each open a connection, one of them never read
         self._commands = asyncio.Lock()
+        self._joining: set[str] = set()  # channels to subscribe with the next command
+        self._leaving: set[str] = set()  # channels to unsubscribe with the next command
         self._reader = asyncio.get_running_loop().create_task(
             self._read(), name="poller job waiters"
         )
@@ -87,13 +95,14 @@ class AsyncWaiters:
     async def record(self, tracking_id: str) -> JobRecord:
         """The job's stored record, read now; JobNotFound, or RecordUnreadable when it cannot
         be read back (the sync store sets such a record aside when it meets it)."""
+        return parse_record(tracking_id, await self.raw_record(tracking_id))
+
+    async def raw_record(self, tracking_id: str) -> str:
+        """The job's stored record as its JSON text, read now; JobNotFound when there is none."""
         raw = await self._client.get(self.store.key("job", tracking_id))
         if raw is None:
             raise JobNotFound(f"no job is tracked under id {tracking_id!r}")
-        try:
-            return JobRecord.model_validate_json(raw)
-        except ValidationError as err:
-            raise RecordUnreadable(f"job {tracking_id}: its record could not be read") from err
+        return str(raw)
 
     @contextlib.asynccontextmanager
     async def listen(
@@ -110,9 +119,9 @@ class AsyncWaiters:
             confirmed = self._confirmed.get(channel)
             if confirmed is None:
                 confirmed = self._confirmed[channel] = asyncio.get_running_loop().create_future()
-                async with self._commands:
-                    await self._pubsub.subscribe(channel)
-                self._subscribed.set()
+                self._leaving.discard(channel)
+                self._joining.add(channel)
+                await self._send()
             await asyncio.wait_for(asyncio.shield(confirmed), timeout)
             yield queue
         finally:
@@ -125,9 +134,22 @@ class AsyncWaiters:
             return
         self._queues.pop(channel, None)
         self._confirmed.pop(channel, None)
+        self._joining.discard(channel)
+        self._leaving.add(channel)
         with contextlib.suppress(redis.RedisError, OSError):  # a lost connection forgets it too
-            async with self._commands:
-                await self._pubsub.unsubscribe(channel)
+            await self._send()
+
+    async def _send(self) -> None:
+        """(Un)subscribe every channel waiting for it, in one command each: the waiters that
+        came while the previous command was sent go together."""
+        async with self._commands:
+            leaving, self._leaving = self._leaving, set()
+            joining, self._joining = self._joining, set()
+            if leaving:
+                await self._pubsub.unsubscribe(*leaving)
+            if joining:
+                await self._pubsub.subscribe(*joining)
+                self._subscribed.set()
 
     async def _read(self) -> None:
         """Hand each message to its channel's queues, until cancelled; then close."""
@@ -164,3 +186,11 @@ class AsyncWaiters:
         self._reader.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._reader
+
+
+def parse_record(tracking_id: str, raw: str) -> JobRecord:
+    """A record's JSON text as a JobRecord; RecordUnreadable when it cannot be read back."""
+    try:
+        return JobRecord.model_validate_json(raw)
+    except ValidationError as err:
+        raise RecordUnreadable(f"job {tracking_id}: its record could not be read") from err

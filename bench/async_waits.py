@@ -1,0 +1,181 @@
+"""Benchmark: what waiting for jobs costs the waiting process, in an event loop and in a thread.
+
+Run with ``.venv/bin/python bench/async_waits.py --jobs 1000`` (also in ``make bench``).
+
+The stack is the real one (embedded Redis, the local Batch endpoint with its simulated runtime
+and Batch events, two poller workers); jobs sleep 5-20 s on Batch. The waiting happens in a
+process of its own, started once every job is submitted, so that its CPU is the waiting alone:
+
+- **async**: ``--jobs`` jobs awaited in one event loop (``JobHandle.wait_async``, all at once
+  with ``asyncio.gather``). Printed: jobs SUCCEEDED, the loop's worst lag (a coroutine that
+  sleeps 10 ms and notes how late it wakes) and the waiting process' CPU per job. With
+  ``--mode threads``: the same jobs awaited as an event loop had to before ``wait_async``, each
+  ``JobHandle.wait`` in a thread of a pool as large as the jobs (``run_in_executor``).
+- **sync**: one job (60 s) awaited by ``JobHandle.wait`` in a thread, first alone, then while
+  ``--jobs`` other jobs go through their lives: the waiting thread's CPU (``time.thread_time``)
+  in each case. It must not grow with the others' events.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import concurrent.futures
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+LAG_TICK = 0.01  # the lag probe's sleep (s)
+DURATIONS = [5, 10, 15, 20]  # seconds the jobs sleep on Batch, in turn
+SYNC_JOB_SECONDS = 60  # the sync waiter's own job: it outlasts the others' submission and lives
+WAIT_TIMEOUT = 900.0
+
+
+def submit(count: int, seconds: list[float], name: str) -> list[str]:
+    """Submit ``count`` sleeping jobs (durations cycling through ``seconds``); their ids."""
+    from aws_batch_emulator.resources import JOB_QUEUE, SLEEP_JOB_DEFINITION
+
+    from poller import submit_job
+
+    ids = []
+    for n in range(count):
+        parameters = {"sim_seconds": str(seconds[n % len(seconds)])}
+        result = submit_job.delay(
+            f"{name}-{n}", JOB_QUEUE, SLEEP_JOB_DEFINITION, parameters=parameters
+        )
+        ids.append(result.id)
+    return ids
+
+
+def start_waiter(mode: str, ids: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+    """Start the waiting process (this script with ``--wait``)."""
+    return subprocess.Popen(
+        [sys.executable, __file__, "--wait", mode, *ids], env={**os.environ, **env},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def figures_of(waiter: subprocess.Popen[str]) -> dict[str, Any]:
+    """What the waiting process printed, once it ended."""
+    out, err = waiter.communicate(timeout=WAIT_TIMEOUT + 60)
+    if waiter.returncode != 0:
+        raise SystemExit(f"a waiter failed:\n{err[-3000:]}")
+    return dict(json.loads(out.strip().splitlines()[-1]))
+
+
+# --- the waiting process ----------------------------------------------------------------------
+
+
+def cpu_seconds() -> float:
+    """This process's CPU time so far (user and system)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def worst_lag(stop: asyncio.Event) -> float:
+    """The loop's worst lateness (s) waking a coroutine that sleeps LAG_TICK, until ``stop``."""
+    loop = asyncio.get_running_loop()
+    worst = 0.0
+    while not stop.is_set():
+        before = loop.time()
+        await asyncio.sleep(LAG_TICK)
+        worst = max(worst, loop.time() - before - LAG_TICK)
+    return worst
+
+
+async def await_all(mode: str, ids: list[str]) -> dict[str, Any]:
+    """Await every job in one loop (``async``: wait_async; ``threads``: wait in threads)."""
+    from poller import JobHandle
+
+    stop = asyncio.Event()
+    probe = asyncio.create_task(worst_lag(stop))
+    loop = asyncio.get_running_loop()
+    before = cpu_seconds()
+    if mode == "async":
+        waits = [JobHandle(t).wait_async(timeout=WAIT_TIMEOUT) for t in ids]
+        results = await asyncio.gather(*waits)
+    else:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=len(ids)) as pool:
+            waits = [loop.run_in_executor(pool, JobHandle(t).wait, WAIT_TIMEOUT) for t in ids]
+            results = await asyncio.gather(*waits)
+    cpu = cpu_seconds() - before
+    stop.set()
+    return {
+        "jobs": len(ids),
+        "succeeded": sum(1 for r in results if r["status"] == "SUCCEEDED"),
+        "worst lag (ms)": await probe * 1000,
+        "CPU per job (ms)": cpu * 1000 / len(ids),
+        "CPU (s)": cpu,
+    }
+
+
+def wait_one(tracking_id: str) -> dict[str, Any]:
+    """Wait for one job with JobHandle.wait; the waiting thread's CPU."""
+    from poller import JobHandle
+
+    before = time.thread_time()
+    result = JobHandle(tracking_id).wait(timeout=WAIT_TIMEOUT)
+    return {"status": result["status"], "CPU (ms)": (time.thread_time() - before) * 1000}
+
+
+def waiter_main(mode: str, ids: list[str]) -> None:
+    figures = wait_one(ids[0]) if mode == "sync" else asyncio.run(await_all(mode, ids))
+    print(json.dumps(figures))
+
+
+# --- the bench ----------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--jobs", type=int, default=1000)
+    parser.add_argument("--mode", choices=("async", "threads"), default="async")
+    parser.add_argument("--skip-sync", action="store_true", help="only the event loop's figures")
+    parser.add_argument("--wait", nargs="+", help=argparse.SUPPRESS)  # the waiting process
+    args = parser.parse_args()
+    if args.wait:
+        waiter_main(args.wait[0], args.wait[1:])
+        return
+
+    from aws_batch_emulator import LocalBatch
+
+    from poller.testing.redis_server import EmbeddedRedis
+    from poller.testing.stack import configure_process, stack_env
+    from poller.testing.worker import Worker
+
+    printed: dict[str, Any] = {}
+    with EmbeddedRedis() as server, LocalBatch(runtime="simulated", events=True) as batch:
+        env = stack_env(server, batch, initial_delay=5, max_delay=30)
+        env["POLLER_EVENTS_QUEUE_URL"] = batch.events_queue_url
+        configure_process(env)
+        workers = [Worker(env, concurrency=2, pool="threads") for _ in range(2)]
+        try:
+            for worker in workers:
+                worker.start()
+            ids = submit(args.jobs, DURATIONS, "wait")
+            printed[args.mode] = figures_of(start_waiter(args.mode, ids, env))
+            print(f"{args.mode}: {printed[args.mode]}", flush=True)
+            if not args.skip_sync:
+                alone = start_waiter("sync", submit(1, [SYNC_JOB_SECONDS], "alone"), env)
+                printed["sync, alone"] = figures_of(alone)
+                print(f"sync, alone: {printed['sync, alone']}", flush=True)
+                # The waiter starts before the others are submitted: it waits through them all
+                own = start_waiter("sync", submit(1, [SYNC_JOB_SECONDS], "own"), env)
+                submit(args.jobs, DURATIONS, "others")
+                printed["sync, with others"] = figures_of(own)
+                print(f"sync, with {args.jobs} others: {printed['sync, with others']}", flush=True)
+        finally:
+            for worker in workers:
+                worker.stop(timeout=60)
+    print(json.dumps(printed))
+
+
+if __name__ == "__main__":
+    main()
