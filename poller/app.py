@@ -195,12 +195,16 @@ def _install_worker_parts() -> None:
     from poller.worker.events_process import EventsStep
     from poller.worker.heartbeat import HeartbeatStep
     from poller.worker.reconcile import ReconcileStep
-    from poller.worker.worker_start import cancel_on_revoke, prepare_worker, refuse_bad_settings
+    from poller.worker.revokes import revoke_listener
+    from poller.worker.worker_start import prepare_worker, refuse_bad_settings
 
     def on_celeryd_init(instance: Any, options: dict[str, Any], **_: Any) -> None:
         if instance.app is app:  # not another app's worker in a process that imported poller
             prepare_worker(instance, options)
-            cancel_on_revoke(cancel_revoked)
+
+    def on_worker_init(sender: Any, **_: Any) -> None:
+        if getattr(sender, "app", None) is app:  # poller's own worker only
+            tracebacks.install()
 
     command = poller_celery_command()
     if command == "worker":
@@ -214,8 +218,9 @@ def _install_worker_parts() -> None:
     app.steps["worker"].add(HeartbeatStep)
     app.steps["worker"].add(ReconcileStep)
     app.steps["worker"].add(EventsStep)
+    app.steps["consumer"].add(revoke_listener(cancel_revoked))
     celeryd_init.connect(on_celeryd_init, weak=False)
-    worker_init.connect(lambda **_: tracebacks.install(), weak=False)
+    worker_init.connect(on_worker_init, weak=False)
 
 
 def cancel_revoked(task_ids: Any, terminate: bool) -> None:

@@ -1,5 +1,7 @@
 """What ``celery -A poller worker`` checks and sets up before it consumes anything.
 
+- It is ``poller@<host>`` unless ``-n`` names it otherwise (the app's workers are
+  ``celery@<host>``).
 - It consumes its checks' queue and ``POLLER_QUEUE`` only (unless ``-Q`` names queues), the
   checks first: the app's own tasks, on its default queue, are left to the app's workers.
 - It imports ``POLLER_IMPORTS``, so the app's signal receivers run where poller's signals fire.
@@ -13,10 +15,10 @@ from __future__ import annotations
 import importlib
 import logging
 import sys
-from collections.abc import Callable
 from typing import Any, NoReturn
 
 from celery.signals import worker_ready
+from celery.utils.nodenames import default_nodename, host_format
 
 from poller.aws.targets import aws_configuration_problem
 from poller.errors import ConfigurationError
@@ -25,6 +27,9 @@ from poller.settings import Settings, django_settings_module, get_settings, put_
 logger = logging.getLogger(__name__)
 
 EX_CONFIG = 78  # sysexits.h: configuration error
+NODE_NAME = "poller@%h"
+"""poller's worker's node name unless ``-n`` names another: beside the app's ``celery@%h`` on
+one host, Flower and ``celery inspect`` see two workers, not one name twice."""
 
 
 def prepare_worker(worker: Any, options: dict[str, Any]) -> None:
@@ -34,6 +39,8 @@ def prepare_worker(worker: Any, options: dict[str, Any]) -> None:
     if problem:
         refuse(problem)
     import_app_modules(settings)
+    if worker.hostname == host_format(default_nodename(None)):  # type: ignore[arg-type]  # Celery's default: no -n
+        worker.hostname = host_format(NODE_NAME)
     if not options.get("queues"):
         # checks first: taken first on Redis (queue_order_strategy, poller.app)
         worker.app.amqp.queues.select([settings.check_queue, settings.queue])
@@ -45,29 +52,6 @@ def prepare_worker(worker: Any, options: dict[str, Any]) -> None:
         logger.info("poller worker consuming %s; imported %s (POLLER_IMPORTS)", queues, imported)
 
     worker_ready.connect(say_what_it_does, weak=False)
-
-
-def cancel_on_revoke(cancel: Callable[[Any, bool], None]) -> None:
-    """Have Celery's ``revoke`` control command call ``cancel(task_ids, terminate)`` first.
-
-    Celery only remembers a revocation and drops the task's next message; for poller that
-    message is a check, and the Batch job would run on untracked. Idempotent.
-    """
-    from celery.worker import control
-
-    celery_revoke = control.Panel.data["revoke"]
-    if getattr(celery_revoke, "poller_cancels", False):
-        return
-
-    def revoke(state: Any, task_id: Any, terminate: bool = False, **kwargs: Any) -> Any:
-        try:
-            cancel(task_id, terminate)
-        except Exception:  # Redis or AWS unreachable: the next check applies the revocation
-            logger.exception("could not cancel the job of revoked task %s now", task_id)
-        return celery_revoke(state, task_id, terminate=terminate, **kwargs)
-
-    revoke.poller_cancels = True  # type: ignore[attr-defined]
-    control.Panel.data["revoke"] = revoke
 
 
 def refuse_bad_settings() -> Settings:
