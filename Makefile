@@ -13,16 +13,22 @@ EMULATOR := aws-batch-emulator
 # is locked too; pip bootstraps that version, then the sync keeps it. uv uses this machine's
 # python3 (it never downloads one) and the venv at $(VENV).
 UV_VERSION = $(shell sed -n '/^name = "uv"$$/{n;s/^version = "\(.*\)"$$/\1/p;}' uv.lock)
+UV_BOOTSTRAP = $(PY) -m pip install --quiet uv==$(UV_VERSION)
+# The uv in $(VENV) now ("uv 0.13.9 (...)" -> 0.13.9), read when a recipe using it starts
+UV_INSTALLED = $(word 2,$(shell $(UV) --version 2>/dev/null))
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
 $(UV):
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet uv==$(UV_VERSION)
+	$(UV_BOOTSTRAP)
 
-# --locked: a pyproject.toml changed without `make lock` stops here instead of drifting.
+# --locked: a pyproject.toml changed without `make lock` stops here instead of drifting. A lock
+# that moved uv to another version gets it bootstrapped first (an older uv may not read a newer
+# lock); the uv the rule above just installed is that version already, so a fresh clone runs
+# pip once.
 $(STAMP): uv.lock pyproject.toml $(EMULATOR)/pyproject.toml | $(UV)
-	$(PY) -m pip install --quiet uv==$(UV_VERSION)
+	$(if $(filter $(UV_VERSION),$(UV_INSTALLED)),,$(UV_BOOTSTRAP))
 	$(UV) sync --locked --all-extras --all-packages --python $(PY)
 	touch $(STAMP)
 
@@ -48,8 +54,8 @@ typecheck: $(STAMP)  ## mypy --strict on the package
 docs: $(STAMP)  ## the manual (docs/, mkdocs.yml) built into site/, strict: a broken link or anchor fails
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
 
-demo: $(STAMP)  ## the whole stack on this machine, real jobs going through their states
-	$(VENV)/bin/poller demo
+demo: $(STAMP)  ## the whole stack on this machine, real jobs going through their states; it stops when they end (ARGS=--keep: stays up until Ctrl-C)
+	$(VENV)/bin/poller demo $(ARGS)
 
 bench: $(STAMP)  ## coalesced vs per-job DescribeJobs, throttled submits; detection with the defaults, polling vs events; the endpoint's and the events consumer's own rates; the per-job floor of Celery and botocore
 	$(PY) bench/tracking.py --jobs 1000 --jobs 10000

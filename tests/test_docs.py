@@ -96,3 +96,13 @@ def test_the_architecture_page_names_every_part_of_the_package() -> None:
     parts = [f"{path.parent.name}/" for path in package.glob("*/__init__.py")]
     parts += [path.name for path in package.glob("*.py")]
     assert sorted(part for part in parts if part not in page) == []
+
+
+def test_the_quick_start_keeps_the_demo_up_the_way_the_demo_says() -> None:
+    from poller.testing.demo import CLI_KEEP, MAKE_KEEP
+
+    # The demo prints how to keep its stack up (under Flower's URL); the quick starts say the same
+    for page in (ROOT / "README.md", DOCS / "getting-started.md"):
+        text = page.read_text()
+        assert MAKE_KEEP in text, page
+    assert CLI_KEEP in (DOCS / "getting-started.md").read_text()

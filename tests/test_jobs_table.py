@@ -1,17 +1,25 @@
-"""`poller jobs` as an operator reads it: 80 columns, piped, with Batch's reason for ended jobs."""
+"""`poller jobs` and `poller status` as an operator reads them: 80 columns, piped, with Batch's
+reason and the exit code of ended jobs; `--wide` with every value whole."""
 
 from __future__ import annotations
 
 import io
+from types import SimpleNamespace
 
+import pytest
+from click.testing import CliRunner
 from rich.console import Console
 
+from poller.cli import main
 from poller.core import lifecycle
 from poller.core.runtime import Runtime
-from poller.models import JobRecord, JobStatus
+from poller.models import JobRecord, JobStatus, utcnow
 from poller.monitoring import console as view
 from poller.testing import FakeBatch
 from tests.fakes import running
+
+REASON = "Essential container in task exited " * 3  # longer than 80 columns leave it
+LONG_NAME = "nightly-warehouse-load-for-every-region-and-every-account"
 
 
 def rendered(records: list[JobRecord], width: int, wide: bool = False) -> list[str]:
@@ -23,37 +31,67 @@ def rendered(records: list[JobRecord], width: int, wide: bool = False) -> list[s
 
 
 def jobs(rt: Runtime, batch: FakeBatch) -> list[JobRecord]:
-    """A running job with a long name, and a failed one whose reason is long."""
+    """A running job, and a failed one (exit code 3) whose reason is long."""
     first = running(rt, batch, "t1")
     failed = running(rt, batch, "t2")
-    reason = "Essential container in task exited " * 3
-    batch.set_status(str(failed.job_id), JobStatus.FAILED, reason=reason, exit_code=3)
+    batch.set_status(str(failed.job_id), JobStatus.FAILED, reason=REASON, exit_code=3)
     for tracking_id in ("t1", "t2"):
         lifecycle.check(rt, tracking_id, 0)
     return [rt.store.get(first.tracking_id), rt.store.get("t2")]
 
 
-def test_at_80_columns_every_line_fits_and_shows_name_status_age_and_reason(
+def column(header: str, row: str, name: str) -> str:
+    """The cell of column ``name`` (right-justified, as wide as its header) in ``row``."""
+    end = header.index(name) + len(name)
+    return row[end - len(name) : end].strip()
+
+
+def test_at_80_columns_every_line_fits_and_shows_name_status_exit_code_age_and_reason(
     rt: Runtime, batch: FakeBatch
 ) -> None:
+    # Given a running job and a failed one (exit code 3) whose reason is longer than the line
+    # When the jobs table is printed piped (80 columns)
     lines = rendered(jobs(rt, batch), width=80)
+    # Then every line fits, and each job shows its name, status, age and, once ended, its exit
+    # code and Batch's reason
     assert all(len(line) <= 80 for line in lines), lines
     header = next(line for line in lines if "status" in line)
-    assert header.split() == ["job", "status", "age", "reason"]
+    assert header.split() == ["job", "status", "exit", "age", "reason"]
     running_row, failed_row = (line for line in lines if "nightly" in line)
     assert "RUNNING" in running_row and running_row.rstrip().endswith("s")  # its age, no reason
+    assert column(header, running_row, "exit") == ""
     assert "FAILED" in failed_row and "Essential container in task" in failed_row
-    assert "…" in failed_row  # the long reason is cut, not wrapped onto another line
+    # And the long reason is cut (not wrapped onto another line), the exit code is not
+    assert "…" in failed_row
+    assert column(header, failed_row, "exit") == "3"
 
 
-def test_wide_adds_checks_and_both_ids_uncut(rt: Runtime, batch: FakeBatch) -> None:
-    records = jobs(rt, batch)
-    lines = rendered(records, width=200, wide=True)
+def test_wide_piped_prints_every_value_whole(rt: Runtime, batch: FakeBatch) -> None:
+    # Given jobs with a long name and a long reason
+    first, failed = jobs(rt, batch)
+    records = [first.model_copy(update={"job_name": LONG_NAME}), failed]
+    # When the wide table is printed piped (80 columns)
+    lines = rendered(records, width=80, wide=True)
     text = "\n".join(lines)
-    for record in records:
-        assert record.tracking_id in text and str(record.job_id) in text
-    assert view.ended_reason(records[1]).endswith("(exit 3)")
-    assert view.ended_reason(records[0]) == ""
+    # Then nothing is cut: the name, Batch's reason, the exit code, the checks and both ids
+    # are whole, each row on one line, longer than 80 columns
+    assert "…" not in text
+    header = next(line for line in lines if "status" in line)
+    assert header.split()[:5] == ["job", "status", "exit", "age", "reason"]
+    first_row, failed_row = (line for line in lines if "nightly" in line)
+    assert LONG_NAME in first_row
+    assert REASON.strip() in failed_row and column(header, failed_row, "exit") == "3"
+    for row, record in ((first_row, records[0]), (failed_row, records[1])):
+        assert record.tracking_id in row and str(record.job_id) in row
+    assert len(failed_row) > 80
+
+
+def test_the_exit_code_and_reason_belong_to_ended_jobs(rt: Runtime, batch: FakeBatch) -> None:
+    active, failed = jobs(rt, batch)
+    assert (view.exit_text(active), view.ended_reason(active)) == ("", "")
+    assert (view.exit_text(failed), view.ended_reason(failed)) == ("3", REASON)
+    # (a job that ended without running its container has no exit code)
+    assert view.exit_text(failed.model_copy(update={"exit_code": None})) == ""
 
 
 def test_age_reads_in_the_largest_units() -> None:
@@ -132,3 +170,45 @@ def test_stored_markup_and_escapes_print_as_plain_text(rt: Runtime, batch: FakeB
 
 def test_printable_drops_escape_sequences_and_control_characters() -> None:
     assert view.printable("a\x1b[31mb\x1b[0m\x1b]0;t\x07c\x00d\ne\tf\x9bg") == "abcd e fg"
+
+
+def cli(monkeypatch: pytest.MonkeyPatch, rt: Runtime, *args: str) -> str:
+    """`poller ARGS` in-process, on the test's store; its stdout (the runner is no terminal)."""
+    monkeypatch.setattr("poller.core.runtime.get_store", lambda: rt.store)
+    result = CliRunner().invoke(main, list(args))
+    assert result.exit_code == 0, (result.output, result.exception)
+    return result.stdout
+
+
+def test_poller_jobs_shows_the_exit_code_and_wide_cuts_nothing_when_piped(
+    rt: Runtime, batch: FakeBatch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a failed job (exit code 3) whose reason is long
+    failed = jobs(rt, batch)[1]
+    # When `poller jobs` is piped, Then its row shows the exit code in its own column
+    narrow = cli(monkeypatch, rt, "jobs").splitlines()
+    header = next(line for line in narrow if "status" in line)
+    (row,) = (line for line in narrow if "FAILED" in line)
+    assert column(header, row, "exit") == "3"
+    # And `poller jobs --wide` piped prints the reason and both ids whole
+    wide = cli(monkeypatch, rt, "jobs", "--wide")
+    assert "…" not in wide
+    assert REASON.strip() in wide
+    assert failed.tracking_id in wide and str(failed.job_id) in wide
+
+
+def test_poller_status_shows_the_next_check_of_active_jobs_only(
+    rt: Runtime, batch: FakeBatch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given an active and an ended job, both with a next check time stored
+    due = utcnow()
+    active, ended = (r.model_copy(update={"next_check_at": due}) for r in jobs(rt, batch))
+    for record in (active, ended):
+        # When `poller status` shows it
+        monkeypatch.setattr(
+            "poller.cli.jobs.job_handle", lambda _, shown=record: SimpleNamespace(record=shown)
+        )
+        shown = cli(monkeypatch, rt, "status", record.tracking_id)
+        # Then only the active job has a next check
+        assert ("next check" in shown) is (record is active), shown
+        assert record.status.value in shown

@@ -1,18 +1,21 @@
 """The configuration commands: ``check`` that the broker, Redis (records), AWS Batch and the
 events queue answer with the current settings, and show the effective settings (``config``,
-passwords masked)."""
+passwords masked).
+
+Both print what they found on stdout, as a report or with ``--json``; when a probe fails,
+``check`` ends as every command's error does: one ``error:`` line on stderr, exit code 3."""
 
 from __future__ import annotations
 
 import functools
 import json
-import sys
 from collections.abc import Callable
 from typing import Any
 
+import click
 import kombu
 
-from poller.cli.common import console, json_option, out
+from poller.cli.common import json_option, out
 from poller.cli.group import main
 from poller.monitoring import console as view
 from poller.settings import mask_url
@@ -21,7 +24,8 @@ from poller.settings import mask_url
 @main.command()
 @json_option
 def check(as_json: bool) -> None:
-    """Check that the broker, Redis (records) and AWS Batch answer; exit 3 when not."""
+    """Check that the broker, Redis (records) and AWS Batch answer: a report on stdout; exit 3
+    (and an error line on stderr) when one does not."""
     from poller.aws.batch import BatchClient
     from poller.aws.targets import aws_configuration_problem
     from poller.settings import get_settings
@@ -66,9 +70,12 @@ def check(as_json: bool) -> None:
                 line.append(view.plain(f" {result.get('error')}"))
             if result.get("detail"):
                 line.append(view.plain(f" ({result['detail']})"))
-            console.print(line, highlight=False)
-    if not all(r["ok"] for r in results.values()):
-        sys.exit(view.EXIT_ERROR)
+            out.print(line, highlight=False)
+    failed = [name for name, result in results.items() if not result["ok"]]
+    if failed:  # one error line, as for any command (exit code 3), after the whole report
+        raise click.ClickException(
+            f"{len(failed)} of {len(results)} checks failed: {', '.join(failed)}"
+        )
 
 
 def _broker_probe(url: str, rabbitmq: bool) -> None:

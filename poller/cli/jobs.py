@@ -141,10 +141,15 @@ def cancel(identifier: str, reason: str, as_json: bool) -> None:
     help="Only jobs in this status (any case).",
 )
 @click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
-@click.option("--wide", is_flag=True, help="Add checks, the Batch job id and the tracking id.")
+@click.option(
+    "--wide",
+    is_flag=True,
+    help="Add region, account, checks and both ids; cut no value (a line as long as it needs).",
+)
 @json_option
 def jobs(active: bool, status_: str | None, limit: int, wide: bool, as_json: bool) -> None:
-    """List tracked jobs, most recent first: name, status, age, and Batch's reason once ended."""
+    """List tracked jobs, most recent first: name, status, exit code, age, and Batch's reason
+    once ended."""
     from poller.core.runtime import get_store
 
     records = get_store().list(active_only=active, limit=10_000 if status_ else limit)

@@ -109,7 +109,10 @@ def redis_command(port: int, password: str | None, appendonly: bool, data_dir: P
     help="Flower's port on 127.0.0.1 (default: a free one).",
 )
 def demo(successes: int, keep: bool, flower_port: int | None) -> None:
-    """Start Redis, a local AWS Batch, a worker and Flower, and run real jobs through them."""
+    """Start Redis, a local AWS Batch, a worker and Flower, and run real jobs through them.
+
+    Everything it started stops when the jobs have ended, Flower too; with --keep, at Ctrl-C.
+    """
     try:
         from poller.testing.demo import run
     except ModuleNotFoundError as err:  # a user install: the emulator is a dev distribution

@@ -8,6 +8,8 @@ from datetime import datetime
 from typing import Any
 
 from rich import box
+from rich.console import Console, ConsoleOptions, RenderResult
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -86,33 +88,59 @@ def age(record: JobRecord, now: datetime) -> str:
 
 
 def ended_reason(record: JobRecord) -> str:
-    """Batch's reason for an ended job (with its exit code), empty for an active one."""
-    if not record.is_terminal:
+    """Batch's reason for an ended job, empty for an active one (its exit code has a column of
+    its own: :func:`exit_text`)."""
+    return (record.status_reason or "") if record.is_terminal else ""
+
+
+def exit_text(record: JobRecord) -> str:
+    """The exit code of an ended job's container, empty when it has none (still active, or it
+    never ran: rejected, an image that could not be pulled)."""
+    if not record.is_terminal or record.exit_code is None:
         return ""
-    reason = record.status_reason or ""
-    if record.exit_code is not None:
-        reason = f"{reason} (exit {record.exit_code})" if reason else f"exit {record.exit_code}"
-    return reason
+    return str(record.exit_code)
 
 
-def jobs_table(records: list[JobRecord], title: str | None = None, wide: bool = False) -> Table:
-    """One row per job: name, status, age and, for ended jobs, Batch's reason.
+_UNBOUNDED = 100_000  # wider than any row: the width a table asks for when nothing limits it
 
-    It fits 80 columns (a long name or reason is cut with an ellipsis); ``wide`` adds checks,
-    the region and account, the Batch job id and the tracking id, never cut. The region shows
-    without ``wide`` too when the jobs are in more than one.
+
+class NaturalWidth:
+    """A table drawn as wide as its values, whatever the console's width (80 when piped): a
+    line may be longer than the terminal, a value is never cut. Print it on a console that
+    does not crop (``soft_wrap=True``, as the CLI's stdout is)."""
+
+    def __init__(self, table: Table) -> None:
+        self.table = table
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        natural = Measurement.get(console, options.update(max_width=_UNBOUNDED), self.table)
+        yield from console.render(self.table, options.update(width=natural.maximum))
+
+
+def jobs_table(
+    records: list[JobRecord], title: str | None = None, wide: bool = False
+) -> Table | NaturalWidth:
+    """One row per job: name, status, exit code and age and, for ended jobs, Batch's reason.
+
+    It fits the console's width (80 columns when piped): a long name or reason is cut with an
+    ellipsis, the exit code never is. ``wide`` adds checks, the region and account, the Batch
+    job id and the tracking id, and cuts nothing: each line is as long as its values (the
+    table is a :class:`NaturalWidth`). The region shows without ``wide`` too when the jobs are
+    in more than one.
     """
     regions = len({record.aws_region for record in records}) > 1
-    # The table takes the console's width (80 when piped): name and reason share what the
-    # fixed columns leave, 2:3, and are cut with an ellipsis rather than wrapped.
+    # Narrow, the table takes the console's width: name and reason share what the fixed
+    # columns leave, 2:3, and are cut with an ellipsis rather than wrapped. Wide, it does not
+    # expand: each column is as wide as its longest value.
     table = Table(
         title=None if title is None else plain(title),
         box=box.SIMPLE_HEAD,
         pad_edge=False,
-        expand=True,
+        expand=not wide,
     )
     table.add_column("job", overflow="ellipsis", no_wrap=True, ratio=2)
     table.add_column("status", no_wrap=True, width=max(len(s.value) for s in JobStatus))
+    table.add_column("exit", no_wrap=True, justify="right", width=4)  # 0-255
     table.add_column("age", no_wrap=True, justify="right", width=6)
     table.add_column("reason", overflow="ellipsis", no_wrap=True, ratio=3)
     if regions or wide:
@@ -128,6 +156,7 @@ def jobs_table(records: list[JobRecord], title: str | None = None, wide: bool = 
         row: list[object] = [
             record.job_name,
             status_text(record.status),
+            exit_text(record),
             age(record, now),
             ended_reason(record),
         ]
@@ -137,7 +166,7 @@ def jobs_table(records: list[JobRecord], title: str | None = None, wide: bool = 
             row += [record.aws_account or "-", str(record.checks)]
             row += [record.job_id or "-", record.tracking_id]
         table.add_row(*(plain(cell) for cell in row))
-    return table
+    return NaturalWidth(table) if wide else table
 
 
 def record_table(record: JobRecord) -> Table:
@@ -165,7 +194,8 @@ def record_table(record: JobRecord) -> Table:
         ("submitted", record.submitted_at),
         ("started / stopped", f"{record.started_at or '-'} / {record.stopped_at or '-'}"),
         ("finished", record.finished_at),
-        ("next check", record.next_check_at),
+        # An ended job is never checked again: a next check would read as one still to come
+        ("next check", None if record.is_terminal else record.next_check_at),
     ]
     for name, value in rows:
         if value is not None:

@@ -27,6 +27,9 @@ from poller.monitoring import console as view
 from poller.testing.processes import LocalStackError, free_port, sigterm_as_interrupt
 
 DEMO_TIMEOUT = 300.0  # seconds before the demo stops waiting and reports what is unfinished
+# How to leave the stack up after the jobs: from poller's clone (make), and as a command
+MAKE_KEEP = "make demo ARGS=--keep"
+CLI_KEEP = "poller demo --keep"
 
 
 @app.task(name="poller.testing.demo.report", shared=False)
@@ -124,8 +127,19 @@ def verdicts(jobs: list[DemoJob], records: dict[str, JobRecord]) -> list[tuple[D
     return results
 
 
+def flower_note(keep: bool) -> list[str]:
+    """The lines under Flower's URL: how long the stack stays up, and how to keep it up (the
+    demo stops everything it started once its jobs end, which can be before Flower is read)."""
+    if keep:
+        return ["stays up after the jobs (--keep): Ctrl-C stops the stack"]
+    return [
+        "stops when the jobs end; to keep the stack up afterwards:",
+        f"{MAKE_KEEP}  (or: {CLI_KEEP}; Ctrl-C stops it)",
+    ]
+
+
 @contextlib.contextmanager
-def running_stack(console: Console, flower_port: int) -> Iterator[str]:
+def running_stack(console: Console, flower_port: int, keep: bool = False) -> Iterator[str]:
     """Start Redis, the local Batch endpoint, a worker and Flower; stop them all on exit."""
     from aws_batch_emulator import EmulatorError, LocalBatch
 
@@ -152,6 +166,8 @@ def running_stack(console: Console, flower_port: int) -> Iterator[str]:
         console.print(f"Redis        {redis_server.url}")
         console.print(f"AWS Batch    {batch.endpoint_url}  (queue {JOB_QUEUE})")
         console.print(f"Flower       [bold]{flower.url}[/]")
+        for line in flower_note(keep):
+            console.print(f"{'':13}{line}", highlight=False)
         console.print(f"Metrics      [bold]{_serve_metrics()}[/]  (Prometheus, the whole fleet)")
         yield flower.url
 
@@ -171,7 +187,7 @@ def run(successes: int = 3, keep: bool = False, flower_port: int | None = None) 
     """Run the demo; return 0 when every job ended as expected, 1 otherwise."""
     console = Console()
     try:
-        with sigterm_as_interrupt(), running_stack(console, flower_port or free_port()):
+        with sigterm_as_interrupt(), running_stack(console, flower_port or free_port(), keep):
             code = _run_jobs(console, successes)
             if keep:
                 console.print("[bold]--keep[/]: the stack stays up; press Ctrl-C to stop it")
@@ -182,6 +198,10 @@ def run(successes: int = 3, keep: bool = False, flower_port: int | None = None) 
         console.print("interrupted: stopping everything the demo started")
         return 130
     console.print("stopped Redis, the local Batch endpoint, the worker and Flower")
+    if not keep:
+        console.print(
+            f"(to keep them up after the jobs: {MAKE_KEEP} or {CLI_KEEP})", highlight=False
+        )
     return code
 
 

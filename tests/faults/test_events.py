@@ -373,7 +373,7 @@ def test_a_queue_anyone_may_send_to_is_named_by_check_and_dead_letters_are_count
     check = [*POLLER, "check"]
     # Given the queue `poller events setup` made: `poller check` finds nothing to say
     first = subprocess.run(check, env=check_env, capture_output=True, text=True)
-    assert "WARNING" not in first.stderr, first.stderr
+    assert "WARNING" not in first.stdout, first.stdout  # the report is stdout
     # When its policy also lets anyone send
     sqs = events_stack.batch.client("sqs")
     policy = json.loads(sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["Policy"])
@@ -385,7 +385,7 @@ def test_a_queue_anyone_may_send_to_is_named_by_check_and_dead_letters_are_count
     sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps(policy)})
     # Then `poller check` warns, naming the statement
     second = subprocess.run(check, env=check_env, capture_output=True, text=True)
-    assert "WARNING" in second.stderr and "open lets" in second.stderr, second.stderr
+    assert "WARNING" in second.stdout and "open lets" in second.stdout, second.stdout
     # And a message in its dead-letter queue shows in the exporter's metrics
     dlq = sqs.get_queue_url(QueueName="guarded-dlq")["QueueUrl"]
     sqs.send_message(QueueUrl=dlq, MessageBody="{}")

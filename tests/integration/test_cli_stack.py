@@ -155,7 +155,8 @@ def test_unknown_ids_and_unreachable_servers_are_one_line_and_exit_3() -> None:
         timeout=60,
     )
     assert check.returncode == 3
-    assert "FAILED" in check.stderr
+    assert "FAILED" in check.stdout  # the report on stdout, the one error: line on stderr
+    assert check.stderr.startswith("error:")
 
 
 def test_check_and_config_mask_secrets() -> None:
