@@ -17,7 +17,11 @@ from typing import Any, Protocol
 logger = logging.getLogger(__name__)
 
 FLUSH_SECONDS = 1.0
-THROTTLING = frozenset({"Throttling", "ThrottlingException", "TooManyRequestsException"})
+# Error codes AWS uses for "slow down" (botocore's standard mode retries these too): the one
+# list the budget (poller.aws.batch) and the call counts here classify throttles by
+THROTTLING_CODES = frozenset(
+    {"TooManyRequestsException", "ThrottlingException", "Throttling", "RequestLimitExceeded"}
+)
 # What poller asks of AWS Batch, and how a call can end: each pair's series exists from the start
 OPERATIONS = ("SubmitJob", "DescribeJobs", "ListJobs", "TerminateJob")
 OUTCOMES = ("ok", "throttled", "server_error", "client_error")
@@ -34,7 +38,7 @@ def outcome(status: int | None, code: str | None) -> str:
     """``ok``, ``throttled``, ``server_error`` (5xx or no answer) or ``client_error``."""
     if status is not None and 200 <= status < 300:
         return "ok"
-    if status == 429 or code in THROTTLING:
+    if status == 429 or code in THROTTLING_CODES:
         return "throttled"
     if status is None or status >= 500:
         return "server_error"

@@ -30,7 +30,7 @@ from botocore.exceptions import (
 )
 from botocore.validate import ParamValidator
 
-from poller.aws.aws_calls import CallCounter
+from poller.aws.aws_calls import THROTTLING_CODES, CallCounter
 from poller.aws.batch_wire import MalformedInput, job_view
 from poller.errors import (
     BatchMisconfigured,
@@ -49,10 +49,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 DESCRIBE_PAGE = 100  # DescribeJobs takes at most 100 job ids per call
-# Error codes AWS uses for "slow down"; botocore's standard mode retries these too.
-THROTTLING_CODES = frozenset(
-    {"TooManyRequestsException", "ThrottlingException", "Throttling", "RequestLimitExceeded"}
-)
 
 # snake_case JobSpec field -> SubmitJob parameter
 _SUBMIT_FIELDS = {
