@@ -33,6 +33,9 @@ RECONNECT_PAUSE = 0.5  # seconds between the reader's attempts while Redis is un
 # rather than open a thousand (each connect costs the loop more than the reads it serves)
 RECORD_CONNECTIONS = 4
 READ_TIMEOUT = 1.0  # the reader's longest wait for a message before it looks again
+# Messages the reader hands out before it lets the loop run the waiters they woke: a burst of
+# a thousand (every job ending at once) must not hold the loop for one long iteration
+BATCH = 16
 # The sync client's connection settings that the asyncio client takes as they are
 _SHARED_SETTINGS = (
     "host", "port", "db", "username", "password", "path", "client_name", "socket_timeout",
@@ -155,7 +158,11 @@ class AsyncWaiters:
         """Hand each message to its channel's queues, until cancelled; then close."""
         try:
             await self._subscribed.wait()
+            handed = 0
             while True:
+                handed += 1
+                if handed % BATCH == 0:
+                    await asyncio.sleep(0)  # buffered messages never suspend get_message
                 try:
                     message = await self._pubsub.get_message(timeout=READ_TIMEOUT)
                 except (redis.ConnectionError, redis.TimeoutError, OSError) as err:
