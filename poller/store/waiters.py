@@ -29,9 +29,7 @@ from poller.store.base import StoreBase
 logger = logging.getLogger(__name__)
 
 RECONNECT_PAUSE = 0.5  # seconds between the reader's attempts while Redis is unreachable
-# Connections reading records: a thousand waiters reading at once queue for a few connections
-# rather than open a thousand (each connect costs the loop more than the reads it serves)
-RECORD_CONNECTIONS = 4
+MGET_PAGE = 500  # records read in one MGET at most
 READ_TIMEOUT = 1.0  # the reader's longest wait for a message before it looks again
 # Messages the reader hands out before it lets the loop run the waiters they woke: a burst of
 # a thousand (every job ending at once) must not hold the loop for one long iteration
@@ -57,12 +55,8 @@ def async_client(client: redis.Redis) -> aioredis.Redis:
         name: value for name, value in pool.connection_kwargs.items() if name in _SHARED_SETTINGS
     }
     connection_class = _CONNECTION_CLASSES.get(pool.connection_class, aioredis.Connection)
-    connections = aioredis.BlockingConnectionPool(
-        max_connections=RECORD_CONNECTIONS + 1,  # and the pub/sub connection
-        timeout=None,
-        connection_class=connection_class,
-        decode_responses=True,
-        **settings,
+    connections = aioredis.ConnectionPool(
+        connection_class=connection_class, decode_responses=True, **settings
     )
     return aioredis.Redis(connection_pool=connections)
 
@@ -85,6 +79,9 @@ class AsyncWaiters:
         # first commands at once would each open a connection, one of them never read
         self._commands = asyncio.Lock()
         self._joining: set[str] = set()  # channels to subscribe with the next command
+        # Records asked for since the last MGET went out: tracking id -> the askers' futures
+        self._wanted: dict[str, list[asyncio.Future[str | None]]] = {}
+        self._reads: set[asyncio.Task[None]] = set()
         self._leaving: set[str] = set()  # channels to unsubscribe with the next command
         self._reader = asyncio.get_running_loop().create_task(
             self._read(), name="poller job waiters"
@@ -101,11 +98,43 @@ class AsyncWaiters:
         return parse_record(tracking_id, await self.raw_record(tracking_id))
 
     async def raw_record(self, tracking_id: str) -> str:
-        """The job's stored record as its JSON text, read now; JobNotFound when there is none."""
-        raw = await self._client.get(self.store.key("job", tracking_id))
+        """The job's stored record as its JSON text, read now; JobNotFound when there is none.
+
+        The records asked for while a read is on its way go together in one MGET: a thousand
+        waiters reading at once make a few round trips, not a thousand."""
+        future: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        if not self._wanted:
+            asyncio.get_running_loop().call_soon(self._read_wanted)
+        self._wanted.setdefault(tracking_id, []).append(future)
+        raw = await future
         if raw is None:
             raise JobNotFound(f"no job is tracked under id {tracking_id!r}")
-        return str(raw)
+        return raw
+
+    def _read_wanted(self) -> None:
+        wanted, self._wanted = self._wanted, {}
+        ids = list(wanted)
+        for start in range(0, len(ids), MGET_PAGE):
+            page = {
+                tracking_id: wanted[tracking_id] for tracking_id in ids[start : start + MGET_PAGE]
+            }
+            task = asyncio.get_running_loop().create_task(self._mget(page))
+            self._reads.add(task)  # the loop holds tasks weakly: keep each until it is done
+            task.add_done_callback(self._reads.discard)
+
+    async def _mget(self, page: dict[str, list[asyncio.Future[str | None]]]) -> None:
+        try:
+            raws = await self._client.mget([self.store.key("job", t) for t in page])
+        except Exception as err:  # every asker gets the error (a Redis error: retry later)
+            for futures in page.values():
+                for future in futures:
+                    if not future.done():
+                        future.set_exception(err)
+            return
+        for futures, raw in zip(page.values(), raws, strict=True):
+            for future in futures:
+                if not future.done():
+                    future.set_result(None if raw is None else str(raw))
 
     @contextlib.asynccontextmanager
     async def listen(
