@@ -12,12 +12,13 @@ import pytest
 import redis
 
 from poller import signals
+from poller.core import budget
 from poller.core.runtime import Runtime
 from poller.models import JobRecord
 from poller.store import JobStore
 from poller.testing import FakeBatch
 from poller.testing.stack import configure_process
-from tests.fakes import QUEUE, settings
+from tests.fakes import QUEUE, Clock, settings
 
 T = TypeVar("T")
 
@@ -93,6 +94,17 @@ def batch() -> FakeBatch:
 def rt(poller_redis_client: redis.Redis, batch: FakeBatch) -> Runtime:
     store = JobStore(poller_redis_client, prefix="lifecycle-test", record_ttl=60)
     return Runtime(settings=settings(), store=store, batch=batch)
+
+
+@pytest.fixture
+def budget_clock(rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> Clock:
+    """The call budget's time in this test, which passes only when the test advances it: the
+    buckets of ``rt``'s store read it instead of Redis's clock, and the submission turns kept
+    in records (:func:`poller.core.budget.take_submit_turn`) instead of the wall clock."""
+    clock = Clock()
+    rt.store.budget_clock = clock
+    monkeypatch.setattr(budget, "utcnow", clock.utcnow)
+    return clock
 
 
 def _every_signal(entry: Callable[[str, JobRecord, str], T]) -> Iterator[list[T]]:

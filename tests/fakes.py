@@ -4,8 +4,9 @@ conftest)."""
 
 from __future__ import annotations
 
+import time
 from contextlib import AbstractContextManager, nullcontext
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from poller.core import admission, lifecycle, tracking
@@ -61,6 +62,25 @@ def running(rt: Runtime, batch: FakeBatch, tracking_id: str = "t1", **poll: Any)
     assert record.job_id is not None
     batch.set_status(record.job_id, JobStatus.RUNNING)
     return record
+
+
+class Clock:
+    """A clock that moves only when the test moves it: seconds since the epoch, from the time
+    it was made. Stands in for a clock function (call it) and for ``time.sleep`` (``advance``)."""
+
+    def __init__(self) -> None:
+        self.at = time.time()
+
+    def __call__(self) -> float:
+        return self.at
+
+    def advance(self, seconds: float) -> None:
+        """Let ``seconds`` pass."""
+        self.at += seconds
+
+    def utcnow(self) -> datetime:
+        """The clock's time as :func:`poller.models.utcnow` gives it (aware, UTC)."""
+        return datetime.fromtimestamp(self.at, tz=UTC)
 
 
 class RecordingApp:

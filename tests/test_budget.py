@@ -1,5 +1,9 @@
 """The fleet's AWS call budget: the token bucket in a real Redis, and the lifecycle's calls
-waiting their turn instead of being made (FakeBatch counts what reached AWS)."""
+waiting their turn instead of being made (FakeBatch counts what reached AWS).
+
+Time passes only when a test advances its clock (``clock``, ``budget_clock``): the buckets read
+it instead of Redis's own, which one test shows they read otherwise.
+"""
 
 from __future__ import annotations
 
@@ -14,21 +18,49 @@ from poller.aws.logs import log_events
 from poller.core import budget, lifecycle, tracking
 from poller.core.runtime import Runtime
 from poller.errors import BatchThrottled, CallDeferred, ConfigurationError
-from poller.models import utcnow
 from poller.settings import Settings
 from poller.store import JobStore
-from poller.store.budget import HEADROOM
+from poller.store.budget import BUDGET_KEY, HEADROOM
 from poller.testing import FakeBatch
-from tests.fakes import admitted, running, settings
+from tests.fakes import Clock, admitted, running, settings
 
 TARGET = "123456789012:us-east-1"
 FILL = 10 * HEADROOM  # a bucket of rate 10 fills at HEADROOM of it
+EXACT = 0.001  # the script keeps its times to 0.1 ms (Lua writes numbers with 14 digits)
 
 
 @pytest.fixture
-def store(poller_redis_client: redis.Redis) -> JobStore:
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def store(poller_redis_client: redis.Redis, clock: Clock) -> JobStore:
     prefix = f"budget-test-{time.monotonic_ns()}"
-    return JobStore(poller_redis_client, prefix=prefix, record_ttl=60)
+    store = JobStore(poller_redis_client, prefix=prefix, record_ttl=60)
+    store.budget_clock = clock
+    return store
+
+
+def test_a_bucket_reads_redis_clock_unless_a_test_moves_its_own(
+    poller_redis_client: redis.Redis, clock: Clock
+) -> None:
+    # Given a store as a worker makes it (no test clock) and one whose clock is a day behind
+    fleet = JobStore(poller_redis_client, prefix="budget-test-fleet", record_ttl=60)
+    behind = JobStore(poller_redis_client, prefix="budget-test-behind", record_ttl=60)
+    clock.advance(-86_400)
+    behind.budget_clock = clock
+    # When each takes a token
+    fleet.take_call("SubmitJob", TARGET, rate=10, burst=10)
+    behind.take_call("SubmitJob", TARGET, rate=10, burst=10)
+    seconds, micros = poller_redis_client.time()
+
+    # Then the worker's bucket was filled at Redis's time, the test's at its own clock's
+    def at(store: JobStore) -> float:
+        return float(poller_redis_client.hget(store.key(BUDGET_KEY, "SubmitJob", TARGET), "at"))
+
+    assert seconds + micros / 1e6 - 5 < at(fleet) <= seconds + micros / 1e6
+    assert at(behind) == pytest.approx(clock(), abs=EXACT)
 
 
 def test_a_bucket_gives_its_burst_then_turns_one_token_apart(store: JobStore) -> None:
@@ -37,10 +69,10 @@ def test_a_bucket_gives_its_burst_then_turns_one_token_apart(store: JobStore) ->
     # Turns: one token apart, first come first served, at HEADROOM of the rate (for calls
     # bunched on their way to AWS)
     turns = [store.take_call("SubmitJob", TARGET, 10, 10, mode="turn") for _ in range(5)]
-    assert turns == pytest.approx([n / FILL for n in range(1, 6)], abs=0.06)
+    assert turns == pytest.approx([n / FILL for n in range(1, 6)], abs=EXACT)
     # A turn takes no token: asking (take) says when the next token comes
     assert store.take_call("SubmitJob", TARGET, rate=10, burst=10) == pytest.approx(
-        1 / FILL, abs=0.06
+        1 / FILL, abs=EXACT
     )
     counts = store.budget_counts()
     assert counts[("SubmitJob", "taken")] == 10 and counts[("SubmitJob", "waited")] == 6
@@ -50,15 +82,15 @@ def test_turns_leave_the_tokens_there_for_calls_that_bunch(store: JobStore) -> N
     turns = [store.take_call("SubmitJob", TARGET, 10, 10, mode="turn") for _ in range(4)]
     # Even a full bucket gives turns one token apart: AWS's own bucket stays full, and takes
     # up the calls that reach it together
-    assert turns == pytest.approx([n / FILL for n in range(4)], abs=0.06)
+    assert turns == pytest.approx([n / FILL for n in range(4)], abs=EXACT)
 
 
-def test_a_missed_turn_leaves_its_token_for_the_next_caller(store: JobStore) -> None:
+def test_a_missed_turn_leaves_its_token_for_the_next_caller(store: JobStore, clock: Clock) -> None:
     for _ in range(10):
         store.take_call("SubmitJob", TARGET, rate=10, burst=10)
     first = store.take_call("SubmitJob", TARGET, 10, 10, mode="turn")
     second = store.take_call("SubmitJob", TARGET, 10, 10, mode="turn")
-    time.sleep(second + 0.02)
+    clock.advance(second + 0.02)
     # The first caller never came: both tokens are there for the second (and one more caller)
     assert first < second
     assert store.take_call("SubmitJob", TARGET, rate=10, burst=10) == 0.0
@@ -66,16 +98,18 @@ def test_a_missed_turn_leaves_its_token_for_the_next_caller(store: JobStore) -> 
     assert store.take_call("SubmitJob", TARGET, rate=10, burst=10) > 0
 
 
-def test_callers_late_together_never_take_more_than_the_bucket(store: JobStore) -> None:
+def test_callers_late_together_never_take_more_than_the_bucket(
+    store: JobStore, clock: Clock
+) -> None:
     for _ in range(10):
         store.take_call("SubmitJob", TARGET, rate=10, burst=10)
     turns = [store.take_call("SubmitJob", TARGET, 10, 10, mode="turn") for _ in range(5)]
-    time.sleep(turns[1] + 0.02)  # all five come at once, three of them late
+    clock.advance(turns[1] + 0.02)  # all five come at once, three of them late
     answers = [store.take_call("SubmitJob", TARGET, rate=10, burst=10) for _ in range(5)]
     assert answers[:2] == [0.0, 0.0] and all(wait > 0 for wait in answers[2:])
 
 
-def test_a_bucket_holds_half_a_second_of_calls(rt: Runtime) -> None:
+def test_a_bucket_holds_half_a_second_of_calls(rt: Runtime, budget_clock: Clock) -> None:
     rt = replace(rt, settings=settings(aws_call_rates={"DescribeJobs": 10}))
     for _ in range(5):  # AWS's bucket (a second's worth) keeps the other half for bunched calls
         budget.take(rt, "DescribeJobs", "default@us-east-1")
@@ -96,12 +130,12 @@ def test_a_throttle_halves_the_rate_which_grows_back(store: JobStore) -> None:
     # No token left, and turns come at half the fill rate now
     first = store.take_call("DescribeJobs", TARGET, 10, 10, mode="turn")
     second = store.take_call("DescribeJobs", TARGET, 10, 10, mode="turn")
-    assert first > 0 and second - first == pytest.approx(2 / FILL, abs=0.06)
+    assert first > 0 and second - first == pytest.approx(2 / FILL, abs=EXACT)
     assert store.budget_counts()[("DescribeJobs", "throttled")] == 1
     # 429s that come together (the calls already on their way) halve it once, not each time
     store.call_throttled("DescribeJobs", TARGET, rate=10, burst=10)
     third = store.take_call("DescribeJobs", TARGET, 10, 10, mode="turn")
-    assert third - second == pytest.approx(2 / FILL, abs=0.06)
+    assert third - second == pytest.approx(2 / FILL, abs=EXACT)
 
 
 def test_a_stop_never_waits_and_goes_into_debt(store: JobStore) -> None:
@@ -111,13 +145,13 @@ def test_a_stop_never_waits_and_goes_into_debt(store: JobStore) -> None:
 
 
 def test_a_submission_waits_its_turn_without_a_lease_or_a_call(
-    rt: Runtime, batch: FakeBatch
+    rt: Runtime, batch: FakeBatch, budget_clock: Clock
 ) -> None:
     rt = replace(rt, settings=settings(aws_call_rates={"SubmitJob": 1}))
     lifecycle.submit(rt, admitted(rt, "t1"))
     with pytest.raises(CallDeferred) as deferred:
         lifecycle.submit(rt, admitted(rt, "t2"))
-    assert 0 < deferred.value.wait <= 1.2
+    assert deferred.value.wait == pytest.approx(1 / HEADROOM, abs=EXACT)  # a token at 1/s
     record = rt.store.get("t2")
     assert record.submit_lease_until is None and record.submit_failures == 0
     assert record.submit_turn_at is not None  # its turn is kept: it does not queue again
@@ -125,28 +159,29 @@ def test_a_submission_waits_its_turn_without_a_lease_or_a_call(
     # Coming back early waits for the rest of its turn; at its turn it is submitted
     with pytest.raises(CallDeferred):
         lifecycle.submit(rt, record)
-    time.sleep(deferred.value.wait)
+    budget_clock.advance(deferred.value.wait + EXACT)  # it comes back at its turn (not before)
     assert lifecycle.submit(rt, rt.store.get("t2")).job_id is not None
     assert batch.calls["SubmitJob"] == 2 and rt.store.get("t2").submit_turn_at is None
 
 
 def test_a_submission_that_finds_no_token_at_its_turn_queues_again(
-    rt: Runtime, batch: FakeBatch
+    rt: Runtime, batch: FakeBatch, budget_clock: Clock
 ) -> None:
     rt = replace(rt, settings=settings(aws_call_rates={"SubmitJob": 1}))
     record = admitted(rt, "t1")
-    turn = utcnow()
+    turn = budget_clock.utcnow()
     rt.store.update("t1", lambda r: tracking.submit_turn(r, turn))
     budget.take(rt, "SubmitJob", budget.target_of(rt, record))  # a late caller took the token
     with pytest.raises(CallDeferred) as deferred:
         lifecycle.submit(rt, rt.store.get("t1"))
-    assert 0.5 < deferred.value.wait <= 1.2  # the next token's turn, not every token's
+    # The next token's turn (a token at 1/s), not every token's
+    assert deferred.value.wait == pytest.approx(1 / HEADROOM, abs=EXACT)
     assert rt.store.get("t1").submit_turn_at > turn + timedelta(seconds=0.5)
     assert batch.calls["SubmitJob"] == 0
 
 
 def test_a_check_waits_its_turn_and_releases_the_jobs_it_claimed(
-    rt: Runtime, batch: FakeBatch
+    rt: Runtime, batch: FakeBatch, budget_clock: Clock
 ) -> None:
     rt = replace(rt, settings=settings(aws_call_rates={"DescribeJobs": 1}))
     running(rt, batch, "t1")
@@ -157,23 +192,27 @@ def test_a_check_waits_its_turn_and_releases_the_jobs_it_claimed(
         lifecycle.check(rt, "t1", 1)
     assert batch.calls["DescribeJobs"] == calls  # nothing reached AWS
     # Its turn: the check runs (not ObservationPending: the deferred one left no claim)
-    time.sleep(deferred.value.wait + 0.05)
+    budget_clock.advance(deferred.value.wait + 0.05)
     lifecycle.check(rt, "t1", 1)
     assert batch.calls["DescribeJobs"] == calls + 1
 
 
-def test_checks_that_wait_together_come_back_a_page_apart(rt: Runtime, batch: FakeBatch) -> None:
+def test_checks_that_wait_together_come_back_a_page_apart(
+    rt: Runtime, batch: FakeBatch, budget_clock: Clock
+) -> None:
     rt = replace(rt, settings=settings(aws_call_rates={"DescribeJobs": 1, "SubmitJob": 0}))
-    records = [running(rt, batch, f"t{n:03d}") for n in range(250)]
+    # Three pages of due jobs (100 a DescribeJobs call), the last one holding one job
+    records = [running(rt, batch, f"t{n:03d}") for n in range(201)]
     budget.take(rt, "DescribeJobs", budget.target_of(rt, records[0]))  # the one token is spent
     waits = []
-    for n in (0, 150, 249):  # the claims take the jobs due first, 100 a call
+    for n in (0, 99, 100, 200):  # the claims take the jobs due first, 100 a call
         with pytest.raises(CallDeferred) as deferred:
             lifecycle.check(rt, f"t{n:03d}", 0)
         waits.append(deferred.value.wait)
     interval = 1 / HEADROOM  # a token at HEADROOM of 1 a second
-    assert waits[1] - waits[0] == pytest.approx(interval, abs=0.1)
-    assert waits[2] - waits[0] == pytest.approx(2 * interval, abs=0.1)
+    assert waits[1] == pytest.approx(waits[0], abs=EXACT)  # the first page's last job
+    assert waits[2] - waits[0] == pytest.approx(interval, abs=EXACT)
+    assert waits[3] - waits[0] == pytest.approx(2 * interval, abs=EXACT)
     assert batch.calls["DescribeJobs"] == 0
 
 
@@ -200,6 +239,14 @@ def test_without_redis_a_process_keeps_a_share_of_the_budget(rt: Runtime) -> Non
     budget.take(rt, "TerminateJob", "acct:region", mode="force")  # a stop never waits
 
 
+def test_a_process_bucket_fills_at_its_rate(clock: Clock) -> None:
+    bucket = budget.LocalBucket(2, clock=clock)  # 2 a second, burst 2
+    assert [bucket.take(), bucket.take()] == [0.0, 0.0]
+    assert bucket.take() == pytest.approx(0.5)
+    clock.advance(0.5)
+    assert bucket.take() == 0.0 and bucket.take() > 0
+
+
 def test_call_rates_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("POLLER_AWS_CALL_RATES", "SubmitJob=5, DescribeJobs=2")
     rates = Settings().aws_call_rates
@@ -210,14 +257,18 @@ def test_call_rates_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -
         Settings()
 
 
-def test_a_command_line_sleeps_for_its_token(rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_command_line_sleeps_for_its_token(rt: Runtime, budget_clock: Clock) -> None:
     rt = replace(rt, settings=settings(aws_call_rates={"GetLogEvents": 1}))
     slept: list[float] = []
-    sleep = time.sleep
-    monkeypatch.setattr(budget.time, "sleep", lambda s: (slept.append(s), sleep(s)))
-    budget.wait_for(rt, "GetLogEvents", "default@us-east-1")
-    budget.wait_for(rt, "GetLogEvents", "default@us-east-1")
-    assert len(slept) == 1 and 0.5 < slept[0] <= 1.2  # one token at HEADROOM of 1 a second
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        budget_clock.advance(seconds + EXACT)  # a sleep ends a little late, never early
+
+    budget.wait_for(rt, "GetLogEvents", "default@us-east-1", sleep=sleep)
+    budget.wait_for(rt, "GetLogEvents", "default@us-east-1", sleep=sleep)
+    # One sleep, of one token at HEADROOM of 1 a second
+    assert slept == [pytest.approx(1 / HEADROOM, abs=EXACT)]
 
 
 def test_each_page_of_a_log_takes_its_token() -> None:

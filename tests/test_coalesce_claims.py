@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -10,9 +11,9 @@ import redis
 
 from poller.core import coalesce, tracking
 from poller.core.runtime import Runtime
-from poller.models import utcnow
+from poller.models import JobRecord, utcnow
 from poller.settings import Settings
-from poller.store import JobStore
+from poller.store import Change, JobStore
 from poller.store.base import CLAIM_KEY, OBSERVE_INDEX
 from tests.test_store import make
 
@@ -37,15 +38,18 @@ def observed(rt: Runtime, tracking_ids: list[str], at: datetime) -> None:
 
 def submitted(rt: Runtime, count: int, overdue_by: float) -> list[str]:
     """``count`` submitted jobs whose checks fell due ``overdue_by`` seconds ago and earlier."""
-    now, ids = utcnow(), []
-    for i in range(count):
-        tracking_id = f"job-{i:04d}"
-        due = now - timedelta(seconds=overdue_by + count - i)  # job-0000 is the most overdue
+    now, ids = utcnow(), [f"job-{i:04d}" for i in range(count)]
+    for tracking_id in ids:
         rt.store.create(make(tracking_id))
-        rt.store.update(
-            tracking_id, lambda r, d=due, t=tracking_id: tracking.submitted(r, f"b-{t}", now, d)
-        )
-        ids.append(tracking_id)
+
+    def submit(tracking_id: str, due: datetime) -> Callable[[JobRecord], Change | None]:
+        return lambda r: tracking.submitted(r, f"b-{tracking_id}", now, due)
+
+    # job-0000 is the most overdue; one transaction for all (hundreds of jobs in some tests)
+    rt.store.update_each({
+        tracking_id: submit(tracking_id, now - timedelta(seconds=overdue_by + count - i))
+        for i, tracking_id in enumerate(ids)
+    })  # fmt: skip
     return ids
 
 

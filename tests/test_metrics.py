@@ -12,6 +12,8 @@ import redis
 from botocore.stub import Stubber
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from poller.aws.aws_calls import OPERATIONS, OUTCOMES, CallCounter, outcome
 from poller.core import lifecycle
@@ -155,8 +157,11 @@ def test_known_label_sets_are_served_at_zero_before_their_first_event(
 
 
 def test_with_redis_unreachable_the_scrape_answers_poller_up_0(rt: Runtime) -> None:
-    # Given a store whose Redis does not answer
-    unreachable = redis.Redis(port=free_port(), socket_connect_timeout=1)
+    # Given a store whose Redis does not answer (its client fails at once: redis-py's default
+    # retries would only add seconds of backoff to the same answer)
+    unreachable = redis.Redis(
+        port=free_port(), socket_connect_timeout=1, retry=Retry(NoBackoff(), 0)
+    )
     store = JobStore(unreachable, prefix="metrics-test")
     # When Prometheus scrapes, then it gets an answer, saying only that
     text = generate_latest(registry_for(store, rt.settings)).decode()

@@ -7,6 +7,8 @@ import socket
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from poller.testing import redis_server
 from poller.testing.processes import LocalStackError, free_port
@@ -32,8 +34,8 @@ def test_password_and_append_only_data_survive_a_restart() -> None:
     # Given a password-protected server with append-only persistence
     with EmbeddedRedis(password="s3cret", appendonly=True) as server:
         redis.Redis.from_url(server.url).set("k", "v")
-        with pytest.raises(redis.AuthenticationError):
-            redis.Redis(port=server.port).set("k", "x")
+        with pytest.raises(redis.AuthenticationError):  # refused at once (no retries to wait)
+            redis.Redis(port=server.port, retry=Retry(NoBackoff(), 0)).set("k", "x")
         # When it is stopped and started again on the same port and directory
         server.stop()
         server.start()

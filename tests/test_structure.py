@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import functools
 import subprocess
 import sys
 from pathlib import Path
@@ -43,8 +44,9 @@ def _absolute(path: Path, module: str | None, level: int) -> str:
     return ".".join([*base, module] if module else base)
 
 
+@functools.cache  # several tests read it: the package is parsed once
 def import_graph(root: Path = PACKAGE) -> dict[str, set[str]]:
-    """Module -> the package's modules it imports."""
+    """Module -> the package's modules it imports (shared: do not change it)."""
     paths = {module_name(p, root): p for p in root.rglob("*.py")}
     names = set(paths)
     return {name: imports_of(path, names) - {name} for name, path in paths.items()}

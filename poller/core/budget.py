@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from datetime import timedelta
 
 import redis
@@ -69,15 +70,18 @@ def take(rt: Runtime, operation: str, target: str, *, mode: str = "take") -> Non
         raise CallDeferred(f"{operation} on {target} waits {wait:.1f}s for the call budget", wait)
 
 
-def wait_for(rt: Runtime, operation: str, target: str) -> None:
+def wait_for(
+    rt: Runtime, operation: str, target: str, *, sleep: Callable[[float], None] = time.sleep
+) -> None:
     """Take a token for one ``operation`` call on ``target``, sleeping until one comes: for a
-    command line (a worker's waits are countdowns, never a blocked thread)."""
+    command line (a worker's waits are countdowns, never a blocked thread). ``sleep``: how the
+    time passes (a test's clock moves instead)."""
     while True:
         try:
             return take(rt, operation, target)
         except CallDeferred as deferred:
             logger.info("%s", deferred)
-            time.sleep(deferred.wait)
+            sleep(deferred.wait)
 
 
 def take_submit_turn(rt: Runtime, record: JobRecord, target: str) -> None:
@@ -151,18 +155,20 @@ def throttled(rt: Runtime, operation: str, target: str) -> None:
 
 
 class LocalBucket:
-    """A token bucket in this process (the budget's fallback without Redis)."""
+    """A token bucket in this process (the budget's fallback without Redis); ``clock`` gives
+    its time in seconds (a test's clock moves without sleeping)."""
 
-    def __init__(self, rate: float) -> None:
+    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.rate = rate
         self.tokens = max(1.0, rate)
-        self.at = time.monotonic()
+        self.clock = clock
+        self.at = clock()
         self.lock = threading.Lock()
 
     def take(self) -> float:
         """0.0 when a token is taken, else the seconds until one comes."""
         with self.lock:
-            now = time.monotonic()
+            now = self.clock()
             self.tokens = min(max(1.0, self.rate), self.tokens + (now - self.at) * self.rate)
             self.at = now
             if self.tokens >= 1:

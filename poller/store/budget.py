@@ -11,6 +11,8 @@ Keys (``<p>`` the key prefix)::
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from poller.store.base import StoreBase
 from poller.store.writes import script
 
@@ -24,6 +26,11 @@ OUTCOMES = ("taken", "waited", "throttled")
 
 class CallBudgets(StoreBase):
     """The AWS call budget's buckets, in Redis."""
+
+    budget_clock: Callable[[], float] | None = None
+    """None (production): the buckets read Redis's own clock, the one clock every caller
+    shares. A test sets a clock it moves (seconds since the epoch), so time passes without
+    sleeping; never set it in a fleet: callers' own clocks count refills twice under load."""
 
     def take_call(
         self, family: str, target: str, rate: float, burst: float, *, mode: str = "take"
@@ -51,4 +58,6 @@ class CallBudgets(StoreBase):
     def _budget(self, mode: str, family: str, target: str, rate: float, burst: float) -> float:
         keys = [self.key(BUDGET_KEY, family, target), self.key(BUDGET_COUNTS_KEY)]
         args: list[str | float] = [mode, rate, burst, family, HEADROOM]
+        if self.budget_clock is not None:
+            args.append(self.budget_clock())
         return float(script(self.redis, "call_budget")(keys=keys, args=args))

@@ -2,12 +2,19 @@
 
 One receiver raises for jobs named ``explode-*``, to show that a failing receiver neither
 breaks tracking nor stops the other receivers.
+
+The receivers are connected when a worker starts (``worker_init``), not on import: the test
+modules that import this one for its names and tasks run in pytest's processes, where the fast
+tier's signals must reach only the receivers its own tests connect (these would build the
+process's runtime from the environment, for every signal of every test that imported them).
 """
 
 from __future__ import annotations
 
 import json
 from typing import Any
+
+from celery.signals import worker_init
 
 from poller import signals
 from poller.core import runtime
@@ -34,9 +41,12 @@ def _explode(sender: str, record: JobRecord, **_: Any) -> None:
         raise RuntimeError("a receiver that raises")
 
 
-for _signal in signals.SIGNALS.values():
-    _signal.connect(_explode, weak=False)
-    _signal.connect(_record, weak=False)
+@worker_init.connect(weak=False)
+def _connect_receivers(**_: Any) -> None:
+    """In a worker (its main process, and so its forked pool and events processes): record."""
+    for signal in signals.SIGNALS.values():
+        signal.connect(_explode, weak=False)
+        signal.connect(_record, weak=False)
 
 
 # Tasks for canvas tests: they run in the session's worker (which consumes poller's queue only)

@@ -1,9 +1,10 @@
 -- One AWS call family's token bucket for one target (profile and region), shared by the fleet.
 -- KEYS[1]: the bucket (hash: tokens, at, factor, cut_at, next_turn); KEYS[2]: the fleet's
 -- budget counters.
--- ARGV: mode, rate (calls/s: AWS's quota), burst (tokens), family, headroom. The time is
--- Redis's own. The bucket fills at `headroom` of the rate (a share below 1), so that calls
--- bunched on their way to AWS still find tokens in AWS's own bucket. Modes:
+-- ARGV: mode, rate (calls/s: AWS's quota), burst (tokens), family, headroom[, now]. The time is
+-- Redis's own; `now` (seconds) comes from a test's clock only (CallBudgets.budget_clock). The
+-- bucket fills at `headroom` of the rate (a share below 1), so that calls bunched on their way
+-- to AWS still find tokens in AWS's own bucket. Modes:
 --   take: a token now (returns "0"), or the seconds until one comes (nothing taken);
 --   turn: a place among the callers waiting for tokens, one token apart, first come first
 --         served: the seconds until it, and nothing is taken: at its turn the caller takes its
@@ -16,9 +17,12 @@
 local RECOVERY, FLOOR = 0.02, 0.05
 local mode, rate, burst = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 -- Redis's own clock: callers' clocks are read before their scripts queue up, so concurrent
--- callers would move `at` back and forth and count the same refill twice
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+-- callers would move `at` back and forth and count the same refill twice. A test moves its own.
+local now = tonumber(ARGV[6])
+if now == nil then
+  local clock = redis.call('TIME')
+  now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+end
 local family, headroom = ARGV[4], tonumber(ARGV[5])
 local held = redis.call('HMGET', KEYS[1], 'tokens', 'at', 'factor', 'cut_at', 'next_turn')
 local at = math.min(tonumber(held[2]) or now, now)
