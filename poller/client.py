@@ -142,7 +142,9 @@ class JobHandle:
         try:
             async with asyncio.timeout(timeout), waiters.listen(self.tracking_id) as events:
                 # Only the status is looked at until it is terminal: JSON, not the whole model
-                while not _ended(raw := await waiters.raw_record(self.tracking_id)):
+                while not _ended(
+                    self.tracking_id, raw := await waiters.raw_record(self.tracking_id)
+                ):
                     await _next_async(events, _may_end)
         except TimeoutError:
             raise self._timed_out(timeout) from None
@@ -176,15 +178,15 @@ class JobHandle:
         return f"JobHandle({self.tracking_id!r})"
 
 
-def _ended(raw: str) -> bool:
-    """True when a stored record (its JSON) is of a job that ended; a record that cannot be
-    read is read properly, which says why."""
+def _ended(tracking_id: str, raw: str) -> bool:
+    """True when a job's stored record (its JSON) says it ended; a record without a status is
+    read properly, which says why it cannot be (RecordUnreadable)."""
     try:
         status = json.loads(raw).get("status")
     except (ValueError, AttributeError):
         status = None
     if not isinstance(status, str):
-        return parse_record("", raw).is_terminal
+        return parse_record(tracking_id, raw).is_terminal
     return status in _TERMINAL
 
 

@@ -11,7 +11,14 @@ from pathlib import Path
 import pytest
 
 import poller
-from poller.models import SUBMIT_OPTIONS, JobSpec
+from poller.models import (
+    SUBMIT_OPTIONS,
+    JobSpec,
+    PollOptions,
+    PollPolicy,
+    ResubmitOptions,
+    ResubmitPolicy,
+)
 from poller.tasks import submit_job_parameters
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,6 +34,12 @@ def test_the_typed_signature_names_every_argument_the_task_accepts() -> None:
     # The signature type checkers see and the spec the worker validates cannot drift apart
     declared = set(inspect.signature(submit_job_parameters).parameters)
     assert declared == set(JobSpec.model_fields) | set(SUBMIT_OPTIONS)
+
+
+def test_the_typed_options_name_the_policies_fields() -> None:
+    # poll= and resubmit= are typed by TypedDicts that mirror the validated policies
+    assert set(PollOptions.__annotations__) == set(PollPolicy.model_fields)
+    assert set(ResubmitOptions.__annotations__) == set(ResubmitPolicy.model_fields)
 
 
 USER_FILE = """

@@ -1,7 +1,8 @@
 """Part of the store: waiting for jobs from asyncio, on redis-py's asyncio client.
 
 An :class:`AsyncWaiters` serves every coroutine of one event loop that waits for jobs of one
-store: one connection reads records, one pub/sub connection carries the channel of each job
+store: one connection reads records (those asked for together in one MGET), one pub/sub
+connection carries the channel of each job
 someone awaits (``<p>:events:job:<tracking id>``, subscribed while it is awaited), and one reader
 task hands each message to the waiters of its own job only. A thousand awaited jobs cost one
 connection pair and their own events, never the fleet's.
@@ -68,9 +69,9 @@ class AsyncWaiters:
     cancels it (``asyncio.run`` does on its way out) or on :meth:`aclose`.
     """
 
-    def __init__(self, store: StoreBase, client: aioredis.Redis | None = None) -> None:
+    def __init__(self, store: StoreBase) -> None:
         self.store = store
-        self._client = client if client is not None else async_client(store.redis)
+        self._client = async_client(store.redis)
         self._pubsub = self._client.pubsub()
         self._queues: dict[str, set[asyncio.Queue[str]]] = {}  # channel -> its waiters' queues
         self._confirmed: dict[str, asyncio.Future[None]] = {}  # channel -> subscribed
@@ -79,10 +80,10 @@ class AsyncWaiters:
         # first commands at once would each open a connection, one of them never read
         self._commands = asyncio.Lock()
         self._joining: set[str] = set()  # channels to subscribe with the next command
+        self._leaving: set[str] = set()  # channels to unsubscribe with the next command
         # Records asked for since the last MGET went out: tracking id -> the askers' futures
         self._wanted: dict[str, list[asyncio.Future[str | None]]] = {}
-        self._reads: set[asyncio.Task[None]] = set()
-        self._leaving: set[str] = set()  # channels to unsubscribe with the next command
+        self._reads: set[asyncio.Task[None]] = set()  # the MGETs on their way
         self._reader = asyncio.get_running_loop().create_task(
             self._read(), name="poller job waiters"
         )
