@@ -54,9 +54,12 @@ def validate(
     poll = fields.pop("poll", None)
     resubmit_policy(settings, {"resubmit": fields.pop("resubmit", None)})
     idempotency_key = fields.pop("idempotency_key", None)
-    positional = dict(zip(POSITIONAL, args, strict=False))
     if len(args) > len(POSITIONAL):
-        positional["extra positional arguments"] = args[len(POSITIONAL) :]
+        raise InvalidJobSpec(
+            f"invalid job spec: takes {len(POSITIONAL)} positional arguments "
+            f"({', '.join(POSITIONAL)}), got {len(args)}; pass the others by keyword"
+        )
+    positional = dict(zip(POSITIONAL, args, strict=False))
     spec = validate_spec(**{**positional, **fields})
     check_request(spec)  # nested AWS values against botocore's model of SubmitJob
     if spec.aws_profile is not None:

@@ -164,7 +164,16 @@ class JobSpec(BaseModel):
 def validate_spec(
     job_name: Any = None, job_queue: Any = None, job_definition: Any = None, **fields: Any
 ) -> JobSpec:
-    """Build a JobSpec from submit_job's arguments; InvalidJobSpec names the first bad field."""
+    """Build a JobSpec from submit_job's arguments; InvalidJobSpec names the first bad field.
+
+    An unknown keyword is named first: a misspelt required one (``job_queu=``) would otherwise
+    be reported as the required one missing, without the name it is closest to."""
+    known = [*JobSpec.model_fields, *SUBMIT_OPTIONS]
+    for name in fields:
+        if name not in JobSpec.model_fields:
+            raise InvalidJobSpec(
+                f"invalid job spec: {name}: {_unknown_argument(name, known)}", field=name
+            )
     required = {"job_name": job_name, "job_queue": job_queue, "job_definition": job_definition}
     for name, value in required.items():
         if value is None:
@@ -174,7 +183,7 @@ def validate_spec(
             job_name=job_name, job_queue=job_queue, job_definition=job_definition, **fields
         )
     except ValidationError as err:
-        raise invalid(err, known=[*JobSpec.model_fields, *SUBMIT_OPTIONS]) from None
+        raise invalid(err, known=known) from None
     except TypeError as err:  # an argument submit_job does not know
         raise InvalidJobSpec(f"invalid job spec: {err}") from None
 
@@ -187,6 +196,11 @@ def invalid(err: ValidationError, *, known: Iterable[str], within: str = "") -> 
     field = ".".join([within, *location] if within else location) or within or "spec"
     message = first["msg"]
     if first["type"] == "extra_forbidden" and len(location) == 1:
-        close = difflib.get_close_matches(location[0], list(known), n=1)
-        message = "unknown argument" + (f"; did you mean {close[0]!r}?" if close else "")
+        message = _unknown_argument(location[0], known)
     return InvalidJobSpec(f"invalid job spec: {field}: {message}", field=field)
+
+
+def _unknown_argument(name: str, known: Iterable[str]) -> str:
+    """What is wrong with an unknown keyword: the known one it is closest to, if any."""
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return "unknown argument" + (f"; did you mean {close[0]!r}?" if close else "")
