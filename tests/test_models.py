@@ -171,3 +171,15 @@ def test_a_wrong_typed_environment_value_is_refused_without_quoting_it() -> None
         admission.validate(Settings(), ("n", "q", "d"), {"container_overrides": overrides})
     assert refused.value.field == "container_overrides"
     assert "987654321" not in str(refused.value)
+
+
+def test_a_misspelt_keyword_is_named_with_the_one_it_is_closest_to() -> None:
+    # A misspelt required keyword is named as unknown, not as the required one missing
+    with pytest.raises(
+        InvalidJobSpec, match="job_queu: unknown argument; did you mean 'job_queue'"
+    ):
+        validate_spec("nightly", job_queu="q", job_definition="d")
+    with pytest.raises(
+        InvalidJobSpec, match="paramters: unknown argument; did you mean 'parameters'"
+    ):
+        validate_spec("nightly", "q", "d", paramters={"day": "1"})
