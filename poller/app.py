@@ -31,6 +31,7 @@ def celery_config() -> dict[str, Any]:
         # earlier. RabbitMQ gives a message back when its consumer's connection drops, and
         # has no visibility timeout (its consumer_timeout is checked by the settings).
         "broker_transport_options": {} if settings.broker_is_rabbitmq else _redis_broker(settings),
+        **_broker_transport(settings),
         "result_backend": settings.effective_result_backend,
         "result_backend_transport_options": transport,
         **_common_config(settings),
@@ -44,6 +45,18 @@ _RABBITMQ = {
     # stopped receiving, 1 restart in 3). poller's checks are short: over-fetching is harmless.
     "worker_enable_prefetch_count_reduction": False,
 }
+
+
+# The broker URL schemes kombu's plain Redis transport serves (Sentinel has a transport of its own)
+_PLAIN_REDIS = ("redis://", "rediss://", "redis+socket://")
+
+
+def _broker_transport(settings: Settings) -> dict[str, Any]:
+    """A plain Redis broker's transport: kombu's, setting a malformed message aside rather than
+    stopping the worker (:mod:`poller.worker.broker_transport`)."""
+    if settings.broker_url.get_secret_value().startswith(_PLAIN_REDIS):
+        return {"broker_transport": "poller.worker.broker_transport:Transport"}
+    return {}
 
 
 def _redis_broker(settings: Settings) -> dict[str, Any]:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from typing import Any
 
 import pytest
+import redis
 from aws_batch_emulator.resources import JOB_QUEUE, SLEEP_JOB_DEFINITION
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -110,3 +112,33 @@ def test_a_raising_receiver_disturbs_neither_tracking_nor_other_receivers(
     assert all(finished[i] == 1 for i in ids)
     assert stack.signals_sent_again() == 0
     assert JobHandle(ids[0]).record.history[-1].status.value == "SUCCEEDED"
+
+
+FORGED = [
+    b"this is not a celery message",  # not JSON
+    json.dumps({"body": "garbage", "headers": {"task": "poller.submit_job", "id": "forged-1"},
+                "content-type": "application/json",
+                "properties": {"delivery_tag": "x", "body_encoding": "base64"}}),  # not base64
+    json.dumps({"no": "envelope"}),  # no properties
+]  # fmt: skip
+
+
+def test_forged_broker_messages_are_dropped_one_by_one_and_the_worker_goes_on(
+    stack: FaultStack, report: Any
+) -> None:
+    # Given a worker, and messages no kombu producer made pushed onto poller's queue
+    worker = stack.start_worker()
+    broker = redis.Redis.from_url(stack.env["POLLER_BROKER_URL"])
+    for forged in FORGED:
+        broker.lpush("poller", forged)
+    # When a real job is submitted after them
+    result = submit_job.delay("after-forged", JOB_QUEUE, SLEEP_JOB_DEFINITION,
+                              parameters={"sim_seconds": "0.5"})  # fmt: skip
+    # Then the job succeeds, each forged message was dropped in one line, the worker still runs
+    assert result.get(timeout=60)["status"] == "SUCCEEDED"
+    dropped = eventually(
+        lambda: (n := worker.log_tail(100000).count("could not be parsed was dropped")) >= 3 and n
+    )
+    report("forged broker messages", pushed=len(FORGED), dropped=dropped)
+    assert "Unrecoverable error" not in worker.log_tail(100000)
+    assert worker.process is not None and worker.process.poll() is None
