@@ -53,10 +53,10 @@ _PLAIN_REDIS = ("redis://", "rediss://", "redis+socket://")
 
 def _broker_transport(settings: Settings) -> dict[str, Any]:
     """A plain Redis broker's transport: kombu's, setting a malformed message aside rather than
-    stopping the worker (:mod:`poller.worker.broker_transport`)."""
-    if settings.broker_url.get_secret_value().startswith(_PLAIN_REDIS):
-        return {"broker_transport": "poller.worker.broker_transport:Transport"}
-    return {}
+    stopping the worker (:mod:`poller.worker.broker_transport`); None (the URL's own) for any
+    other broker, said explicitly so that a configuration updated to another broker drops it."""
+    plain_redis = settings.broker_url.get_secret_value().startswith(_PLAIN_REDIS)
+    return {"broker_transport": "poller.worker.broker_transport:Transport" if plain_redis else None}
 
 
 def _redis_broker(settings: Settings) -> dict[str, Any]:

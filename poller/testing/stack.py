@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 # The Celery settings that name servers or depend on poller's settings.
 CONNECTION_SETTINGS = (
     "broker_url",
+    "broker_transport",
     "result_backend",
     "broker_transport_options",
     "result_backend_transport_options",
