@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from aws_batch_emulator import FaultConfig, LocalBatch
 
 from bench.tracking import Workload, console, progress_bars, quantile, submit_all, wait_all
-from poller.core.runtime import get_store
+from poller.runtime import get_store
 from poller.testing.redis_server import EmbeddedRedis
 from poller.testing.stack import configure_process, stack_env
 from poller.testing.worker import Worker

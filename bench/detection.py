@@ -36,8 +36,8 @@ from aws_batch_emulator import LocalBatch
 from aws_batch_emulator.resources import JOB_QUEUE, SLEEP_JOB_DEFINITION
 
 from bench.tracking import Workload, active_jobs, console, progress_bars, quantile, wait_all
-from poller.core.runtime import get_store
-from poller.store.metrics import APPLIED, DUPLICATE, EARLY, MALFORMED, UNKNOWN_JOB
+from poller.runtime import get_store
+from poller.store.counters import APPLIED, DUPLICATE, EARLY, MALFORMED, UNKNOWN_JOB
 from poller.testing.redis_server import EmbeddedRedis
 from poller.testing.stack import configure_process, stack_env
 from poller.testing.worker import Worker

@@ -6,7 +6,7 @@ N jobs are admitted and submitted in process (AWS Batch faked in memory, the rec
 embedded Redis); then a queue is filled in advance with each job's state-change events
 (``--lifecycle full``: PENDING to SUCCEEDED, the five AWS Batch sends after a submission;
 ``short``: RUNNING and SUCCEEDED, so every other event ends a job), and poller's consumer
-(:func:`poller.worker.events.consume`: receive 10, apply the batch in one transaction, delete it) drains
+(:func:`poller.worker.batch_events.consume`: receive 10, apply the batch in one transaction, delete it) drains
 it in 1..N threads, as a worker's receiver threads do. A terminal event sends the job's check to
 the real broker (the same Redis), as in a worker.
 
@@ -37,16 +37,17 @@ from aws_batch_emulator import LocalBatch
 from rich.table import Table
 
 from bench.tracking import console, progress_bars
+from poller import admission
 from poller.app import app
 from poller.aws import batch_wire
-from poller.core import admission, lifecycle
-from poller.core.runtime import Runtime, get_runtime
+from poller.core import lifecycle
 from poller.models import JobRecord
+from poller.runtime import ProcessRuntime, get_runtime
 from poller.settings import get_settings
 from poller.testing import FakeBatch
 from poller.testing.redis_server import EmbeddedRedis
 from poller.testing.stack import configure_process, stack_env
-from poller.worker import events
+from poller.worker import batch_events
 
 QUEUE_NAME = "bench-events"
 QUEUE = "bench-queue"  # the Batch job queue of FakeBatch
@@ -72,7 +73,7 @@ def state_change(record: JobRecord, status: str) -> str:
     )  # fmt: skip
 
 
-def tracked_jobs(rt: Runtime, count: int, prefix: str) -> list[JobRecord]:
+def tracked_jobs(rt: ProcessRuntime, count: int, prefix: str) -> list[JobRecord]:
     """``count`` jobs admitted and submitted (to Batch faked in memory)."""
     records = []
     with progress_bars() as progress:
@@ -137,7 +138,9 @@ def fill(sqs: Any, url: str, bodies: list[str]) -> None:
             progress.advance(task, len(batch))
 
 
-def drain(rt: Runtime, sqs: Any, url: str, expected: int, threads: int = 1) -> tuple[float, int]:
+def drain(
+    rt: ProcessRuntime, sqs: Any, url: str, expected: int, threads: int = 1
+) -> tuple[float, int]:
     """Consume with ``threads`` consumers until ``expected`` events were handled: (seconds until
     the last one was, events handled). Returns once every thread ended its last long poll."""
     lock = threading.Lock()
@@ -148,7 +151,7 @@ def drain(rt: Runtime, sqs: Any, url: str, expected: int, threads: int = 1) -> t
     def consumer() -> None:
         nonlocal handled, finished_at
         while not done.is_set():
-            count = sum(events.consume(rt, app, sqs, url).values())
+            count = sum(batch_events.consume(rt, app, sqs, url).values())
             with lock:
                 handled += count
                 if handled >= expected and not done.is_set():
@@ -172,7 +175,7 @@ def where_the_time_goes(profile: cProfile.Profile, total: float, source: str) ->
     stats = pstats.Stats(profile)
     wanted = {
         "SQS calls (receive, delete)": ("client.py", "_api_call"),
-        "poller.worker.events.apply_all (all)": ("events.py", "apply_all"),
+        "poller.worker.batch_events.apply_all (all)": ("batch_events.py", "apply_all"),
         "  store.tracking_ids_for_jobs": ("__init__.py", "tracking_ids_for_jobs"),
         "  event_apply.apply_events": ("event_apply.py", "apply_events"),
         "    store.update_each": ("__init__.py", "update_each"),
@@ -210,7 +213,7 @@ def main() -> None:
     sources = args.source or list(SOURCES)
     with EmbeddedRedis() as redis_server, LocalBatch(runtime="simulated", events=True) as batch:
         configure_process(stack_env(redis_server, batch, initial_delay=60, max_delay=600))
-        rt = Runtime(
+        rt = ProcessRuntime(
             settings=get_settings(), store=get_runtime().store, batch=FakeBatch(queues=[QUEUE])
         )
         endpoint = batch.client("sqs")

@@ -20,9 +20,10 @@ import redis
 from rich.console import Console
 from rich.table import Table
 
-from poller.core import admission, lifecycle
-from poller.core.runtime import Runtime
+from poller import admission
+from poller.core import lifecycle
 from poller.models import JobStatus
+from poller.runtime import ProcessRuntime
 from poller.settings import Settings
 from poller.store import JobStore
 from poller.testing import FakeBatch
@@ -37,7 +38,7 @@ def run(server: EmbeddedRedis, jobs: int, count_metrics: bool) -> dict[str, floa
     settings = Settings(coalesce=False, poll_initial_delay=1, poll_max_delay=10, poll_jitter=0)
     store = JobStore(client, prefix="bench", count_metrics=count_metrics)
     batch = FakeBatch()
-    rt = Runtime(settings=settings, store=store, batch=batch)
+    rt = ProcessRuntime(settings=settings, store=store, batch=batch)
     ids = []
     for i in range(jobs):
         spec, policy, _ = admission.validate(settings, (f"b-{i}", "poller-local", "d"), {})

@@ -194,7 +194,7 @@ def active_jobs(store: Any) -> int:
 
 
 def wait_all(ids: list[str], progress: Progress, label: str, timeout: float) -> list[Any]:
-    from poller.core.runtime import get_store
+    from poller.runtime import get_store
 
     store = get_store()
     task = progress.add_task(f"tracking ({label})", total=len(ids))

@@ -75,7 +75,7 @@ def _redis_broker(settings: Settings) -> dict[str, Any]:
         "unacked_index_key": f"{settings.key_prefix}:unacked_index",
         "unacked_mutex_key": f"{settings.key_prefix}:unacked_mutex",
         # A worker takes from its queues in the order it consumes them, not in turn: the
-        # checks' queue first (see poller.worker.worker_start), so a job's end never waits behind a
+        # checks' queue first (see poller.worker.startup), so a job's end never waits behind a
         # burst of submissions.
         "queue_order_strategy": "priority",
     }
@@ -101,8 +101,8 @@ def _common_config(settings: Settings) -> dict[str, Any]:
         # No task_track_started: a late duplicate delivery would overwrite a FAILURE result
         # with STARTED (only SUCCESS is protected); Flower sees starts through events anyway.
         "broker_connection_retry_on_startup": True,
-        # Celery's consumer, surviving a broker (Redis) restart: see poller/worker/consumer.py.
-        "worker_consumer": "poller.worker.consumer:Consumer",
+        # Celery's consumer, surviving a broker restart: see poller/worker/broker_consumer.py.
+        "worker_consumer": "poller.worker.broker_consumer:Consumer",
         "worker_hijack_root_logger": False,
         # Countdowns (a check's, a submission's turn in the AWS call budget) run within 0.1 s
         # of their time: Celery's ETA timer otherwise sleeps up to 1 s between looks.
@@ -110,7 +110,7 @@ def _common_config(settings: Settings) -> dict[str, Any]:
         # poller's tasks have a queue of their own, so an app's workers on the same broker
         # never receive them; anything else poller's worker sends on (the app's chain steps)
         # goes to the app's default queue. poller's own default queue is its own, so that
-        # `celery -A poller purge` purges nothing of the app's. See poller/worker/worker_start.py.
+        # `celery -A poller purge` purges nothing of the app's. See poller/worker/startup.py.
         "task_routes": [
             {"poller.*": {"queue": settings.queue}},
             {"*": {"queue": settings.app_queue}},
@@ -161,7 +161,7 @@ def record_revokes(task_ids: Any, terminate: bool) -> list[str]:
     """Record the revocation of each of poller's jobs among ``task_ids`` (an id or a list).
     Returns their tracking ids; a Redis error is logged (the broadcast still goes out)."""
     from poller.core import revocation
-    from poller.core.runtime import get_store
+    from poller.runtime import get_store
 
     ids = [str(i) for i in maybe_list(task_ids) or []]
     try:
@@ -205,11 +205,11 @@ def _install_worker_parts() -> None:
     from celery.signals import celeryd_init, worker_init
 
     from poller.worker import tracebacks
-    from poller.worker.events_process import EventsStep
+    from poller.worker.batch_events_process import EventsStep
     from poller.worker.heartbeat import HeartbeatStep
     from poller.worker.reconcile import ReconcileStep
     from poller.worker.revokes import revoke_listener
-    from poller.worker.worker_start import prepare_worker, refuse_bad_settings
+    from poller.worker.startup import prepare_worker, refuse_bad_settings
 
     def on_celeryd_init(instance: Any, options: dict[str, Any], **_: Any) -> None:
         if instance.app is app:  # not another app's worker in a process that imported poller
@@ -240,7 +240,7 @@ def cancel_revoked(task_ids: Any, terminate: bool) -> None:
     """In poller's worker, for a ``revoke`` broadcast: cancel each of poller's jobs among
     ``task_ids`` now, and mark its Celery result REVOKED (see :mod:`poller.core.revocation`)."""
     from poller.core import revocation
-    from poller.core.runtime import get_runtime
+    from poller.runtime import get_runtime
 
     for tracking_id in record_revokes(task_ids, terminate):
         record = revocation.apply(get_runtime(), tracking_id)

@@ -17,7 +17,8 @@ import weakref
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-from poller.core import lifecycle, runtime
+from poller import runtime
+from poller.core import lifecycle
 from poller.core.redaction import public
 from poller.errors import WaitTimeout
 from poller.models import JobRecord, JobResult, JobStatus
@@ -168,7 +169,7 @@ class JobHandle:
         """Stop the Batch job (TerminateJob) and record why; the outcome follows as FAILED."""
         return lifecycle.cancel(self._runtime(), self.tracking_id, reason)
 
-    def _runtime(self) -> runtime.Runtime:
+    def _runtime(self) -> runtime.ProcessRuntime:
         rt = runtime.get_runtime()
         if self._store is None or self._store is rt.store:
             return rt

@@ -24,14 +24,13 @@ The same events are published as JSON on the Redis channel ``<key_prefix>:events
 
 from __future__ import annotations
 
-import json
 import logging
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 from celery.utils.dispatch import Signal
 
-from poller.models import JobRecord
+from poller.models.announcement import WITH_PREVIOUS, Announcement
 
 logger = logging.getLogger(__name__)
 
@@ -71,82 +70,15 @@ SIGNALS: dict[str, Signal] = {
 """Every signal by name."""
 
 
-@dataclass(frozen=True)
-class Event:
-    """A signal a decision (:mod:`poller.core.tracking`) caused, with its record.
-
-    Its way: the decision returns it, the store publishes it (JSON, on the event channel) in the
-    transaction that stores the record, and :func:`send` sends the signal once that committed.
-    """
-
-    signal: Signal
-    record: JobRecord
-    previous: str | None = None
-    version: int | None = None  # the record version that stored it (default: record.version)
-    status: str | None = None  # the job's status then (default: record.status)
-    of_submission: int | None = None  # the Batch job it is about (default: the record's last)
-
-    @property
-    def name(self) -> str:
-        """The signal's name (``job_failed``, ...), also the event's name on the channel."""
-        return str(self.signal.name)  # type: ignore[attr-defined]  # missing from celery-types
-
-    @property
-    def stored_version(self) -> int:
-        """The version of the record whose transaction stored this event."""
-        return self.record.version if self.version is None else self.version
-
-    @property
-    def status_then(self) -> str:
-        """The job's status when this event happened (a late sending's record may be newer)."""
-        return self.record.status.value if self.status is None else self.status
-
-    @property
-    def submission(self) -> int:
-        """Which Batch job of the job the event is about: 1 for the first submission, 2 for the
-        first resubmission, ... (0 before any; ``job_resubmitted``: the one that ended)."""
-        return len(self.record.submissions) if self.of_submission is None else self.of_submission
-
-    @property
-    def id(self) -> str:
-        """The same for every sending of this event: ``<tracking id>:<version>:<signal>``."""
-        return f"{self.record.tracking_id}:{self.stored_version}:{self.name}"
-
-    def to_json(self, stored_at: float | None = None) -> str:
-        """The event as published on the channel (and kept in the outbox until sent), with when
-        it was stored (epoch s)."""
-        return json.dumps(
-            {
-                "id": self.id,
-                "stored_at": stored_at,
-                "event": self.name,
-                "tracking_id": self.record.tracking_id,
-                "job_id": self.record.job_id,
-                "status": self.status_then,
-                "previous": self.previous,
-                "version": self.stored_version,
-                "submission": self.submission,
-            }
-        )
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any], record: JobRecord) -> Event:
-        """An event read back from the outbox (parsed JSON), sent with the job's current
-        ``record``."""
-        return cls(
-            SIGNALS[data["event"]], record, data["previous"], data["version"], data["status"],
-            data.get("submission"),
-        )  # fmt: skip
-
-
-def send(events: list[Event]) -> None:
-    """Send the signal of each event, in order. Receivers' errors are logged, never raised."""
-    for event in events:
+def send(announcements: Sequence[Announcement]) -> None:
+    """Send the signal of each announcement, in order. Receivers' errors are logged, never
+    raised (Celery's ``Signal.send``)."""
+    for announcement in announcements:
         kwargs: dict[str, Any] = {
-            "record": event.record, "event_id": event.id, "status": event.status_then,
-            "submission": event.submission,
+            "record": announcement.record, "event_id": announcement.id,
+            "status": announcement.status_then, "submission": announcement.submission,
         }  # fmt: skip
-        if event.signal in (job_status_changed, job_resubmitted):
-            kwargs["previous"] = event.previous
-        logger.debug("job %s: sending %s", event.record.tracking_id, event.name)
-        event.signal.send(sender=event.name, **kwargs)
+        if announcement.name in WITH_PREVIOUS:
+            kwargs["previous"] = announcement.previous
+        logger.debug("job %s: sending %s", announcement.record.tracking_id, announcement.name)
+        SIGNALS[announcement.name].send(sender=announcement.name, **kwargs)

@@ -13,7 +13,7 @@ import json
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
 import redis
 from celery import Task
@@ -21,35 +21,27 @@ from celery.exceptions import Ignore
 from kombu.utils import json as kombu_json
 from kombu.utils.uuid import uuid
 
+from poller import admission
 from poller.app import app
-from poller.core import admission, lifecycle, revocation
-from poller.core.backoff import compute_delay
-from poller.core.lifecycle import Drop, Produce, Reschedule
+from poller.core import lifecycle, revocation, steps
+from poller.core.lifecycle import Drop
 from poller.core.redaction import kwargs_repr, redacted
 from poller.core.revocation import Revoked
-from poller.core.runtime import Runtime, get_runtime, get_store
+from poller.core.steps import AwaitEvents, HandOver, Retry, Step
 from poller.errors import (
-    BatchMisconfigured,
-    BatchUnavailable,
-    CallDeferred,
-    CheckScheduled,
     DuplicateSubmission,
     InvalidJobSpec,
     JobFailed,
     JobTimedOut,
-    ObservationPending,
-    SubmitInProgress,
     SubmitRejected,
 )
-from poller.models import JobRecord, JobResult, PollOptions, ResubmitOptions, utcnow
+from poller.models import JobResult, PollOptions, ResubmitOptions, utcnow
 from poller.monitoring import flower_view
+from poller.runtime import get_runtime, get_store
 from poller.settings import get_settings
 
 logger = logging.getLogger(__name__)
 
-PENDING_RETRY_SECONDS = 0.5  # wait for a concurrent coalesced describe to store its result
-SUBMIT_BUSY_RETRY_SECONDS = 5.0  # another attempt holds the SubmitJob lease
-MAX_SUBMIT_RETRIES = 20  # transient AWS errors on submit before the job ends REJECTED
 # Redis unreachable for a moment (restart, failover): retry the task as it is, with backoff,
 # rather than fail its Celery result while the job is still active.
 _REDIS_RETRY: dict[str, Any] = {
@@ -151,24 +143,6 @@ class SubmitJobTask(PollerTask[_P, _R]):
             raise
 
 
-def _aws_retry_delay(failures: int) -> float:
-    """Backoff after ``failures`` consecutive transient AWS errors, capped like the checks."""
-    settings = get_settings()
-    return compute_delay(
-        min(failures, 16),
-        initial_delay=settings.aws_retry_delay,
-        max_delay=settings.poll_max_delay,
-        jitter=settings.poll_jitter,
-    )
-
-
-def _retry_later(task: Task[Any, Any], rt: Runtime, delay: float, **retry: Any) -> Any:
-    """Celery's Retry for ``task`` in ``delay`` seconds, noted in the record for the reconciler
-    (a retry after an AWS error is not a scheduled check)."""
-    lifecycle.reschedule(rt, str(task.request.id), delay)
-    return task.retry(countdown=delay, **retry)
-
-
 def _due(options: dict[str, Any]) -> datetime | None:
     """When a submission sent with ``countdown`` or ``eta`` is due (None: now)."""
     if options.get("countdown"):
@@ -181,46 +155,40 @@ def _due(options: dict[str, Any]) -> datetime | None:
     return None
 
 
-def _deliver(outcome: Produce | Drop) -> Any:
-    """The task's end for a finished job: its outcome for the delivery that produces the
-    result (a JobResult, or the error it raises), Ignore for the others (no result, so canvas
-    callbacks run once)."""
-    if isinstance(outcome, Drop):
-        logger.info("job %s: %s; dropping this delivery", outcome.record.tracking_id, outcome.why)
+def _act(task: Task[Any, Any], step: Step) -> Any:
+    """Do what the core decided (:mod:`poller.core.steps`): the one place a step becomes
+    Celery's retry, replace, Ignore or return."""
+    if isinstance(step, Retry):
+        options: dict[str, Any] = {"countdown": step.delay}
+        if step.args is not None:
+            options["args"] = step.args
+        if step.wait is not None:
+            options["exc"] = step.wait  # Flower shows why it waits, without a traceback
+        if step.record is not None:
+            options["shadow"] = flower_view.check_name(step.record)
+        raise task.retry(**options)
+    if isinstance(step, HandOver):
+        first = check_job.si(step.record.tracking_id, step.record.checks)
+        shadow = flower_view.check_name(step.record)
+        return task.replace(first.set(countdown=step.delay, shadow=shadow))
+    if isinstance(step, AwaitEvents):
+        logger.debug(
+            "job %s: Batch events carry it; safety-net check at %s",
+            step.record.tracking_id, lifecycle.stamp(step.record.next_check_at),
+        )  # fmt: skip
         raise Ignore()
-    return lifecycle.outcome(outcome.record)
-
-
-def _end_revoked(task: Task[Any, Any], outcome: Revoked) -> NoReturn:
-    """End a revoked job's task as Celery ends a revoked task: result REVOKED, no callbacks."""
-    reason = outcome.record.status_reason or revocation.REASON
-    task.backend.mark_as_revoked(str(task.request.id), reason, request=task.request)
-    logger.info("job %s: %s", outcome.record.tracking_id, reason)
-    raise Ignore()
-
-
-def _await_events(record: JobRecord) -> NoReturn:
-    """End the task without a result and without a countdown message: Batch events carry the
-    job (its end sends its check, which produces the result and continues the canvas), and the
-    reconciler sends its check at ``next_check_at`` if none came (JobRecord.awaits_events)."""
-    logger.debug(
-        "job %s: Batch events carry it; safety-net check at %s",
-        record.tracking_id, lifecycle.stamp(record.next_check_at),
-    )  # fmt: skip
-    raise Ignore()
-
-
-def _ignore_if_dropped(outcome: Produce | Drop) -> None:
-    """For a refusal the task raises itself (its error says more than the record): Ignore
-    unless this delivery produces the result."""
-    if isinstance(outcome, Drop):
-        _deliver(outcome)
-
-
-def _nth(record: JobRecord) -> str:
-    """`` (submission 2)`` for a resubmitted job's Batch job, else nothing."""
-    number = len(record.submissions)
-    return f" (submission {number})" if number > 1 else ""
+    if isinstance(step, Revoked):
+        # Ended as Celery ends a revoked task: result REVOKED, no callbacks
+        reason = step.record.status_reason or revocation.REASON
+        task.backend.mark_as_revoked(str(task.request.id), reason, request=task.request)
+        logger.info("job %s: %s", step.record.tracking_id, reason)
+        raise Ignore()
+    if isinstance(step, Drop):  # no result from this delivery: canvas callbacks run once
+        logger.info("job %s: %s; dropping this delivery", step.record.tracking_id, step.why)
+        raise Ignore()
+    if step.error is not None:
+        raise step.error
+    return lifecycle.outcome(step.record)
 
 
 def _canvas_options(options: dict[str, Any]) -> dict[str, Any]:
@@ -329,59 +297,23 @@ def submit_job(self: SubmitJobTask[Any, Any], *args: Any, **kwargs: Any) -> Any:
 
 
 def _submit(self: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    """submit_job's work: validate, record, submit, then hand over to the first check."""
+    """submit_job's work: admit (unless the caller did), submit, hand over to the first check.
+
+    A submission sent through ``apply_async`` was validated and admitted by the caller: its
+    record is here, and its arguments are not validated again. One sent by name (``send_task``,
+    beat) is validated and admitted here, once.
+    """
     rt = get_runtime()
     tracking_id = str(self.request.id)
-    try:
-        spec, policy, key = admission.validate(rt.settings, args, kwargs)
-    except InvalidJobSpec as err:
-        _ignore_if_dropped(lifecycle.reject_unstored(rt, tracking_id, args, kwargs, str(err)))
-        raise
-    resubmit = admission.resubmit_policy(rt.settings, kwargs)
-    record = lifecycle.admit(rt.store, tracking_id, spec, policy, key, resubmit=resubmit)
-    if record.revoked:  # revoked before a worker that remembers it took the submission
-        _end_revoked(self, Revoked(revocation.apply(rt, tracking_id) or record))
-    if record.is_terminal:  # cancelled before submission, or a redelivered submit
-        return _deliver(lifecycle.claim_result(rt.store, record))
-    canvas = _canvas(self.request)
-    if canvas:  # before SubmitJob: the job's end event may send its check at once
-        lifecycle.remember_canvas(rt, tracking_id, canvas)
-    if record.job_id is None:
+    record = rt.store.find(tracking_id)
+    if record is None:
         try:
-            record = lifecycle.submit(rt, record)
-        except InvalidJobSpec as err:  # the stored spec's target (a profile not allowed)
-            _ignore_if_dropped(lifecycle.reject(rt, tracking_id, str(err)))
-            raise
-        except BatchMisconfigured as err:
-            _, reason = lifecycle.refused(rt, tracking_id, err)
-            if reason is not None:
-                return _deliver(lifecycle.reject(rt, tracking_id, reason))
-            raise _retry_later(self, rt, _aws_retry_delay(self.request.retries)) from err
-        except CallDeferred as err:  # the fleet's call budget: wait our turn, not a failure
-            logger.debug("job %s: %s", tracking_id, err)
-            raise self.retry(countdown=err.wait) from err  # its turn noted for the reconciler
-        except BatchUnavailable as err:
-            failures = rt.store.get(tracking_id).submit_failures
-            if failures >= MAX_SUBMIT_RETRIES:
-                return _deliver(lifecycle.reject(rt, tracking_id, f"AWS Batch unavailable: {err}"))
-            delay = _aws_retry_delay(failures)
-            logger.warning("job %s: submit will be retried in %.1fs: %s", tracking_id, delay, err)
-            raise _retry_later(self, rt, delay) from err
-        except SubmitInProgress as err:
-            logger.info("job %s: %s; trying again shortly", tracking_id, err)
-            raise self.retry(countdown=SUBMIT_BUSY_RETRY_SECONDS) from err
-        except SubmitRejected as err:
-            _ignore_if_dropped(lifecycle.reject(rt, tracking_id, str(err)))
-            raise
-        if record.is_terminal:  # cancelled while being submitted
-            return _deliver(lifecycle.claim_result(rt.store, record))
-    if record.awaits_events:
-        _await_events(record)
-    # When the record says the first check is due (it also tells the reconciler)
-    due = record.next_check_at or utcnow()
-    first_check = max(0.0, (due - utcnow()).total_seconds())
-    first = check_job.si(tracking_id, record.checks)
-    return self.replace(first.set(countdown=first_check, shadow=flower_view.check_name(record)))
+            spec, policy, key = admission.validate(rt.settings, args, kwargs)
+        except InvalidJobSpec as err:
+            return _act(self, steps.refuse_unstored(rt, tracking_id, args, kwargs, err))
+        resubmit = admission.resubmit_policy(rt.settings, kwargs)
+        record = lifecycle.admit(rt.store, tracking_id, spec, policy, key, resubmit=resubmit)
+    return _act(self, steps.submit(rt, record, _canvas(self.request), self.request.retries))
 
 
 @app.task(
@@ -405,62 +337,4 @@ def check_job(self: Task[Any, Any], tracking_id: str, check_no: int = 0, failure
         # resolve the wrong result and leave the caller's waiting forever.
         logger.error("job %s: dropping a check sent under task id %s", tracking_id, self.request.id)
         raise Ignore()
-    rt = get_runtime()
-    try:
-        outcome = lifecycle.check(rt, tracking_id, check_no)
-    except InvalidJobSpec as err:  # its target: a profile no longer (or never) allowed
-        return _deliver(lifecycle.give_up(rt, rt.store.get(tracking_id), str(err)))
-    except BatchMisconfigured as err:
-        record, reason = lifecycle.refused(rt, tracking_id, err)
-        if reason is not None:
-            return _deliver(lifecycle.give_up(rt, record, reason))
-        again = (tracking_id, check_no, failures + 1)
-        raise _retry_later(self, rt, _aws_retry_delay(failures), args=again) from err
-    except BatchUnavailable as err:
-        # Not a check: throttling and 5xx must not use up the job's max_checks.
-        delay = _aws_retry_delay(failures)
-        logger.warning(
-            "job %s: check %d will be retried in %.1fs: %s", tracking_id, check_no, delay, err
-        )
-        again = (tracking_id, check_no, failures + 1)
-        raise _retry_later(self, rt, delay, args=again) from err
-    except CallDeferred as err:  # the fleet's call budget: this check's turn comes later
-        waiting = CheckScheduled(f"job {tracking_id}: {err}")
-        lifecycle.reschedule(rt, tracking_id, err.wait)
-        raise self.retry(
-            args=(tracking_id, check_no, failures), countdown=err.wait, exc=waiting
-        ) from None
-    except SubmitInProgress as err:  # another delivery is resubmitting the job
-        logger.info("job %s: %s; trying again shortly", tracking_id, err)
-        raise self.retry(
-            args=(tracking_id, check_no, failures), countdown=SUBMIT_BUSY_RETRY_SECONDS
-        ) from err
-    except ObservationPending:
-        # Another check is describing this job right now: pick up its observation shortly (a
-        # wait like any other, shown in Flower without a traceback)
-        pending = CheckScheduled(
-            f"another check is describing job {tracking_id}; check {check_no + 1} takes its "
-            f"observation in {PENDING_RETRY_SECONDS:.1f}s"
-        )
-        raise self.retry(
-            args=(tracking_id, check_no, failures), countdown=PENDING_RETRY_SECONDS, exc=pending
-        ) from None
-    if isinstance(outcome, Revoked):
-        _end_revoked(self, outcome)
-    if not isinstance(outcome, Reschedule):
-        return _deliver(outcome)
-    record, delay = outcome.record, outcome.delay
-    if record.awaits_events:
-        _await_events(record)
-    # The next check's number: this one's plus one, or this one's when it only resubmitted
-    scheduled = CheckScheduled(
-        f"Batch job {record.job_id}{_nth(record)} is {record.status.value}; check "
-        f"{record.checks + 1} in "
-        f"{delay:.1f}s at {lifecycle.stamp(utcnow() + timedelta(seconds=delay))}"
-    )
-    raise self.retry(
-        args=(tracking_id, record.checks, 0),
-        countdown=delay,
-        exc=scheduled,
-        shadow=flower_view.check_name(record),
-    )
+    return _act(self, steps.check(get_runtime(), tracking_id, check_no, failures))

@@ -13,8 +13,8 @@ import redis
 
 from poller import signals
 from poller.core import budget
-from poller.core.runtime import Runtime
 from poller.models import JobRecord
+from poller.runtime import ProcessRuntime
 from poller.store import JobStore
 from poller.testing import FakeBatch
 from poller.testing.stack import configure_process
@@ -91,13 +91,13 @@ def batch() -> FakeBatch:
 
 
 @pytest.fixture
-def rt(poller_redis_client: redis.Redis, batch: FakeBatch) -> Runtime:
+def rt(poller_redis_client: redis.Redis, batch: FakeBatch) -> ProcessRuntime:
     store = JobStore(poller_redis_client, prefix="lifecycle-test", record_ttl=60)
-    return Runtime(settings=settings(), store=store, batch=batch)
+    return ProcessRuntime(settings=settings(), store=store, batch=batch)
 
 
 @pytest.fixture
-def budget_clock(rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> Clock:
+def budget_clock(rt: ProcessRuntime, monkeypatch: pytest.MonkeyPatch) -> Clock:
     """The call budget's time in this test, which passes only when the test advances it: the
     buckets of ``rt``'s store read it instead of Redis's clock, and the submission turns kept
     in records (:func:`poller.core.budget.take_submit_turn`) instead of the wall clock."""

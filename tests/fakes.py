@@ -9,9 +9,10 @@ from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
 from typing import Any
 
-from poller.core import admission, lifecycle, tracking
-from poller.core.runtime import Runtime
+from poller import admission
+from poller.core import lifecycle, tracking
 from poller.models import JobRecord, JobStatus, utcnow
+from poller.runtime import ProcessRuntime
 from poller.settings import Settings
 from poller.testing import FakeBatch
 
@@ -31,7 +32,7 @@ def settings(**overrides: Any) -> Settings:
     return Settings(**{**values, **overrides})
 
 
-def ended_unclaimed(rt: Runtime, batch: FakeBatch, status: JobStatus) -> datetime:
+def ended_unclaimed(rt: ProcessRuntime, batch: FakeBatch, status: JobStatus) -> datetime:
     """Job "t1" ended ``status`` by its check 0, whose worker died before claiming the result
     (the end is stored, the result not produced); returns when that check ran."""
     record = running(rt, batch)
@@ -48,7 +49,7 @@ def ended_unclaimed(rt: Runtime, batch: FakeBatch, status: JobStatus) -> datetim
 
 
 def admitted(
-    rt: Runtime, tracking_id: str = "t1", key: str | None = None, **poll: Any
+    rt: ProcessRuntime, tracking_id: str = "t1", key: str | None = None, **poll: Any
 ) -> JobRecord:
     spec, policy, _ = admission.validate(
         rt.settings, ("nightly", QUEUE, "def"), {"poll": poll or None}
@@ -56,7 +57,9 @@ def admitted(
     return lifecycle.admit(rt.store, tracking_id, spec, policy, key)
 
 
-def running(rt: Runtime, batch: FakeBatch, tracking_id: str = "t1", **poll: Any) -> JobRecord:
+def running(
+    rt: ProcessRuntime, batch: FakeBatch, tracking_id: str = "t1", **poll: Any
+) -> JobRecord:
     """A submitted job, RUNNING on Batch."""
     record = lifecycle.submit(rt, admitted(rt, tracking_id, **poll))
     assert record.job_id is not None

@@ -16,8 +16,8 @@ import redis
 
 from poller.aws.logs import log_events
 from poller.core import budget, lifecycle, tracking
-from poller.core.runtime import Runtime
 from poller.errors import BatchThrottled, CallDeferred, ConfigurationError
+from poller.runtime import ProcessRuntime
 from poller.settings import Settings
 from poller.store import JobStore
 from poller.store.budget import BUDGET_KEY, HEADROOM
@@ -109,7 +109,7 @@ def test_callers_late_together_never_take_more_than_the_bucket(
     assert answers[:2] == [0.0, 0.0] and all(wait > 0 for wait in answers[2:])
 
 
-def test_a_bucket_holds_half_a_second_of_calls(rt: Runtime, budget_clock: Clock) -> None:
+def test_a_bucket_holds_half_a_second_of_calls(rt: ProcessRuntime, budget_clock: Clock) -> None:
     rt = replace(rt, settings=settings(aws_call_rates={"DescribeJobs": 10}))
     for _ in range(5):  # AWS's bucket (a second's worth) keeps the other half for bunched calls
         budget.take(rt, "DescribeJobs", "default@us-east-1")
@@ -145,7 +145,7 @@ def test_a_stop_never_waits_and_goes_into_debt(store: JobStore) -> None:
 
 
 def test_a_submission_waits_its_turn_without_a_lease_or_a_call(
-    rt: Runtime, batch: FakeBatch, budget_clock: Clock
+    rt: ProcessRuntime, batch: FakeBatch, budget_clock: Clock
 ) -> None:
     rt = replace(rt, settings=settings(aws_call_rates={"SubmitJob": 1}))
     lifecycle.submit(rt, admitted(rt, "t1"))
@@ -165,7 +165,7 @@ def test_a_submission_waits_its_turn_without_a_lease_or_a_call(
 
 
 def test_a_submission_that_finds_no_token_at_its_turn_queues_again(
-    rt: Runtime, batch: FakeBatch, budget_clock: Clock
+    rt: ProcessRuntime, batch: FakeBatch, budget_clock: Clock
 ) -> None:
     rt = replace(rt, settings=settings(aws_call_rates={"SubmitJob": 1}))
     record = admitted(rt, "t1")
@@ -181,7 +181,7 @@ def test_a_submission_that_finds_no_token_at_its_turn_queues_again(
 
 
 def test_a_check_waits_its_turn_and_releases_the_jobs_it_claimed(
-    rt: Runtime, batch: FakeBatch, budget_clock: Clock
+    rt: ProcessRuntime, batch: FakeBatch, budget_clock: Clock
 ) -> None:
     rt = replace(rt, settings=settings(aws_call_rates={"DescribeJobs": 1}))
     running(rt, batch, "t1")
@@ -198,7 +198,7 @@ def test_a_check_waits_its_turn_and_releases_the_jobs_it_claimed(
 
 
 def test_checks_that_wait_together_come_back_a_page_apart(
-    rt: Runtime, batch: FakeBatch, budget_clock: Clock
+    rt: ProcessRuntime, batch: FakeBatch, budget_clock: Clock
 ) -> None:
     rt = replace(rt, settings=settings(aws_call_rates={"DescribeJobs": 1, "SubmitJob": 0}))
     # Three pages of due jobs (100 a DescribeJobs call), the last one holding one job
@@ -216,7 +216,9 @@ def test_checks_that_wait_together_come_back_a_page_apart(
     assert batch.calls["DescribeJobs"] == 0
 
 
-def test_aws_throttling_despite_the_budget_slows_the_fleet(rt: Runtime, batch: FakeBatch) -> None:
+def test_aws_throttling_despite_the_budget_slows_the_fleet(
+    rt: ProcessRuntime, batch: FakeBatch
+) -> None:
     rt = replace(rt, settings=settings(aws_call_rates={"SubmitJob": 10}))
     batch.fail_next("SubmitJob", BatchThrottled("SubmitJob: TooManyRequestsException"))
     with pytest.raises(BatchThrottled):
@@ -225,7 +227,7 @@ def test_aws_throttling_despite_the_budget_slows_the_fleet(rt: Runtime, batch: F
     assert rt.store.budget_counts()[("SubmitJob", "throttled")] == 1
 
 
-def test_without_redis_a_process_keeps_a_share_of_the_budget(rt: Runtime) -> None:
+def test_without_redis_a_process_keeps_a_share_of_the_budget(rt: ProcessRuntime) -> None:
     class Down:
         def take_call(self, *args: object, **kwargs: object) -> float:
             raise redis.ConnectionError("down")
@@ -257,7 +259,7 @@ def test_call_rates_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -
         Settings()
 
 
-def test_a_command_line_sleeps_for_its_token(rt: Runtime, budget_clock: Clock) -> None:
+def test_a_command_line_sleeps_for_its_token(rt: ProcessRuntime, budget_clock: Clock) -> None:
     rt = replace(rt, settings=settings(aws_call_rates={"GetLogEvents": 1}))
     slept: list[float] = []
 

@@ -14,21 +14,21 @@ from celery.backends.base import Backend
 
 from poller import FailureKind, JobFailed, JobHandle, JobTimedOut, SubmitRejected, WaitTimeout
 from poller.core import lifecycle
-from poller.core.runtime import Runtime
 from poller.errors import JobEnded
 from poller.models import JobStatus
+from poller.runtime import ProcessRuntime
 from poller.testing import FakeBatch
 from tests.fakes import running
 
 JOBS = 3
 
 
-def end(rt: Runtime, batch: FakeBatch, tracking_id: str, status: JobStatus) -> None:
+def end(rt: ProcessRuntime, batch: FakeBatch, tracking_id: str, status: JobStatus) -> None:
     """The job's Batch job ends ``status``, and a check stores it (as a worker would)."""
     end_all(rt, batch, {tracking_id: status})
 
 
-def end_all(rt: Runtime, batch: FakeBatch, statuses: dict[str, JobStatus]) -> None:
+def end_all(rt: ProcessRuntime, batch: FakeBatch, statuses: dict[str, JobStatus]) -> None:
     """The jobs' Batch jobs end, then their checks store it (the first one's call describes
     them all: checks coalesce)."""
     for tracking_id, status in statuses.items():
@@ -50,7 +50,7 @@ def later() -> Iterator[list[threading.Timer]]:
 
 
 def test_wait_returns_the_result_once_the_job_ends(
-    rt: Runtime, batch: FakeBatch, later: list[threading.Timer]
+    rt: ProcessRuntime, batch: FakeBatch, later: list[threading.Timer]
 ) -> None:
     # Given a running job that a worker sees succeed in a moment
     running(rt, batch, "t1")
@@ -63,7 +63,7 @@ def test_wait_returns_the_result_once_the_job_ends(
     assert result["tracking_id"] == "t1"
 
 
-def test_a_jobs_channel_carries_its_own_events_only(rt: Runtime, batch: FakeBatch) -> None:
+def test_a_jobs_channel_carries_its_own_events_only(rt: ProcessRuntime, batch: FakeBatch) -> None:
     # Given a waiter subscribed to job t1's channel
     running(rt, batch, "t1")
     with rt.store.subscribe("t1") as pubsub:
@@ -80,7 +80,10 @@ def test_a_jobs_channel_carries_its_own_events_only(rt: Runtime, batch: FakeBatc
 
 
 def test_jobs_awaited_in_one_loop_each_get_their_result(
-    rt: Runtime, batch: FakeBatch, later: list[threading.Timer], poller_redis_client: redis.Redis
+    rt: ProcessRuntime,
+    batch: FakeBatch,
+    later: list[threading.Timer],
+    poller_redis_client: redis.Redis,
 ) -> None:
     # Given running jobs that end in a moment, the last one failing
     ids = [f"t{n}" for n in range(JOBS)]
@@ -107,7 +110,7 @@ def test_jobs_awaited_in_one_loop_each_get_their_result(
 
 
 def test_watch_async_yields_each_transition_and_ends_with_the_terminal_record(
-    rt: Runtime, batch: FakeBatch, later: list[threading.Timer]
+    rt: ProcessRuntime, batch: FakeBatch, later: list[threading.Timer]
 ) -> None:
     # Given a running job that goes on to succeed
     running(rt, batch, "t1")
@@ -129,7 +132,7 @@ def test_watch_async_yields_each_transition_and_ends_with_the_terminal_record(
     assert seen.count(JobStatus.SUCCEEDED) == 1
 
 
-def test_an_async_wait_times_out_with_wait_timeout(rt: Runtime, batch: FakeBatch) -> None:
+def test_an_async_wait_times_out_with_wait_timeout(rt: ProcessRuntime, batch: FakeBatch) -> None:
     # Given a job that keeps running
     running(rt, batch, "t1")
     # When a coroutine waits for it a short while, Then WaitTimeout says so
@@ -138,7 +141,7 @@ def test_an_async_wait_times_out_with_wait_timeout(rt: Runtime, batch: FakeBatch
 
 
 def test_a_failed_job_raises_an_error_that_carries_what_to_act_on(
-    rt: Runtime, batch: FakeBatch
+    rt: ProcessRuntime, batch: FakeBatch
 ) -> None:
     # Given a job whose Batch job failed with an exit code
     record = running(rt, batch, "t1")

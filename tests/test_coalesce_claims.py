@@ -10,8 +10,8 @@ import pytest
 import redis
 
 from poller.core import coalesce, tracking
-from poller.core.runtime import Runtime
 from poller.models import JobRecord, utcnow
+from poller.runtime import ProcessRuntime
 from poller.settings import Settings
 from poller.store import Change, JobStore
 from poller.store.base import CLAIM_KEY, OBSERVE_INDEX
@@ -19,13 +19,13 @@ from tests.test_store import make
 
 
 @pytest.fixture
-def rt(poller_redis_client: redis.Redis) -> Runtime:
+def rt(poller_redis_client: redis.Redis) -> ProcessRuntime:
     settings = Settings(coalesce_window=1.5, poll_max_delay=30, visibility_timeout=3600)
     store = JobStore(poller_redis_client, prefix="claims-test", record_ttl=60)
-    return Runtime(settings=settings, store=store, batch=cast(Any, None))
+    return ProcessRuntime(settings=settings, store=store, batch=cast(Any, None))
 
 
-def observed(rt: Runtime, tracking_ids: list[str], at: datetime) -> None:
+def observed(rt: ProcessRuntime, tracking_ids: list[str], at: datetime) -> None:
     """Store "not returned" observations of these jobs made at ``at``, as a coalesced call does."""
     window, cap = rt.settings.coalesce_window, rt.settings.poll_max_delay
     rt.store.store_observations(
@@ -36,7 +36,7 @@ def observed(rt: Runtime, tracking_ids: list[str], at: datetime) -> None:
     )
 
 
-def submitted(rt: Runtime, count: int, overdue_by: float) -> list[str]:
+def submitted(rt: ProcessRuntime, count: int, overdue_by: float) -> list[str]:
     """``count`` submitted jobs whose checks fell due ``overdue_by`` seconds ago and earlier."""
     now, ids = utcnow(), [f"job-{i:04d}" for i in range(count)]
     for tracking_id in ids:
@@ -54,7 +54,7 @@ def submitted(rt: Runtime, count: int, overdue_by: float) -> list[str]:
 
 
 def test_a_backlog_of_observed_jobs_does_not_hide_the_jobs_still_needing_a_call(
-    rt: Runtime,
+    rt: ProcessRuntime,
 ) -> None:
     # Given 1,000 overdue jobs whose 600 most overdue already have a fresh observation waiting
     # for their late checks (what a busy worker leaves behind)
@@ -72,7 +72,7 @@ def test_a_backlog_of_observed_jobs_does_not_hide_the_jobs_still_needing_a_call(
     assert [r.tracking_id for r in second] == ids[699:798]
 
 
-def test_a_check_whose_job_is_claimed_by_another_gets_none(rt: Runtime) -> None:
+def test_a_check_whose_job_is_claimed_by_another_gets_none(rt: ProcessRuntime) -> None:
     ids = submitted(rt, 5, overdue_by=1)
     first = coalesce._claim_due(rt, ids[0], utcnow())
     assert first is not None and [r.tracking_id for r in first] == ids[1:]
@@ -80,7 +80,7 @@ def test_a_check_whose_job_is_claimed_by_another_gets_none(rt: Runtime) -> None:
 
 
 def test_an_overdue_job_is_observed_again_once_its_observation_is_older_than_the_cap(
-    rt: Runtime,
+    rt: ProcessRuntime,
 ) -> None:
     # Given two jobs whose checks fell due 40 s ago (workers are behind), observed just after
     # that: one 35 s ago (older than the 30 s cap less the window), one 20 s ago
@@ -93,7 +93,7 @@ def test_an_overdue_job_is_observed_again_once_its_observation_is_older_than_the
     assert others is not None and [r.tracking_id for r in others] == [stale]
 
 
-def test_jobs_due_at_the_same_moment_are_all_claimed_across_pages(rt: Runtime) -> None:
+def test_jobs_due_at_the_same_moment_are_all_claimed_across_pages(rt: ProcessRuntime) -> None:
     # Given 450 jobs due at exactly the same time (one call's observations move them together)
     ids = submitted(rt, 450, overdue_by=5)
     same = utcnow().timestamp() - 5
@@ -107,7 +107,7 @@ def test_jobs_due_at_the_same_moment_are_all_claimed_across_pages(rt: Runtime) -
     assert not set(claimed) & set(ids[-4:])
 
 
-def test_claimed_jobs_leave_the_due_range_until_their_claim_expires(rt: Runtime) -> None:
+def test_claimed_jobs_leave_the_due_range_until_their_claim_expires(rt: ProcessRuntime) -> None:
     ids = submitted(rt, 10, overdue_by=1)
     first = coalesce._claim_due(rt, ids[0], utcnow())
     assert first is not None and len(first) == 9
@@ -121,7 +121,7 @@ def test_claimed_jobs_leave_the_due_range_until_their_claim_expires(rt: Runtime)
     assert again is not None and len(again) == 10
 
 
-def test_a_check_claims_only_jobs_of_its_own_aws_target(rt: Runtime) -> None:
+def test_a_check_claims_only_jobs_of_its_own_aws_target(rt: ProcessRuntime) -> None:
     # Given due jobs in the default region and in another region (a job naming aws_region)
     now = utcnow()
     for tracking_id, region in [("home-1", None), ("home-2", None), ("west-1", "us-west-2"),

@@ -10,14 +10,14 @@ import yaml
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from poller.core.runtime import Runtime
-from poller.monitoring.metrics import registry_for
+from poller.monitoring.exporter import registry_for
+from poller.runtime import ProcessRuntime
 
 CONFIG = Path(__file__).parent.parent / "config"
 METRIC = re.compile(r"\bpoller_[a-z_]+")
 
 
-def served(rt: Runtime) -> set[str]:
+def served(rt: ProcessRuntime) -> set[str]:
     """Every sample name a scrape can hold (histograms' _bucket/_sum/_count too)."""
     text = generate_latest(registry_for(rt.store, rt.settings)).decode()
     names = set()
@@ -43,7 +43,7 @@ def alert_expressions() -> list[str]:
     return [rule["expr"] for group in rules["groups"] for rule in group["rules"]]
 
 
-def test_every_metric_the_dashboard_and_alerts_use_is_served(rt: Runtime) -> None:
+def test_every_metric_the_dashboard_and_alerts_use_is_served(rt: ProcessRuntime) -> None:
     available = served(rt)
     used = {m for e in dashboard_expressions() + alert_expressions() for m in METRIC.findall(e)}
     assert used and used <= available, used - available

@@ -6,11 +6,11 @@ import pytest
 from celery import Celery
 
 from poller.core import failures, lifecycle
-from poller.core.runtime import Runtime
 from poller.errors import JobFailed, JobTimedOut
 from poller.models import FailureKind, JobRecord, JobStatus
+from poller.runtime import ProcessRuntime
 from poller.testing import FakeBatch
-from tests.fakes import running, settings
+from tests.fakes import Clock, running, settings
 
 
 def ended(status: JobStatus, reason: str | None = None, container: str | None = None,
@@ -23,10 +23,7 @@ def ended(status: JobStatus, reason: str | None = None, container: str | None = 
 
 
 def settings_policy() -> object:
-    from poller.core.admission import default_poll
-    from poller.models import PollPolicy
-
-    return PollPolicy(**default_poll(settings()))
+    return settings().poll_policy
 
 
 @pytest.mark.parametrize(
@@ -79,7 +76,9 @@ def test_a_stuck_job_is_misconfigured_only_when_batch_says_so() -> None:
     assert failures.stuck_kind(None) is FailureKind.STUCK
 
 
-def test_an_app_error_is_recorded_and_carried_by_jobfailed(rt: Runtime, batch: FakeBatch) -> None:
+def test_an_app_error_is_recorded_and_carried_by_jobfailed(
+    rt: ProcessRuntime, batch: FakeBatch
+) -> None:
     # Given a job whose command exits 3
     record = running(rt, batch)
     batch.set_status(str(record.job_id), JobStatus.FAILED, reason="Essential container in task "
@@ -96,17 +95,26 @@ def test_an_app_error_is_recorded_and_carried_by_jobfailed(rt: Runtime, batch: F
     assert "kind: app_error" in str(failed.value)
 
 
-def test_a_vanished_job_is_vanished(rt: Runtime, batch: FakeBatch) -> None:
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    """The lifecycle's time, which passes only when the test advances it."""
+    moved = Clock()
+    monkeypatch.setattr(lifecycle, "utcnow", moved.utcnow)
+    return moved
+
+
+def test_a_vanished_job_is_vanished(rt: ProcessRuntime, batch: FakeBatch, clock: Clock) -> None:
     record = running(rt, batch)
     batch.forget(str(record.job_id))
     lifecycle.check(rt, "t1", 0)  # missing: the grace starts
+    clock.advance(1)
     lifecycle.check(rt, "t1", 1)  # still missing past the (test's tiny) grace
     assert rt.store.get("t1").status is JobStatus.FAILED
     assert rt.store.get("t1").failure_kind is FailureKind.VANISHED
 
 
 def test_a_stuck_job_given_up_keeps_batchs_reason_and_its_kind(
-    rt: Runtime, batch: FakeBatch
+    rt: ProcessRuntime, batch: FakeBatch, clock: Clock
 ) -> None:
     rt.settings = settings(stuck_after=0.001, give_up_when_stuck=True)
     record = running(rt, batch)
@@ -115,6 +123,7 @@ def test_a_stuck_job_given_up_keeps_batchs_reason_and_its_kind(
     stored = rt.store.get("t1").model_copy(update={"status": JobStatus.SUBMITTED})
     rt.store.redis.set(rt.store.key("job", "t1"), stored.model_dump_json())
     lifecycle.check(rt, "t1", 0)  # RUNNABLE
+    clock.advance(1)
     lifecycle.check(rt, "t1", 1)  # still RUNNABLE past stuck_after: given up
     ended_record = rt.store.get("t1")
     assert ended_record.status is JobStatus.TIMED_OUT

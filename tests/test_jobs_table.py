@@ -12,9 +12,9 @@ from rich.console import Console
 
 from poller.cli import main
 from poller.core import lifecycle
-from poller.core.runtime import Runtime
 from poller.models import JobRecord, JobStatus, utcnow
 from poller.monitoring import console as view
+from poller.runtime import ProcessRuntime
 from poller.testing import FakeBatch
 from tests.fakes import running
 
@@ -30,7 +30,7 @@ def rendered(records: list[JobRecord], width: int, wide: bool = False) -> list[s
     return out.getvalue().splitlines()
 
 
-def jobs(rt: Runtime, batch: FakeBatch) -> list[JobRecord]:
+def jobs(rt: ProcessRuntime, batch: FakeBatch) -> list[JobRecord]:
     """A running job, and a failed one (exit code 3) whose reason is long."""
     first = running(rt, batch, "t1")
     failed = running(rt, batch, "t2")
@@ -47,7 +47,7 @@ def column(header: str, row: str, name: str) -> str:
 
 
 def test_at_80_columns_every_line_fits_and_shows_name_status_exit_code_age_and_reason(
-    rt: Runtime, batch: FakeBatch
+    rt: ProcessRuntime, batch: FakeBatch
 ) -> None:
     # Given a running job and a failed one (exit code 3) whose reason is longer than the line
     # When the jobs table is printed piped (80 columns)
@@ -66,7 +66,7 @@ def test_at_80_columns_every_line_fits_and_shows_name_status_exit_code_age_and_r
     assert column(header, failed_row, "exit") == "3"
 
 
-def test_wide_piped_prints_every_value_whole(rt: Runtime, batch: FakeBatch) -> None:
+def test_wide_piped_prints_every_value_whole(rt: ProcessRuntime, batch: FakeBatch) -> None:
     # Given jobs with a long name and a long reason
     first, failed = jobs(rt, batch)
     records = [first.model_copy(update={"job_name": LONG_NAME}), failed]
@@ -86,7 +86,9 @@ def test_wide_piped_prints_every_value_whole(rt: Runtime, batch: FakeBatch) -> N
     assert len(failed_row) > 80
 
 
-def test_the_exit_code_and_reason_belong_to_ended_jobs(rt: Runtime, batch: FakeBatch) -> None:
+def test_the_exit_code_and_reason_belong_to_ended_jobs(
+    rt: ProcessRuntime, batch: FakeBatch
+) -> None:
     active, failed = jobs(rt, batch)
     assert (view.exit_text(active), view.ended_reason(active)) == ("", "")
     assert (view.exit_text(failed), view.ended_reason(failed)) == ("3", REASON)
@@ -110,7 +112,7 @@ def test_age_reads_in_the_largest_units() -> None:
 
 
 def test_jobs_in_several_regions_show_their_region_and_wide_their_account(
-    rt: Runtime, batch: FakeBatch
+    rt: ProcessRuntime, batch: FakeBatch
 ) -> None:
     east, west = jobs(rt, batch)
     records = [
@@ -126,7 +128,9 @@ def test_jobs_in_several_regions_show_their_region_and_wide_their_account(
     assert "region" not in "\n".join(rendered([east], width=80))
 
 
-def test_a_jobs_detail_names_its_region_account_and_profile(rt: Runtime, batch: FakeBatch) -> None:
+def test_a_jobs_detail_names_its_region_account_and_profile(
+    rt: ProcessRuntime, batch: FakeBatch
+) -> None:
     record = jobs(rt, batch)[0].model_copy(
         update={"aws_profile": "partner", "aws_region": "eu-west-1", "aws_account": "222222222222"}
     )
@@ -139,7 +143,7 @@ HOSTILE_NAME = "[/][bold]x\x1b]0;pwned\x07"
 HOSTILE_REASON = "exited [red]\x1b[2J\x1b[31mred\x07 \x9b"
 
 
-def hostile(rt: Runtime, batch: FakeBatch) -> JobRecord:
+def hostile(rt: ProcessRuntime, batch: FakeBatch) -> JobRecord:
     """A failed job whose stored name and reason hold markup and terminal escapes."""
     record = running(rt, batch, "t1")
     batch.set_status(str(record.job_id), JobStatus.FAILED, reason=HOSTILE_REASON, exit_code=1)
@@ -149,7 +153,9 @@ def hostile(rt: Runtime, batch: FakeBatch) -> JobRecord:
     return rt.store.get("t1")
 
 
-def test_stored_markup_and_escapes_print_as_plain_text(rt: Runtime, batch: FakeBatch) -> None:
+def test_stored_markup_and_escapes_print_as_plain_text(
+    rt: ProcessRuntime, batch: FakeBatch
+) -> None:
     # Given a record whose name and reason hold Rich markup and terminal escape sequences
     record = hostile(rt, batch)
     # When the jobs table and the job's own table are printed to a terminal
@@ -172,16 +178,16 @@ def test_printable_drops_escape_sequences_and_control_characters() -> None:
     assert view.printable("a\x1b[31mb\x1b[0m\x1b]0;t\x07c\x00d\ne\tf\x9bg") == "abcd e fg"
 
 
-def cli(monkeypatch: pytest.MonkeyPatch, rt: Runtime, *args: str) -> str:
+def cli(monkeypatch: pytest.MonkeyPatch, rt: ProcessRuntime, *args: str) -> str:
     """`poller ARGS` in-process, on the test's store; its stdout (the runner is no terminal)."""
-    monkeypatch.setattr("poller.core.runtime.get_store", lambda: rt.store)
+    monkeypatch.setattr("poller.runtime.get_store", lambda: rt.store)
     result = CliRunner().invoke(main, list(args))
     assert result.exit_code == 0, (result.output, result.exception)
     return result.stdout
 
 
 def test_poller_jobs_shows_the_exit_code_and_wide_cuts_nothing_when_piped(
-    rt: Runtime, batch: FakeBatch, monkeypatch: pytest.MonkeyPatch
+    rt: ProcessRuntime, batch: FakeBatch, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given a failed job (exit code 3) whose reason is long
     failed = jobs(rt, batch)[1]
@@ -198,7 +204,7 @@ def test_poller_jobs_shows_the_exit_code_and_wide_cuts_nothing_when_piped(
 
 
 def test_poller_status_shows_the_next_check_of_active_jobs_only(
-    rt: Runtime, batch: FakeBatch, monkeypatch: pytest.MonkeyPatch
+    rt: ProcessRuntime, batch: FakeBatch, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given an active and an ended job, both with a next check time stored
     due = utcnow()

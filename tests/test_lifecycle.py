@@ -12,10 +12,9 @@ from typing import Any
 
 import pytest
 
-from poller import signals
-from poller.core import admission, lifecycle, tracking
+from poller import admission, signals
+from poller.core import lifecycle, tracking
 from poller.core.lifecycle import Drop, Produce, Reschedule
-from poller.core.runtime import Runtime
 from poller.errors import (
     BatchMisconfigured,
     BatchThrottled,
@@ -25,6 +24,7 @@ from poller.errors import (
     SubmitRejected,
 )
 from poller.models import JobRecord, JobStatus, utcnow
+from poller.runtime import ProcessRuntime
 from poller.store import Change
 from poller.testing import FakeBatch
 from tests.fakes import admitted, ended_unclaimed, running, settings
@@ -32,7 +32,7 @@ from tests.fakes import admitted, ended_unclaimed, running, settings
 # --- admission ------------------------------------------------------------------------------
 
 
-def test_a_used_idempotency_key_is_answered_with_its_owner(rt: Runtime) -> None:
+def test_a_used_idempotency_key_is_answered_with_its_owner(rt: ProcessRuntime) -> None:
     admitted(rt, "first", key="nightly-2026-11-26")
     with pytest.raises(DuplicateSubmission) as caught:
         admitted(rt, "second", key="nightly-2026-11-26")
@@ -46,7 +46,7 @@ def test_a_used_idempotency_key_is_answered_with_its_owner(rt: Runtime) -> None:
 
 
 def test_submit_creates_one_batch_job_and_signals_it(
-    rt: Runtime, batch: FakeBatch, sent: list[tuple[str, str]]
+    rt: ProcessRuntime, batch: FakeBatch, sent: list[tuple[str, str]]
 ) -> None:
     record = lifecycle.submit(rt, admitted(rt))
     assert record.status is JobStatus.SUBMITTED and record.job_id in batch.jobs
@@ -54,7 +54,9 @@ def test_submit_creates_one_batch_job_and_signals_it(
     assert sent == [("job_submitted", "t1"), ("job_status_changed", "t1")]
 
 
-def test_a_lost_submit_answer_never_creates_a_second_job(rt: Runtime, batch: FakeBatch) -> None:
+def test_a_lost_submit_answer_never_creates_a_second_job(
+    rt: ProcessRuntime, batch: FakeBatch
+) -> None:
     # Given a SubmitJob that created the job but whose answer was lost
     batch.lose_next_answer("SubmitJob")
     with pytest.raises(BatchUnavailable):
@@ -67,7 +69,7 @@ def test_a_lost_submit_answer_never_creates_a_second_job(rt: Runtime, batch: Fak
 
 
 def test_a_throttled_submit_created_nothing_so_the_retry_does_not_look(
-    rt: Runtime, batch: FakeBatch
+    rt: ProcessRuntime, batch: FakeBatch
 ) -> None:
     batch.fail_next("SubmitJob", BatchThrottled("TooManyRequestsException"))
     with pytest.raises(BatchThrottled):
@@ -77,7 +79,7 @@ def test_a_throttled_submit_created_nothing_so_the_retry_does_not_look(
 
 
 def test_a_delivery_finding_the_lease_held_does_not_call_submit(
-    rt: Runtime, batch: FakeBatch
+    rt: ProcessRuntime, batch: FakeBatch
 ) -> None:
     # Given another attempt holding the SubmitJob lease, its job not visible in Batch yet
     admitted(rt)
@@ -88,7 +90,9 @@ def test_a_delivery_finding_the_lease_held_does_not_call_submit(
     assert batch.calls["ListJobs"] == 1 and batch.calls["SubmitJob"] == 0
 
 
-def test_a_delivery_during_submit_adopts_the_job_it_finds(rt: Runtime, batch: FakeBatch) -> None:
+def test_a_delivery_during_submit_adopts_the_job_it_finds(
+    rt: ProcessRuntime, batch: FakeBatch
+) -> None:
     # Given a second delivery running while the first is inside SubmitJob, the job visible
     seen: list[JobRecord] = []
     batch.on_submit = lambda job: seen.append(lifecycle.submit(rt, rt.store.get("t1")))
@@ -100,7 +104,7 @@ def test_a_delivery_during_submit_adopts_the_job_it_finds(rt: Runtime, batch: Fa
 
 
 def test_a_cancel_racing_submit_terminates_the_job_it_created(
-    rt: Runtime, batch: FakeBatch
+    rt: ProcessRuntime, batch: FakeBatch
 ) -> None:
     # Given a user cancelling while SubmitJob is under way
     batch.on_submit = lambda job: lifecycle.cancel(rt, "t1", "not needed")
@@ -115,7 +119,9 @@ def test_a_cancel_racing_submit_terminates_the_job_it_created(
     assert isinstance(lifecycle.claim_result(rt.store, record), Drop)
 
 
-def test_a_refused_submit_ends_rejected_with_one_result(rt: Runtime, batch: FakeBatch) -> None:
+def test_a_refused_submit_ends_rejected_with_one_result(
+    rt: ProcessRuntime, batch: FakeBatch
+) -> None:
     spec, policy, _ = admission.validate(rt.settings, ("nightly", "no-such-queue", "def"), {})
     lifecycle.admit(rt.store, "t1", spec, policy, None)
     with pytest.raises(SubmitRejected):
@@ -129,7 +135,7 @@ def test_a_refused_submit_ends_rejected_with_one_result(rt: Runtime, batch: Fake
 
 
 def test_a_check_reschedules_then_produces_the_result_once(
-    rt: Runtime, batch: FakeBatch, sent: list[tuple[str, str]]
+    rt: ProcessRuntime, batch: FakeBatch, sent: list[tuple[str, str]]
 ) -> None:
     record = running(rt, batch)
     first = lifecycle.check(rt, "t1", 0)
@@ -144,7 +150,9 @@ def test_a_check_reschedules_then_produces_the_result_once(
     assert [name for name, _ in sent].count("job_succeeded") == 1
 
 
-def test_a_stale_check_number_is_dropped_without_calling_aws(rt: Runtime, batch: FakeBatch) -> None:
+def test_a_stale_check_number_is_dropped_without_calling_aws(
+    rt: ProcessRuntime, batch: FakeBatch
+) -> None:
     running(rt, batch)
     assert isinstance(lifecycle.check(rt, "t1", 0), Reschedule)
     calls = batch.calls["DescribeJobs"]
@@ -153,7 +161,7 @@ def test_a_stale_check_number_is_dropped_without_calling_aws(rt: Runtime, batch:
 
 
 def test_one_call_describes_other_due_jobs_and_records_their_ends(
-    rt: Runtime, batch: FakeBatch, sent: list[tuple[str, str]]
+    rt: ProcessRuntime, batch: FakeBatch, sent: list[tuple[str, str]]
 ) -> None:
     # Given two running jobs due now, the second already finished on Batch
     running(rt, batch, "a")
@@ -172,7 +180,9 @@ def test_one_call_describes_other_due_jobs_and_records_their_ends(
     assert [s for s in sent if s == ("job_failed", "b")] == [("job_failed", "b")]
 
 
-def test_a_job_batch_forgot_ends_failed_after_the_grace(rt: Runtime, batch: FakeBatch) -> None:
+def test_a_job_batch_forgot_ends_failed_after_the_grace(
+    rt: ProcessRuntime, batch: FakeBatch
+) -> None:
     rt.settings = settings(not_found_grace=60)
     record = running(rt, batch)
     batch.forget(str(record.job_id))
@@ -184,7 +194,9 @@ def test_a_job_batch_forgot_ends_failed_after_the_grace(rt: Runtime, batch: Fake
     assert "no longer knows" in str(ended.record.status_reason)
 
 
-def test_max_checks_gives_up_and_terminates_when_asked(rt: Runtime, batch: FakeBatch) -> None:
+def test_max_checks_gives_up_and_terminates_when_asked(
+    rt: ProcessRuntime, batch: FakeBatch
+) -> None:
     record = running(rt, batch, max_checks=1, terminate_on_give_up=True)
     assert isinstance(lifecycle.check(rt, "t1", 0), Reschedule)
     gave_up = lifecycle.check(rt, "t1", 1)
@@ -193,7 +205,7 @@ def test_max_checks_gives_up_and_terminates_when_asked(rt: Runtime, batch: FakeB
     assert isinstance(lifecycle.give_up(rt, gave_up.record, "again"), Drop)
 
 
-def test_aws_refusing_the_configuration_waits_out_its_grace(rt: Runtime) -> None:
+def test_aws_refusing_the_configuration_waits_out_its_grace(rt: ProcessRuntime) -> None:
     admitted(rt)
     err = BatchMisconfigured("AccessDeniedException: not allowed")
     record, reason = lifecycle.refused(rt, "t1", err)
@@ -205,7 +217,7 @@ def test_aws_refusing_the_configuration_waits_out_its_grace(rt: Runtime) -> None
     assert reason is not None and "AccessDeniedException" in reason
 
 
-def test_cancel_before_submission_leaves_the_result_to_the_submit_task(rt: Runtime) -> None:
+def test_cancel_before_submission_leaves_the_result_to_the_submit_task(rt: ProcessRuntime) -> None:
     admitted(rt)
     record = lifecycle.cancel(rt, "t1", "not needed")
     assert record.status is JobStatus.FAILED and not record.resolved
@@ -216,7 +228,7 @@ def test_cancel_before_submission_leaves_the_result_to_the_submit_task(rt: Runti
 
 
 def test_a_job_ended_by_a_delivery_that_died_before_claiming_is_produced_by_the_next(
-    rt: Runtime, batch: FakeBatch
+    rt: ProcessRuntime, batch: FakeBatch
 ) -> None:
     # Given a check that stored the job's end, then died before claiming its result
     ended_unclaimed(rt, batch, JobStatus.SUCCEEDED)
@@ -227,7 +239,7 @@ def test_a_job_ended_by_a_delivery_that_died_before_claiming_is_produced_by_the_
 
 
 def test_signals_are_sent_after_their_change_is_stored(
-    rt: Runtime, batch: FakeBatch, sent: list[tuple[str, str]]
+    rt: ProcessRuntime, batch: FakeBatch, sent: list[tuple[str, str]]
 ) -> None:
     stored_when_sent: list[JobStatus] = []
 
@@ -243,7 +255,7 @@ def test_signals_are_sent_after_their_change_is_stored(
 
 
 def test_an_abandoned_submission_ends_claimed_and_sends_no_signal(
-    rt: Runtime, sent: list[tuple[str, str]]
+    rt: ProcessRuntime, sent: list[tuple[str, str]]
 ) -> None:
     admitted(rt)
     lifecycle.abandon(rt.store, "t1", "could not be enqueued: broker down")

@@ -17,17 +17,17 @@ from redis.retry import Retry
 
 from poller.aws.aws_calls import OPERATIONS, OUTCOMES, CallCounter, outcome
 from poller.core import lifecycle
-from poller.core.runtime import Runtime
 from poller.models import JobStatus, utcnow
-from poller.monitoring.metrics import registry_for
+from poller.monitoring.exporter import registry_for
+from poller.runtime import ProcessRuntime
 from poller.store import Change, JobStore
-from poller.store.metrics import BUCKETS, EVENT_OUTCOMES
+from poller.store.counters import BUCKETS, EVENT_OUTCOMES
 from poller.testing import FakeBatch
 from poller.testing.processes import free_port
 from tests.fakes import QUEUE, admitted, running, settings
 
 
-def scrape(rt: Runtime) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+def scrape(rt: ProcessRuntime) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """Every sample of one scrape, by name and labels."""
     text = generate_latest(registry_for(rt.store, rt.settings)).decode()
     return {
@@ -37,7 +37,7 @@ def scrape(rt: Runtime) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     }
 
 
-def test_a_jobs_life_is_counted_once_per_change(rt: Runtime, batch: FakeBatch) -> None:
+def test_a_jobs_life_is_counted_once_per_change(rt: ProcessRuntime, batch: FakeBatch) -> None:
     # Given three jobs: one succeeds, one fails, one still runs (each check calls AWS)
     rt.settings = settings(coalesce=False)
     # (tracking ids apart from every label value: "ok" is an AWS call's outcome)
@@ -71,7 +71,7 @@ def test_a_jobs_life_is_counted_once_per_change(rt: Runtime, batch: FakeBatch) -
     assert not labels & {"job-ok", "job-bad", "job-busy", "nightly"}
 
 
-def test_overdue_checks_and_resends_are_counted(rt: Runtime, batch: FakeBatch) -> None:
+def test_overdue_checks_and_resends_are_counted(rt: ProcessRuntime, batch: FakeBatch) -> None:
     running(rt, batch, "on-time")  # due 1 s after submission
     running(rt, batch, "late")
     ten_seconds_ago = utcnow() - timedelta(seconds=10)
@@ -127,7 +127,7 @@ def test_outcomes_of_an_aws_call() -> None:
 
 
 def test_known_label_sets_are_served_at_zero_before_their_first_event(
-    rt: Runtime, batch: FakeBatch
+    rt: ProcessRuntime, batch: FakeBatch
 ) -> None:
     # Given one job AWS accepted for a queue, and nothing else yet
     running(rt, batch)
@@ -156,7 +156,7 @@ def test_known_label_sets_are_served_at_zero_before_their_first_event(
     assert samples[("poller_up", ())] == 1
 
 
-def test_with_redis_unreachable_the_scrape_answers_poller_up_0(rt: Runtime) -> None:
+def test_with_redis_unreachable_the_scrape_answers_poller_up_0(rt: ProcessRuntime) -> None:
     # Given a store whose Redis does not answer (its client fails at once: redis-py's default
     # retries would only add seconds of backoff to the same answer)
     unreachable = redis.Redis(
@@ -181,13 +181,13 @@ def test_histogram_buckets_fit_batch_times() -> None:
 
 
 def test_a_refused_queue_never_becomes_a_series_and_labels_are_escaped_and_capped(
-    rt: Runtime, batch: FakeBatch, monkeypatch: pytest.MonkeyPatch
+    rt: ProcessRuntime, batch: FakeBatch, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from poller.store import metrics as store_metrics
+    from poller.store import counters
 
     # Given a cap of 3 job queues a scrape, a job AWS refused (its queue does not exist), and
     # ended jobs in 6 queues, one of whose names holds the label separator (a tampered record)
-    monkeypatch.setattr(store_metrics, "MAX_LABEL_VALUES", 3)
+    monkeypatch.setattr(counters, "MAX_LABEL_VALUES", 3)
     rt.settings = settings(coalesce=False)
     refused = admitted(rt, "refused").model_copy(update={"job_queue": "no-such-queue"})
     rt.store.redis.set(rt.store.key("job", "refused"), refused.model_dump_json())
@@ -212,8 +212,8 @@ def test_a_refused_queue_never_becomes_a_series_and_labels_are_escaped_and_cappe
     assert "no-such-queue" not in finished
     assert "" in finished
     assert "b" not in finished
-    assert len(finished - {"", store_metrics.OTHER}) <= store_metrics.MAX_LABEL_VALUES
-    assert store_metrics.OTHER in finished
+    assert len(finished - {"", counters.OTHER}) <= counters.MAX_LABEL_VALUES
+    assert counters.OTHER in finished
     total = sum(
         value
         for (name, labels), value in samples.items()

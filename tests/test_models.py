@@ -4,16 +4,16 @@ from typing import Any
 
 import pytest
 
-from poller.core import admission
+from poller import admission
 from poller.errors import InvalidJobSpec
-from poller.models import JobStatus, validate_poll, validate_spec
+from poller.models import JobStatus, PollPolicy, validate_poll, validate_spec
 from poller.settings import Settings
 
 GOOD = {"job_name": "report-1", "job_queue": "q", "job_definition": "d"}
-POLL = {
-    "initial_delay": 5.0, "max_delay": 60.0, "factor": 2.0, "jitter": 0.2,
-    "max_checks": 100, "max_wait": 3600.0, "terminate_on_give_up": False,
-}  # fmt: skip
+POLL = PollPolicy(
+    initial_delay=5.0, max_delay=60.0, factor=2.0, jitter=0.2,
+    max_checks=100, max_wait=3600.0, terminate_on_give_up=False,
+)  # fmt: skip
 
 
 def test_statuses_split_into_terminal_and_active() -> None:

@@ -11,15 +11,15 @@ import pytest
 import redis
 
 from poller.core import lifecycle, outbox, tracking
-from poller.core.runtime import Runtime
 from poller.models import BatchJobView, JobStatus, utcnow
+from poller.runtime import ProcessRuntime
 from poller.testing import FakeBatch
 from poller.worker import reconcile
 from tests.fakes import RecordingApp, admitted, ended_unclaimed, running
 
 
 def test_signals_stored_but_never_sent_are_sent_after_the_grace_then_never_again(
-    rt: Runtime, batch: FakeBatch, received: list[tuple[str, str, str]]
+    rt: ProcessRuntime, batch: FakeBatch, received: list[tuple[str, str, str]]
 ) -> None:
     # Given a check that stored the job's end, then died before sending its signals
     ended_at = ended_unclaimed(rt, batch, JobStatus.SUCCEEDED)
@@ -45,7 +45,7 @@ def test_signals_stored_but_never_sent_are_sent_after_the_grace_then_never_again
 
 
 def test_signals_sent_by_their_worker_leave_nothing_to_send_again(
-    rt: Runtime, batch: FakeBatch, received: list[tuple[str, str, str]]
+    rt: ProcessRuntime, batch: FakeBatch, received: list[tuple[str, str, str]]
 ) -> None:
     # Given a job submitted, run and ended by its own checks (each sending its signals)
     record = running(rt, batch)
@@ -59,7 +59,7 @@ def test_signals_sent_by_their_worker_leave_nothing_to_send_again(
 
 
 def test_only_the_events_stored_before_the_cut_are_sent_with_the_ids_they_were_stored_with(
-    rt: Runtime, received: list[tuple[str, str, str]]
+    rt: ProcessRuntime, received: list[tuple[str, str, str]]
 ) -> None:
     # Given a job whose submission and first observation were stored by a worker that died
     # before sending either's signals, the observation a little later
@@ -76,17 +76,17 @@ def test_only_the_events_stored_before_the_cut_are_sent_with_the_ids_they_were_s
         ),
     )
     # When the stale ones are sent (what a pass does with the later one still within its grace)
-    assert outbox.resend_stale(rt.store, cut, until=time.monotonic() + 60) == 2
+    assert outbox.resend_stale(rt, cut, until=time.monotonic() + 60) == 2
     # Then only the submission's went out, though the job has a later record
     assert [name for name, _, _ in received] == ["job_submitted", "job_status_changed"]
     assert {event_id.split(":")[1] for _, _, event_id in received} == {str(record.version + 1)}
     # And the later one goes out once it is stale too
-    assert outbox.resend_stale(rt.store, time.time() + 1, until=time.monotonic() + 60) == 1
+    assert outbox.resend_stale(rt, time.time() + 1, until=time.monotonic() + 60) == 1
     assert received[-1][0] == "job_status_changed"
 
 
 def test_a_failure_to_note_signals_as_sent_is_logged_and_they_are_sent_again_later(
-    rt: Runtime, batch: FakeBatch, received: list[tuple[str, str, str]],
+    rt: ProcessRuntime, batch: FakeBatch, received: list[tuple[str, str, str]],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
     # Given Redis failing just after a check stored the job's end and sent its signals
@@ -104,6 +104,6 @@ def test_a_failure_to_note_signals_as_sent_is_logged_and_they_are_sent_again_lat
     assert [name for name, _, _ in sent_once][-1] == "job_finished"
     # And a later pass sends the same signals again, with the same ids (at least once)
     monkeypatch.undo()
-    again = outbox.resend_stale(rt.store, time.time() + 1, until=time.monotonic() + 60)
+    again = outbox.resend_stale(rt, time.time() + 1, until=time.monotonic() + 60)
     assert again == len(sent_once)
     assert received[len(sent_once) :] == sent_once

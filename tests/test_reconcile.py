@@ -7,15 +7,15 @@ from datetime import timedelta
 import pytest
 
 from poller.core import lifecycle, tracking
-from poller.core.runtime import Runtime
 from poller.models import JobStatus, utcnow
+from poller.runtime import ProcessRuntime
 from poller.testing import FakeBatch
 from poller.worker import reconcile
 from tests.fakes import FAKE_TARGET, RecordingApp, admitted, ended_unclaimed, running, settings
 
 
 def test_a_finished_job_whose_result_was_never_produced_gets_a_check(
-    rt: Runtime, batch: FakeBatch
+    rt: ProcessRuntime, batch: FakeBatch
 ) -> None:
     # Given a job whose end was stored by a worker that died before producing its result, and
     # whose message is lost too
@@ -33,7 +33,7 @@ def test_a_finished_job_whose_result_was_never_produced_gets_a_check(
 
 
 def test_while_events_flow_a_job_has_no_countdown_and_its_check_is_made_in_bulk_when_due(
-    rt: Runtime, batch: FakeBatch
+    rt: ProcessRuntime, batch: FakeBatch
 ) -> None:
     # Given events flowing when a job is submitted
     rt.settings = settings(events_queue_url="http://sqs/q", events_poll_max_delay=600)
@@ -71,7 +71,7 @@ def test_while_events_flow_a_job_has_no_countdown_and_its_check_is_made_in_bulk_
 
 
 def test_once_events_stopped_checks_go_back_to_tasks_and_countdowns(
-    rt: Runtime, batch: FakeBatch
+    rt: ProcessRuntime, batch: FakeBatch
 ) -> None:
     # Given a job Batch events carry, its safety-net check due, when events stop flowing
     rt.settings = settings(events_queue_url="http://sqs/q", events_poll_max_delay=600)
@@ -94,7 +94,7 @@ def test_once_events_stopped_checks_go_back_to_tasks_and_countdowns(
 
 
 def test_a_pass_checks_every_due_job_in_bulk_a_page_at_a_time_skipping_those_within_the_grace(
-    rt: Runtime, batch: FakeBatch, monkeypatch: pytest.MonkeyPatch
+    rt: ProcessRuntime, batch: FakeBatch, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given two jobs whose countdown checks are due but within the grace (their messages are on
     # their way), then seven jobs Batch events carry, all due, read three at a time, two of
@@ -126,7 +126,7 @@ def test_a_pass_checks_every_due_job_in_bulk_a_page_at_a_time_skipping_those_wit
 
 @pytest.mark.parametrize(("waiting", "resent"), [(0, 5), (3, 2), (5, 0), (50, 0)])
 def test_submissions_overdue_during_a_backlog_are_resent_only_beyond_the_waiting_messages(
-    rt: Runtime, monkeypatch: pytest.MonkeyPatch, waiting: int, resent: int
+    rt: ProcessRuntime, monkeypatch: pytest.MonkeyPatch, waiting: int, resent: int
 ) -> None:
     # Given five accepted jobs never submitted, overdue by far more than the backlog's grace,
     # and ``waiting`` messages in poller's queues (maybe their submissions)

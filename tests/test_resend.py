@@ -9,7 +9,7 @@ from typing import Any
 import redis
 
 from poller.app import app
-from poller.core.runtime import Runtime
+from poller.runtime import ProcessRuntime
 from poller.settings import get_settings
 from poller.testing.redis_server import EmbeddedRedis
 from poller.worker import resend
@@ -18,7 +18,7 @@ from tests.fakes import admitted
 
 
 def test_checks_sent_together_reach_the_checks_queue_each_under_its_job(
-    rt: Runtime, poller_redis: EmbeddedRedis
+    rt: ProcessRuntime, poller_redis: EmbeddedRedis
 ) -> None:
     # Given three ended jobs, one of them in a chain
     records = [admitted(rt, f"t{n}").model_copy(update={"checks": n}) for n in range(3)]

@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 
-from poller import signals
-from poller.core import admission, lifecycle, tracking
+from poller import admission, signals
+from poller.core import lifecycle, tracking
 from poller.core.lifecycle import Produce, Reschedule
-from poller.core.runtime import Runtime
 from poller.errors import InvalidJobSpec, JobFailed, JobTimedOut
 from poller.models import FailureKind, JobRecord, JobStatus, utcnow
+from poller.runtime import ProcessRuntime
 from poller.store import Change
 from poller.testing import FakeBatch
 from tests.fakes import QUEUE, settings
@@ -22,7 +22,7 @@ OOM = "OutOfMemoryError: Container killed due to memory usage"
 FALLBACK = "fallback"
 
 
-def submitted(rt: Runtime, resubmit: dict[str, Any] | None, **kwargs: Any) -> JobRecord:
+def submitted(rt: ProcessRuntime, resubmit: dict[str, Any] | None, **kwargs: Any) -> JobRecord:
     args = ("nightly", kwargs.pop("queue", QUEUE), "def")
     fields = {"resubmit": resubmit, **kwargs}
     spec, policy, key = admission.validate(rt.settings, args, fields)
@@ -31,7 +31,9 @@ def submitted(rt: Runtime, resubmit: dict[str, Any] | None, **kwargs: Any) -> Jo
     return lifecycle.submit(rt, record)
 
 
-def end(rt: Runtime, batch: FakeBatch, record: JobRecord, reason: str, code: int | None = None):  # type: ignore[no-untyped-def]
+def end(
+    rt: ProcessRuntime, batch: FakeBatch, record: JobRecord, reason: str, code: int | None = None
+):  # type: ignore[no-untyped-def]
     batch.set_status(str(record.job_id), JobStatus.FAILED, reason=reason, exit_code=code)
     return lifecycle.check(rt, "t1", rt.store.get("t1").checks)
 
@@ -42,7 +44,7 @@ def batch() -> FakeBatch:
 
 
 def test_host_loss_is_resubmitted_on_the_fallback_queue(
-    rt: Runtime, batch: FakeBatch, sent: list[tuple[str, str]]
+    rt: ProcessRuntime, batch: FakeBatch, sent: list[tuple[str, str]]
 ) -> None:
     first = submitted(rt, {"on": ["host_terminated"], "queue": FALLBACK})
     outcome = end(rt, batch, first, HOST_LOSS)
@@ -74,7 +76,9 @@ def test_host_loss_is_resubmitted_on_the_fallback_queue(
     assert result["submissions"][0]["failure_kind"] == "host_terminated"
 
 
-def test_out_of_memory_is_resubmitted_with_more_memory(rt: Runtime, batch: FakeBatch) -> None:
+def test_out_of_memory_is_resubmitted_with_more_memory(
+    rt: ProcessRuntime, batch: FakeBatch
+) -> None:
     first = submitted(rt, {"on": ["out_of_memory"], "memory_factor": 2})
     lifecycle.check(rt, "t1", 0)  # DescribeJobs shows the definition's 512 MiB
     assert rt.store.get("t1").submissions[0].memory == 512
@@ -91,7 +95,7 @@ def test_out_of_memory_is_resubmitted_with_more_memory(rt: Runtime, batch: FakeB
     assert record.submissions[0].failure_kind is FailureKind.OUT_OF_MEMORY
 
 
-def test_a_kind_the_policy_does_not_name_ends_the_job(rt: Runtime, batch: FakeBatch) -> None:
+def test_a_kind_the_policy_does_not_name_ends_the_job(rt: ProcessRuntime, batch: FakeBatch) -> None:
     first = submitted(rt, {"on": ["host_terminated"], "queue": FALLBACK})
     outcome = end(rt, batch, first, "CannotPullContainerError: pull access denied")
 
@@ -103,7 +107,7 @@ def test_a_kind_the_policy_does_not_name_ends_the_job(rt: Runtime, batch: FakeBa
     assert batch.calls["SubmitJob"] == 1
 
 
-def test_resubmissions_stop_at_max(rt: Runtime, batch: FakeBatch) -> None:
+def test_resubmissions_stop_at_max(rt: ProcessRuntime, batch: FakeBatch) -> None:
     first = submitted(rt, {"on": ["app_error"], "max": 2})
     end(rt, batch, first, "Essential container in task exited", 3)
     end(rt, batch, rt.store.get("t1"), "Essential container in task exited", 3)
@@ -116,7 +120,7 @@ def test_resubmissions_stop_at_max(rt: Runtime, batch: FakeBatch) -> None:
     assert all(s.failure_kind is FailureKind.APP_ERROR for s in record.submissions)
 
 
-def test_a_cancelled_job_is_never_resubmitted(rt: Runtime, batch: FakeBatch) -> None:
+def test_a_cancelled_job_is_never_resubmitted(rt: ProcessRuntime, batch: FakeBatch) -> None:
     submitted(rt, {"on": ["app_error"]})
     lifecycle.cancel(rt, "t1", "not needed")
     outcome = lifecycle.check(rt, "t1", 0)
@@ -127,7 +131,7 @@ def test_a_cancelled_job_is_never_resubmitted(rt: Runtime, batch: FakeBatch) -> 
 
 
 def test_an_interrupted_resubmission_finds_its_job_and_makes_no_second(
-    rt: Runtime, batch: FakeBatch
+    rt: ProcessRuntime, batch: FakeBatch
 ) -> None:
     first = submitted(rt, {"on": ["host_terminated"]})  # same queue, same name, same tag
     batch.lose_next_answer("SubmitJob")  # the resubmission acts, its answer is lost
@@ -147,7 +151,9 @@ def test_an_interrupted_resubmission_finds_its_job_and_makes_no_second(
     assert len(outcome.record.submissions) == 2
 
 
-def test_a_refused_resubmission_ends_as_its_last_batch_job(rt: Runtime, batch: FakeBatch) -> None:
+def test_a_refused_resubmission_ends_as_its_last_batch_job(
+    rt: ProcessRuntime, batch: FakeBatch
+) -> None:
     first = submitted(rt, {"on": ["host_terminated"], "queue": "no-such-queue"})
     outcome = end(rt, batch, first, HOST_LOSS)
 
@@ -190,7 +196,9 @@ def test_the_settings_give_the_default_policy() -> None:
 MISCONFIGURED = "MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT - The job resource requirement"
 
 
-def test_max_runnable_ends_a_stuck_job_keeping_its_reason(rt: Runtime, batch: FakeBatch) -> None:
+def test_max_runnable_ends_a_stuck_job_keeping_its_reason(
+    rt: ProcessRuntime, batch: FakeBatch
+) -> None:
     record = submitted(rt, None, poll={"max_runnable": 10})
     batch.set_status(str(record.job_id), JobStatus.RUNNABLE, reason=MISCONFIGURED)
     seen = lifecycle.check(rt, "t1", 0)
@@ -230,15 +238,15 @@ def test_a_passing_reason_never_kills_the_job() -> None:
 
 
 def test_the_fleet_settings_stay_the_default_of_max_runnable() -> None:
-    assert admission.default_poll(settings())["max_runnable"] is None
+    assert settings().poll_policy.max_runnable is None
     fleet = settings(stuck_after=30, give_up_when_stuck=True)
-    assert admission.default_poll(fleet)["max_runnable"] == 30
+    assert fleet.poll_policy.max_runnable == 30
 
 
 def _policy(**overrides: Any) -> Any:
     from poller.models import PollPolicy
 
-    return PollPolicy(**{**admission.default_poll(settings()), **overrides})
+    return PollPolicy(**{**settings().poll_policy.model_dump(), **overrides})
 
 
 def _limits() -> Any:
@@ -253,7 +261,7 @@ def _view(record: JobRecord, status: JobStatus) -> Any:
     return BatchJobView(job_id=str(record.job_id), status=status)
 
 
-def test_signals_say_which_submission_they_are_about(rt: Runtime, batch: FakeBatch) -> None:
+def test_signals_say_which_submission_they_are_about(rt: ProcessRuntime, batch: FakeBatch) -> None:
     seen: list[tuple[str, int]] = []
 
     def note(sender: str, submission: int, **_: Any) -> None:
@@ -275,7 +283,7 @@ def test_signals_say_which_submission_they_are_about(rt: Runtime, batch: FakeBat
 
 
 def test_an_observation_of_the_replaced_batch_job_is_never_applied(
-    rt: Runtime, batch: FakeBatch
+    rt: ProcessRuntime, batch: FakeBatch
 ) -> None:
     first = submitted(rt, {"on": ["host_terminated"], "queue": FALLBACK})
     end(rt, batch, first, HOST_LOSS)
@@ -291,7 +299,7 @@ def test_an_observation_of_the_replaced_batch_job_is_never_applied(
 
 
 def test_a_check_in_flight_never_ends_a_job_being_resubmitted(
-    rt: Runtime, batch: FakeBatch
+    rt: ProcessRuntime, batch: FakeBatch
 ) -> None:
     first = submitted(rt, {"on": ["out_of_memory"], "memory_factor": 2})
     batch.set_status(str(first.job_id), JobStatus.FAILED, reason=OOM, exit_code=137)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from poller.core import lifecycle, revocation
 from poller.core.revocation import Revoked
-from poller.core.runtime import Runtime
 from poller.models import JobStatus
+from poller.runtime import ProcessRuntime
 from poller.testing import FakeBatch
 from tests.fakes import admitted, running
 
 
 def test_a_recorded_revocation_terminates_the_batch_job_and_ends_the_record_once(
-    rt: Runtime, batch: FakeBatch, sent: list[tuple[str, str]]
+    rt: ProcessRuntime, batch: FakeBatch, sent: list[tuple[str, str]]
 ) -> None:
     # Given a running job whose task was revoked (recorded by the sender or a worker)
     record = running(rt, batch)
@@ -30,7 +30,9 @@ def test_a_recorded_revocation_terminates_the_batch_job_and_ends_the_record_once
     assert [name for name, _ in sent].count("job_failed") == 1
 
 
-def test_a_revocation_before_submission_submits_nothing(rt: Runtime, batch: FakeBatch) -> None:
+def test_a_revocation_before_submission_submits_nothing(
+    rt: ProcessRuntime, batch: FakeBatch
+) -> None:
     admitted(rt)
     revocation.request(rt.store, ["t1"], revocation.reason_for(terminate=True))
     ended = revocation.apply(rt, "t1")
@@ -39,7 +41,9 @@ def test_a_revocation_before_submission_submits_nothing(rt: Runtime, batch: Fake
     assert batch.calls["SubmitJob"] == batch.calls["TerminateJob"] == 0
 
 
-def test_a_check_of_a_revoked_job_applies_the_revocation(rt: Runtime, batch: FakeBatch) -> None:
+def test_a_check_of_a_revoked_job_applies_the_revocation(
+    rt: ProcessRuntime, batch: FakeBatch
+) -> None:
     # Given a revocation recorded while no worker was up to apply it
     running(rt, batch)
     revocation.request(rt.store, ["t1"], "Celery task revoked")
@@ -52,7 +56,7 @@ def test_a_check_of_a_revoked_job_applies_the_revocation(rt: Runtime, batch: Fak
     assert isinstance(again, Revoked) and batch.calls["TerminateJob"] == 1
 
 
-def test_an_ended_job_is_not_revoked(rt: Runtime, batch: FakeBatch) -> None:
+def test_an_ended_job_is_not_revoked(rt: ProcessRuntime, batch: FakeBatch) -> None:
     record = running(rt, batch)
     batch.set_status(str(record.job_id), JobStatus.SUCCEEDED)
     lifecycle.check(rt, "t1", 0)

@@ -7,9 +7,9 @@ import time
 from datetime import timedelta
 
 from poller.core import event_apply, lifecycle, tracking
-from poller.core.runtime import Runtime
 from poller.errors import BatchMisconfigured, BatchUnavailable
 from poller.models import JobRecord, JobStatus, utcnow
+from poller.runtime import ProcessRuntime
 from poller.testing import FakeBatch
 from poller.worker import safety_net
 from tests.fakes import FAKE_TARGET, running, settings
@@ -17,7 +17,7 @@ from tests.fakes import FAKE_TARGET, running, settings
 UNTIL = float("inf")  # no deadline
 
 
-def carried(rt: Runtime, batch: FakeBatch, count: int, **poll: object) -> list[JobRecord]:
+def carried(rt: ProcessRuntime, batch: FakeBatch, count: int, **poll: object) -> list[JobRecord]:
     """``count`` RUNNING jobs Batch events carry."""
     rt.settings = settings(events_queue_url="http://sqs/q", events_poll_max_delay=600)
     rt.store.note_events_flowing(60, [FAKE_TARGET])
@@ -25,7 +25,7 @@ def carried(rt: Runtime, batch: FakeBatch, count: int, **poll: object) -> list[J
 
 
 def test_a_transition_found_in_bulk_is_stored_and_signalled_once(
-    rt: Runtime, batch: FakeBatch, sent: list[tuple[str, str]]
+    rt: ProcessRuntime, batch: FakeBatch, sent: list[tuple[str, str]]
 ) -> None:
     # Given two carried jobs, one of them ended on Batch
     jobs = carried(rt, batch, 2)
@@ -45,7 +45,9 @@ def test_a_transition_found_in_bulk_is_stored_and_signalled_once(
     assert 590 < (going_on.next_check_at - utcnow()).total_seconds() <= 600
 
 
-def test_a_record_changed_since_it_was_read_is_left_alone(rt: Runtime, batch: FakeBatch) -> None:
+def test_a_record_changed_since_it_was_read_is_left_alone(
+    rt: ProcessRuntime, batch: FakeBatch
+) -> None:
     # Given a carried job read as due, then moved on by another worker (its check, an event)
     (job,) = carried(rt, batch, 1)
     rt.store.update("j0", lambda r: tracking.rescheduled(r, utcnow() + timedelta(hours=1)))
@@ -55,7 +57,9 @@ def test_a_record_changed_since_it_was_read_is_left_alone(rt: Runtime, batch: Fa
     assert rt.store.get("j0").checks == 0
 
 
-def test_jobs_whose_check_does_more_are_left_to_their_task(rt: Runtime, batch: FakeBatch) -> None:
+def test_jobs_whose_check_does_more_are_left_to_their_task(
+    rt: ProcessRuntime, batch: FakeBatch
+) -> None:
     # Given carried jobs: one out of checks (max_checks), one revoked, one stuck in RUNNABLE
     # past stuck_after with give_up_when_stuck (its check terminates the Batch job)
     jobs = carried(rt, batch, 3, max_checks=1)
@@ -81,7 +85,7 @@ def test_jobs_whose_check_does_more_are_left_to_their_task(rt: Runtime, batch: F
 
 
 def test_a_page_batch_cannot_describe_for_now_waits_for_the_next_pass(
-    rt: Runtime, batch: FakeBatch
+    rt: ProcessRuntime, batch: FakeBatch
 ) -> None:
     # Given carried jobs, and DescribeJobs throttled
     jobs = carried(rt, batch, 3)
@@ -98,7 +102,7 @@ def test_a_page_batch_cannot_describe_for_now_waits_for_the_next_pass(
 
 
 def test_a_job_that_ended_without_its_result_goes_to_its_task(
-    rt: Runtime, batch: FakeBatch
+    rt: ProcessRuntime, batch: FakeBatch
 ) -> None:
     # Given a carried job whose end event was applied, but whose check (sent by the events
     # consumer to produce the result) was lost
@@ -116,7 +120,7 @@ def test_a_job_that_ended_without_its_result_goes_to_its_task(
     assert isinstance(lifecycle.check(rt, "j0", ended.checks), lifecycle.Produce)
 
 
-def test_a_sweep_stops_at_its_deadline(rt: Runtime, batch: FakeBatch) -> None:
+def test_a_sweep_stops_at_its_deadline(rt: ProcessRuntime, batch: FakeBatch) -> None:
     # Given carried jobs, and a pass whose time is up
     jobs = carried(rt, batch, 2)
     # When the sweep starts, it describes nothing: the jobs stay due for the next pass

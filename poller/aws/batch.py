@@ -14,7 +14,7 @@ import re
 from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import boto3
 import botocore.session
@@ -41,14 +41,13 @@ from poller.errors import (
     PollerError,
     SubmitRejected,
 )
-from poller.models import BatchJobView, JobSpec
+from poller.models import DESCRIBE_PAGE, TRACKING_TAG, BatchJobView, JobSpec
 
 if TYPE_CHECKING:
     from mypy_boto3_batch import BatchClient as Boto3BatchClient
 
 logger = logging.getLogger(__name__)
 
-DESCRIBE_PAGE = 100  # DescribeJobs takes at most 100 job ids per call
 
 # snake_case JobSpec field -> SubmitJob parameter
 _SUBMIT_FIELDS = {
@@ -91,7 +90,6 @@ def _submit_job_shape() -> Any:
 
 
 MAX_REQUEST_BYTES = 30 * 1024  # AWS Batch's limit on a SubmitJob request
-TRACKING_TAG = "poller:tracking-id"  # tag on every Batch job poller submits, to find it again
 
 
 def check_request(spec: JobSpec) -> None:
@@ -200,36 +198,9 @@ def _error_text(err: ClientError) -> str:
     return f"{error.get('Code', 'ClientError')}: {error.get('Message', str(err))}"
 
 
-class Batch(Protocol):
-    """What poller asks of AWS Batch. :class:`BatchClient` is AWS's;
-    :class:`poller.testing.FakeBatch` keeps jobs in memory for fast tests.
-
-    Errors: :class:`BatchUnavailable` (try again later; :class:`BatchMisconfigured` when AWS
-    refused poller's credentials or access), :class:`SubmitRejected` (do not try again).
-    """
-
-    def submit(self, spec: JobSpec, extra_tags: dict[str, str] | None = None) -> str:
-        """Submit the job and return its Batch job id."""
-        ...
-
-    def describe(self, job_ids: Iterable[str]) -> dict[str, BatchJobView]:
-        """Describe jobs; ids Batch does not know are absent from the result."""
-        ...
-
-    def find_tagged(
-        self, job_queue: str, job_name: str, tag: str, value: str, exclude: Collection[str] = ()
-    ) -> str | None:
-        """The id of the job in ``job_queue`` named ``job_name`` whose tag ``tag`` is ``value``
-        (other than those in ``exclude``)."""
-        ...
-
-    def terminate(self, job_id: str, reason: str) -> None:
-        """Stop a job (any status before it ended)."""
-        ...
-
-
 class BatchClient:
-    """A small typed wrapper around boto3's Batch client, translating its errors (a :class:`Batch`)."""
+    """A small typed wrapper around boto3's Batch client, translating its errors (the core's
+    :class:`poller.core.ports.Batch`)."""
 
     def __init__(self, client: Boto3BatchClient, submit_client: Boto3BatchClient | None = None):
         self._client = client

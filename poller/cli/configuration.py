@@ -92,7 +92,7 @@ def _broker_probe(url: str, rabbitmq: bool) -> None:
 
 def _records_probe() -> str | None:
     """Reach Redis; then name the records set aside as unreadable, if any."""
-    from poller.core.runtime import get_store
+    from poller.runtime import get_store
 
     store = get_store()
     store.redis.ping()
@@ -114,7 +114,7 @@ def _events_probe(queue_url: str) -> Callable[[], Any]:
     def probe() -> str:
         from poller.aws.events_setup import policy_problems
         from poller.aws.sqs import sqs_client
-        from poller.core.runtime import get_store
+        from poller.runtime import get_store
 
         attributes = sqs_client(queue_url).get_queue_attributes(
             QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages", "Policy"]

@@ -22,7 +22,7 @@ def events(ctx: click.Context, count: int | None, as_json: bool) -> None:
     """Follow the job event channel (Ctrl-C stops); `events setup` for AWS Batch's events."""
     if ctx.invoked_subcommand is not None:
         return
-    from poller.core.runtime import get_store
+    from poller.runtime import get_store
 
     seen = 0
     with get_store().subscribe() as pubsub:

@@ -150,7 +150,7 @@ def cancel(identifier: str, reason: str, as_json: bool) -> None:
 def jobs(active: bool, status_: str | None, limit: int, wide: bool, as_json: bool) -> None:
     """List tracked jobs, most recent first: name, status, exit code, age, and Batch's reason
     once ended."""
-    from poller.core.runtime import get_store
+    from poller.runtime import get_store
 
     records = get_store().list(active_only=active, limit=10_000 if status_ else limit)
     if status_:
@@ -168,7 +168,7 @@ def logs(identifier: str, as_json: bool) -> None:
     """Print a job's output from CloudWatch Logs (in the job's region and account)."""
     from poller.aws.logs import log_events
     from poller.core import budget
-    from poller.core.runtime import get_runtime
+    from poller.runtime import get_runtime
 
     record = job_handle(identifier).record
     if not record.log_stream_name:

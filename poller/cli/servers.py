@@ -26,8 +26,8 @@ from poller.settings import mask_url
 )  # fmt: skip
 def metrics_command(port: int, address: str) -> None:
     """Serve the fleet's job metrics at /metrics for Prometheus (one process for every worker)."""
-    from poller.core.runtime import get_store
-    from poller.monitoring.metrics import serve
+    from poller.monitoring.exporter import serve
+    from poller.runtime import get_store
     from poller.settings import get_settings
 
     with _until_stopped():

@@ -25,7 +25,7 @@ from datetime import timedelta
 import redis
 
 from poller.core import tracking
-from poller.core.runtime import Runtime
+from poller.core.ports import Runtime
 from poller.errors import CallDeferred
 from poller.models import JobRecord, utcnow
 from poller.store.budget import HEADROOM

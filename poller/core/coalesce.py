@@ -27,11 +27,10 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from poller.aws.batch import DESCRIBE_PAGE
 from poller.core import budget
-from poller.core.runtime import Runtime
+from poller.core.ports import Runtime
 from poller.errors import BatchThrottled, CallDeferred, ObservationPending, PollerError
-from poller.models import BatchJobView, JobRecord, utcnow
+from poller.models import DESCRIBE_PAGE, BatchJobView, JobRecord, utcnow
 
 logger = logging.getLogger(__name__)
 

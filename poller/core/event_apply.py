@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from poller.core import outbox, tracking
-from poller.core.runtime import Runtime
+from poller.core.ports import Runtime
 from poller.models import BatchJobView, JobRecord, utcnow
 from poller.store import Change
 
@@ -42,5 +42,5 @@ def apply_events(
         return decide
 
     changes, records = rt.store.update_each({t: decider(t) for t in views})
-    outbox.deliver_each(rt.store, list(changes.values()))
+    outbox.deliver_each(rt, list(changes.values()))
     return {t: moved.get(t, []) for t in records}, records

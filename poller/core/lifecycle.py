@@ -23,10 +23,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from poller.aws.batch import TRACKING_TAG, Batch
 from poller.core import budget, coalesce, outbox, resubmission, revocation, tracking
-from poller.core.admission import default_poll
-from poller.core.runtime import Runtime
+from poller.core.ports import Batch, Runtime
 from poller.core.schedule import next_check
 from poller.errors import (
     BatchMisconfigured,
@@ -42,6 +40,7 @@ from poller.errors import (
 )
 from poller.models import (
     POSITIONAL,
+    TRACKING_TAG,
     BatchJobView,
     JobRecord,
     JobResult,
@@ -67,9 +66,11 @@ class Reschedule:
 
 @dataclass(frozen=True)
 class Produce:
-    """The job ended and this delivery produces its Celery result (:func:`outcome`)."""
+    """The job ended and this delivery produces its Celery result: :func:`outcome`, or
+    ``error`` when the refusal that ended it says more than the record."""
 
     record: JobRecord
+    error: PollerError | None = None
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ def _apply(
     """Store ``decide``'s change to the job, then send its signals: a transition's one way from
     decision to receiver, in the worker. None when nothing changed (no signal)."""
     change = rt.store.update(tracking_id, decide)
-    outbox.deliver(rt.store, change)
+    outbox.deliver(rt, change)
     return change
 
 
@@ -164,7 +165,7 @@ def reject_unstored(
     record = JobRecord(
         tracking_id=tracking_id,
         **{name: str(given.get(name, "")) for name in POSITIONAL},
-        poll=PollPolicy(**default_poll(rt.settings)),
+        poll=rt.settings.poll_policy,
     )
     rt.store.create(tracking.new_record(record, utcnow()))
     return reject(rt, tracking_id, reason)

@@ -16,8 +16,9 @@ import time
 
 import redis
 
-from poller import signals
-from poller.signals import Event
+from poller.core.ports import Runtime
+from poller.models import JobRecord
+from poller.models.announcement import Announcement
 from poller.store import Change, JobStore
 
 logger = logging.getLogger(__name__)
@@ -25,19 +26,19 @@ logger = logging.getLogger(__name__)
 BATCH = 500  # jobs whose unsent signals one pass looks at; the next pass takes the rest
 
 
-def deliver(store: JobStore, change: Change | None) -> None:
+def deliver(rt: Runtime, change: Change | None) -> None:
     """Send the signals of a change just stored, then take them out of the outbox."""
-    deliver_each(store, [change] if change is not None else [])
+    deliver_each(rt, [change] if change is not None else [])
 
 
-def deliver_each(store: JobStore, changes: list[Change]) -> None:
+def deliver_each(rt: Runtime, changes: list[Change]) -> None:
     """:func:`deliver` for changes stored together (one round trip to take them out)."""
     sent = [change for change in changes if change.events]
     if not sent:
         return
     for change in sent:
-        signals.send(change.events)
-    forget(store, *sent)
+        rt.announce(change.events)
+    forget(rt.store, *sent)
 
 
 def forget(store: JobStore, *changes: Change) -> None:
@@ -55,23 +56,36 @@ def forget(store: JobStore, *changes: Change) -> None:
         )  # fmt: skip
 
 
-def resend_stale(store: JobStore, stored_before: float, until: float) -> int:
+def resend_stale(rt: Runtime, stored_before: float, until: float) -> int:
     """Send the signals still in the outbox that were stored before ``stored_before`` (epoch
     s), stopping at ``until`` (monotonic s: while this worker holds the reconcile lock);
     returns how many were sent."""
+    store = rt.store
     sent = 0
     for tracking_id, entries in store.unsent(stored_before, BATCH).items():
         if time.monotonic() > until:
             break
         stale = [raw for raw in entries if json.loads(raw)["stored_at"] < stored_before]
         record = store.find(tracking_id)
-        events = [Event.from_json(json.loads(raw), record) for raw in stale] if record else []
+        events = _readable(tracking_id, stale, record) if record else []
         if events:
             logger.warning(
                 "job %s: sending %d signal(s) its worker stored but did not send", tracking_id,
                 len(events),
             )  # fmt: skip
-        signals.send(events)
+        rt.announce(events)
         store.signals_sent(tracking_id, stale)
         sent += len(events)
     return sent
+
+
+def _readable(tracking_id: str, entries: list[str], record: JobRecord) -> list[Announcement]:
+    """The outbox entries that parse as announcements; one that does not is logged and left
+    out (the store takes it out with the rest)."""
+    announcements = []
+    for raw in entries:
+        try:
+            announcements.append(Announcement.from_json(json.loads(raw), record))
+        except (ValueError, KeyError, TypeError) as err:
+            logger.error("job %s: dropping an unreadable outbox entry: %s", tracking_id, err)
+    return announcements

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from poller.core import outbox, tracking
-from poller.core.runtime import Runtime
+from poller.core.ports import Runtime
 from poller.errors import PollerError
 from poller.models import JobRecord, utcnow
 from poller.store import JobStore
@@ -72,6 +72,6 @@ def apply(rt: Runtime, tracking_id: str) -> JobRecord | None:
     change = rt.store.update(tracking_id, lambda r: tracking.revoked(r, reason, now))
     if change is None:
         return None
-    outbox.deliver(rt.store, change)
+    outbox.deliver(rt, change)
     logger.info("job %s: revoked; Batch job %s ended: %s", tracking_id, record.job_id, reason)
     return change.record

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 from poller.core.backoff import aligned, compute_delay
-from poller.core.runtime import Runtime
+from poller.core.ports import Runtime
 from poller.models import JobRecord
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from poller import signals
 from poller.core import failures, resubmission
 from poller.models import (
     BatchJobView,
@@ -25,40 +24,43 @@ from poller.models import (
     Submission,
     Transition,
 )
-from poller.signals import Event
+from poller.models.announcement import Announcement, SignalName
 from poller.store import Change
 
-_OUTCOME_SIGNAL = {
-    JobStatus.SUCCEEDED: signals.job_succeeded,
-    JobStatus.FAILED: signals.job_failed,
-    JobStatus.REJECTED: signals.job_failed,
-    JobStatus.TIMED_OUT: signals.job_timed_out,
+_OUTCOME_SIGNAL: dict[JobStatus, SignalName] = {
+    JobStatus.SUCCEEDED: "job_succeeded",
+    JobStatus.FAILED: "job_failed",
+    JobStatus.REJECTED: "job_failed",
+    JobStatus.TIMED_OUT: "job_timed_out",
 }
 
 
 def _transition(
     record: JobRecord, status: JobStatus, now: datetime, kind: FailureKind | None = None
-) -> list[Event]:
+) -> list[Announcement]:
     """Move ``record`` (already a copy) to ``status``; return the events of the move. An end
     other than SUCCEEDED gets its failure kind: ``kind`` when the path knows it, else read from
     Batch's strings."""
     previous = record.status
     record.status = status
     record.history.append(Transition(status=status, observed_at=now))
-    events = [Event(signals.job_status_changed, record, previous.value)]
+    events = [Announcement("job_status_changed", record, previous.value)]
     if status.is_terminal:
         record.failure_kind = kind or failures.classify(record)
         resubmission.close_last(record, now)
         record.finished_at = now
         # Stays indexed until its Celery result is produced; due now for the reconciler.
         record.next_check_at = now
-        events += [Event(_OUTCOME_SIGNAL[status], record), Event(signals.job_finished, record)]
+        events += [
+            Announcement(_OUTCOME_SIGNAL[status], record),
+            Announcement("job_finished", record),
+        ]
     return events
 
 
 def _end(
     record: JobRecord, status: JobStatus, now: datetime, kind: FailureKind | None = None
-) -> list[Event]:
+) -> list[Announcement]:
     """Batch ended the job's current Batch job (or poller gave up on it in RUNNABLE): end the
     tracked job, or, when its resubmit policy names the failure's kind, ready a resubmission."""
     kind = kind or failures.classify(record, status)
@@ -68,8 +70,8 @@ def _end(
     resubmission.prepare(record, status, kind, now)
     record.history.append(Transition(status=JobStatus.QUEUED, observed_at=now))
     return [
-        Event(signals.job_resubmitted, record, previous.value, status=status.value),
-        Event(signals.job_status_changed, record, previous.value),
+        Announcement("job_resubmitted", record, previous.value, status=status.value),
+        Announcement("job_status_changed", record, previous.value),
     ]
 
 
@@ -117,7 +119,7 @@ def submitted(
             number=number, job_id=job_id, job_queue=new.job_queue, memory=memory, submitted_at=now
         ),
     ]
-    events = [Event(signals.job_submitted, new), *_transition(new, JobStatus.SUBMITTED, now)]
+    events = [Announcement("job_submitted", new), *_transition(new, JobStatus.SUBMITTED, now)]
     return Change(new, events)
 
 
@@ -274,7 +276,7 @@ def checked(
         new.checks += 1
         new.next_check_at = next_check_at
         new.awaits_events = awaits_events
-    events: list[Event] = []
+    events: list[Announcement] = []
     if view is None:
         events += _missing(new, now, limits)
     else:
@@ -330,7 +332,7 @@ def _copy_details(record: JobRecord, view: BatchJobView) -> None:
     record.attempt_kinds = [failures.attempt_kind(a) for a in view.attempt_outcomes]
 
 
-def _missing(record: JobRecord, now: datetime, limits: Limits) -> list[Event]:
+def _missing(record: JobRecord, now: datetime, limits: Limits) -> list[Announcement]:
     """Batch omitted the job: wait out the grace period (not visible yet), then end it."""
     if record.missing_since is None:
         record.missing_since = now
@@ -344,7 +346,7 @@ def _missing(record: JobRecord, now: datetime, limits: Limits) -> list[Event]:
     return _end(record, JobStatus.FAILED, now, FailureKind.VANISHED)
 
 
-def _stuck(record: JobRecord, now: datetime, limits: Limits) -> list[Event]:
+def _stuck(record: JobRecord, now: datetime, limits: Limits) -> list[Announcement]:
     """A job waiting in RUNNABLE: signal it once past ``stuck_after`` (or its own limit), and
     end it past its policy's ``max_runnable``, keeping Batch's reason (TerminateJob, which the
     check calls next, overwrites it on Batch)."""
@@ -353,10 +355,10 @@ def _stuck(record: JobRecord, now: datetime, limits: Limits) -> list[Event]:
     waited = (now - runnable_since(record, now)).total_seconds()
     limit = max_runnable(record, limits)
     give_up = limit is not None and waited >= limit
-    events: list[Event] = []
+    events: list[Announcement] = []
     if not record.stuck_notified and (waited >= limits.stuck_after or give_up):
         record.stuck_notified = True
-        events.append(Event(signals.job_stuck, record))
+        events.append(Announcement("job_stuck", record))
     if give_up:
         kind = failures.stuck_kind(record.status_reason)
         record.status_reason = (

@@ -16,12 +16,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from poller.errors import InvalidJobSpec
 from poller.models.spec import (
+    DESCRIBE_PAGE,
     JOB_QUEUE_RE,
     MAX_TAGS,
     POLLER_TAGS,
     POSITIONAL,
     REGION_RE,
     SUBMIT_OPTIONS,
+    TRACKING_TAG,
     JobSpec,
     invalid,
     validate_spec,
@@ -29,12 +31,14 @@ from poller.models.spec import (
 from poller.status import FailureKind, FailureKindName, JobStatus, TerminalStatusName
 
 __all__ = [
+    "DESCRIBE_PAGE",
     "JOB_QUEUE_RE",
     "MAX_TAGS",
     "POLLER_TAGS",
     "POSITIONAL",
     "REGION_RE",
     "SUBMIT_OPTIONS",
+    "TRACKING_TAG",
     "AttemptOutcome",
     "BatchJobView",
     "FailureKind",
@@ -330,14 +334,14 @@ def utcnow() -> datetime:
 
 
 def validate_poll(
-    overrides: Any, defaults: dict[str, Any], max_delay_limit: tuple[float, str]
+    overrides: Any, defaults: PollPolicy, max_delay_limit: tuple[float, str]
 ) -> PollPolicy:
     """Merge a job's ``poll`` overrides into the defaults; InvalidJobSpec names a bad field.
     ``max_delay_limit``: the broker's longest countdown, and the rule that sets it."""
     if overrides is not None and not isinstance(overrides, dict):
         raise InvalidJobSpec("invalid job spec: poll: must be a mapping", field="poll")
     try:
-        policy = PollPolicy(**{**defaults, **(overrides or {})})
+        policy = PollPolicy(**{**defaults.model_dump(), **(overrides or {})})
     except ValidationError as err:
         raise invalid(err, known=PollPolicy.model_fields, within="poll") from None
     if policy.max_delay < policy.initial_delay:

@@ -13,7 +13,9 @@ from poller.errors import InvalidJobSpec
 
 JOB_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")  # fullmatch(): no "\n" after $
 MAX_TAGS = 50  # AWS Batch's limit on tags per resource
+TRACKING_TAG = "poller:tracking-id"  # tag on every Batch job poller submits, to find it again
 POLLER_TAGS = 1  # poller's own tracking-id tag, added to every job it submits
+DESCRIBE_PAGE = 100  # DescribeJobs takes at most 100 job ids per call
 MAX_TAG_KEY, MAX_TAG_VALUE = 128, 256  # AWS's tag key and value lengths
 MAX_DEPENDS_ON = 20  # AWS Batch's limit on a job's dependencies
 NAME = r"[A-Za-z0-9_-]{1,128}"  # a job queue's or job definition's name

@@ -23,7 +23,7 @@ from pydantic_settings import (
 )
 
 from poller.errors import ConfigurationError
-from poller.models import ResubmitPolicy
+from poller.models import Limits, PollPolicy, ResubmitPolicy
 from poller.settings.django_source import (
     DjangoSettingsSource,
     django_settings_module,
@@ -375,6 +375,32 @@ class Settings(BaseSettings):
     def broker_is_rabbitmq(self) -> bool:
         """Whether the broker is RabbitMQ (amqp:// or amqps://) rather than Redis."""
         return urlsplit(self.broker_url.get_secret_value()).scheme in RABBITMQ_SCHEMES
+
+    @property
+    def poll_policy(self) -> PollPolicy:
+        """The poll policy of a job that overrides none of it: the one source of its defaults
+        (a job's ``poll`` overrides are merged into this)."""
+        return PollPolicy(
+            initial_delay=self.poll_initial_delay,
+            max_delay=self.poll_max_delay,
+            factor=self.poll_factor,
+            jitter=self.poll_jitter,
+            max_checks=self.poll_max_checks,
+            max_wait=self.poll_max_wait,
+            terminate_on_give_up=self.poll_terminate_on_give_up,
+            # The fleet's stuck_after with give_up_when_stuck is the per-job max_runnable's default
+            max_runnable=self.stuck_after if self.give_up_when_stuck else None,
+            align=self.poll_align,
+        )
+
+    @property
+    def limits(self) -> Limits:
+        """The time limits every check applies (the fleet's, not a job's)."""
+        return Limits(
+            not_found_grace=self.not_found_grace,
+            stuck_after=self.stuck_after,
+            give_up_when_stuck=self.give_up_when_stuck,
+        )
 
     @property
     def countdown_limit(self) -> tuple[float, str]:

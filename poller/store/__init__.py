@@ -17,7 +17,7 @@ No other module of poller reads or writes these keys; it may import ``poller.sig
                             call saw of the job, for its own check (expires)
     <p>:lock:<name>         a lock held by one worker for a while (expires): ``reconcile``
     <p>:events:flowing      exists while the workers' event consumers see Batch events (expires)
-    <p>:metrics:*           the fleet's job metrics: see :mod:`poller.store.metrics`
+    <p>:metrics:*           the fleet's job metrics: see :mod:`poller.store.counters`
     <p>:events              pub/sub channel of JSON events, every job's
     <p>:events:job:<tracking_id>  pub/sub channel of the same events, that job's only (waiters)
     <p>:unsent:<tracking_id>  list: the job's events whose signals are not known to be sent
@@ -55,8 +55,8 @@ from pydantic import ValidationError
 
 from poller.errors import JobNotFound, RecordUnreadable, StoreConflict
 from poller.models import JobRecord, target_key
-from poller.signals import Event
-from poller.store import metrics
+from poller.models.announcement import Announcement
+from poller.store import counters
 from poller.store.base import (
     ACTIVE_INDEX,
     EPOCH,
@@ -82,7 +82,7 @@ class Change:
     """What an update function decided: the new record and the events it causes."""
 
     record: JobRecord
-    events: list[Event] = field(default_factory=list)
+    events: list[Announcement] = field(default_factory=list)
     stored: list[str] = field(default_factory=list)  # the events as the store wrote them
 
 
@@ -173,7 +173,7 @@ class JobStore(Observations, FleetState, CallBudgets, StoreBase):
         writes = Writes()  # indexed and counted together, in one command
         self._index_active(record, writes)
         if self.count_metrics:
-            metrics.count_change(writes, self.key, None, record)
+            counters.count_change(writes, self.key, None, record)
         writes.run(self.redis)
         return record
 
@@ -260,7 +260,7 @@ class JobStore(Observations, FleetState, CallBudgets, StoreBase):
         writes = Writes()
         record = change.record
         if self.count_metrics:
-            metrics.count_change(writes, self.key, previous, record)
+            counters.count_change(writes, self.key, previous, record)
         job_key = self.key("job", record.tracking_id)
         ttl = self.record_ttl if record.is_terminal else None
         writes.set(job_key, _dumped(record), ex=ttl)

@@ -10,7 +10,7 @@ import redis
 from pydantic import TypeAdapter
 
 from poller.models import BatchJobView
-from poller.store import metrics
+from poller.store import counters
 
 ACTIVE_INDEX = "active"
 QUEUED_INDEX = "queued"
@@ -19,7 +19,7 @@ CLAIM_KEY = "claim"
 OBSERVATION_KEY = "obs"
 LOCK_KEY = "lock"
 EVENTS_FLOWING_KEY = "events:flowing"
-EVENT_COUNTS_KEY = metrics.EVENTS
+EVENT_COUNTS_KEY = counters.EVENTS
 EVENTS_CHANNEL = "events"
 JOB_EVENTS_CHANNEL = "events:job"  # + ":<tracking id>": one job's events, for its waiters
 UNSENT_KEY = "unsent"

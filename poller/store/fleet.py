@@ -1,5 +1,5 @@
 """Part of the store: what the fleet shares beside the records: the signals' outbox, whether
-Batch events flow, the fleet's metrics counters (:mod:`poller.store.metrics`) and locks."""
+Batch events flow, the fleet's metrics counters (:mod:`poller.store.counters`) and locks."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 from collections.abc import Collection
 from typing import Any
 
-from poller.store import metrics
+from poller.store import counters
 from poller.store.base import (
     ACTIVE_INDEX,
     EVENT_COUNTS_KEY,
@@ -115,30 +115,30 @@ class FleetState(StoreBase):
         counts = self.redis.hgetall(self.key(EVENT_COUNTS_KEY))
         return {str(outcome): int(count) for outcome, count in counts.items()}
 
-    # --- fleet metrics (see poller.store.metrics) -------------------------------------------
+    # --- fleet metrics (see poller.store.counters) -------------------------------------------
 
     def count_aws_calls(self, calls: dict[tuple[str, str, str], int]) -> None:
         """Add AWS calls by (operation, outcome, region) to the fleet's counters (one round
         trip)."""
         with self.redis.pipeline(transaction=False) as pipe:
             for labels, count in calls.items():
-                pipe.hincrby(self.key(metrics.AWS_CALLS), "|".join(labels), count)
+                pipe.hincrby(self.key(counters.AWS_CALLS), "|".join(labels), count)
             pipe.execute()
 
     def count_resends(self, count: int) -> None:
         """Add messages the reconciler re-sent to the fleet's counter."""
         if count:
-            self.redis.incrby(self.key(metrics.RESENDS), count)
+            self.redis.incrby(self.key(counters.RESENDS), count)
 
     def note_worker(self, hostname: str) -> None:
         """A worker says it runs (every reconcile interval)."""
-        self.redis.zadd(self.key(metrics.WORKERS), {hostname: time.time()})
+        self.redis.zadd(self.key(counters.WORKERS), {hostname: time.time()})
 
-    def metrics_snapshot(self, overdue_after: float, alive_for: float) -> metrics.Snapshot:
+    def metrics_snapshot(self, overdue_after: float, alive_for: float) -> counters.Snapshot:
         """Every fleet counter now; a check counts as overdue ``overdue_after`` seconds late,
         a worker as running while it said so within ``alive_for`` seconds."""
         now = time.time()
-        return metrics.read(
+        return counters.read(
             self.redis, self.key, now=now, kept_for=self.record_ttl,
             overdue=(self.key(ACTIVE_INDEX), now - overdue_after), alive_for=alive_for,
         )  # fmt: skip

@@ -22,9 +22,9 @@ _RUN_WRITES = _script_source("run_writes")
 class Writes:
     """Writes queued with redis-py's names, run by Redis in one script call (run_writes.lua).
 
-    A record change is a dozen writes (record, indexes, counts, events); as one command inside
-    the change's MULTI, redis-py packs and parses one command instead of a dozen, which was most
-    of the client's CPU per change.
+    A record change is a dozen writes (record, indexes, counts, events); sent as one command
+    inside the change's MULTI, they cost redis-py one command to pack and one reply to parse
+    instead of a dozen, the bulk of the client's CPU per change.
     """
 
     def __init__(self) -> None:

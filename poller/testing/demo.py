@@ -174,8 +174,8 @@ def running_stack(console: Console, flower_port: int, keep: bool = False) -> Ite
 
 def _serve_metrics() -> str:
     """Serve the fleet's job metrics from this process (as `poller metrics` would); its URL."""
-    from poller.core.runtime import get_store
-    from poller.monitoring.metrics import serve
+    from poller.monitoring.exporter import serve
+    from poller.runtime import get_store
     from poller.settings import get_settings
 
     port = free_port()
@@ -206,7 +206,7 @@ def run(successes: int = 3, keep: bool = False, flower_port: int | None = None) 
 
 
 def _run_jobs(console: Console, successes: int) -> int:
-    from poller.core.runtime import get_store
+    from poller.runtime import get_store
 
     store = get_store()
     jobs = submit_all(successes)

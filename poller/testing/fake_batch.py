@@ -13,10 +13,9 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from poller.aws.batch import DESCRIBE_PAGE
 from poller.core.resubmission import memory_override
 from poller.errors import BatchUnavailable, SubmitRejected
-from poller.models import BatchJobView, JobSpec, JobStatus, utcnow
+from poller.models import DESCRIBE_PAGE, BatchJobView, JobSpec, JobStatus, utcnow
 
 
 @dataclass

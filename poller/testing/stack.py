@@ -54,8 +54,8 @@ def _database(redis_server: EmbeddedRedis, db: int) -> str:
 
 def configure_process(env: dict[str, str]) -> None:
     """Point this process's poller (settings, Celery app, boto3) at the given environment."""
+    from poller import runtime
     from poller.app import app, celery_config
-    from poller.core import runtime
     from poller.settings import get_settings
 
     os.environ.update(env)

@@ -1,11 +1,11 @@
 """The Redis broker's transport, with one malformed message set aside instead of the worker.
 
-kombu's Redis transport parses each message it pops (the JSON envelope, then its body's
-encoding) inside the worker's event loop, and an error there is Celery's "Unrecoverable error":
-the worker stops. One ``LPUSH poller "not json"`` by anyone who can write to the broker would
-stop every worker it reached, and a worker restarted under a supervisor would meet the next one.
-Here a message that cannot be parsed is logged in one line and dropped (it never reached a task,
-so no job is lost with it), and the worker goes on with the next.
+A message that cannot be parsed is logged in one line and dropped (it never reached a task, so
+no job is lost with it), and the worker goes on with the next. Why: kombu's Redis transport
+parses each message it pops (the JSON envelope, then its body's encoding) inside the worker's
+event loop, where an error is Celery's "Unrecoverable error" and stops the worker, so one forged
+message (``LPUSH poller "not json"``) from anyone who can write to the broker would stop every
+worker that popped it, again after each restart.
 
 Celery uses it for a ``redis://``, ``rediss://`` or ``redis+socket://`` broker
 (``broker_transport``, :mod:`poller.app`); Sentinel's transport and RabbitMQ's are Celery's own.

@@ -13,15 +13,15 @@ default: the events path stays one Redis transaction per batch, with no AWS call
 
 from __future__ import annotations
 
-from poller.core.runtime import Runtime
 from poller.core.tracking import from_its_target
 from poller.models import BatchJobView, JobRecord
+from poller.runtime import ProcessRuntime
 
 TERMINAL = "terminal"  # the value of POLLER_EVENTS_CONFIRM that turns confirmation on
 
 
 def ends_to_check(
-    rt: Runtime, views: list[BatchJobView | None], owners: list[str | None]
+    rt: ProcessRuntime, views: list[BatchJobView | None], owners: list[str | None]
 ) -> dict[int, JobRecord]:
     """The terminal events among ``views`` (one per received message, None for a malformed one;
     ``owners``: each one's tracking id, None if not tracked) that their job's check confirms,

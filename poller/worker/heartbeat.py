@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from poller.core.runtime import get_runtime
+from poller.runtime import get_runtime
 from poller.settings import get_settings
-from poller.worker.worker_thread import ThreadStep
+from poller.worker.thread_step import ThreadStep
 
 logger = logging.getLogger(__name__)
 

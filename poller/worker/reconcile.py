@@ -29,12 +29,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from poller.core import outbox, tracking
-from poller.core.runtime import Runtime, get_runtime
 from poller.models import JobRecord, utcnow
+from poller.runtime import ProcessRuntime, get_runtime
 from poller.settings import Settings, get_settings
 from poller.store import Change
 from poller.worker import resend, safety_net
-from poller.worker.worker_thread import ThreadStep
+from poller.worker.thread_step import ThreadStep
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class ReconcileReport:
     checks_swept: int = 0  # their checks made in bulk here (no task: the job goes on)
 
 
-def reconcile(rt: Runtime, app: Any, now: datetime | None = None) -> ReconcileReport:
+def reconcile(rt: ProcessRuntime, app: Any, now: datetime | None = None) -> ReconcileReport:
     """Re-send (through Celery ``app``) the lost message of every active job overdue by more
     than the grace period, and send the due checks of jobs Batch events carry."""
     started = time.monotonic()
@@ -79,8 +79,8 @@ def reconcile(rt: Runtime, app: Any, now: datetime | None = None) -> ReconcileRe
     queued = rt.store.active(due_before=late, limit=BATCH, queued=True)
     if waiting and queued:
         # Each waiting message may be one of these submissions: at most (overdue - waiting) of
-        # them can be lost. A burst queued longer than the grace is not sent twice (a 40,000-job
-        # burst had 9,360 submissions re-sent); a lost one goes once the backlog is smaller.
+        # them can be lost. So a burst queued longer than the grace is not sent twice, and a
+        # lost submission goes once the backlog is smaller (docs/operations/reliability.md).
         overdue = rt.store.count_active(due_before=late, queued=True)
         queued = queued[: max(0, overdue - waiting)]
     sent += _send_due(rt, app, queued, now, grace, checks_until)
@@ -103,12 +103,12 @@ def reconcile(rt: Runtime, app: Any, now: datetime | None = None) -> ReconcileRe
         logger.info("reconcile: checked %d job(s) Batch events carry in bulk", swept)
     if scheduled:
         logger.info("reconcile: sent %d due check(s) of jobs Batch events carry", scheduled)
-    signals_sent = outbox.resend_stale(rt.store, late.timestamp(), until)
+    signals_sent = outbox.resend_stale(rt, late.timestamp(), until)
     return ReconcileReport(checks, submits, signals_sent, scheduled, swept)
 
 
 def _send_due(
-    rt: Runtime, app: Any, ids: list[str], now: datetime, grace: timedelta, until: float
+    rt: ProcessRuntime, app: Any, ids: list[str], now: datetime, grace: timedelta, until: float
 ) -> Counter[str]:
     """Send the message of each of these jobs that is due (see :func:`reconcile`), after the
     due checks of jobs Batch events carry were made in bulk (until the monotonic time
@@ -199,7 +199,7 @@ def _resend_submit(app: Any, record: JobRecord) -> None:
     resend.send_submit(app, record)
 
 
-def run_if_leader(rt: Runtime, app: Any) -> ReconcileReport | None:
+def run_if_leader(rt: ProcessRuntime, app: Any) -> ReconcileReport | None:
     """Run a pass unless another worker holds the lock for this interval."""
     # The lock expires on its own: a worker that dies holding it blocks one interval at most.
     if not rt.store.take_lock(LOCK, rt.settings.reconcile_interval):

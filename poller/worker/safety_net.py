@@ -2,13 +2,14 @@
 reconciler itself, a DescribeJobs call per 100 jobs.
 
 While events flow, a job's next check waits ``events_poll_max_delay`` and has no countdown
-message (``JobRecord.awaits_events``): the reconciler makes it when it is due. As one Celery
-task per job, at 100,000 tracked jobs and the default 600 s that was 167 tasks a second, which
-took the worker from the submissions (45 a second fell to 8-15), and their DescribeJobs calls
-were rarely shared (due times are spread). Here a page of due jobs costs one DescribeJobs call of
-their AWS target and one Redis transaction. Each job's observation is applied as its check would
-apply it (:func:`poller.core.tracking.checked`: counted, never backwards, each transition and signal
-once, the next safety-net check scheduled), fenced on the version read as due.
+message (``JobRecord.awaits_events``): the reconciler makes it when it is due. Here a page of
+due jobs costs one DescribeJobs call of their AWS target and one Redis transaction, not a Celery
+task per job: tracked jobs / ``events_poll_max_delay`` tasks a second would take the worker from
+the submissions, and their DescribeJobs calls would rarely be shared, their due times being
+spread (docs/performance.md, "The safety net in bulk"). Each job's observation is applied as
+its check would apply it (:func:`poller.core.tracking.checked`: counted, never backwards, each
+transition and signal once, the next safety-net check scheduled), fenced on the version read as
+due.
 
 Only the jobs that need a task get one: those that ended (their check produces the Celery result
 and continues the canvas: found ended here, or ended earlier with their result never produced),
@@ -27,11 +28,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from poller.aws.batch import DESCRIBE_PAGE, chunks
+from poller.aws.batch import chunks
 from poller.core import budget, outbox, schedule, tracking
-from poller.core.runtime import Runtime
 from poller.errors import BatchMisconfigured, BatchUnavailable, CallDeferred, InvalidJobSpec
-from poller.models import BatchJobView, JobRecord, JobStatus
+from poller.models import DESCRIBE_PAGE, BatchJobView, JobRecord, JobStatus
+from poller.runtime import ProcessRuntime
 from poller.store import Change
 
 logger = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ class Swept:
     for_tasks: list[JobRecord] = field(default_factory=list)
 
 
-def sweep(rt: Runtime, due: list[JobRecord], now: datetime, until: float) -> Swept:
+def sweep(rt: ProcessRuntime, due: list[JobRecord], now: datetime, until: float) -> Swept:
     """Make the due safety-net checks of ``due`` (jobs Batch events carry, read as due), page
     by page until the monotonic time ``until`` (the rest stay due for the next pass).
 
@@ -78,7 +79,7 @@ def sweep(rt: Runtime, due: list[JobRecord], now: datetime, until: float) -> Swe
     return swept
 
 
-def _check_page(rt: Runtime, page: list[JobRecord], swept: Swept, now: datetime) -> None:
+def _check_page(rt: ProcessRuntime, page: list[JobRecord], swept: Swept, now: datetime) -> None:
     """One DescribeJobs call for the page, then one transaction applying what it saw (at
     ``now``, the pass's time as this page starts: what Batch says is no older than that)."""
     try:
@@ -100,7 +101,7 @@ def _check_page(rt: Runtime, page: list[JobRecord], swept: Swept, now: datetime)
         r.tracking_id: _observed(rt, r, views.get(str(r.job_id)), now, handed_over) for r in page
     }
     changes, _ = rt.store.update_each(decisions)
-    outbox.deliver_each(rt.store, list(changes.values()))
+    outbox.deliver_each(rt, list(changes.values()))
     swept.checked += len(changes)
     for record in page:
         change = changes.get(record.tracking_id)
@@ -112,7 +113,11 @@ def _check_page(rt: Runtime, page: list[JobRecord], swept: Swept, now: datetime)
 
 
 def _observed(
-    rt: Runtime, seen: JobRecord, view: BatchJobView | None, now: datetime, handed_over: set[str]
+    rt: ProcessRuntime,
+    seen: JobRecord,
+    view: BatchJobView | None,
+    now: datetime,
+    handed_over: set[str],
 ) -> Callable[[JobRecord], Change | None]:
     """The job's check applying ``view``, if the record is still the one read as due."""
     delay = schedule.events_delay(rt, seen)

@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 
 from poller.core.backoff import compute_delay
-from poller.worker.worker_start import EX_CONFIG
+from poller.worker.startup import EX_CONFIG
 
 logger = logging.getLogger(__name__)
 

@@ -3,17 +3,17 @@
 Every rescheduled check ends its task with Celery's ``Retry`` (and every submission with the
 ``Ignore`` of ``Task.replace``), and Celery snapshots the traceback of each with billiard's
 ``ExceptionInfo``. On Python 3.11+ billiard copies, for every frame, the whole position table of
-its code object; Celery's ``trace_task`` alone has over 2,000 entries. Profiling a worker under
-10,000 tracked jobs (py-spy) put a third of its CPU time there.
+its code object (thousands of entries for Celery's ``trace_task``), a large share of a busy
+worker's CPU (docs/performance.md).
 
 A code object never changes, so its snapshot can be shared: :func:`install` makes billiard build
 one per code object (through ``_Frame.Code``, the class attribute billiard uses to build it) and
 reuse it. Tracebacks render and pickle exactly as before.
 
-An ``Ignore`` also had its traceback rendered as text (``traceback.format_exception``, twice per
-task: 13 % of a worker's CPU while it submitted 100,000 jobs, by py-spy), which nobody reads:
-Celery logs an ignored task in one line and stores no result for it. Its text is now the
-exception's one line; every other exception's is billiard's full traceback.
+An ``Ignore``'s text is the exception's one line instead of its rendered traceback
+(``traceback.format_exception``, twice per task), which nobody reads: Celery logs an ignored
+task in one line and stores no result for it. Every other exception's text is billiard's full
+traceback.
 """
 
 from __future__ import annotations

@@ -6,8 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from poller import signals
-from poller.core import runtime
+from poller import runtime, signals
 from poller.models import JobRecord
 
 ENTERED_KEY = "test:slow-entered"

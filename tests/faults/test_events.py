@@ -24,8 +24,8 @@ from aws_batch_emulator.resources import (
 from celery import chain
 
 from poller import JobHandle, submit_job
-from poller.core.runtime import get_store
 from poller.models import JobRecord, JobStatus
+from poller.runtime import get_store
 from poller.testing.worker import Worker
 from tests.conftest import configured_for, eventually
 from tests.faults.conftest import FaultStack
@@ -297,7 +297,7 @@ def running_job(stack: FaultStack, name: str) -> JobRecord:
 
 
 def test_forged_job_ends_never_end_a_running_job(events_stack: FaultStack) -> None:
-    from tests.test_events import event
+    from tests.test_batch_events import event
 
     # Given a worker consuming events, and a job RUNNING on Batch
     events_stack.start_worker()
@@ -316,7 +316,7 @@ def test_forged_job_ends_never_end_a_running_job(events_stack: FaultStack) -> No
 def test_with_confirmation_a_forged_end_from_the_jobs_own_account_changes_nothing(
     events_stack: FaultStack,
 ) -> None:
-    from tests.test_events import event
+    from tests.test_batch_events import event
 
     # Given a worker confirming job ends (POLLER_EVENTS_CONFIRM=terminal), a job RUNNING
     events_stack.start_worker(POLLER_EVENTS_CONFIRM="terminal")
@@ -336,7 +336,7 @@ def test_with_confirmation_a_forged_end_from_the_jobs_own_account_changes_nothin
 def test_a_batch_of_poison_messages_drains_and_the_next_job_succeeds(
     events_stack: FaultStack,
 ) -> None:
-    from tests.test_events import POISON, poisoned
+    from tests.test_batch_events import POISON, poisoned
 
     # Given a worker consuming events, and a job RUNNING on Batch
     events_stack.start_worker()
@@ -362,7 +362,7 @@ def test_a_queue_anyone_may_send_to_is_named_by_check_and_dead_letters_are_count
 ) -> None:
     from prometheus_client import generate_latest
 
-    from poller.monitoring.metrics import registry_for
+    from poller.monitoring.exporter import registry_for
     from poller.settings import Settings
 
     env = {**os.environ, **events_stack.batch.environ(), **events_stack.env}

@@ -16,8 +16,7 @@ from typing import Any
 
 from celery.signals import worker_init
 
-from poller import signals
-from poller.core import runtime
+from poller import runtime, signals
 from poller.models import JobRecord
 
 RECORD_KEY = "test:signals"

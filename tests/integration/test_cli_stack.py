@@ -196,7 +196,7 @@ def test_markup_and_escapes_in_a_job_sent_by_name_print_as_text() -> None:
 def test_an_unreadable_record_is_set_aside_and_named_by_check(
     poller_redis_client: redis.Redis,
 ) -> None:
-    from poller.core.runtime import get_store
+    from poller.runtime import get_store
 
     # Given a running job whose stored record someone overwrote with a wrong-typed value
     victim = submit("-p", "seconds=30")

@@ -25,7 +25,7 @@ from aws_batch_emulator.resources import JOB_QUEUE, SLEEP_JOB_DEFINITION
 from celery import chain, chord
 
 from poller import JobHandle, JobResult, submit_job
-from poller.core.runtime import get_store
+from poller.runtime import get_store
 from poller.testing.redis_server import EmbeddedRedis
 from poller.testing.stack import stack_env
 from poller.testing.worker import ChildProcess, Worker

@@ -15,8 +15,8 @@ from click.testing import CliRunner
 from poller import InvalidJobSpec, submit_job
 from poller.aws.targets import session_for
 from poller.cli import main
-from poller.core.runtime import get_store
 from poller.models import JobStatus
+from poller.runtime import get_store
 from poller.testing.redis_server import EmbeddedRedis
 from poller.testing.stack import stack_env
 from poller.testing.worker import Worker

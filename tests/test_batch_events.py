@@ -12,10 +12,10 @@ import pytest
 from poller import signals
 from poller.core import lifecycle, schedule, tracking
 from poller.core.lifecycle import Produce
-from poller.core.runtime import Runtime
 from poller.models import JobRecord, JobStatus, utcnow
+from poller.runtime import ProcessRuntime
 from poller.testing import FakeBatch
-from poller.worker import events
+from poller.worker import batch_events
 from tests.fakes import FAKE_TARGET, RecordingApp, admitted, running, settings
 
 
@@ -41,13 +41,13 @@ def app() -> RecordingApp:
 
 
 def test_an_event_moves_the_job_forward_once_and_signals_once(
-    rt: Runtime, batch: FakeBatch, app: RecordingApp, sent: list[tuple[str, str]]
+    rt: ProcessRuntime, batch: FakeBatch, app: RecordingApp, sent: list[tuple[str, str]]
 ) -> None:
     record = running(rt, batch)
     body = event(record, "STARTING")
     # Given the job recorded SUBMITTED, When its STARTING event arrives twice
-    assert events.handle(rt, app, body) == events.APPLIED
-    assert events.handle(rt, app, body) == events.DUPLICATE
+    assert batch_events.handle(rt, app, body) == batch_events.APPLIED
+    assert batch_events.handle(rt, app, body) == batch_events.DUPLICATE
     # Then it moved once, signalled once, and no check was sent (it has not ended)
     assert rt.store.get("t1").status is JobStatus.STARTING
     assert sent.count(("job_status_changed", "t1")) == 2  # SUBMITTED, then STARTING
@@ -55,22 +55,22 @@ def test_an_event_moves_the_job_forward_once_and_signals_once(
 
 
 def test_an_older_event_after_a_newer_one_changes_nothing(
-    rt: Runtime, batch: FakeBatch, app: RecordingApp
+    rt: ProcessRuntime, batch: FakeBatch, app: RecordingApp
 ) -> None:
     record = running(rt, batch)
-    assert events.handle(rt, app, event(record, "RUNNING")) == events.APPLIED
+    assert batch_events.handle(rt, app, event(record, "RUNNING")) == batch_events.APPLIED
     version = rt.store.get("t1").version
-    assert events.handle(rt, app, event(record, "RUNNABLE")) == events.DUPLICATE
+    assert batch_events.handle(rt, app, event(record, "RUNNABLE")) == batch_events.DUPLICATE
     assert rt.store.get("t1").version == version
 
 
 def test_a_terminal_event_sends_the_check_that_produces_the_result_at_once(
-    rt: Runtime, batch: FakeBatch, app: RecordingApp
+    rt: ProcessRuntime, batch: FakeBatch, app: RecordingApp
 ) -> None:
     record = running(rt, batch)
     # When its SUCCEEDED event arrives (twice: at least once delivery)
     body = event(record, "SUCCEEDED", container={"exitCode": 0}, stoppedAt=1_700_000_000_000)
-    assert events.handle(rt, app, body) == events.APPLIED
+    assert batch_events.handle(rt, app, body) == batch_events.APPLIED
     # Then the end is recorded, with Batch's details, and a check is sent under its tracking id
     ended = rt.store.get("t1")
     assert ended.status is JobStatus.SUCCEEDED and ended.exit_code == 0
@@ -80,7 +80,7 @@ def test_a_terminal_event_sends_the_check_that_produces_the_result_at_once(
     assert isinstance(lifecycle.check(rt, "t1", ended.checks), Produce)
     assert dict(batch.calls) == calls
     # And a redelivered event, after the result was produced, sends nothing more
-    assert events.handle(rt, app, body) == events.DUPLICATE
+    assert batch_events.handle(rt, app, body) == batch_events.DUPLICATE
     assert len(app.sent) == 1
 
 
@@ -91,31 +91,31 @@ def test_a_terminal_event_sends_the_check_that_produces_the_result_at_once(
      json.dumps({"source": "aws.batch", "detail-type": "Batch Job State Change",
                  "detail": {"jobId": "j", "status": "BOGUS"}})],
 )  # fmt: skip
-def test_malformed_bodies_are_malformed(rt: Runtime, app: RecordingApp, body: str) -> None:
-    assert events.handle(rt, app, body) == events.MALFORMED
+def test_malformed_bodies_are_malformed(rt: ProcessRuntime, app: RecordingApp, body: str) -> None:
+    assert batch_events.handle(rt, app, body) == batch_events.MALFORMED
 
 
 def test_events_of_jobs_poller_does_not_track_are_unknown(
-    rt: Runtime, batch: FakeBatch, app: RecordingApp
+    rt: ProcessRuntime, batch: FakeBatch, app: RecordingApp
 ) -> None:
     record = running(rt, batch)
     stranger = record.model_copy(update={"job_id": "someone-elses", "tracking_id": "nope"})
-    assert events.handle(rt, app, event(stranger, "RUNNING")) == events.UNKNOWN_JOB
+    assert batch_events.handle(rt, app, event(stranger, "RUNNING")) == batch_events.UNKNOWN_JOB
     # An array child carries its parent's tags but is not the job poller tracks
     child = record.model_copy(update={"job_id": f"{record.job_id}:3"})
-    assert events.handle(rt, app, event(child, "SUCCEEDED")) == events.UNKNOWN_JOB
+    assert batch_events.handle(rt, app, event(child, "SUCCEEDED")) == batch_events.UNKNOWN_JOB
     assert rt.store.get("t1").status is JobStatus.SUBMITTED  # neither event moved it
 
 
 def test_an_event_before_the_submission_is_recorded_is_left_for_redelivery(
-    rt: Runtime, app: RecordingApp
+    rt: ProcessRuntime, app: RecordingApp
 ) -> None:
     record = admitted(rt).model_copy(update={"job_id": "not-recorded-yet"})
-    assert events.handle(rt, app, event(record, "PENDING")) == events.EARLY
+    assert batch_events.handle(rt, app, event(record, "PENDING")) == batch_events.EARLY
 
 
 def test_while_events_flow_checks_wait_the_events_cap_without_a_countdown(
-    rt: Runtime, batch: FakeBatch
+    rt: ProcessRuntime, batch: FakeBatch
 ) -> None:
     record = running(rt, batch)
     rt.settings = settings(events_queue_url="http://sqs/q", events_poll_max_delay=600)
@@ -143,7 +143,7 @@ class OneBatchQueue:
 
 
 def test_events_flow_whether_fresh_or_a_backlog(
-    rt: Runtime, batch: FakeBatch, app: RecordingApp
+    rt: ProcessRuntime, batch: FakeBatch, app: RecordingApp
 ) -> None:
     record = running(rt, batch)
     fresh = event(record, "STARTING").replace(
@@ -151,7 +151,7 @@ def test_events_flow_whether_fresh_or_a_backlog(
     )
     # Fresh events: flowing, and the message deleted
     queue = OneBatchQueue([fresh])
-    assert events.consume(rt, app, queue, "q") == {events.APPLIED: 1}
+    assert batch_events.consume(rt, app, queue, "q") == {batch_events.APPLIED: 1}
     assert rt.store.events_flowing() and queue.deleted == ["0"]
     assert rt.store.events_flowing(*FAKE_TARGET)  # from the event's own account and region
     assert not rt.store.events_flowing(FAKE_TARGET[0], "us-west-2")
@@ -159,13 +159,13 @@ def test_events_flow_whether_fresh_or_a_backlog(
     # at the poll policy's cap while the events catch up is work a large fleet cannot afford
     rt.store.note_events_stopped()
     old = event(record, "RUNNING")  # published 2026-11-26T13:00:00Z
-    events.consume(rt, app, OneBatchQueue([old]), "q")
+    batch_events.consume(rt, app, OneBatchQueue([old]), "q")
     assert rt.store.events_flowing()
     assert rt.store.get("t1").status is JobStatus.RUNNING
 
 
 def test_a_batch_applies_each_jobs_events_in_order_in_one_transaction(
-    rt: Runtime, batch: FakeBatch, app: RecordingApp, sent: list[tuple[str, str]]
+    rt: ProcessRuntime, batch: FakeBatch, app: RecordingApp, sent: list[tuple[str, str]]
 ) -> None:
     # Given two tracked jobs and a batch holding both jobs' events, one duplicated, one stale,
     # one of a job poller does not track and one that is not an event
@@ -177,13 +177,13 @@ def test_a_batch_applies_each_jobs_events_in_order_in_one_transaction(
     ]  # fmt: skip
     queue = OneBatchQueue(bodies)
     # When one consume call takes the batch
-    outcomes = events.consume(rt, app, queue, "q")
+    outcomes = batch_events.consume(rt, app, queue, "q")
     # Then each event has its outcome, and every message is deleted
     assert outcomes == {
-        events.APPLIED: 3,
-        events.DUPLICATE: 2,
-        events.UNKNOWN_JOB: 1,
-        events.MALFORMED: 1,
+        batch_events.APPLIED: 3,
+        batch_events.DUPLICATE: 2,
+        batch_events.UNKNOWN_JOB: 1,
+        batch_events.MALFORMED: 1,
     }
     assert sorted(queue.deleted) == sorted(str(n) for n in range(len(bodies)))
     # And each job moved forward once per transition, with one signal each
@@ -197,7 +197,7 @@ def test_a_batch_applies_each_jobs_events_in_order_in_one_transaction(
 
 
 def test_a_batch_meeting_a_concurrent_write_is_decided_again_on_the_new_record(
-    rt: Runtime, batch: FakeBatch, app: RecordingApp, monkeypatch: pytest.MonkeyPatch
+    rt: ProcessRuntime, batch: FakeBatch, app: RecordingApp, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     record = running(rt, batch)
     observed = tracking.event_observed
@@ -212,15 +212,15 @@ def test_a_batch_meeting_a_concurrent_write_is_decided_again_on_the_new_record(
         return observed(current, view, **kwargs)
 
     monkeypatch.setattr(tracking, "event_observed", racing)
-    outcomes = events.consume(rt, app, OneBatchQueue([event(record, "STARTING")]), "q")
+    outcomes = batch_events.consume(rt, app, OneBatchQueue([event(record, "STARTING")]), "q")
     # Then the batch was decided again on the new record, and nothing went backwards
     assert calls == [JobStatus.SUBMITTED, JobStatus.RUNNING]
-    assert outcomes == {events.DUPLICATE: 1}
+    assert outcomes == {batch_events.DUPLICATE: 1}
     assert rt.store.get("t1").status is JobStatus.RUNNING
 
 
 def test_events_applied_in_one_transaction_keep_distinct_event_ids(
-    rt: Runtime, batch: FakeBatch, app: RecordingApp
+    rt: ProcessRuntime, batch: FakeBatch, app: RecordingApp
 ) -> None:
     # Given a job and a batch holding three of its transitions
     record = running(rt, batch)
@@ -232,7 +232,7 @@ def test_events_applied_in_one_transaction_keep_distinct_event_ids(
     signals.job_status_changed.connect(receiver)
     try:
         bodies = [event(record, status) for status in ("RUNNABLE", "RUNNING", "SUCCEEDED")]
-        events.consume(rt, app, OneBatchQueue(bodies), "q")
+        batch_events.consume(rt, app, OneBatchQueue(bodies), "q")
     finally:
         signals.job_status_changed.disconnect(receiver)
     # Then each transition has its own event id and version, the record the last of them
@@ -282,7 +282,7 @@ HOWS = [
 
 
 def test_a_batch_of_poison_messages_drains_and_the_good_one_among_them_applies(
-    rt: Runtime, batch: FakeBatch, app: RecordingApp
+    rt: ProcessRuntime, batch: FakeBatch, app: RecordingApp
 ) -> None:
     # Given a tracked job, and a batch of ten where only one message is its good event
     victim, other = running(rt, batch, "t1"), running(rt, batch, "t2")
@@ -291,9 +291,9 @@ def test_a_batch_of_poison_messages_drains_and_the_good_one_among_them_applies(
     assert len(bodies) == 10
     queue = OneBatchQueue(bodies)
     # When one consume call takes the batch
-    outcomes = events.consume(rt, app, queue, "q")
+    outcomes = batch_events.consume(rt, app, queue, "q")
     # Then the good event applied, the nine others are counted malformed, and all are deleted
-    assert outcomes == {events.APPLIED: 1, events.MALFORMED: 9}
+    assert outcomes == {batch_events.APPLIED: 1, batch_events.MALFORMED: 9}
     assert sorted(queue.deleted, key=int) == [str(n) for n in range(10)]
     assert rt.store.get("t2").status is JobStatus.RUNNING
     # And the victim's record is untouched and still reads back
@@ -303,18 +303,18 @@ def test_a_batch_of_poison_messages_drains_and_the_good_one_among_them_applies(
 
 @pytest.mark.parametrize("how", HOWS)
 def test_a_wrong_typed_member_makes_the_event_malformed(
-    rt: Runtime, batch: FakeBatch, app: RecordingApp, how: str
+    rt: ProcessRuntime, batch: FakeBatch, app: RecordingApp, how: str
 ) -> None:
     record = running(rt, batch)
-    assert events.handle(rt, app, poisoned(record, how)) == events.MALFORMED
+    assert batch_events.handle(rt, app, poisoned(record, how)) == batch_events.MALFORMED
     assert rt.store.get("t1").status is JobStatus.SUBMITTED
 
 
 @pytest.mark.parametrize("body", POISON)
 def test_a_poison_body_is_malformed_never_an_exception(
-    rt: Runtime, app: RecordingApp, body: str
+    rt: ProcessRuntime, app: RecordingApp, body: str
 ) -> None:
-    assert events.handle(rt, app, body) == events.MALFORMED
+    assert batch_events.handle(rt, app, body) == batch_events.MALFORMED
 
 
 @pytest.mark.parametrize(
@@ -322,28 +322,28 @@ def test_a_poison_body_is_malformed_never_an_exception(
     [("999999999999", "us-east-1"), ("123456789012", "eu-west-1")],
 )
 def test_an_event_from_another_account_or_region_is_foreign_and_never_applied(
-    rt: Runtime, batch: FakeBatch, app: RecordingApp, sent: list[tuple[str, str]],
+    rt: ProcessRuntime, batch: FakeBatch, app: RecordingApp, sent: list[tuple[str, str]],
     account: str, region: str,
 ) -> None:  # fmt: skip
     # Given a job submitted to account 123456789012 in us-east-1, now RUNNING
     record = running(rt, batch)
-    assert events.handle(rt, app, event(record, "RUNNING")) == events.APPLIED
+    assert batch_events.handle(rt, app, event(record, "RUNNING")) == batch_events.APPLIED
     # When a SUCCEEDED event for it arrives from another account or region
     forged = json.loads(event(record, "SUCCEEDED"))
     forged.update(account=account, region=region)
-    outcome = events.handle(rt, app, json.dumps(forged))
+    outcome = batch_events.handle(rt, app, json.dumps(forged))
     # Then it is counted foreign, the record stays RUNNING, and no result is produced
-    assert outcome == events.FOREIGN
+    assert outcome == batch_events.FOREIGN
     assert rt.store.get("t1").status is JobStatus.RUNNING
     assert ("job_finished", "t1") not in sent
     assert app.sent == []
 
 
-def test_aws_documented_example_event_is_read(rt: Runtime, batch: FakeBatch) -> None:
+def test_aws_documented_example_event_is_read(rt: ProcessRuntime, batch: FakeBatch) -> None:
     # Given the example on AWS's "Job state change events" page
     body = (Path(__file__).parent / "fixtures" / "batch_state_change_event.json").read_text()
     # When it is parsed
-    parsed = events.parse(body)
+    parsed = batch_events.parse(body)
     # Then poller reads the job, its status, its creation and where the event came from
     assert parsed is not None
     assert parsed.view.job_id == "4c7599ae-0a82-49aa-ba5a-4727fcce14a8"
@@ -355,16 +355,16 @@ def test_aws_documented_example_event_is_read(rt: Runtime, batch: FakeBatch) -> 
 
 
 def test_with_confirmation_a_forged_end_from_the_right_account_changes_nothing(
-    rt: Runtime, batch: FakeBatch, app: RecordingApp
+    rt: ProcessRuntime, batch: FakeBatch, app: RecordingApp
 ) -> None:
     # Given POLLER_EVENTS_CONFIRM=terminal, and a job RUNNING on Batch and in its record
     rt.settings = settings(events_confirm="terminal")
     record = running(rt, batch)
-    assert events.handle(rt, app, event(record, "RUNNING")) == events.APPLIED
+    assert batch_events.handle(rt, app, event(record, "RUNNING")) == batch_events.APPLIED
     # When a SUCCEEDED event from the job's own account and region arrives
-    outcome = events.handle(rt, app, event(record, "SUCCEEDED"))
+    outcome = batch_events.handle(rt, app, event(record, "SUCCEEDED"))
     # Then the record does not change, and the job's check is sent now to confirm it
-    assert outcome == events.CHECKED
+    assert outcome == batch_events.CHECKED
     assert rt.store.get("t1").status is JobStatus.RUNNING
     assert app.sent == [("poller.check_job", ("t1", 0, 0), "t1")]
     # And that check asks DescribeJobs, which says RUNNING: the record stays RUNNING
@@ -375,7 +375,7 @@ def test_with_confirmation_a_forged_end_from_the_right_account_changes_nothing(
 
 
 def test_with_confirmation_ends_arriving_together_share_one_describe_call(
-    rt: Runtime, batch: FakeBatch, app: RecordingApp
+    rt: ProcessRuntime, batch: FakeBatch, app: RecordingApp
 ) -> None:
     # Given three jobs that really ended, and their events in one received batch
     rt.settings = settings(events_confirm="terminal")
@@ -384,7 +384,7 @@ def test_with_confirmation_ends_arriving_together_share_one_describe_call(
         batch.set_status(str(job.job_id), JobStatus.SUCCEEDED)
     queue = OneBatchQueue([event(job, "SUCCEEDED") for job in jobs])
     # When the batch is consumed, and the three checks it sends run
-    assert events.consume(rt, app, queue, "q") == {events.CHECKED: 3}
+    assert batch_events.consume(rt, app, queue, "q") == {batch_events.CHECKED: 3}
     assert sorted(queue.deleted) == ["0", "1", "2"]
     batch.calls.clear()
     for n in range(3):
@@ -419,7 +419,7 @@ def test_a_queue_policy_letting_others_send_is_a_problem(
 
 
 def test_only_the_jobs_of_a_target_whose_events_flow_wait_for_events(
-    rt: Runtime, batch: FakeBatch
+    rt: ProcessRuntime, batch: FakeBatch
 ) -> None:
     from poller.core.schedule import next_check
 

@@ -9,14 +9,14 @@ from types import SimpleNamespace
 
 import pytest
 
+from poller import runtime
 from poller.app import app
-from poller.core import runtime
-from poller.worker import events_process
+from poller.worker import batch_events_process
 from tests.conftest import configured_for, eventually
 
 
 @pytest.fixture
-def step() -> Iterator[events_process.EventsStep]:
+def step() -> Iterator[batch_events_process.EventsStep]:
     # An events queue nobody answers at: the receivers fail and back off, the process lives on
     env = {
         "POLLER_EVENTS_QUEUE_URL": "http://127.0.0.1:9/123456789012/nowhere",
@@ -25,7 +25,7 @@ def step() -> Iterator[events_process.EventsStep]:
     }
     with configured_for(env):
         worker = SimpleNamespace(app=app)
-        events = events_process.EventsStep(worker)
+        events = batch_events_process.EventsStep(worker)
         events.start(worker)
         try:
             yield events
@@ -34,7 +34,7 @@ def step() -> Iterator[events_process.EventsStep]:
 
 
 def test_the_events_process_is_restarted_when_it_dies_and_stopped_with_the_worker(
-    step: events_process.EventsStep,
+    step: batch_events_process.EventsStep,
 ) -> None:
     # Given the worker's events process
     first = step._process
@@ -44,7 +44,7 @@ def test_the_events_process_is_restarted_when_it_dies_and_stopped_with_the_worke
     # Then the worker starts another one within seconds
     again = eventually(
         lambda: step._process if step._process is not first and step._process.is_alive() else None,
-        timeout=events_process.WATCH_SECONDS * 5,
+        timeout=batch_events_process.WATCH_SECONDS * 5,
     )
     # And stopping the worker stops it, in about STOP_GRACE
     step.stop(worker=None)
@@ -54,7 +54,7 @@ def test_the_events_process_is_restarted_when_it_dies_and_stopped_with_the_worke
 def test_no_events_queue_no_process() -> None:
     with configured_for({}):
         worker = SimpleNamespace(app=app)
-        events = events_process.EventsStep(worker)
+        events = batch_events_process.EventsStep(worker)
         events.start(worker)
         assert events._process is None
         events.stop(worker)
@@ -63,15 +63,15 @@ def test_no_events_queue_no_process() -> None:
 def test_the_events_process_stops_on_its_own_once_its_worker_is_gone() -> None:
     env = {"POLLER_EVENTS_QUEUE_URL": "http://127.0.0.1:9/1/q", "AWS_DEFAULT_REGION": "us-east-1"}
     with configured_for(env):
-        fork = events_process._FORK
+        fork = batch_events_process._FORK
         stop, worker_end = fork.Pipe(duplex=False)
-        orphan = fork.Process(target=events_process.run_process, args=(app, stop, worker_end))
+        orphan = fork.Process(target=batch_events_process.run_process, args=(app, stop, worker_end))
         orphan.start()
         stop.close()
         # When its worker goes away without a word (its end of the pipe closes with it)
         worker_end.close()
         # Then the events process ends on its own, its receivers given STOP_GRACE
-        orphan.join(timeout=events_process.STOP_GRACE + 5)
+        orphan.join(timeout=batch_events_process.STOP_GRACE + 5)
         assert orphan.exitcode == 0
 
 
@@ -80,7 +80,7 @@ def test_a_forked_process_builds_its_own_runtime() -> None:
     env = {"POLLER_EVENTS_QUEUE_URL": "http://127.0.0.1:9/1/q", "AWS_DEFAULT_REGION": "us-east-1"}
     with configured_for(env):
         built = runtime.get_runtime()
-        fork = events_process._FORK
+        fork = batch_events_process._FORK
         answer, child_end = fork.Pipe(duplex=False)
         # When it forks (as the worker forks its events process, or a prefork pool its children)
         child = fork.Process(
@@ -100,8 +100,10 @@ def test_several_queues_share_the_receivers_each_getting_one_at_least(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     received: list[str] = []
-    monkeypatch.setattr(events_process.Receivers, "loop", lambda self, url: received.append(url))
-    receivers = events_process.Receivers(app)
+    monkeypatch.setattr(
+        batch_events_process.Receivers, "loop", lambda self, url: received.append(url)
+    )
+    receivers = batch_events_process.Receivers(app)
     for thread in receivers.run(1, ["q-east", "q-west"]) + receivers.run(3, ["q-east", "q-west"]):
         thread.join(timeout=5)
     assert sorted(received) == ["q-east", "q-east", "q-east", "q-west", "q-west"]

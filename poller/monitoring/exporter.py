@@ -31,7 +31,7 @@ from poller.monitoring.dead_letters import DeadLetterCollector
 from poller.settings import DEFAULT_CALL_RATES, Settings
 from poller.store import JobStore
 from poller.store.budget import OUTCOMES as BUDGET_OUTCOMES
-from poller.store.metrics import EVENT_OUTCOMES, Histogram, Snapshot
+from poller.store.counters import EVENT_OUTCOMES, Histogram, Snapshot
 
 logger = logging.getLogger(__name__)
 

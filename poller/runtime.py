@@ -1,4 +1,7 @@
-"""The process's wiring: its settings, its job store and its Batch client, built once.
+"""The composition root: the process's settings, job store, Batch clients and announcer.
+
+Built here, at the top, and handed down: the core sees them only through its Protocols
+(:class:`poller.core.ports.Runtime`, :class:`poller.core.ports.Batch`).
 
 Built on first use, and again in a process forked from one that built them (a prefork pool's,
 the worker's events process): the parent's Batch client and its call counter hold sockets, a timer
@@ -9,26 +12,36 @@ caches (:func:`poller.testing.stack.configure_process`).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache, partial
 
+from poller import signals
 from poller.aws.aws_calls import CallCounter
-from poller.aws.batch import Batch, BatchClient
+from poller.aws.batch import BatchClient
 from poller.aws.targets import Targets
+from poller.core.ports import Batch
 from poller.models import JobRecord, Limits
+from poller.models.announcement import Announcement
 from poller.settings import Settings, get_settings
 from poller.store import JobStore
 
 
 @dataclass
-class Runtime:
-    """What the lifecycle needs: settings, the job store and Batch clients (the default
-    session's, and ``targets`` for jobs naming a profile or region)."""
+class ProcessRuntime:
+    """The core's :class:`~poller.core.ports.Runtime` in a process: settings, the job store,
+    Batch clients (the default session's, and ``targets`` for jobs naming a profile or
+    region), and ``announcer``, which sends stored announcements as signals."""
 
     settings: Settings
     store: JobStore
     batch: Batch
     targets: Targets | None = None
+    announcer: Callable[[Sequence[Announcement]], None] = signals.send
+
+    def announce(self, announcements: Sequence[Announcement]) -> None:
+        """Send the signals of announcements just stored."""
+        self.announcer(announcements)
 
     def batch_for(self, record: JobRecord) -> Batch:
         """The Batch client of the job's AWS target."""
@@ -45,11 +58,7 @@ class Runtime:
     @property
     def limits(self) -> Limits:
         """The check's time limits, from settings."""
-        return Limits(
-            not_found_grace=self.settings.not_found_grace,
-            stuck_after=self.settings.stuck_after,
-            give_up_when_stuck=self.settings.give_up_when_stuck,
-        )
+        return self.settings.limits
 
 
 def store_from_settings(settings: Settings) -> JobStore:
@@ -69,7 +78,7 @@ def get_store() -> JobStore:
 
 
 @lru_cache(maxsize=1)
-def get_runtime() -> Runtime:
+def get_runtime() -> ProcessRuntime:
     """This process's runtime, created on first use."""
     settings = get_settings()
     store = get_store()
@@ -86,7 +95,7 @@ def get_runtime() -> Runtime:
         lambda session, region: create(session=session, region_name=region),
         allowed=settings.aws_profiles,
     )
-    return Runtime(settings=settings, store=store, batch=default, targets=targets)
+    return ProcessRuntime(settings=settings, store=store, batch=default, targets=targets)
 
 
 def _forget_in_child() -> None:

@@ -1,14 +1,15 @@
-"""The worker's Batch events receivers, in a process of their own.
+"""The worker's receivers of AWS Batch's events, in a process of their own.
 
-Applying events costs CPU (SQS calls through botocore, records parsed and written): in the
-worker's own process it competed for the GIL with Celery's consumer loop, which then fetched
-submissions and checks late (a 5,000-job burst: the loop reserved 3-5 messages out of its
-prefetch, most of the GIL going to the receivers). :class:`EventsStep` forks one process at
-worker start, which runs ``POLLER_EVENTS_RECEIVERS`` receiver threads (each long-polls SQS and
-applies a batch at a time, :func:`poller.worker.events.consume`); it is forked, so it keeps the worker's
-settings, logging and the app's signal receivers (``POLLER_IMPORTS``), and signals fire in it.
-The worker restarts it if it dies; it stops with the worker, or on its own when the worker is
-gone.
+:class:`EventsStep` forks one process at worker start, which runs ``POLLER_EVENTS_RECEIVERS``
+receiver threads (each long-polls SQS and applies a batch at a time,
+:func:`poller.worker.batch_events.consume`). It is forked, so it keeps the worker's settings,
+logging and the app's signal receivers (``POLLER_IMPORTS``), and signals fire in it. The worker
+restarts it if it dies; it stops with the worker, or on its own when the worker is gone.
+
+A process of their own, not threads of the worker's: applying events costs CPU (SQS calls
+through botocore, records parsed and written), and in the worker's process it would take the GIL
+from Celery's consumer loop, which would then fetch submissions and checks late
+(docs/performance.md).
 """
 
 from __future__ import annotations
@@ -26,9 +27,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 from celery import bootsteps
 
 from poller.aws.sqs import sqs_client
-from poller.core.runtime import get_runtime
+from poller.runtime import get_runtime
 from poller.settings import get_settings
-from poller.worker.events import consume
+from poller.worker.batch_events import consume
 
 logger = logging.getLogger(__name__)
 

@@ -25,22 +25,6 @@ from poller.models import (
 from poller.settings import Settings
 
 
-def default_poll(settings: Settings) -> dict[str, Any]:
-    """The poll policy fields from settings, as PollPolicy keyword arguments."""
-    return {
-        "initial_delay": settings.poll_initial_delay,
-        "max_delay": settings.poll_max_delay,
-        "factor": settings.poll_factor,
-        "jitter": settings.poll_jitter,
-        "max_checks": settings.poll_max_checks,
-        "max_wait": settings.poll_max_wait,
-        "terminate_on_give_up": settings.poll_terminate_on_give_up,
-        # The fleet's stuck_after with give_up_when_stuck is the per-job max_runnable's default
-        "max_runnable": settings.stuck_after if settings.give_up_when_stuck else None,
-        "align": settings.poll_align,
-    }
-
-
 def resubmit_policy(settings: Settings, kwargs: dict[str, Any]) -> ResubmitPolicy | None:
     """The job's ``resubmit`` (or POLLER_RESUBMIT's); InvalidJobSpec names a bad field."""
     return validate_resubmit(kwargs.get("resubmit"), settings.resubmit)
@@ -64,7 +48,7 @@ def validate(
     check_request(spec)  # nested AWS values against botocore's model of SubmitJob
     if spec.aws_profile is not None:
         check_profile(spec.aws_profile, settings.aws_profiles)
-    policy = validate_poll(poll, default_poll(settings), settings.countdown_limit)
+    policy = validate_poll(poll, settings.poll_policy, settings.countdown_limit)
     if idempotency_key is not None and not isinstance(idempotency_key, str):
         raise InvalidJobSpec(
             "invalid job spec: idempotency_key: must be a string", "idempotency_key"

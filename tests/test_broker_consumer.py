@@ -12,7 +12,7 @@ from celery.worker.consumer import Consumer as CeleryConsumer
 from kombu import Message
 from kombu.asynchronous import Hub
 
-from poller.worker.consumer import Consumer
+from poller.worker.broker_consumer import Consumer
 
 DETACHED = "'NoneType' object has no attribute 'hostname'"  # kombu's _connparams, no transport
 
@@ -102,7 +102,7 @@ def test_an_ack_pending_on_a_lost_connection_is_logged_not_raised_into_the_loop(
     log = logging.getLogger("celery.worker")
     consumer.call_soon_ack(getattr(message, operation), log, (ConnectionError,), *args)
     # When the event loop runs it
-    with caplog.at_level(logging.WARNING, logger="poller.worker.consumer"):
+    with caplog.at_level(logging.WARNING, logger="poller.worker.broker_consumer"):
         run_ready_callbacks(hub)
     # Then the loop carries on, and the log says what happened to the message
     assert "of message tag-7 failed (its broker connection was lost)" in caplog.text
@@ -111,7 +111,7 @@ def test_an_ack_pending_on_a_lost_connection_is_logged_not_raised_into_the_loop(
 
 def test_celerys_own_consumer_lets_that_failure_end_the_loop(hub: Hub) -> None:
     # This pins the upstream bug poller's consumer works around: when a Celery release stops
-    # raising here, this test fails, and poller.worker.consumer's call_soon_ack can go.
+    # raising here, this test fails, and poller.worker.broker_consumer's call_soon_ack can go.
     consumer = consumer_on(hub, CeleryConsumer)
     message = message_on_lost_channel()
     consumer.call_soon_ack(message.ack_log_error, logging.getLogger(), (ConnectionError,))

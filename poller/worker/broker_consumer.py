@@ -1,24 +1,23 @@
-"""The worker's message consumer: Celery's own, kept alive across a broker restart.
+"""The worker's broker consumer: Celery's own, kept alive across a lost broker connection.
 
-Celery 5.7.0 (kombu 5.7.0, the newest releases) lets a Redis restart end the worker in two ways.
-Both come from the same state: after a lost connection, ``collect()`` detaches its transport,
-and any later operation on its channel fails in kombu's ``_connparams`` with
-``AttributeError: 'NoneType' object has no attribute 'hostname'``, which is not one of the
-connection errors Celery and kombu catch.
+Once a broker connection is lost, kombu detaches its transport, and any later operation on its
+channel raises ``AttributeError`` (from kombu's ``_connparams``), which is none of the connection
+errors Celery and kombu catch. Two such operations would end the worker:
 
-- **The close of the lost connection** (``on_connection_error_after_connected``): it escapes
-  ``ignore_errors`` and stops the consumer for good while the process lives on.
-- **An ack, reject or requeue of a task that was running across the restart**
-  (``task_acks_late``): Celery queues it on the event loop with ``call_soon_ack``; there it
-  raises out of the loop, the worker logs ``Unrecoverable error`` and exits.
+- **the close of the lost connection** (``on_connection_error_after_connected``): it escapes
+  ``ignore_errors`` and stops the consumer for good while the process lives on;
+- **an ack, reject or requeue of a task that ran across the loss** (``task_acks_late``): Celery
+  queues it on the event loop with ``call_soon_ack``, where it raises out of the loop and the
+  worker exits with ``Unrecoverable error``.
 
-Both are made to log a warning instead. Nothing is lost by skipping them: the message of a
-skipped ack stays in Redis's unacked index and is delivered again once the visibility timeout
-passes (kombu's restore sweep, tuned by :func:`poller.app.celery_config` to run every few
-seconds; with the fault suite's 8 s timeout such messages came back 4-8 s after the restart),
-where the check's fence drops it as already done; the reconciler re-sends checks that are
-overdue meanwhile. ``tests/test_consumer.py`` makes both failures happen as kombu does,
-and ``tests/faults/test_redis_restart.py`` restarts Redis under a running worker.
+:class:`Consumer` logs a warning for each instead and goes on. Skipping them loses nothing: the
+message of a skipped ack stays in the broker's unacked index and is delivered again once the
+visibility timeout passes (kombu's restore sweep, which :func:`poller.app.celery_config` runs
+every few seconds), where the check's fence drops it as already done; the reconciler re-sends
+checks that are overdue meanwhile. ``tests/test_broker_consumer.py`` raises both as kombu does,
+and ``tests/faults/test_redis_restart.py`` restarts Redis under a running worker. The Celery
+releases this applies to, and how soon such messages come back, are in the manual
+(docs/operations/reliability.md, "Broker restarts").
 """
 
 from __future__ import annotations
@@ -37,7 +36,8 @@ class Consumer(CeleryConsumer):
     """Celery's consumer, surviving operations on a connection a broker restart has lost."""
 
     def on_connection_error_after_connected(self, exc: Any) -> None:
-        """Drop the lost connection as Celery does; its close may fail as described above."""
+        """Drop the lost connection as Celery does; a close that fails on the detached
+        transport is logged, and the consumer reconnects."""
         lost = self.connection
         if lost is not None:
             # ignore_errors() looks the method up on the instance: this shadows it for this close.

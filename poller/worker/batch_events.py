@@ -3,20 +3,20 @@
 AWS publishes every job transition as a "Batch Job State Change" event (EventBridge, source
 ``aws.batch``, at least once, in any order, none for the submission); a rule sends them to an SQS
 queue (``poller events setup``), which every worker long-polls when ``POLLER_EVENTS_QUEUE_URL``
-is set (in a process of its own: :mod:`poller.worker.events_process`). Events go through the same apply
-path as a check's observation, a received batch in one transaction
-(:func:`poller.core.event_apply.apply_events`): never backwards, a duplicate or stale event changes
-nothing, each transition and signal happens once. A terminal event sends the job's check at once,
-which produces its Celery result and continues its canvas.
+is set (in a process of its own: :mod:`poller.worker.batch_events_process`). Events go through
+the same apply path as a check's observation, a received batch in one transaction
+(:func:`poller.core.event_apply.apply_events`): never backwards, a duplicate or stale event
+changes nothing, each transition and signal happens once. A terminal event sends the job's
+check at once, which produces its Celery result and continues its canvas.
 
 A message is deleted only after its change is stored; one that cannot be handled yet (Redis
 down) comes back after the queue's visibility timeout. Events of jobs poller does not track and
 malformed bodies are counted, logged and deleted: nothing blocks the queue. While events flow,
 checks wait ``events_poll_max_delay`` (polling is the safety net); after ``events_silence``
 without any, or with the queue unreachable, they go back to the poll policy. Events received late
-(a backlog) still flow: polling every tracked job at the poll policy's cap while they catch up
-added work a large fleet cannot afford (100,000 jobs: thousands of checks a second, which
-starved the submissions, whose events then stopped, and polling never ended).
+(a backlog) still count as flowing: going back to the poll policy while they catch up would ask
+for a check of every tracked job at the policy's cap, more than a large fleet can run beside its
+submissions (docs/operations/events.md).
 """
 
 from __future__ import annotations
@@ -27,13 +27,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
-from poller.aws.batch import TRACKING_TAG
 from poller.aws.batch_wire import MalformedInput, parse_event
 from poller.aws.sqs import WAIT_SECONDS
 from poller.core import event_apply, tracking
-from poller.core.runtime import Runtime
-from poller.models import BatchJobView, JobRecord
-from poller.store.metrics import (
+from poller.models import TRACKING_TAG, BatchJobView, JobRecord
+from poller.runtime import ProcessRuntime
+from poller.store.counters import (
     APPLIED,
     CHECKED,
     DUPLICATE,
@@ -68,12 +67,14 @@ def parse(body: str) -> BatchEvent | None:
     return BatchEvent(view, (event.detail.tags or {}).get(TRACKING_TAG))
 
 
-def handle(rt: Runtime, app: Any, body: str) -> str:
+def handle(rt: ProcessRuntime, app: Any, body: str) -> str:
     """Apply one event body; returns its outcome (the message is deleted unless EARLY)."""
     return apply_all(rt, app, [(body, parse(body))])[0]
 
 
-def apply_all(rt: Runtime, app: Any, received: list[tuple[str, BatchEvent | None]]) -> list[str]:
+def apply_all(
+    rt: ProcessRuntime, app: Any, received: list[tuple[str, BatchEvent | None]]
+) -> list[str]:
     """Apply a batch of events (each body, parsed: None when it is not one) together; returns
     each one's outcome, in order.
 
@@ -148,7 +149,7 @@ def _outcome(
     return APPLIED
 
 
-def consume(rt: Runtime, app: Any, sqs: Any, queue_url: str) -> Counter[str]:
+def consume(rt: ProcessRuntime, app: Any, sqs: Any, queue_url: str) -> Counter[str]:
     """Receive one batch of messages (long poll), apply them together, delete them; count
     outcomes."""
     response = sqs.receive_message(

@@ -1,4 +1,4 @@
-"""Part of the store: the fleet's job metrics, kept in Redis.
+"""Part of the store: the counters behind the fleet's job metrics, kept in Redis.
 
 A record change is counted in the same MULTI as the change itself (:func:`count_change`), so any
 number of workers on any number of hosts neither double-count (a change is stored once) nor
@@ -20,7 +20,7 @@ lose one (a crash loses the change and its count together). Keys (``<p>`` the ke
     <p>:metrics:workers              sorted set: worker hostname -> when it last said it runs
 
 Labels are bounded: statuses, job queues, regions, operations and outcomes, never a job's id or
-name. A count stored before regions were counted reads as region "". A job queue is a label value
+name. A count stored without a region reads as region "". A job queue is a label value
 only once AWS accepted a job for it (a refused job counts under job queue ""), label values are
 escaped in the hash fields (``|`` separates them), and a scrape shows at most
 ``MAX_LABEL_VALUES`` job queues and as many regions, the busiest; the others add up under
@@ -42,8 +42,8 @@ FINISHED = "metrics:finished"
 TRANSITIONS = "metrics:transitions"
 FINISHED_TOTAL = "metrics:finished_total"
 FAILURES = "metrics:failures"
-# Bucket indexes are stored: with new bounds the key changes (counts under "metrics:hist" were
-# made for other bounds and are not read).
+# Bucket indexes are stored, not bounds: other bounds need another key name (counts under an
+# earlier one, "metrics:hist", are for other bounds and never read).
 HISTOGRAM = "metrics:histogram"
 JOB_QUEUES = "metrics:job_queues"
 AWS_CALLS = "metrics:aws_calls"
@@ -79,7 +79,7 @@ BUCKETS: dict[str, tuple[float, ...]] = {
     "job_run_seconds": _BATCH_TIMES,
 }
 
-# What became of a Batch state-change event (poller.worker.events), counted by outcome
+# What became of a Batch state-change event (poller.worker.batch_events), counted by outcome
 APPLIED = "applied"  # it moved the job forward
 DUPLICATE = "duplicate"  # a duplicate, or older than what is recorded: nothing changed
 UNKNOWN_JOB = "unknown_job"  # not a job poller tracks (another app's, an array child)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from poller.worker.worker_start import EX_CONFIG, import_app_modules
+from poller.worker.startup import EX_CONFIG, import_app_modules
 from tests.fakes import settings
 
 # No AWS settings from this machine, no instance metadata lookups, a broker never reached.
