@@ -56,7 +56,7 @@ def run(jobs: int, workers: int, budget: bool, overrides: dict[str, str]) -> dic
                 ids = submit_all(workload, workload.durations(), progress)
                 records = wait_all(ids, progress, "tracking", timeout=jobs / 10 + 900)
             stats = batch.stats()
-            counts = get_store().budget_counts()
+            counts = get_store().budget.budget_counts()
         finally:
             for worker in fleet:
                 worker.stop(timeout=60)

@@ -149,7 +149,7 @@ def run(
             stats = batch.stats()
             calls = stats["calls"]
             published = stats.get("events", {}).get("published", 0)
-            handled = get_store().event_counts()
+            handled = get_store().fleet.event_counts()
             peaks.stopping.set()
         finally:
             for worker in workers:

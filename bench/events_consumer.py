@@ -245,7 +245,7 @@ def main() -> None:
         profile = cProfile.Profile()
         with console.status(f"{sources[0]}: {len(profiled)} events under cProfile"):
             profiled_seconds, _ = profile.runcall(drain, rt, sqs, url, len(profiled))
-        counts = rt.store.event_counts()
+        counts = rt.store.fleet.event_counts()
     per_job = LIFECYCLES[args.lifecycle]
     table = Table(
         title=f"events consumer: {len(per_job) * args.jobs} events of {args.jobs} jobs per run "

@@ -82,7 +82,7 @@ def get_runtime() -> ProcessRuntime:
     """This process's runtime, created on first use."""
     settings = get_settings()
     store = get_store()
-    counter = CallCounter(store) if settings.metrics else None
+    counter = CallCounter(store.counters) if settings.metrics else None
     create = partial(
         BatchClient.create,
         max_attempts=settings.aws_max_attempts,

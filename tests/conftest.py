@@ -102,7 +102,7 @@ def budget_clock(rt: ProcessRuntime, monkeypatch: pytest.MonkeyPatch) -> Clock:
     buckets of ``rt``'s store read it instead of Redis's clock, and the submission turns kept
     in records (:func:`poller.core.budget.take_submit_turn`) instead of the wall clock."""
     clock = Clock()
-    rt.store.budget_clock = clock
+    rt.store.budget.budget_clock = clock
     monkeypatch.setattr(budget, "utcnow", clock.utcnow)
     return clock
 

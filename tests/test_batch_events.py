@@ -121,9 +121,9 @@ def test_while_events_flow_checks_wait_the_events_cap_without_a_countdown(
     rt.settings = settings(events_queue_url="http://sqs/q", events_poll_max_delay=600)
     # the policy, 1 s x 2^3 (no jitter), as a countdown message
     assert schedule.next_check(rt, record, 3) == (8, False)
-    rt.store.note_events_flowing(60, [FAKE_TARGET])
+    rt.store.fleet.note_events_flowing(60, [FAKE_TARGET])
     assert schedule.next_check(rt, record, 3) == (600, True)  # the events cap; events carry it
-    rt.store.note_events_stopped()
+    rt.store.fleet.note_events_stopped()
     assert schedule.next_check(rt, record, 3) == (8, False)
 
 
@@ -152,15 +152,15 @@ def test_events_flow_whether_fresh_or_a_backlog(
     # Fresh events: flowing, and the message deleted
     queue = OneBatchQueue([fresh])
     assert batch_events.consume(rt, app, queue, "q") == {batch_events.APPLIED: 1}
-    assert rt.store.events_flowing() and queue.deleted == ["0"]
-    assert rt.store.events_flowing(*FAKE_TARGET)  # from the event's own account and region
-    assert not rt.store.events_flowing(FAKE_TARGET[0], "us-west-2")
+    assert rt.store.fleet.events_flowing() and queue.deleted == ["0"]
+    assert rt.store.fleet.events_flowing(*FAKE_TARGET)  # from the event's own account and region
+    assert not rt.store.fleet.events_flowing(FAKE_TARGET[0], "us-west-2")
     # A backlog (the newest event received is days old) flows too: checking every tracked job
     # at the poll policy's cap while the events catch up is work a large fleet cannot afford
-    rt.store.note_events_stopped()
+    rt.store.fleet.note_events_stopped()
     old = event(record, "RUNNING")  # published 2026-11-26T13:00:00Z
     batch_events.consume(rt, app, OneBatchQueue([old]), "q")
-    assert rt.store.events_flowing()
+    assert rt.store.fleet.events_flowing()
     assert rt.store.get("t1").status is JobStatus.RUNNING
 
 
@@ -426,7 +426,7 @@ def test_only_the_jobs_of_a_target_whose_events_flow_wait_for_events(
     rt = replace(rt, settings=settings(events_queue_url="https://sqs.local/q"))
     record = running(rt, batch)  # us-east-1, FakeBatch's account
     west = record.model_copy(update={"aws_region": "us-west-2"})
-    rt.store.note_events_flowing(60, [FAKE_TARGET])
+    rt.store.fleet.note_events_flowing(60, [FAKE_TARGET])
 
     assert next_check(rt, record)[1] is True  # its events flow: the safety net's delay
     delay, by_events = next_check(rt, west)
@@ -434,5 +434,5 @@ def test_only_the_jobs_of_a_target_whose_events_flow_wait_for_events(
     unknown = record.model_copy(update={"aws_account": None})
     assert next_check(rt, unknown)[1] is False
     # A queue out of reach stops them all at once
-    rt.store.note_events_stopped()
+    rt.store.fleet.note_events_stopped()
     assert next_check(rt, record)[1] is False

@@ -38,7 +38,7 @@ def clock() -> Clock:
 def store(poller_redis_client: redis.Redis, clock: Clock) -> JobStore:
     prefix = f"budget-test-{time.monotonic_ns()}"
     store = JobStore(poller_redis_client, prefix=prefix, record_ttl=60)
-    store.budget_clock = clock
+    store.budget.budget_clock = clock
     return store
 
 
@@ -49,10 +49,10 @@ def test_a_bucket_reads_redis_clock_unless_a_test_moves_its_own(
     fleet = JobStore(poller_redis_client, prefix="budget-test-fleet", record_ttl=60)
     behind = JobStore(poller_redis_client, prefix="budget-test-behind", record_ttl=60)
     clock.advance(-86_400)
-    behind.budget_clock = clock
+    behind.budget.budget_clock = clock
     # When each takes a token
-    fleet.take_call("SubmitJob", TARGET, rate=10, burst=10)
-    behind.take_call("SubmitJob", TARGET, rate=10, burst=10)
+    fleet.budget.take_call("SubmitJob", TARGET, rate=10, burst=10)
+    behind.budget.take_call("SubmitJob", TARGET, rate=10, burst=10)
     seconds, micros = poller_redis_client.time()
 
     # Then the worker's bucket was filled at Redis's time, the test's at its own clock's
@@ -64,22 +64,22 @@ def test_a_bucket_reads_redis_clock_unless_a_test_moves_its_own(
 
 
 def test_a_bucket_gives_its_burst_then_turns_one_token_apart(store: JobStore) -> None:
-    taken = [store.take_call("SubmitJob", TARGET, rate=10, burst=10) for _ in range(10)]
+    taken = [store.budget.take_call("SubmitJob", TARGET, rate=10, burst=10) for _ in range(10)]
     assert taken == [0.0] * 10
     # Turns: one token apart, first come first served, at HEADROOM of the rate (for calls
     # bunched on their way to AWS)
-    turns = [store.take_call("SubmitJob", TARGET, 10, 10, mode="turn") for _ in range(5)]
+    turns = [store.budget.take_call("SubmitJob", TARGET, 10, 10, mode="turn") for _ in range(5)]
     assert turns == pytest.approx([n / FILL for n in range(1, 6)], abs=EXACT)
     # A turn takes no token: asking (take) says when the next token comes
-    assert store.take_call("SubmitJob", TARGET, rate=10, burst=10) == pytest.approx(
+    assert store.budget.take_call("SubmitJob", TARGET, rate=10, burst=10) == pytest.approx(
         1 / FILL, abs=EXACT
     )
-    counts = store.budget_counts()
+    counts = store.budget.budget_counts()
     assert counts[("SubmitJob", "taken")] == 10 and counts[("SubmitJob", "waited")] == 6
 
 
 def test_turns_leave_the_tokens_there_for_calls_that_bunch(store: JobStore) -> None:
-    turns = [store.take_call("SubmitJob", TARGET, 10, 10, mode="turn") for _ in range(4)]
+    turns = [store.budget.take_call("SubmitJob", TARGET, 10, 10, mode="turn") for _ in range(4)]
     # Even a full bucket gives turns one token apart: AWS's own bucket stays full, and takes
     # up the calls that reach it together
     assert turns == pytest.approx([n / FILL for n in range(4)], abs=EXACT)
@@ -87,25 +87,25 @@ def test_turns_leave_the_tokens_there_for_calls_that_bunch(store: JobStore) -> N
 
 def test_a_missed_turn_leaves_its_token_for_the_next_caller(store: JobStore, clock: Clock) -> None:
     for _ in range(10):
-        store.take_call("SubmitJob", TARGET, rate=10, burst=10)
-    first = store.take_call("SubmitJob", TARGET, 10, 10, mode="turn")
-    second = store.take_call("SubmitJob", TARGET, 10, 10, mode="turn")
+        store.budget.take_call("SubmitJob", TARGET, rate=10, burst=10)
+    first = store.budget.take_call("SubmitJob", TARGET, 10, 10, mode="turn")
+    second = store.budget.take_call("SubmitJob", TARGET, 10, 10, mode="turn")
     clock.advance(second + 0.02)
     # The first caller never came: both tokens are there for the second (and one more caller)
     assert first < second
-    assert store.take_call("SubmitJob", TARGET, rate=10, burst=10) == 0.0
-    assert store.take_call("SubmitJob", TARGET, rate=10, burst=10) == 0.0
-    assert store.take_call("SubmitJob", TARGET, rate=10, burst=10) > 0
+    assert store.budget.take_call("SubmitJob", TARGET, rate=10, burst=10) == 0.0
+    assert store.budget.take_call("SubmitJob", TARGET, rate=10, burst=10) == 0.0
+    assert store.budget.take_call("SubmitJob", TARGET, rate=10, burst=10) > 0
 
 
 def test_callers_late_together_never_take_more_than_the_bucket(
     store: JobStore, clock: Clock
 ) -> None:
     for _ in range(10):
-        store.take_call("SubmitJob", TARGET, rate=10, burst=10)
-    turns = [store.take_call("SubmitJob", TARGET, 10, 10, mode="turn") for _ in range(5)]
+        store.budget.take_call("SubmitJob", TARGET, rate=10, burst=10)
+    turns = [store.budget.take_call("SubmitJob", TARGET, 10, 10, mode="turn") for _ in range(5)]
     clock.advance(turns[1] + 0.02)  # all five come at once, three of them late
-    answers = [store.take_call("SubmitJob", TARGET, rate=10, burst=10) for _ in range(5)]
+    answers = [store.budget.take_call("SubmitJob", TARGET, rate=10, burst=10) for _ in range(5)]
     assert answers[:2] == [0.0, 0.0] and all(wait > 0 for wait in answers[2:])
 
 
@@ -118,30 +118,30 @@ def test_a_bucket_holds_half_a_second_of_calls(rt: ProcessRuntime, budget_clock:
 
 
 def test_targets_and_families_have_buckets_of_their_own(store: JobStore) -> None:
-    assert store.take_call("SubmitJob", TARGET, rate=1, burst=1) == 0.0
-    assert store.take_call("SubmitJob", TARGET, rate=1, burst=1) > 0
-    assert store.take_call("SubmitJob", "123456789012:us-west-2", rate=1, burst=1) == 0.0
-    assert store.take_call("DescribeJobs", TARGET, rate=1, burst=1) == 0.0
+    assert store.budget.take_call("SubmitJob", TARGET, rate=1, burst=1) == 0.0
+    assert store.budget.take_call("SubmitJob", TARGET, rate=1, burst=1) > 0
+    assert store.budget.take_call("SubmitJob", "123456789012:us-west-2", rate=1, burst=1) == 0.0
+    assert store.budget.take_call("DescribeJobs", TARGET, rate=1, burst=1) == 0.0
 
 
 def test_a_throttle_halves_the_rate_which_grows_back(store: JobStore) -> None:
-    store.take_call("DescribeJobs", TARGET, rate=10, burst=10)
-    store.call_throttled("DescribeJobs", TARGET, rate=10, burst=10)
+    store.budget.take_call("DescribeJobs", TARGET, rate=10, burst=10)
+    store.budget.call_throttled("DescribeJobs", TARGET, rate=10, burst=10)
     # No token left, and turns come at half the fill rate now
-    first = store.take_call("DescribeJobs", TARGET, 10, 10, mode="turn")
-    second = store.take_call("DescribeJobs", TARGET, 10, 10, mode="turn")
+    first = store.budget.take_call("DescribeJobs", TARGET, 10, 10, mode="turn")
+    second = store.budget.take_call("DescribeJobs", TARGET, 10, 10, mode="turn")
     assert first > 0 and second - first == pytest.approx(2 / FILL, abs=EXACT)
-    assert store.budget_counts()[("DescribeJobs", "throttled")] == 1
+    assert store.budget.budget_counts()[("DescribeJobs", "throttled")] == 1
     # 429s that come together (the calls already on their way) halve it once, not each time
-    store.call_throttled("DescribeJobs", TARGET, rate=10, burst=10)
-    third = store.take_call("DescribeJobs", TARGET, 10, 10, mode="turn")
+    store.budget.call_throttled("DescribeJobs", TARGET, rate=10, burst=10)
+    third = store.budget.take_call("DescribeJobs", TARGET, 10, 10, mode="turn")
     assert third - second == pytest.approx(2 / FILL, abs=EXACT)
 
 
 def test_a_stop_never_waits_and_goes_into_debt(store: JobStore) -> None:
     for _ in range(3):
-        assert store.take_call("TerminateJob", TARGET, rate=1, burst=1, mode="force") == 0.0
-    assert store.take_call("TerminateJob", TARGET, rate=1, burst=1) > 2  # the debt is paid
+        assert store.budget.take_call("TerminateJob", TARGET, rate=1, burst=1, mode="force") == 0.0
+    assert store.budget.take_call("TerminateJob", TARGET, rate=1, burst=1) > 2  # the debt is paid
 
 
 def test_a_submission_waits_its_turn_without_a_lease_or_a_call(
@@ -224,7 +224,7 @@ def test_aws_throttling_despite_the_budget_slows_the_fleet(
     with pytest.raises(BatchThrottled):
         lifecycle.submit(rt, admitted(rt, "t1"))
     assert rt.store.get("t1").submit_failures == 1
-    assert rt.store.budget_counts()[("SubmitJob", "throttled")] == 1
+    assert rt.store.budget.budget_counts()[("SubmitJob", "throttled")] == 1
 
 
 def test_without_redis_a_process_keeps_a_share_of_the_budget(rt: ProcessRuntime) -> None:
@@ -232,7 +232,10 @@ def test_without_redis_a_process_keeps_a_share_of_the_budget(rt: ProcessRuntime)
         def take_call(self, *args: object, **kwargs: object) -> float:
             raise redis.ConnectionError("down")
 
-    rt = replace(rt, store=Down(), settings=settings(aws_call_rates={"SubmitJob": 8}))  # type: ignore[arg-type]
+    class Store:
+        budget = Down()
+
+    rt = replace(rt, store=Store(), settings=settings(aws_call_rates={"SubmitJob": 8}))  # type: ignore[arg-type]
     budget._LOCAL.clear()
     budget.take(rt, "SubmitJob", "acct:region")  # 8 / 4 = 2 a second, burst 2
     budget.take(rt, "SubmitJob", "acct:region")

@@ -28,7 +28,7 @@ def rt(poller_redis_client: redis.Redis) -> ProcessRuntime:
 def observed(rt: ProcessRuntime, tracking_ids: list[str], at: datetime) -> None:
     """Store "not returned" observations of these jobs made at ``at``, as a coalesced call does."""
     window, cap = rt.settings.coalesce_window, rt.settings.poll_max_delay
-    rt.store.store_observations(
+    rt.store.observations.store_observations(
         dict.fromkeys(tracking_ids),
         at=at,
         keep_for=window + cap,

@@ -78,7 +78,7 @@ def test_overdue_checks_and_resends_are_counted(rt: ProcessRuntime, batch: FakeB
     rt.store.update(
         "late", lambda r: Change(r.model_copy(update={"next_check_at": ten_seconds_ago}))
     )
-    rt.store.count_resends(2)
+    rt.store.counters.count_resends(2)
     samples = scrape(rt)
     assert samples[("poller_reconciler_resends_total", ())] == 2
     assert samples[("poller_checks_overdue", ())] == 1

@@ -55,7 +55,7 @@ def test_signals_sent_by_their_worker_leave_nothing_to_send_again(
     ids = [event_id for _, _, event_id in received]
     assert received[-1][0] == "job_finished" and len(set(ids)) == len(ids)
     # And the outbox holds nothing for the reconciler to send again
-    assert rt.store.unsent(time.time() + 3600, limit=100) == {}
+    assert rt.store.unsent.older_than(time.time() + 3600, limit=100) == {}
 
 
 def test_only_the_events_stored_before_the_cut_are_sent_with_the_ids_they_were_stored_with(
@@ -97,7 +97,7 @@ def test_a_failure_to_note_signals_as_sent_is_logged_and_they_are_sent_again_lat
     def lost(*_: Any) -> None:
         raise redis.ConnectionError("Redis went away")
 
-    monkeypatch.setattr(rt.store, "signals_sent_each", lost)
+    monkeypatch.setattr(rt.store.unsent, "sent_each", lost)
     # Then the check still ends the job and produces its result
     assert isinstance(lifecycle.check(rt, "t1", record.checks), lifecycle.Produce)
     sent_once = list(received)

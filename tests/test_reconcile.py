@@ -37,7 +37,7 @@ def test_while_events_flow_a_job_has_no_countdown_and_its_check_is_made_in_bulk_
 ) -> None:
     # Given events flowing when a job is submitted
     rt.settings = settings(events_queue_url="http://sqs/q", events_poll_max_delay=600)
-    rt.store.note_events_flowing(60, [FAKE_TARGET])
+    rt.store.fleet.note_events_flowing(60, [FAKE_TARGET])
     record = running(rt, batch)
     # Then Batch events carry it: no countdown message, its safety-net check due in 600 s
     assert record.awaits_events
@@ -75,13 +75,13 @@ def test_once_events_stopped_checks_go_back_to_tasks_and_countdowns(
 ) -> None:
     # Given a job Batch events carry, its safety-net check due, when events stop flowing
     rt.settings = settings(events_queue_url="http://sqs/q", events_poll_max_delay=600)
-    rt.store.note_events_flowing(60, [FAKE_TARGET])
+    rt.store.fleet.note_events_flowing(60, [FAKE_TARGET])
     running(rt, batch)
     outcome = lifecycle.check(rt, "t1", 0)  # a check while events flow: the next one alike
     assert isinstance(outcome, lifecycle.Reschedule) and outcome.record.awaits_events
     record = outcome.record
     assert record.next_check_at is not None
-    rt.store.note_events_stopped()
+    rt.store.fleet.note_events_stopped()
     # When a pass runs once it is due, it sends the job's check as a task (no bulk check)
     app = RecordingApp()
     report = reconcile.reconcile(rt, app, now=record.next_check_at + timedelta(seconds=1))
@@ -102,7 +102,7 @@ def test_a_pass_checks_every_due_job_in_bulk_a_page_at_a_time_skipping_those_wit
     monkeypatch.setattr(reconcile, "BATCH", 3)
     counting = [running(rt, batch, f"c{n}") for n in range(2)]
     rt.settings = settings(events_queue_url="http://sqs/q", events_poll_max_delay=600)
-    rt.store.note_events_flowing(60, [FAKE_TARGET])
+    rt.store.fleet.note_events_flowing(60, [FAKE_TARGET])
     carried = [running(rt, batch, f"e{n}") for n in range(7)]
     assert not any(r.awaits_events for r in counting) and all(r.awaits_events for r in carried)
     for ended in (carried[1], carried[5]):

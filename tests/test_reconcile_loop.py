@@ -65,7 +65,7 @@ def test_a_worker_keeps_saying_it_runs_while_a_reconcile_pass_lasts(
         in_pass.set()
         release.wait(10)
 
-    store = SimpleNamespace(note_worker=noted.append)
+    store = SimpleNamespace(counters=SimpleNamespace(note_worker=noted.append))
     monkeypatch.setattr(reconcile, "get_runtime", lambda: SimpleNamespace(store=store))
     monkeypatch.setattr(heartbeat, "get_runtime", lambda: SimpleNamespace(store=store))
     monkeypatch.setattr(reconcile, "run_if_leader", slow_pass)

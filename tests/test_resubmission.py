@@ -289,7 +289,9 @@ def test_an_observation_of_the_replaced_batch_job_is_never_applied(
     end(rt, batch, first, HOST_LOSS)
     # A coalesced check stored what it saw of the old Batch job, under the job's tracking id
     old = batch.describe([str(first.job_id)])[str(first.job_id)]
-    rt.store.store_observations({"t1": old}, at=utcnow(), keep_for=60, again_at=utcnow())
+    rt.store.observations.store_observations(
+        {"t1": old}, at=utcnow(), keep_for=60, again_at=utcnow()
+    )
 
     outcome = lifecycle.check(rt, "t1", rt.store.get("t1").checks)
 

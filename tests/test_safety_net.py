@@ -20,7 +20,7 @@ UNTIL = float("inf")  # no deadline
 def carried(rt: ProcessRuntime, batch: FakeBatch, count: int, **poll: object) -> list[JobRecord]:
     """``count`` RUNNING jobs Batch events carry."""
     rt.settings = settings(events_queue_url="http://sqs/q", events_poll_max_delay=600)
-    rt.store.note_events_flowing(60, [FAKE_TARGET])
+    rt.store.fleet.note_events_flowing(60, [FAKE_TARGET])
     return [running(rt, batch, f"j{n}", **poll) for n in range(count)]
 
 

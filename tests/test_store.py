@@ -213,7 +213,7 @@ def test_an_unreadable_record_leaves_its_own_targets_observe_index(store: JobSto
     record = make().model_copy(update={"aws_profile": "west", "aws_region": "us-west-2"})
     store.create(record)
     store.update("t1", lambda r: tracking.submitted(r, "job-1", T0, T0))
-    index = store.observe_index("west@us-west-2")
+    index = store.observations.observe_index("west@us-west-2")
     assert store.redis.zscore(index, "t1") is not None
     raw = json.loads(store.redis.get("poller:job:t1"))
     raw["checks"] = "many"

@@ -28,7 +28,7 @@ OUTCOMES = ("ok", "throttled", "server_error", "client_error")
 
 
 class CallSink(Protocol):
-    """Where counts go (the job store)."""
+    """Where counts go (the job store's counters)."""
 
     def count_aws_calls(self, calls: dict[tuple[str, str, str], int]) -> None:
         """Add calls by (operation, outcome, region)."""

@@ -120,7 +120,7 @@ def _events_probe(queue_url: str) -> Callable[[], Any]:
             QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages", "Policy"]
         )["Attributes"]
         waiting = attributes.get("ApproximateNumberOfMessages", "?")
-        arriving = "events arriving" if get_store().events_flowing() else "no events lately"
+        arriving = "events arriving" if get_store().fleet.events_flowing() else "no events lately"
         detail = f"{arriving}; {waiting} waiting"
         for problem in policy_problems(attributes.get("Policy")):
             detail += f"; WARNING: its policy's {problem}: they could forge Batch events"

@@ -123,7 +123,7 @@ def _ask(rt: Runtime, operation: str, target: str, mode: str) -> float:
     if rate <= 0:
         return 0.0
     try:
-        return rt.store.take_call(family, target, rate, burst=_burst(rate), mode=mode)
+        return rt.store.budget.take_call(family, target, rate, burst=_burst(rate), mode=mode)
     except redis.RedisError as err:
         logger.debug("AWS call budget out of reach (%r); this process's share applies", err)
         # A stop never waits; without Redis there is no line to wait in: the token decides
@@ -146,7 +146,7 @@ def throttled(rt: Runtime, operation: str, target: str) -> None:
     if rate <= 0:
         return
     try:
-        rt.store.call_throttled(family, target, rate, burst=_burst(rate))
+        rt.store.budget.call_throttled(family, target, rate, burst=_burst(rate))
     except redis.RedisError:
         _local(family, target, rate).throttled()
     logger.info(

@@ -59,7 +59,7 @@ def observe(rt: Runtime, record: JobRecord) -> Observed:
         budget.take(rt, "DescribeJobs", budget.target_of(rt, record))
         return Observed(rt.batch_for(record).describe([record.job_id]).get(record.job_id))
     now = utcnow()
-    stored = rt.store.observation(record.tracking_id)
+    stored = rt.store.observations.observation(record.tracking_id)
     oldest = _oldest_useful(rt, record.next_check_at, now)
     if stored is not None and stored[0] >= oldest and _of_current_job(record, *stored):
         return Observed(stored[1])
@@ -71,7 +71,9 @@ def observe(rt: Runtime, record: JobRecord) -> Observed:
         # The jobs due before this one are claimed first, a page a call: come back about when
         # the call that describes it is made, and most likely find what it saw (checks due
         # together at a tick would otherwise all come back at each token)
-        pages = rt.store.due_before(record.tracking_id, record.target_key) // DESCRIBE_PAGE
+        pages = (
+            rt.store.observations.due_before(record.tracking_id, record.target_key) // DESCRIBE_PAGE
+        )
         later = pages * budget.token_interval(rt, "DescribeJobs")
         raise CallDeferred(str(deferred), deferred.wait + later) from None
     others = _claim_due(rt, record.tracking_id, now, record.target_key)
@@ -101,13 +103,15 @@ def _describe(
     except PollerError as err:
         if isinstance(err, BatchThrottled):
             budget.throttled(rt, "DescribeJobs", budget.target_of(rt, own))
-        rt.store.release_claims(list(job_ids))  # nothing observed: those checks must not wait
+        rt.store.observations.release_claims(
+            list(job_ids)
+        )  # nothing observed: those checks must not wait
         raise
     # Others keep their claims while their observation is fresh; this job's next check must not
     # wait for its own claim to expire.
-    rt.store.release_claims([own.tracking_id])
+    rt.store.observations.release_claims([own.tracking_id])
     window, cap = rt.settings.coalesce_window, rt.settings.poll_max_delay
-    rt.store.store_observations(
+    rt.store.observations.store_observations(
         {r.tracking_id: views.get(job_ids[r.tracking_id]) for r in others},
         at=now,
         keep_for=window + cap,  # as long as a late check may use it
@@ -146,7 +150,7 @@ def _claim_due(
     Returns the others' records, or None when this job is claimed by another check already.
     """
     window = rt.settings.coalesce_window
-    claimed = rt.store.claim_due(
+    claimed = rt.store.observations.claim_due(
         own,
         horizon=now + timedelta(seconds=window),
         claim_for=window,

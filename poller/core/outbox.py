@@ -48,7 +48,7 @@ def forget(store: JobStore, *changes: Change) -> None:
     out; the reconciler sends them once more, with the same event ids, after the grace.
     """
     try:
-        store.signals_sent_each({c.record.tracking_id: c.stored for c in changes})
+        store.unsent.sent_each({c.record.tracking_id: c.stored for c in changes})
     except redis.RedisError as err:
         logger.warning(
             "jobs %s: signals sent, but not noted as sent (%s): they may be sent again",
@@ -62,7 +62,7 @@ def resend_stale(rt: Runtime, stored_before: float, until: float) -> int:
     returns how many were sent."""
     store = rt.store
     sent = 0
-    for tracking_id, entries in store.unsent(stored_before, BATCH).items():
+    for tracking_id, entries in store.unsent.older_than(stored_before, BATCH).items():
         if time.monotonic() > until:
             break
         stale = [raw for raw in entries if json.loads(raw)["stored_at"] < stored_before]
@@ -74,7 +74,7 @@ def resend_stale(rt: Runtime, stored_before: float, until: float) -> int:
                 len(events),
             )  # fmt: skip
         rt.announce(events)
-        store.signals_sent(tracking_id, stale)
+        store.unsent.sent(tracking_id, stale)
         sent += len(events)
     return sent
 

@@ -45,7 +45,7 @@ def next_check(
     its region's events reach no queue poller reads) the poll policy's delay, as a countdown.
     """
     region, account = where or (record.aws_region, record.aws_account)
-    if rt.settings.events_queue_url is not None and rt.store.events_flowing(account, region):
+    if rt.settings.events_queue_url is not None and rt.store.fleet.events_flowing(account, region):
         return events_delay(rt, record), True
     return next_delay(record, check_number), False
 

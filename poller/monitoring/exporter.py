@@ -64,14 +64,14 @@ class FleetCollector(Collector):
         alone when Redis does not answer (redis_exporter's ``redis_up`` convention: the
         scrape itself succeeds, so alerts can tell "Redis down" from "exporter down")."""
         try:
-            snap = self._store.metrics_snapshot(self._overdue_after, self._alive_for)
+            snap = self._store.counters.metrics_snapshot(self._overdue_after, self._alive_for)
         except redis.RedisError:
             logger.warning("poller metrics: Redis does not answer", exc_info=True)
             yield _up(0)
             return
         yield _up(1)
         yield from _families(snap, self._default_region)
-        yield from _budget_families(self._store.budget_counts(), time.time())
+        yield from _budget_families(self._store.budget.budget_counts(), time.time())
         if self._dead_letters is not None:
             yield from self._dead_letters.collect()
 

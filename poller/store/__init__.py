@@ -1,7 +1,10 @@
 """The only owner of poller's Redis data: records, indexes, claims, observations, locks, events.
 
-No other module of poller reads or writes these keys; it may import ``poller.signals``,
-``poller.models`` and ``poller.errors`` only (import-linter's contracts in pyproject.toml). Layout (``<p>`` is the key prefix)::
+No other module of poller reads or writes these keys; it may import ``poller.models``,
+``poller.errors`` and ``poller.status`` only (import-linter's contracts in pyproject.toml).
+:class:`JobStore` owns the records; its parts, each a small class owning one kind of data on
+the same connection, are its attributes (``observations``, ``unsent``, ``fleet``,
+``counters``, ``budget``). Layout (``<p>`` is the key prefix)::
 
     <p>:job:<tracking_id>   JSON JobRecord                 (expires record_ttl after the job ends)
     <p>:jobid:<batch id>    tracking id of a Batch job id   (same expiry as its record)
@@ -68,8 +71,10 @@ from poller.store.base import (
     StoreBase,
 )
 from poller.store.budget import CallBudgets
+from poller.store.counters import FleetCounters
 from poller.store.fleet import FleetState
 from poller.store.observations import Observations
+from poller.store.unsent import UnsentSignals
 from poller.store.writes import Writes
 
 __all__ = ["Change", "JobStore", "Writes"]
@@ -86,8 +91,26 @@ class Change:
     stored: list[str] = field(default_factory=list)  # the events as the store wrote them
 
 
-class JobStore(Observations, FleetState, CallBudgets, StoreBase):
-    """Job records, their indexes and events in Redis."""
+class JobStore(StoreBase):
+    """Job records, their indexes and events in Redis; and the store's other parts, each
+    owning one kind of data on the same connection: ``observations`` (coalesced checks'
+    claims and observations), ``unsent`` (the signals' outbox), ``fleet`` (whether events flow,
+    locks), ``counters`` (the fleet's metrics counters) and ``budget`` (the AWS call budget)."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        prefix: str = "poller",
+        record_ttl: int = 604_800,
+        count_metrics: bool = True,
+    ):
+        super().__init__(client, prefix=prefix, record_ttl=record_ttl, count_metrics=count_metrics)
+        self.observations = Observations.sharing(self)
+        self.unsent = UnsentSignals.sharing(self)
+        self.fleet = FleetState.sharing(self)
+        self.counters = FleetCounters.sharing(self)
+        self.budget = CallBudgets.sharing(self)
 
     def get(self, tracking_id: str) -> JobRecord:
         """Return a job's record; JobNotFound when there is none."""
@@ -183,9 +206,9 @@ class JobStore(Observations, FleetState, CallBudgets, StoreBase):
         when = record.next_check_at.timestamp() if record.next_check_at else 0.0
         # Only submitted jobs still running need Batch observations (coalesced checks)
         if record.is_terminal or record.job_id is None:
-            target.zrem(self.observe_index(record.target_key), tracking_id)
+            target.zrem(self.observations.observe_index(record.target_key), tracking_id)
         else:
-            target.zadd(self.observe_index(record.target_key), {tracking_id: when})
+            target.zadd(self.observations.observe_index(record.target_key), {tracking_id: when})
         if record.is_terminal and record.resolved:
             target.zrem(submitted, tracking_id)
             target.zrem(queued, tracking_id)
@@ -358,7 +381,7 @@ def _observe_index(store: JobStore, raw: str | bytes) -> str:
         data = None
     fields = data if isinstance(data, dict) else {}
     profile, region = fields.get("aws_profile"), fields.get("aws_region")
-    return store.observe_index(target_key(profile, region))
+    return store.observations.observe_index(target_key(profile, region))
 
 
 def _dumped(record: JobRecord) -> str:

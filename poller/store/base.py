@@ -10,7 +10,6 @@ import redis
 from pydantic import TypeAdapter
 
 from poller.models import BatchJobView
-from poller.store import counters
 
 ACTIVE_INDEX = "active"
 QUEUED_INDEX = "queued"
@@ -19,7 +18,6 @@ CLAIM_KEY = "claim"
 OBSERVATION_KEY = "obs"
 LOCK_KEY = "lock"
 EVENTS_FLOWING_KEY = "events:flowing"
-EVENT_COUNTS_KEY = counters.EVENTS
 EVENTS_CHANNEL = "events"
 JOB_EVENTS_CHANNEL = "events:job"  # + ":<tracking id>": one job's events, for its waiters
 UNSENT_KEY = "unsent"
@@ -31,7 +29,8 @@ MAX_CONFLICT_RETRIES = 50  # optimistic-lock retries before giving up; conflicts
 
 
 class StoreBase:
-    """The connection and key prefix every part of :class:`poller.store.JobStore` shares."""
+    """A connection and key prefix: what every part of :class:`poller.store.JobStore` is
+    built on. Each part owns one kind of data under the prefix and shares the connection."""
 
     def __init__(
         self,
@@ -58,6 +57,14 @@ class StoreBase:
             health_check_interval=30,
         )
         return cls(client, **kwargs)
+
+    @classmethod
+    def sharing(cls, other: StoreBase) -> Self:
+        """A part on ``other``'s connection, prefix and settings."""
+        return cls(
+            other.redis, prefix=other.prefix, record_ttl=other.record_ttl,
+            count_metrics=other.count_metrics,
+        )  # fmt: skip
 
     def key(self, *parts: str) -> str:
         """A Redis key (or channel) under this store's prefix."""

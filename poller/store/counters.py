@@ -29,6 +29,7 @@ escaped in the hash fields (``|`` separates them), and a scrape shows at most
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -36,6 +37,7 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 from poller.models import JobRecord, JobStatus
+from poller.store.base import ACTIVE_INDEX, StoreBase
 
 JOBS = "metrics:jobs"
 FINISHED = "metrics:finished"
@@ -281,3 +283,34 @@ def _histogram(bounds: tuple[float, ...], raw: dict[str, str], shown: set[str]) 
             cumulative.append(running)
         histogram.buckets[label] = cumulative
     return histogram
+
+
+class FleetCounters(StoreBase):
+    """The fleet's counters beside the records' own (counted with each change): AWS calls,
+    the reconciler's re-sends, the workers that run; and a snapshot of every counter."""
+
+    def count_aws_calls(self, calls: dict[tuple[str, str, str], int]) -> None:
+        """Add AWS calls by (operation, outcome, region) to the fleet's counters (one round
+        trip)."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for labels, count in calls.items():
+                pipe.hincrby(self.key(AWS_CALLS), "|".join(labels), count)
+            pipe.execute()
+
+    def count_resends(self, count: int) -> None:
+        """Add messages the reconciler re-sent to the fleet's counter."""
+        if count:
+            self.redis.incrby(self.key(RESENDS), count)
+
+    def note_worker(self, hostname: str) -> None:
+        """A worker says it runs (every reconcile interval)."""
+        self.redis.zadd(self.key(WORKERS), {hostname: time.time()})
+
+    def metrics_snapshot(self, overdue_after: float, alive_for: float) -> Snapshot:
+        """Every fleet counter now; a check counts as overdue ``overdue_after`` seconds late,
+        a worker as running while it said so within ``alive_for`` seconds."""
+        now = time.time()
+        return read(
+            self.redis, self.key, now=now, kept_for=self.record_ttl,
+            overdue=(self.key(ACTIVE_INDEX), now - overdue_after), alive_for=alive_for,
+        )  # fmt: skip

@@ -1,55 +1,19 @@
-"""Part of the store: what the fleet shares beside the records: the signals' outbox, whether
-Batch events flow, the fleet's metrics counters (:mod:`poller.store.counters`) and locks."""
+"""Part of the store: what the fleet's workers note for each other: whether Batch events flow
+(and how many were handled, by outcome), and locks."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Collection
 from typing import Any
 
 from poller.store import counters
-from poller.store.base import (
-    ACTIVE_INDEX,
-    EVENT_COUNTS_KEY,
-    EVENTS_FLOWING_KEY,
-    LOCK_KEY,
-    UNSENT_KEY,
-    StoreBase,
-)
-from poller.store.writes import script
+from poller.store.base import EVENTS_FLOWING_KEY, LOCK_KEY, StoreBase
+
+EVENT_COUNTS_KEY = counters.EVENTS
 
 
 class FleetState(StoreBase):
-    """The outbox, the events flag and counters, the fleet's metrics and locks."""
-
-    # --- the signals' outbox ------------------------------------------------------------------
-
-    def signals_sent(self, tracking_id: str, entries: list[str]) -> None:
-        """Take ``entries`` (events as stored, their signals sent now) out of the job's outbox;
-        one round trip."""
-        self.signals_sent_each({tracking_id: entries})
-
-    def signals_sent_each(self, sent: dict[str, list[str]]) -> None:
-        """:meth:`signals_sent` for several jobs, in one round trip."""
-        take_out = script(self.redis, "signals_sent")
-        with self.redis.pipeline(transaction=False) as pipe:
-            for tracking_id, entries in sent.items():
-                keys = [self.key(UNSENT_KEY, tracking_id), self.key(UNSENT_KEY)]
-                take_out(keys=keys, args=[tracking_id, *entries], client=pipe)
-            pipe.execute()
-
-    def unsent(self, stored_before: float, limit: int) -> dict[str, list[str]]:
-        """Outbox entries (JSON events, with ``stored_at``) of the jobs whose oldest unsent event
-        was stored before ``stored_before`` (epoch s), by tracking id; at most ``limit`` jobs."""
-        found = self.redis.zrangebyscore(
-            self.key(UNSENT_KEY), "-inf", stored_before, start=0, num=limit
-        )
-        ids = [str(tracking_id) for tracking_id in found]
-        with self.redis.pipeline(transaction=False) as pipe:
-            for tracking_id in ids:
-                pipe.lrange(self.key(UNSENT_KEY, tracking_id), 0, -1)
-            entries = pipe.execute()
-        return {t: [str(e) for e in held] for t, held in zip(ids, entries, strict=True)}
+    """Whether Batch events flow, their counts by outcome, and the fleet's locks."""
 
     # --- Batch events -----------------------------------------------------------------------
 
@@ -114,34 +78,6 @@ class FleetState(StoreBase):
         """Batch events handled so far by every worker, by outcome."""
         counts = self.redis.hgetall(self.key(EVENT_COUNTS_KEY))
         return {str(outcome): int(count) for outcome, count in counts.items()}
-
-    # --- fleet metrics (see poller.store.counters) -------------------------------------------
-
-    def count_aws_calls(self, calls: dict[tuple[str, str, str], int]) -> None:
-        """Add AWS calls by (operation, outcome, region) to the fleet's counters (one round
-        trip)."""
-        with self.redis.pipeline(transaction=False) as pipe:
-            for labels, count in calls.items():
-                pipe.hincrby(self.key(counters.AWS_CALLS), "|".join(labels), count)
-            pipe.execute()
-
-    def count_resends(self, count: int) -> None:
-        """Add messages the reconciler re-sent to the fleet's counter."""
-        if count:
-            self.redis.incrby(self.key(counters.RESENDS), count)
-
-    def note_worker(self, hostname: str) -> None:
-        """A worker says it runs (every reconcile interval)."""
-        self.redis.zadd(self.key(counters.WORKERS), {hostname: time.time()})
-
-    def metrics_snapshot(self, overdue_after: float, alive_for: float) -> counters.Snapshot:
-        """Every fleet counter now; a check counts as overdue ``overdue_after`` seconds late,
-        a worker as running while it said so within ``alive_for`` seconds."""
-        now = time.time()
-        return counters.read(
-            self.redis, self.key, now=now, kept_for=self.record_ttl,
-            overdue=(self.key(ACTIVE_INDEX), now - overdue_after), alive_for=alive_for,
-        )  # fmt: skip
 
     def take_lock(self, name: str, seconds: float) -> bool:
         """Take the lock ``name`` for ``seconds`` unless someone holds it. It is never released:

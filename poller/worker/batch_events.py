@@ -174,7 +174,7 @@ def consume(rt: ProcessRuntime, app: Any, sqs: Any, queue_url: str) -> Counter[s
         for (_, event), outcome in zip(received, outcomes, strict=True)
         if event is not None and event.view.origin is not None and outcome != FOREIGN
     }
-    rt.store.count_events(
+    rt.store.fleet.count_events(
         Counter(outcomes), flowing_for=rt.settings.events_silence, origins=origins
     )
     return Counter(outcomes)

@@ -102,7 +102,7 @@ def _note_stopped(err: Exception) -> None:
     """An unreachable queue: events stop counting as flowing (checks use the normal cap)."""
     if isinstance(err, BotoCoreError | ClientError):
         try:
-            get_runtime().store.note_events_stopped()
+            get_runtime().store.fleet.note_events_stopped()
         except Exception:  # Redis down too: the flag expires on its own
             logger.debug("could not note that events stopped", exc_info=True)
 

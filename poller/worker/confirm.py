@@ -46,5 +46,5 @@ def ends_to_check(
         and record.job_id == view.job_id
         and from_its_target(record, view)
     }
-    rt.store.observe_now(list({r.tracking_id: r for r in checked.values()}.values()))
+    rt.store.observations.observe_now(list({r.tracking_id: r for r in checked.values()}.values()))
     return checked

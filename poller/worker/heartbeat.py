@@ -31,7 +31,7 @@ class HeartbeatStep(ThreadStep):
         interval = get_settings().reconcile_interval
         while True:
             try:
-                get_runtime().store.note_worker(self._hostname)
+                get_runtime().store.counters.note_worker(self._hostname)
             except Exception as err:  # Redis down: the gauge (and poller_up) shows it already
                 logger.debug("heartbeat not noted: %r", err)
             if self._stopping.wait(interval):

@@ -94,7 +94,7 @@ def reconcile(rt: ProcessRuntime, app: Any, now: datetime | None = None) -> Reco
             break
     checks, submits, scheduled = sent["check"], sent["submit"], sent["scheduled"]
     swept = sent["swept"]
-    rt.store.count_resends(checks + submits)
+    rt.store.counters.count_resends(checks + submits)
     if checks or submits:
         logger.warning(
             "reconcile: re-sent %d lost check(s) and %d lost submission(s)", checks, submits
@@ -118,7 +118,7 @@ def _send_due(
     late = now - grace
     due = [r for r in rt.store.records(ids) if _carried(r) or _overdue(r, late)]
     sent: Counter[str] = Counter()  # due jobs dealt with (they leave the due range)
-    flowing = rt.settings.events_queue_url is not None and rt.store.events_flowing()
+    flowing = rt.settings.events_queue_url is not None and rt.store.fleet.events_flowing()
     if flowing and any(_carried(r) for r in due):
         swept = safety_net.sweep(rt, [r for r in due if _carried(r)], now, until)
         sent["swept"] = swept.checked - swept.ended
@@ -202,7 +202,7 @@ def _resend_submit(app: Any, record: JobRecord) -> None:
 def run_if_leader(rt: ProcessRuntime, app: Any) -> ReconcileReport | None:
     """Run a pass unless another worker holds the lock for this interval."""
     # The lock expires on its own: a worker that dies holding it blocks one interval at most.
-    if not rt.store.take_lock(LOCK, rt.settings.reconcile_interval):
+    if not rt.store.fleet.take_lock(LOCK, rt.settings.reconcile_interval):
         return None
     return reconcile(rt, app)
 

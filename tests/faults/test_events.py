@@ -87,7 +87,7 @@ def wait_drained(stack: FaultStack, timeout: float = 30) -> None:
         eventually(lambda: all(int(v) == 0 for v in queue_counts(stack).values()), timeout, 0.5)
     except AssertionError:
         logs = "\n".join(f"--- {w.node_name}:\n{w.log_tail(60)}" for w in stack.workers)
-        counts = get_store().event_counts()
+        counts = get_store().fleet.event_counts()
         raise AssertionError(
             f"events queue not drained in {timeout}s: {queue_counts(stack)}; counted {counts}\n"
             f"{logs}"
@@ -123,7 +123,7 @@ def test_job_ends_are_applied_from_their_events_without_describing_them(
     # And the chain's next step ran after its job, as soon as the job's end event came
     assert after["status"] == "SUCCEEDED"
     calls = events_stack.batch.stats()["calls"]
-    counts = get_store().event_counts()
+    counts = get_store().fleet.event_counts()
     report("events only", jobs=10, describe_jobs=calls.get("DescribeJobs", 0), events=counts)
     assert calls.get("DescribeJobs", 0) == 0
     assert counts.get("applied", 0) >= 10 * 4  # PENDING .. SUCCEEDED, at least
@@ -150,7 +150,7 @@ def test_duplicated_delayed_and_dropped_events_end_every_job_once(
     assert all(history_ranks_never_go_down(r) for r in records)
     wait_drained(events_stack)
     published = events_stack.batch.stats()["events"]
-    counts = get_store().event_counts()
+    counts = get_store().fleet.event_counts()
     report("faulty events", jobs=30, published=published, handled=counts)
     assert published["duplicated"] > 0 and published["delayed"] > 0 and published["dropped"] > 0
     assert counts.get("duplicate", 0) > 0 and counts.get("applied", 0) > 0
@@ -180,7 +180,7 @@ def test_events_a_killed_worker_held_come_back_and_are_applied_once(
         sqs.set_queue_attributes(QueueUrl=url, Attributes={"VisibilityTimeout": "30"})
     # Then every job ended once, nothing went backwards, and every event published was handled
     published = events_stack.batch.stats()["events"]["published"]
-    counts = get_store().event_counts()
+    counts = get_store().fleet.event_counts()
     report("killed consumer", jobs=5, published=published, handled=counts)
     assert {r.status for r in records} == {JobStatus.SUCCEEDED}
     assert all(events_stack.finished_signals()[i] <= 1 for i in ids)
@@ -202,7 +202,9 @@ def test_malformed_and_unknown_events_are_counted_and_deleted(events_stack: Faul
     for body in ["not json", json.dumps({"source": "aws.ec2"}), json.dumps(unknown)]:
         sqs.send_message(QueueUrl=url, MessageBody=body)
     # Then they are counted, deleted, and the worker lives on
-    eventually(lambda: get_store().event_counts() == {"malformed": 2, "unknown_job": 1}, timeout=30)
+    eventually(
+        lambda: get_store().fleet.event_counts() == {"malformed": 2, "unknown_job": 1}, timeout=30
+    )
     wait_drained(events_stack)
     assert worker.is_running, worker.log_tail()
     assert "Batch event ignored" in worker.log.read_text()
@@ -221,7 +223,7 @@ def test_an_unreachable_queue_leaves_polling_in_charge(events_stack: FaultStack)
     eventually(lambda: "polling takes over" in worker.log.read_text() or None)
     assert worker.log.read_text().count("polling takes over") == 1
     assert worker.is_running, worker.log_tail()
-    assert not get_store().events_flowing()
+    assert not get_store().fleet.events_flowing()
 
 
 def test_events_setup_is_idempotent(events_stack: FaultStack) -> None:
@@ -309,7 +311,7 @@ def test_forged_job_ends_never_end_a_running_job(events_stack: FaultStack) -> No
     wait_drained(events_stack)
     # Then both are counted foreign, and the record is still RUNNING
     # (counted just after the messages are deleted)
-    eventually(lambda: get_store().event_counts().get("foreign", 0) == 2, timeout=10)
+    eventually(lambda: get_store().fleet.event_counts().get("foreign", 0) == 2, timeout=10)
     assert get_store().get(job.tracking_id).status is JobStatus.RUNNING
 
 
@@ -328,7 +330,7 @@ def test_with_confirmation_a_forged_end_from_the_jobs_own_account_changes_nothin
     send_bodies(events_stack, [json.dumps(right)])
     wait_drained(events_stack)
     # Then the job's check ran at once, DescribeJobs said RUNNING, and the record stays RUNNING
-    eventually(lambda: get_store().event_counts().get("checked", 0) == 1, timeout=10)
+    eventually(lambda: get_store().fleet.event_counts().get("checked", 0) == 1, timeout=10)
     eventually(lambda: get_store().get(job.tracking_id).checks > checks_before, timeout=20)
     assert get_store().get(job.tracking_id).status is JobStatus.RUNNING
 
@@ -350,7 +352,7 @@ def test_a_batch_of_poison_messages_drains_and_the_next_job_succeeds(
     send_bodies(events_stack, bodies)
     # Then the queue drains, each counted malformed, and the victim's record still reads
     wait_drained(events_stack)
-    eventually(lambda: get_store().event_counts().get("malformed", 0) == 10, timeout=10)
+    eventually(lambda: get_store().fleet.event_counts().get("malformed", 0) == 10, timeout=10)
     assert get_store().get(victim.tracking_id).status is JobStatus.RUNNING
     # And the next job succeeds
     (after,) = events_stack.submit(1, "after-poison", seconds=(1.0, 1.0))
@@ -404,7 +406,7 @@ def test_a_job_in_a_region_whose_events_reach_no_queue_is_polled(
         events_stack.start_worker(**slow_net)
         east = events_stack.submit(1, "east", seconds=(1.0, 1.0))[0]
         submit_job.AsyncResult(east).get(timeout=30)
-        assert get_store().events_flowing("123456789012", "us-east-1")
+        assert get_store().fleet.events_flowing("123456789012", "us-east-1")
         # When a 3-second job runs in us-west-2, whose events reach no queue poller reads
         started = time.monotonic()
         params = {"sim_seconds": "3", "seconds": "3"}
@@ -417,4 +419,4 @@ def test_a_job_in_a_region_whose_events_reach_no_queue_is_polled(
     report("job outside the events' region", seconds=f"{took:.1f}")
     assert result["status"] == "SUCCEEDED"
     assert not JobHandle(west.id).record.awaits_events
-    assert not get_store().events_flowing("123456789012", "us-west-2")
+    assert not get_store().fleet.events_flowing("123456789012", "us-west-2")

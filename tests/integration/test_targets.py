@@ -116,7 +116,7 @@ def test_one_worker_runs_jobs_in_three_regions_and_two_accounts(
         regions = {region for _, region, _ in TARGETS.values()}
         snapshot = eventually(
             lambda: (
-                (snap := store.metrics_snapshot(overdue_after=1, alive_for=10))
+                (snap := store.counters.metrics_snapshot(overdue_after=1, alive_for=10))
                 and regions <= {r for op, _, r in snap.aws_calls if op == "DescribeJobs"}
                 and snap
             ),
