@@ -68,7 +68,7 @@ def run(jobs: int, workers: int, budget: bool, overrides: dict[str, str]) -> dic
     span = (submitted[-1] - submitted[0]).total_seconds() if len(submitted) > 1 else 0.0
     admitted = sorted(r.history[0].observed_at for r in records if r.history)
     intake = (admitted[-1] - admitted[0]).total_seconds() if len(admitted) > 1 else 0.0
-    lags = [(r.finished_at - r.stopped_at).total_seconds() for r in records if r.finished_at and r.stopped_at]  # fmt: skip
+    lags = [(r.finished_at - r.batch.stopped_at).total_seconds() for r in records if r.finished_at and r.batch.stopped_at]  # fmt: skip
     succeeded = sum(1 for r in records if r.status.value == "SUCCEEDED")
     all_calls, all_throttled = sum(calls.values()), sum(throttled.values())
     return {

@@ -157,9 +157,9 @@ def run(
             os.environ.clear()
             os.environ.update(saved)
     lags = [
-        (r.finished_at - r.stopped_at).total_seconds()
+        (r.finished_at - r.batch.stopped_at).total_seconds()
         for r in records
-        if r.finished_at and r.stopped_at
+        if r.finished_at and r.batch.stopped_at
     ]
     jobs = len(records)
     return {
@@ -167,7 +167,7 @@ def run(
         "detection lag p50 (s)": quantile(lags, 0.5),
         "detection lag p99 (s)": quantile(lags, 0.99),
         "result lag p99 (s)": quantile(result_lags, 0.99),
-        "checks per job": sum(r.checks for r in records) / jobs,
+        "checks per job": sum(r.schedule.checks for r in records) / jobs,
         "worker CPU s per 1,000 jobs": cpu * 1000 / jobs,
         "worker peak RSS (MB)": peaks.rss_mb,
         "Redis peak memory (MB)": peaks.redis_mb,
@@ -189,10 +189,10 @@ def _result_lags(records: list[Any]) -> list[float]:
     lags = []
     for record in records:
         done = app.AsyncResult(record.tracking_id).date_done
-        if done is None or record.stopped_at is None:
+        if done is None or record.batch.stopped_at is None:
             continue
         done = done if done.tzinfo else done.replace(tzinfo=UTC)
-        lags.append((done - record.stopped_at).total_seconds())
+        lags.append((done - record.batch.stopped_at).total_seconds())
     return lags
 
 

@@ -232,13 +232,13 @@ def run_tracking(workload: Workload, coalesce: bool) -> RunResult:
     for record in records:
         statuses[record.status.value] = statuses.get(record.status.value, 0) + 1
     first_submit = min((r.submitted_at for r in records if r.submitted_at), default=None)
-    ended = [r for r in records if r.finished_at and r.stopped_at and first_submit]
-    lags = [(r.finished_at - r.stopped_at).total_seconds() for r in ended]
-    stop_offsets = [(r.stopped_at - first_submit).total_seconds() for r in ended]
+    ended = [r for r in records if r.finished_at and r.batch.stopped_at and first_submit]
+    lags = [(r.finished_at - r.batch.stopped_at).total_seconds() for r in ended]
+    stop_offsets = [(r.batch.stopped_at - first_submit).total_seconds() for r in ended]
     return RunResult(
         label=label,
         calls=dict(stats["calls"]),
-        checks=sum(r.checks for r in records),
+        checks=sum(r.schedule.checks for r in records),
         lags=lags,
         stop_offsets=stop_offsets,
         peak_active=peak_active(records),
@@ -278,7 +278,7 @@ def show_tracking(workload: Workload, coalesced: RunResult, naive: RunResult | N
     for operation in sorted(operations):
         row(f"{operation} calls", calls_of(operation), "{:.0f}")
     row("peak active jobs", lambda r: r.peak_active, "{:.0f}")
-    row("job-checks", lambda r: r.checks, "{:.0f}")
+    row("job-checks", lambda r: r.schedule.checks, "{:.0f}")
     row("job-checks per DescribeJobs call", lambda r: r.checks_per_call)
     row("detection lag p50 (s)", lambda r: r.lag(0.5), "{:.2f}")
     row("detection lag p99 (s)", lambda r: r.lag(0.99), "{:.2f}")
@@ -287,7 +287,7 @@ def show_tracking(workload: Workload, coalesced: RunResult, naive: RunResult | N
     row("worker memory per tracked job (KB, upper bound)", lambda r: r.kb_per_job(workload))
     row("Redis peak memory (MB)", lambda r: r.redis_peak_mb)
     row("wall time (s)", lambda r: r.wall_seconds)
-    row("job-checks per second (workers' throughput)", lambda r: r.checks / r.wall_seconds)
+    row("job-checks per second (workers' throughput)", lambda r: r.schedule.checks / r.wall_seconds)
     console.print(table)
     for result in (coalesced, naive) if naive else (coalesced,):
         console.print(f"  {result.label}: statuses {result.statuses}")

@@ -168,13 +168,13 @@ def _act(task: Task[Any, Any], step: Step) -> Any:
             options["shadow"] = flower_view.check_name(step.record)
         raise task.retry(**options)
     if isinstance(step, HandOver):
-        first = check_job.si(step.record.tracking_id, step.record.checks)
+        first = check_job.si(step.record.tracking_id, step.record.schedule.checks)
         shadow = flower_view.check_name(step.record)
         return task.replace(first.set(countdown=step.delay, shadow=shadow))
     if isinstance(step, AwaitEvents):
         logger.debug(
             "job %s: Batch events carry it; safety-net check at %s",
-            step.record.tracking_id, lifecycle.stamp(step.record.next_check_at),
+            step.record.tracking_id, lifecycle.stamp(step.record.schedule.next_check_at),
         )  # fmt: skip
         raise Ignore()
     if isinstance(step, Revoked):

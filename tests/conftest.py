@@ -6,6 +6,7 @@ import contextlib
 import os
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -23,8 +24,36 @@ from tests.fakes import QUEUE, Clock, settings
 T = TypeVar("T")
 
 
+TESTS = Path(__file__).parent
+# Directories of the real-server tiers: every test in them is marked integration (checked below)
+SERVER_TIERS = (TESTS / "integration", TESTS / "faults")
+FAST_TIER = "not integration"  # the fast tier's -m expression (Makefile)
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """The fast tier does not import the real-server tiers' modules (hypothesis, the emulator's
+    servers, their conftests: seconds in each test process) only to deselect every test in them."""
+    if collection_path in SERVER_TIERS and config.getoption("markexpr").strip() == FAST_TIER:
+        return True
+    return None
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The fast in-process tier first, then the tests that start real servers."""
+    """The fast in-process tier first, then the tests that start real servers.
+
+    A test in a real-server tier's directory without the integration marker is refused: it
+    would run in neither tier (the fast one does not collect those directories)."""
+    unmarked = [
+        item.nodeid
+        for item in items
+        if any(item.path.is_relative_to(tier) for tier in SERVER_TIERS)
+        if item.get_closest_marker("integration") is None
+    ]
+    if unmarked:
+        raise pytest.UsageError(
+            "tests in tests/integration and tests/faults start real servers and must be marked "
+            f"integration (pytestmark = pytest.mark.integration): {', '.join(unmarked)}"
+        )
     items.sort(key=lambda item: item.get_closest_marker("integration") is not None)
 
 

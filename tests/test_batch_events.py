@@ -73,11 +73,11 @@ def test_a_terminal_event_sends_the_check_that_produces_the_result_at_once(
     assert batch_events.handle(rt, app, body) == batch_events.APPLIED
     # Then the end is recorded, with Batch's details, and a check is sent under its tracking id
     ended = rt.store.get("t1")
-    assert ended.status is JobStatus.SUCCEEDED and ended.exit_code == 0
-    assert app.sent == [("poller.check_job", ("t1", ended.checks, 0), "t1")]
+    assert ended.status is JobStatus.SUCCEEDED and ended.batch.exit_code == 0
+    assert app.sent == [("poller.check_job", ("t1", ended.schedule.checks, 0), "t1")]
     # And that check produces the result without calling AWS
     calls = dict(batch.calls)
-    assert isinstance(lifecycle.check(rt, "t1", ended.checks), Produce)
+    assert isinstance(lifecycle.check(rt, "t1", ended.schedule.checks), Produce)
     assert dict(batch.calls) == calls
     # And a redelivered event, after the result was produced, sends nothing more
     assert batch_events.handle(rt, app, body) == batch_events.DUPLICATE
@@ -298,7 +298,7 @@ def test_a_batch_of_poison_messages_drains_and_the_good_one_among_them_applies(
     assert rt.store.get("t2").status is JobStatus.RUNNING
     # And the victim's record is untouched and still reads back
     assert rt.store.get("t1").status is JobStatus.SUBMITTED
-    assert rt.store.get("t1").exit_code is None
+    assert rt.store.get("t1").batch.exit_code is None
 
 
 @pytest.mark.parametrize("how", HOWS)

@@ -153,15 +153,15 @@ def test_a_submission_waits_its_turn_without_a_lease_or_a_call(
         lifecycle.submit(rt, admitted(rt, "t2"))
     assert deferred.value.wait == pytest.approx(1 / HEADROOM, abs=EXACT)  # a token at 1/s
     record = rt.store.get("t2")
-    assert record.submit_lease_until is None and record.submit_failures == 0
-    assert record.submit_turn_at is not None  # its turn is kept: it does not queue again
+    assert record.submission.lease_until is None and record.submission.failures == 0
+    assert record.submission.turn_at is not None  # its turn is kept: it does not queue again
     assert batch.calls["SubmitJob"] == 1
     # Coming back early waits for the rest of its turn; at its turn it is submitted
     with pytest.raises(CallDeferred):
         lifecycle.submit(rt, record)
     budget_clock.advance(deferred.value.wait + EXACT)  # it comes back at its turn (not before)
     assert lifecycle.submit(rt, rt.store.get("t2")).job_id is not None
-    assert batch.calls["SubmitJob"] == 2 and rt.store.get("t2").submit_turn_at is None
+    assert batch.calls["SubmitJob"] == 2 and rt.store.get("t2").submission.turn_at is None
 
 
 def test_a_submission_that_finds_no_token_at_its_turn_queues_again(
@@ -176,7 +176,7 @@ def test_a_submission_that_finds_no_token_at_its_turn_queues_again(
         lifecycle.submit(rt, rt.store.get("t1"))
     # The next token's turn (a token at 1/s), not every token's
     assert deferred.value.wait == pytest.approx(1 / HEADROOM, abs=EXACT)
-    assert rt.store.get("t1").submit_turn_at > turn + timedelta(seconds=0.5)
+    assert rt.store.get("t1").submission.turn_at > turn + timedelta(seconds=0.5)
     assert batch.calls["SubmitJob"] == 0
 
 
@@ -223,7 +223,7 @@ def test_aws_throttling_despite_the_budget_slows_the_fleet(
     batch.fail_next("SubmitJob", BatchThrottled("SubmitJob: TooManyRequestsException"))
     with pytest.raises(BatchThrottled):
         lifecycle.submit(rt, admitted(rt, "t1"))
-    assert rt.store.get("t1").submit_failures == 1
+    assert rt.store.get("t1").submission.failures == 1
     assert rt.store.budget.budget_counts()[("SubmitJob", "throttled")] == 1
 
 

@@ -36,7 +36,7 @@ def end_all(rt: ProcessRuntime, batch: FakeBatch, statuses: dict[str, JobStatus]
         assert job_id is not None
         batch.set_status(job_id, status)
     for tracking_id in statuses:
-        lifecycle.check(rt, tracking_id, rt.store.get(tracking_id).checks)
+        lifecycle.check(rt, tracking_id, rt.store.get(tracking_id).schedule.checks)
 
 
 @pytest.fixture

@@ -93,7 +93,7 @@ def test_the_exit_code_and_reason_belong_to_ended_jobs(
     assert (view.exit_text(active), view.ended_reason(active)) == ("", "")
     assert (view.exit_text(failed), view.ended_reason(failed)) == ("3", REASON)
     # (a job that ended without running its container has no exit code)
-    assert view.exit_text(failed.model_copy(update={"exit_code": None})) == ""
+    assert view.exit_text(failed.with_parts(batch={"exit_code": None})) == ""
 
 
 def test_age_reads_in_the_largest_units() -> None:
@@ -208,7 +208,7 @@ def test_poller_status_shows_the_next_check_of_active_jobs_only(
 ) -> None:
     # Given an active and an ended job, both with a next check time stored
     due = utcnow()
-    active, ended = (r.model_copy(update={"next_check_at": due}) for r in jobs(rt, batch))
+    active, ended = (r.with_parts(schedule={"next_check_at": due}) for r in jobs(rt, batch))
     for record in (active, ended):
         # When `poller status` shows it
         monkeypatch.setattr(

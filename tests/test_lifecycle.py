@@ -175,7 +175,7 @@ def test_one_call_describes_other_due_jobs_and_records_their_ends(
     assert ("job_failed", "b") in sent
     # And the second job's own pending check produces its result without calling AWS
     produced = lifecycle.check(rt, "b", 0)
-    assert isinstance(produced, Produce) and produced.record.exit_code == 3
+    assert isinstance(produced, Produce) and produced.record.batch.exit_code == 3
     assert batch.calls["DescribeJobs"] == 1
     assert [s for s in sent if s == ("job_failed", "b")] == [("job_failed", "b")]
 
@@ -188,7 +188,9 @@ def test_a_job_batch_forgot_ends_failed_after_the_grace(
     batch.forget(str(record.job_id))
     assert isinstance(lifecycle.check(rt, "t1", 0), Reschedule)  # first miss starts the grace
     past_the_grace = utcnow() - timedelta(seconds=61)  # the grace is 60 s
-    rt.store.update("t1", lambda r: Change(r.model_copy(update={"missing_since": past_the_grace})))
+    rt.store.update(
+        "t1", lambda r: Change(r.with_parts(schedule={"missing_since": past_the_grace}))
+    )
     ended = lifecycle.check(rt, "t1", 1)  # the next miss ends it
     assert isinstance(ended, Produce) and ended.record.status is JobStatus.FAILED
     assert "no longer knows" in str(ended.record.status_reason)
@@ -209,10 +211,10 @@ def test_aws_refusing_the_configuration_waits_out_its_grace(rt: ProcessRuntime) 
     admitted(rt)
     err = BatchMisconfigured("AccessDeniedException: not allowed")
     record, reason = lifecycle.refused(rt, "t1", err)
-    assert reason is None and record.waiting_reason == str(err)
+    assert reason is None and record.schedule.waiting_reason == str(err)
     rt.settings = settings(aws_config_grace=0.5)
     a_second_ago = utcnow() - timedelta(seconds=1)
-    rt.store.update("t1", lambda r: Change(r.model_copy(update={"waiting_since": a_second_ago})))
+    rt.store.update("t1", lambda r: Change(r.with_parts(schedule={"waiting_since": a_second_ago})))
     _, reason = lifecycle.refused(rt, "t1", err)
     assert reason is not None and "AccessDeniedException" in reason
 
@@ -220,7 +222,7 @@ def test_aws_refusing_the_configuration_waits_out_its_grace(rt: ProcessRuntime) 
 def test_cancel_before_submission_leaves_the_result_to_the_submit_task(rt: ProcessRuntime) -> None:
     admitted(rt)
     record = lifecycle.cancel(rt, "t1", "not needed")
-    assert record.status is JobStatus.FAILED and not record.resolved
+    assert record.status is JobStatus.FAILED and not record.celery.resolved
     assert record.status_reason == "cancelled before submission: not needed"
     assert rt.store.active(queued=True) == ["t1"]  # until a delivery produces the result
     assert isinstance(lifecycle.claim_result(rt.store, record), Produce)
@@ -235,7 +237,7 @@ def test_a_job_ended_by_a_delivery_that_died_before_claiming_is_produced_by_the_
     # When its message is delivered again
     redelivered = lifecycle.check(rt, "t1", 0)
     # Then that delivery produces the result
-    assert isinstance(redelivered, Produce) and redelivered.record.resolved
+    assert isinstance(redelivered, Produce) and redelivered.record.celery.resolved
 
 
 def test_signals_are_sent_after_their_change_is_stored(
@@ -260,5 +262,5 @@ def test_an_abandoned_submission_ends_claimed_and_sends_no_signal(
     admitted(rt)
     lifecycle.abandon(rt.store, "t1", "could not be enqueued: broker down")
     record = rt.store.get("t1")
-    assert record.status is JobStatus.REJECTED and record.resolved
+    assert record.status is JobStatus.REJECTED and record.celery.resolved
     assert sent == [] and rt.store.active(queued=True) == []

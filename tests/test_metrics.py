@@ -76,7 +76,7 @@ def test_overdue_checks_and_resends_are_counted(rt: ProcessRuntime, batch: FakeB
     running(rt, batch, "late")
     ten_seconds_ago = utcnow() - timedelta(seconds=10)
     rt.store.update(
-        "late", lambda r: Change(r.model_copy(update={"next_check_at": ten_seconds_ago}))
+        "late", lambda r: Change(r.with_parts(schedule={"next_check_at": ten_seconds_ago}))
     )
     rt.store.counters.count_resends(2)
     samples = scrape(rt)

@@ -50,7 +50,7 @@ def test_signals_sent_by_their_worker_leave_nothing_to_send_again(
     # Given a job submitted, run and ended by its own checks (each sending its signals)
     record = running(rt, batch)
     batch.set_status(str(record.job_id), JobStatus.SUCCEEDED)
-    assert isinstance(lifecycle.check(rt, "t1", record.checks), lifecycle.Produce)
+    assert isinstance(lifecycle.check(rt, "t1", record.schedule.checks), lifecycle.Produce)
     # Then every signal went out once, with an id of its own
     ids = [event_id for _, _, event_id in received]
     assert received[-1][0] == "job_finished" and len(set(ids)) == len(ids)
@@ -99,7 +99,7 @@ def test_a_failure_to_note_signals_as_sent_is_logged_and_they_are_sent_again_lat
 
     monkeypatch.setattr(rt.store.unsent, "sent_each", lost)
     # Then the check still ends the job and produces its result
-    assert isinstance(lifecycle.check(rt, "t1", record.checks), lifecycle.Produce)
+    assert isinstance(lifecycle.check(rt, "t1", record.schedule.checks), lifecycle.Produce)
     sent_once = list(received)
     assert [name for name, _, _ in sent_once][-1] == "job_finished"
     # And a later pass sends the same signals again, with the same ids (at least once)

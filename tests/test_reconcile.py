@@ -40,9 +40,9 @@ def test_while_events_flow_a_job_has_no_countdown_and_its_check_is_made_in_bulk_
     rt.store.fleet.note_events_flowing(60, [FAKE_TARGET])
     record = running(rt, batch)
     # Then Batch events carry it: no countdown message, its safety-net check due in 600 s
-    assert record.awaits_events
-    assert record.next_check_at is not None
-    due = record.next_check_at
+    assert record.schedule.awaits_events
+    assert record.schedule.next_check_at is not None
+    due = record.schedule.next_check_at
     assert (due - utcnow()).total_seconds() == pytest.approx(600, abs=5)
     # When a pass runs before that, it does nothing (no message was lost)
     app = RecordingApp()
@@ -56,14 +56,18 @@ def test_while_events_flow_a_job_has_no_countdown_and_its_check_is_made_in_bulk_
     assert (report.checks_swept, report.checks_due, report.checks_resent) == (1, 0, 0)
     assert app.sent == [] and batch.calls["DescribeJobs"] == calls + 1
     record = rt.store.get("t1")
-    assert record.checks == 1 and record.awaits_events and record.status is JobStatus.RUNNING
-    assert record.next_check_at is not None
-    assert (record.next_check_at - due).total_seconds() == pytest.approx(600, abs=5)
+    assert (
+        record.schedule.checks == 1
+        and record.schedule.awaits_events
+        and record.status is JobStatus.RUNNING
+    )
+    assert record.schedule.next_check_at is not None
+    assert (record.schedule.next_check_at - due).total_seconds() == pytest.approx(600, abs=5)
     # When the job has ended by its next safety-net check, that check finds it and sends the
     # job's check task, which produces the result
     assert record.job_id is not None
     batch.set_status(record.job_id, JobStatus.SUCCEEDED)
-    report = reconcile.reconcile(rt, app, now=record.next_check_at + timedelta(seconds=1))
+    report = reconcile.reconcile(rt, app, now=record.schedule.next_check_at + timedelta(seconds=1))
     assert (report.checks_swept, report.checks_due) == (0, 1)
     assert app.sent == [("poller.check_job", ("t1", 2, 0), "t1")]
     assert rt.store.get("t1").status is JobStatus.SUCCEEDED
@@ -78,18 +82,18 @@ def test_once_events_stopped_checks_go_back_to_tasks_and_countdowns(
     rt.store.fleet.note_events_flowing(60, [FAKE_TARGET])
     running(rt, batch)
     outcome = lifecycle.check(rt, "t1", 0)  # a check while events flow: the next one alike
-    assert isinstance(outcome, lifecycle.Reschedule) and outcome.record.awaits_events
+    assert isinstance(outcome, lifecycle.Reschedule) and outcome.record.schedule.awaits_events
     record = outcome.record
-    assert record.next_check_at is not None
+    assert record.schedule.next_check_at is not None
     rt.store.fleet.note_events_stopped()
     # When a pass runs once it is due, it sends the job's check as a task (no bulk check)
     app = RecordingApp()
-    report = reconcile.reconcile(rt, app, now=record.next_check_at + timedelta(seconds=1))
+    report = reconcile.reconcile(rt, app, now=record.schedule.next_check_at + timedelta(seconds=1))
     assert (report.checks_swept, report.checks_due) == (0, 1)
     assert app.sent == [("poller.check_job", ("t1", 1, 0), "t1")]
     # And that check goes back to a countdown message, with the poll policy's delay
     outcome = lifecycle.check(rt, "t1", 1)
-    assert isinstance(outcome, lifecycle.Reschedule) and not outcome.record.awaits_events
+    assert isinstance(outcome, lifecycle.Reschedule) and not outcome.record.schedule.awaits_events
     assert outcome.delay == 4  # the poll policy for check 2: 1 s x 2^2
 
 
@@ -104,11 +108,15 @@ def test_a_pass_checks_every_due_job_in_bulk_a_page_at_a_time_skipping_those_wit
     rt.settings = settings(events_queue_url="http://sqs/q", events_poll_max_delay=600)
     rt.store.fleet.note_events_flowing(60, [FAKE_TARGET])
     carried = [running(rt, batch, f"e{n}") for n in range(7)]
-    assert not any(r.awaits_events for r in counting) and all(r.awaits_events for r in carried)
+    assert not any(r.schedule.awaits_events for r in counting) and all(
+        r.schedule.awaits_events for r in carried
+    )
     for ended in (carried[1], carried[5]):
         assert ended.job_id is not None
         batch.set_status(ended.job_id, JobStatus.FAILED)
-    due = max(r.next_check_at for r in carried if r.next_check_at) + timedelta(seconds=1)
+    due = max(r.schedule.next_check_at for r in carried if r.schedule.next_check_at) + timedelta(
+        seconds=1
+    )
     for record in counting:  # due just before the carried ones, within the grace at ``due``
         when = due - timedelta(seconds=30)
         rt.store.update(record.tracking_id, lambda r, when=when: tracking.rescheduled(r, when))
@@ -121,7 +129,7 @@ def test_a_pass_checks_every_due_job_in_bulk_a_page_at_a_time_skipping_those_wit
     assert (report.checks_swept, report.checks_due, report.checks_resent) == (5, 2, 0)
     assert sorted(task_id for _, _, task_id in app.sent) == ["e1", "e5"]
     assert batch.calls["DescribeJobs"] - calls == 3  # a call for each read holding carried jobs
-    assert all(rt.store.get(f"e{n}").checks == 1 for n in range(7))
+    assert all(rt.store.get(f"e{n}").schedule.checks == 1 for n in range(7))
 
 
 @pytest.mark.parametrize(("waiting", "resent"), [(0, 5), (3, 2), (5, 0), (50, 0)])

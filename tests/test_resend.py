@@ -21,8 +21,8 @@ def test_checks_sent_together_reach_the_checks_queue_each_under_its_job(
     rt: ProcessRuntime, poller_redis: EmbeddedRedis
 ) -> None:
     # Given three ended jobs, one of them in a chain
-    records = [admitted(rt, f"t{n}").model_copy(update={"checks": n}) for n in range(3)]
-    records[1] = records[1].model_copy(update={"canvas": {"chain": [{"task": "app.load"}]}})
+    records = [admitted(rt, f"t{n}").with_parts(schedule={"checks": n}) for n in range(3)]
+    records[1] = records[1].with_parts(celery={"canvas": {"chain": [{"task": "app.load"}]}})
     broker = poller_redis.url.removesuffix("/0") + "/2"
     with configured_for({"POLLER_BROKER_URL": broker}):
         client = redis.Redis.from_url(broker)

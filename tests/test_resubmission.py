@@ -35,7 +35,7 @@ def end(
     rt: ProcessRuntime, batch: FakeBatch, record: JobRecord, reason: str, code: int | None = None
 ):  # type: ignore[no-untyped-def]
     batch.set_status(str(record.job_id), JobStatus.FAILED, reason=reason, exit_code=code)
-    return lifecycle.check(rt, "t1", rt.store.get("t1").checks)
+    return lifecycle.check(rt, "t1", rt.store.get("t1").schedule.checks)
 
 
 @pytest.fixture
@@ -62,13 +62,13 @@ def test_host_loss_is_resubmitted_on_the_fallback_queue(
     )  # fmt: skip
     assert ended.job_queue == QUEUE and ended.ended_at is not None
     assert record.submissions[1].status is None
-    assert outcome.record.checks == record.checks  # the next check's number
+    assert outcome.record.schedule.checks == record.schedule.checks  # the next check's number
     names = [name for name, _ in sent]
     assert names.count("job_submitted") == 2 and "job_resubmitted" in names
     assert "job_failed" not in names and "job_finished" not in names
 
     batch.set_status(str(record.job_id), JobStatus.SUCCEEDED, exit_code=0)
-    done = lifecycle.check(rt, "t1", record.checks)
+    done = lifecycle.check(rt, "t1", record.schedule.checks)
     assert isinstance(done, Produce)
     result = lifecycle.outcome(done.record)
     assert result["status"] == "SUCCEEDED" and result["failure_kind"] is None
@@ -139,11 +139,11 @@ def test_an_interrupted_resubmission_finds_its_job_and_makes_no_second(
     with pytest.raises(Exception, match="lost"):
         end(rt, batch, first, HOST_LOSS)
     record = rt.store.get("t1")
-    assert record.resubmitting and record.submit_started_at is not None
+    assert record.resubmitting and record.submission.started_at is not None
 
     # The lease expires (the worker died); the next delivery looks before submitting
-    rt.store.update("t1", lambda r: Change(r.model_copy(update={"submit_lease_until": utcnow()})))
-    outcome = lifecycle.check(rt, "t1", record.checks)
+    rt.store.update("t1", lambda r: Change(r.with_parts(submission={"lease_until": utcnow()})))
+    outcome = lifecycle.check(rt, "t1", record.schedule.checks)
 
     assert isinstance(outcome, Reschedule)
     assert batch.calls["SubmitJob"] == 2  # the first submission and the one resubmission
@@ -273,7 +273,7 @@ def test_signals_say_which_submission_they_are_about(rt: ProcessRuntime, batch: 
         first = submitted(rt, {"on": ["host_terminated"], "queue": FALLBACK})
         end(rt, batch, first, HOST_LOSS)
         batch.set_status(str(rt.store.get("t1").job_id), JobStatus.SUCCEEDED, exit_code=0)
-        lifecycle.check(rt, "t1", rt.store.get("t1").checks)
+        lifecycle.check(rt, "t1", rt.store.get("t1").schedule.checks)
     finally:
         for signal in (signals.job_submitted, signals.job_resubmitted, signals.job_succeeded):
             signal.disconnect(note)
@@ -293,7 +293,7 @@ def test_an_observation_of_the_replaced_batch_job_is_never_applied(
         {"t1": old}, at=utcnow(), keep_for=60, again_at=utcnow()
     )
 
-    outcome = lifecycle.check(rt, "t1", rt.store.get("t1").checks)
+    outcome = lifecycle.check(rt, "t1", rt.store.get("t1").schedule.checks)
 
     assert isinstance(outcome, Reschedule)
     record = rt.store.get("t1")

@@ -26,7 +26,9 @@ def test_a_recorded_revocation_terminates_the_batch_job_and_ends_the_record_once
     assert first is not None and second is None
     assert batch.jobs[str(record.job_id)].status is JobStatus.FAILED
     assert (first.status, first.status_reason) == (JobStatus.FAILED, "Celery task revoked")
-    assert first.revoked and first.resolved  # its result is REVOKED: no delivery produces one
+    assert (
+        first.celery.revoked and first.celery.resolved
+    )  # its result is REVOKED: no delivery produces one
     assert [name for name, _ in sent].count("job_failed") == 1
 
 
@@ -62,4 +64,6 @@ def test_an_ended_job_is_not_revoked(rt: ProcessRuntime, batch: FakeBatch) -> No
     lifecycle.check(rt, "t1", 0)
     revocation.request(rt.store, ["t1"], "Celery task revoked")
     assert revocation.apply(rt, "t1") is None
-    assert rt.store.get("t1").status is JobStatus.SUCCEEDED and not rt.store.get("t1").revoked
+    assert (
+        rt.store.get("t1").status is JobStatus.SUCCEEDED and not rt.store.get("t1").celery.revoked
+    )

@@ -41,8 +41,12 @@ def test_a_transition_found_in_bulk_is_stored_and_signalled_once(
     assert isinstance(lifecycle.check(rt, "j1", 1), lifecycle.Produce)
     # And the one still running goes on, its next safety-net check 600 s on
     going_on = rt.store.get("j0")
-    assert going_on.awaits_events and going_on.checks == 1 and going_on.next_check_at
-    assert 590 < (going_on.next_check_at - utcnow()).total_seconds() <= 600
+    assert (
+        going_on.schedule.awaits_events
+        and going_on.schedule.checks == 1
+        and going_on.schedule.next_check_at
+    )
+    assert 590 < (going_on.schedule.next_check_at - utcnow()).total_seconds() <= 600
 
 
 def test_a_record_changed_since_it_was_read_is_left_alone(
@@ -54,7 +58,7 @@ def test_a_record_changed_since_it_was_read_is_left_alone(
     # When the sweep gets to it, it changes nothing
     swept = safety_net.sweep(rt, [job], utcnow(), UNTIL)
     assert (swept.checked, swept.for_tasks) == (0, [])
-    assert rt.store.get("j0").checks == 0
+    assert rt.store.get("j0").schedule.checks == 0
 
 
 def test_jobs_whose_check_does_more_are_left_to_their_task(
@@ -111,13 +115,13 @@ def test_a_job_that_ended_without_its_result_goes_to_its_task(
     view = batch.describe([str(job.job_id)])[str(job.job_id)]
     event_apply.apply_events(rt, {"j0": [view]})
     ended = rt.store.get("j0")
-    assert ended.is_terminal and not ended.resolved
+    assert ended.is_terminal and not ended.celery.resolved
     # When the sweep gets to it, it sends its task (which produces the result), no describe
     calls = batch.calls["DescribeJobs"]
     swept = safety_net.sweep(rt, [ended], utcnow(), UNTIL)
     assert [r.tracking_id for r in swept.for_tasks] == ["j0"]
     assert batch.calls["DescribeJobs"] == calls
-    assert isinstance(lifecycle.check(rt, "j0", ended.checks), lifecycle.Produce)
+    assert isinstance(lifecycle.check(rt, "j0", ended.schedule.checks), lifecycle.Produce)
 
 
 def test_a_sweep_stops_at_its_deadline(rt: ProcessRuntime, batch: FakeBatch) -> None:

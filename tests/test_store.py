@@ -120,7 +120,7 @@ def test_concurrent_updates_apply_one_transition_once(store: JobStore) -> None:
     # Then exactly one of them stored it
     assert len(applied) == 1
     record = store.get("t1")
-    assert record.checks == 1 and record.status is JobStatus.RUNNING
+    assert record.schedule.checks == 1 and record.status is JobStatus.RUNNING
     assert [t.status for t in record.history].count(JobStatus.RUNNING) == 1
 
 
@@ -199,13 +199,13 @@ def test_a_record_holding_a_wrong_typed_value_is_never_written(store: JobStore) 
 
     def corrupt(record: JobRecord) -> Change:
         new = record.model_copy()
-        new.exit_code = "zero"  # type: ignore[assignment]
+        new.batch.exit_code = "zero"  # type: ignore[assignment]
         return Change(new)
 
     # When it is stored, Then the write fails and the stored record stays readable
     with pytest.raises(PydanticSerializationError):
         store.update("t1", corrupt)
-    assert store.get("t1").exit_code is None
+    assert store.get("t1").batch.exit_code is None
 
 
 def test_an_unreadable_record_leaves_its_own_targets_observe_index(store: JobStore) -> None:

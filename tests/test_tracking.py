@@ -31,7 +31,7 @@ def check(
 ):
     now = T0 + timedelta(seconds=at)
     return tracking.checked(
-        record, view, check_no=record.checks, now=now, next_check_at=now, limits=limits
+        record, view, check_no=record.schedule.checks, now=now, next_check_at=now, limits=limits
     )
 
 
@@ -58,7 +58,7 @@ def test_a_transition_is_stored_once_and_a_repeat_observation_sends_nothing() ->
     # Then only the first observation is a transition
     assert [e.name for e in first.events] == ["job_status_changed"]
     assert second is not None and second.events == []
-    assert second.record.checks == 2
+    assert second.record.schedule.checks == 2
 
 
 def test_a_job_never_moves_backwards() -> None:
@@ -88,7 +88,11 @@ def test_failure_keeps_exit_code_reason_and_sends_outcome_signals() -> None:
     assert change is not None
     assert [e.name for e in change.events] == ["job_status_changed", "job_failed", "job_finished"]
     record = change.record
-    assert (record.exit_code, record.attempts, record.log_stream_name) == (3, 2, "d/default/x")
+    assert (record.batch.exit_code, record.batch.attempts, record.batch.log_stream_name) == (
+        3,
+        2,
+        "d/default/x",
+    )
     assert record.finished_at == T0 + timedelta(seconds=5)
     assert "exit code 3" in record.describe_failure() and "job-1" in record.describe_failure()
     # A finished record is never changed again
@@ -109,7 +113,7 @@ def test_a_missing_job_waits_out_the_grace_period_then_fails_saying_why() -> Non
 def test_a_job_seen_again_clears_missing_since() -> None:
     missing = check(submitted_record(), None, 1).record
     back = check(missing, BatchJobView("job-1", JobStatus.PENDING), 2)
-    assert back is not None and back.record.missing_since is None
+    assert back is not None and back.record.schedule.missing_since is None
 
 
 def test_stuck_in_runnable_is_signalled_once() -> None:
@@ -136,7 +140,7 @@ def test_give_up_on_checks_and_on_wait() -> None:
     record = submitted_record()
     assert tracking.give_up_reason(record, T0) is None
     assert "max_checks=5" in (
-        tracking.give_up_reason(record.model_copy(update={"checks": 5}), T0) or ""
+        tracking.give_up_reason(record.with_parts(schedule={"checks": 5}), T0) or ""
     )
     assert "max_wait" in (tracking.give_up_reason(record, T0 + timedelta(hours=2)) or "")
 
@@ -150,7 +154,7 @@ def test_array_summary_is_recorded_on_every_check() -> None:
     again = check(
         record, BatchJobView("job-1", JobStatus.PENDING, array_status_summary={"SUCCEEDED": 2}), 2
     )
-    assert again is not None and again.record.array_status_summary == {"SUCCEEDED": 2}
+    assert again is not None and again.record.batch.array_status_summary == {"SUCCEEDED": 2}
 
 
 def test_finish_and_cancel_requested() -> None:
@@ -175,8 +179,8 @@ def test_a_finished_job_produces_its_result_once() -> None:
         limits=LIMITS, own=False,
     )  # fmt: skip
     assert seen is not None
-    assert seen.record.checks == 0
-    assert not seen.record.resolved
+    assert seen.record.schedule.checks == 0
+    assert not seen.record.celery.resolved
     # The job's own check claims the result once; every later delivery is refused
     claimed = tracking.resolve(seen.record)
     assert claimed is not None
@@ -185,4 +189,4 @@ def test_a_finished_job_produces_its_result_once() -> None:
     # (lifecycle.claim_result), as on every path that ends a job
     own = check(submitted_record(), BatchJobView("job-1", JobStatus.FAILED), 1)
     assert own is not None
-    assert not own.record.resolved
+    assert not own.record.celery.resolved

@@ -68,7 +68,7 @@ def follow(handle: Any, timeout: float | None, as_json: bool) -> None:
         for record in handle.watch(timeout):
             line = view.plain(f"{record.job_name}: ")
             line.append(record.status.value, "bold")
-            line.append(f" (checks {record.checks}, elapsed {view.elapsed(record)})")
+            line.append(f" (checks {record.schedule.checks}, elapsed {view.elapsed(record)})")
             status.update(line)
     assert record is not None
     show(record, as_json)

@@ -171,7 +171,7 @@ def logs(identifier: str, as_json: bool) -> None:
     from poller.runtime import get_runtime
 
     record = job_handle(identifier).record
-    if not record.log_stream_name:
+    if not record.batch.log_stream_name:
         raise click.ClickException(
             f"job {record.tracking_id} has no log stream yet ({record.status.value})"
         )
@@ -181,7 +181,7 @@ def logs(identifier: str, as_json: bool) -> None:
     )
     target = budget.target_of(rt, record)
     pages = log_events(
-        record.log_stream_name,
+        record.batch.log_stream_name,
         client=client,
         before_call=lambda: budget.wait_for(rt, "GetLogEvents", target),
     )

@@ -94,7 +94,7 @@ def take_submit_turn(rt: Runtime, record: JobRecord, target: str) -> None:
     no token (late callers came together) queues again rather than coming back at every token.
     """
     now = utcnow()
-    turn = record.submit_turn_at
+    turn = record.submission.turn_at
     if turn is None:
         wait = _ask(rt, "SubmitJob", target, "turn")
         if wait == 0:  # nobody waiting: its turn is now, and its token taken
@@ -105,7 +105,7 @@ def take_submit_turn(rt: Runtime, record: JobRecord, target: str) -> None:
             return
         # No token at its turn (callers that came late together took them): queue again
         turn = now + timedelta(seconds=_ask(rt, "SubmitJob", target, "turn"))
-    if turn != record.submit_turn_at:
+    if turn != record.submission.turn_at:
         rt.store.update(record.tracking_id, lambda r: tracking.submit_turn(r, turn))
     raise CallDeferred("SubmitJob waits for its turn", (turn - now).total_seconds())
 

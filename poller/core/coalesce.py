@@ -60,7 +60,7 @@ def observe(rt: Runtime, record: JobRecord) -> Observed:
         return Observed(rt.batch_for(record).describe([record.job_id]).get(record.job_id))
     now = utcnow()
     stored = rt.store.observations.observation(record.tracking_id)
-    oldest = _oldest_useful(rt, record.next_check_at, now)
+    oldest = _oldest_useful(rt, record.schedule.next_check_at, now)
     if stored is not None and stored[0] >= oldest and _of_current_job(record, *stored):
         return Observed(stored[1])
     # The call's token first: a check that must wait holds no claim meanwhile (the jobs it would

@@ -47,10 +47,10 @@ def classify(record: JobRecord, status: JobStatus | None = None) -> FailureKind 
         return None
     if status is JobStatus.REJECTED:
         return FailureKind.REJECTED
-    kind = _from_strings(record.status_reason, record.container_reason)
+    kind = _from_strings(record.status_reason, record.batch.container_reason)
     if kind is not None:
         return kind
-    if record.cancel_reason and record.cancel_reason in (record.status_reason or ""):
+    if record.celery.cancel_reason and record.celery.cancel_reason in (record.status_reason or ""):
         return FailureKind.CANCELLED
     if status is JobStatus.TIMED_OUT:
         return FailureKind.TIMEOUT

@@ -186,7 +186,7 @@ def submit(rt: Runtime, record: JobRecord) -> JobRecord:
     if ended is not None and ended.status is JobStatus.TIMED_OUT:  # given up in RUNNABLE: stop it
         replaced = record.model_copy(update={"job_id": ended.job_id})
         _terminate_quietly(rt, replaced, f"poller: {ended.status_reason}")
-    if record.submit_started_at is not None:
+    if record.submission.started_at is not None:
         earlier = {submission.job_id for submission in record.submissions}
         found = batch.find_tagged(
             record.job_queue, record.job_name, TRACKING_TAG, tracking_id, exclude=earlier
@@ -252,13 +252,13 @@ def check(rt: Runtime, tracking_id: str, check_no: int) -> CheckOutcome:
     ObservationPending when another check is describing the job right now.
     """
     record = rt.store.get(tracking_id)
-    if record.revoked:
+    if record.celery.revoked:
         return revocation.Revoked(revocation.apply(rt, tracking_id) or record)
     if record.is_terminal:
         return claim_result(rt.store, record)
     if record.resubmitting:  # any delivery may submit it: the lease lets one through
         return resubmit(rt, record)
-    if record.checks != check_no:
+    if record.schedule.checks != check_no:
         return Drop(record, f"check {check_no} was already done")
     reason = tracking.give_up_reason(record, utcnow())
     if reason is not None:
@@ -267,8 +267,8 @@ def check(rt: Runtime, tracking_id: str, check_no: int) -> CheckOutcome:
     observed = coalesce.observe(rt, record)
     for other, view in observed.others_ended:
         _apply_observation(rt, other, view)
-    # this check is number record.checks
-    delay, by_events = next_check(rt, record, record.checks + 1)
+    # this check is number record.schedule.checks
+    delay, by_events = next_check(rt, record, record.schedule.checks + 1)
     now = utcnow()
     change = _apply(
         rt,
@@ -327,7 +327,7 @@ def resubmit(rt: Runtime, record: JobRecord) -> CheckOutcome:
         "job %s: Batch job %s ended (%s); resubmitted as Batch job %s on %s",
         record.tracking_id, ended.job_id, kind, current.job_id, current.job_queue,
     )  # fmt: skip
-    due = current.next_check_at or utcnow()
+    due = current.schedule.next_check_at or utcnow()
     return Reschedule(current, max(0.0, (due - utcnow()).total_seconds()))
 
 
@@ -339,7 +339,13 @@ def _apply_observation(rt: Runtime, record: JobRecord, view: BatchJobView) -> No
         rt,
         record.tracking_id,
         lambda r: tracking.checked(
-            r, view, check_no=r.checks, now=now, next_check_at=now, limits=rt.limits, own=False
+            r,
+            view,
+            check_no=r.schedule.checks,
+            now=now,
+            next_check_at=now,
+            limits=rt.limits,
+            own=False,
         ),
     )
 
@@ -364,7 +370,7 @@ def refused(rt: Runtime, tracking_id: str, err: BatchMisconfigured) -> tuple[Job
     now = utcnow()
     change = rt.store.update(tracking_id, lambda r: tracking.aws_refused(r, str(err), now))
     record = _current(rt, tracking_id, change)
-    if change is not None and record.waiting_since == now:
+    if change is not None and record.schedule.waiting_since == now:
         logger.error(
             "job %s: AWS refused poller's configuration, retrying for up to %.0fs: %s",
             tracking_id, rt.settings.aws_config_grace, err,
@@ -448,7 +454,7 @@ def outcome(record: JobRecord) -> JobResult:
         job_id=record.job_id,
         status=record.status.value,
         status_reason=record.status_reason,
-        exit_code=record.exit_code,
+        exit_code=record.batch.exit_code,
         failure_kind=record.failure_kind.value if record.failure_kind is not None else None,
     )
 

@@ -18,16 +18,16 @@ import math
 from datetime import datetime
 from typing import Any
 
-from poller.models import FailureKind, JobRecord, JobStatus, Submission
+from poller.models import (
+    BatchState,
+    FailureKind,
+    JobRecord,
+    JobStatus,
+    Submission,
+    SubmissionState,
+)
 
 MEMORY = "MEMORY"  # the resourceRequirements type of a container's memory (MiB, as a string)
-
-# What a record holds about its current Batch job, emptied for the next one
-_BATCH_JOB_FIELDS = (
-    "job_id", "status_reason", "exit_code", "container_reason", "log_stream_name",
-    "created_at", "started_at", "stopped_at", "array_status_summary", "missing_since",
-    "submit_started_at", "submit_lease_until", "failure_kind",
-)  # fmt: skip
 
 
 def applies(record: JobRecord, kind: FailureKind | None) -> bool:
@@ -35,7 +35,7 @@ def applies(record: JobRecord, kind: FailureKind | None) -> bool:
     policy = record.resubmit
     if policy is None or kind is None or kind not in policy.on or record.job_id is None:
         return False
-    if record.cancel_reason is not None or record.revoked:  # stopped on request
+    if record.celery.cancel_reason is not None or record.celery.revoked:  # stopped on request
         return False
     return len(record.submissions) <= policy.max  # the first submission is not a resubmission
 
@@ -55,9 +55,9 @@ def close_last(
             "status": status or record.status,
             "failure_kind": kind if status is not None else record.failure_kind,
             "status_reason": record.status_reason,
-            "exit_code": record.exit_code,
+            "exit_code": record.batch.exit_code,
             "ended_at": now,
-            "attempt_kinds": list(record.attempt_kinds),
+            "attempt_kinds": list(record.batch.attempt_kinds),
         }
     )
     record.submissions = [*record.submissions[:-1], ended]
@@ -76,11 +76,17 @@ def prepare(record: JobRecord, status: JobStatus, kind: FailureKind, now: dateti
     record.spec = spec
     record.job_queue = spec["job_queue"]
     record.status = JobStatus.QUEUED
-    for name in _BATCH_JOB_FIELDS:
-        setattr(record, name, None)
-    record.attempts, record.attempt_kinds = 0, []
-    record.stuck_notified = record.awaits_events = False
-    record.next_check_at = now  # due: the reconciler re-sends it if its check is lost
+    # What the record holds about its current Batch job is emptied for the next one
+    record.job_id = record.status_reason = record.failure_kind = None
+    record.batch = BatchState()
+    record.submission = SubmissionState(resubmitting=True)
+    # Due: the reconciler re-sends its check if that message is lost
+    record.schedule = record.schedule.model_copy(
+        update={
+            "missing_since": None, "stuck_notified": False, "awaits_events": False,
+            "next_check_at": now,
+        }
+    )  # fmt: skip
 
 
 def with_memory(overrides: dict[str, Any] | None, mib: int) -> dict[str, Any]:

@@ -58,9 +58,9 @@ def apply(rt: Runtime, tracking_id: str) -> JobRecord | None:
     revoked, already ended, or another worker got there first).
     """
     record = rt.store.find(tracking_id)
-    if record is None or not record.revoked or record.is_terminal:
+    if record is None or not record.celery.revoked or record.is_terminal:
         return None
-    reason = record.cancel_reason or REASON
+    reason = record.celery.cancel_reason or REASON
     if record.job_id is not None:
         try:
             rt.batch_for(record).terminate(record.job_id, reason)

@@ -11,11 +11,11 @@ from poller.models import JobRecord
 
 
 def next_delay(record: JobRecord, check_number: int | None = None) -> float:
-    """Seconds until check number ``check_number`` (default: the next, ``record.checks``): the
+    """Seconds until check number ``check_number`` (default: the next, ``record.schedule.checks``): the
     policy's backoff, on the fleet's tick grid of that check's base delay when the policy
     aligns (see :func:`poller.core.backoff.aligned`)."""
     poll = record.poll
-    number = record.checks if check_number is None else check_number
+    number = record.schedule.checks if check_number is None else check_number
 
     def delay_with(jitter: float) -> float:
         return compute_delay(

@@ -68,7 +68,7 @@ class HandOver:
 class AwaitEvents:
     """End the task without a result and without a countdown message: Batch events carry the
     job (its end sends its check, which produces the result and continues the canvas), and the
-    reconciler sends its check at ``next_check_at`` if none came (JobRecord.awaits_events)."""
+    reconciler sends its check at ``next_check_at`` if none came (JobRecord.schedule.awaits_events)."""
 
     record: JobRecord
 
@@ -118,7 +118,7 @@ def submit(rt: Runtime, record: JobRecord, canvas: dict[str, Any], retries: int)
     its check at once, which must continue the canvas).
     """
     tracking_id = record.tracking_id
-    if record.revoked:  # revoked before a worker that remembers it took the submission
+    if record.celery.revoked:  # revoked before a worker that remembers it took the submission
         return Revoked(revocation.apply(rt, tracking_id) or record)
     if record.is_terminal:  # cancelled before submission, or a redelivered submit
         return lifecycle.claim_result(rt.store, record)
@@ -138,7 +138,7 @@ def submit(rt: Runtime, record: JobRecord, canvas: dict[str, Any], retries: int)
             logger.debug("job %s: %s", tracking_id, err)
             return Retry(err.wait)  # its turn is noted in the record for the reconciler
         except BatchUnavailable as err:
-            failures = rt.store.get(tracking_id).submit_failures
+            failures = rt.store.get(tracking_id).submission.failures
             if failures >= MAX_SUBMIT_RETRIES:
                 return lifecycle.reject(rt, tracking_id, f"AWS Batch unavailable: {err}")
             delay = aws_retry_delay(rt.settings, failures)
@@ -149,10 +149,10 @@ def submit(rt: Runtime, record: JobRecord, canvas: dict[str, Any], retries: int)
             return Retry(SUBMIT_BUSY_RETRY_SECONDS)
         if record.is_terminal:  # cancelled while being submitted
             return lifecycle.claim_result(rt.store, record)
-    if record.awaits_events:
+    if record.schedule.awaits_events:
         return AwaitEvents(record)
     # When the record says the first check is due (it also tells the reconciler)
-    due = record.next_check_at or utcnow()
+    due = record.schedule.next_check_at or utcnow()
     return HandOver(record, max(0.0, (due - utcnow()).total_seconds()))
 
 
@@ -192,13 +192,13 @@ def check(rt: Runtime, tracking_id: str, check_no: int, failures: int) -> Step:
     if not isinstance(outcome, Reschedule):
         return outcome
     record, delay = outcome.record, outcome.delay
-    if record.awaits_events:
+    if record.schedule.awaits_events:
         return AwaitEvents(record)
     # The next check's number: this one's plus one, or this one's when it only resubmitted
     number = len(record.submissions)
     nth = f" (submission {number})" if number > 1 else ""
     scheduled = CheckScheduled(
-        f"Batch job {record.job_id}{nth} is {record.status.value}; check {record.checks + 1} "
+        f"Batch job {record.job_id}{nth} is {record.status.value}; check {record.schedule.checks + 1} "
         f"in {delay:.1f}s at {lifecycle.stamp(utcnow() + timedelta(seconds=delay))}"
     )
-    return Retry(delay, (tracking_id, record.checks, 0), scheduled, record)
+    return Retry(delay, (tracking_id, record.schedule.checks, 0), scheduled, record)

@@ -50,7 +50,7 @@ def _transition(
         resubmission.close_last(record, now)
         record.finished_at = now
         # Stays indexed until its Celery result is produced; due now for the reconciler.
-        record.next_check_at = now
+        record.schedule.next_check_at = now
         events += [
             Announcement(_OUTCOME_SIGNAL[status], record),
             Announcement("job_finished", record),
@@ -76,10 +76,17 @@ def _end(
 
 
 def _copy(record: JobRecord) -> JobRecord:
-    """A copy of ``record`` that decisions may change: its own fields and its own history list
-    (a deep copy cost more than the rest of applying an event; nothing else is changed in place).
-    """
-    return record.model_copy(update={"history": list(record.history)})
+    """A copy of ``record`` that decisions may change: its own fields, parts and history list
+    (shallow copies: cheaper than a deep copy, and nothing is changed in place below them)."""
+    return record.model_copy(
+        update={
+            "history": list(record.history),
+            "batch": record.batch.model_copy(),
+            "schedule": record.schedule.model_copy(),
+            "submission": record.submission.model_copy(),
+            "celery": record.celery.model_copy(),
+        }
+    )
 
 
 def new_record(record: JobRecord, now: datetime) -> JobRecord:
@@ -99,7 +106,7 @@ def submitted(
 ) -> Change | None:
     """The Batch job was created: store its id, where (``where``: its region and account, when
     known), move to SUBMITTED and schedule the first check (``awaits_events``: without a
-    countdown message, see JobRecord.awaits_events)."""
+    countdown message, see JobRecord.schedule.awaits_events)."""
     if record.job_id is not None or record.is_terminal:
         return None  # a redelivered submit: the first one already recorded it
     new = _copy(record)
@@ -108,9 +115,10 @@ def submitted(
     new.aws_region = region or new.aws_region
     new.aws_account = account or new.aws_account
     new.submitted_at = now
-    new.waiting_reason = new.waiting_since = None
-    new.next_check_at = next_check_at
-    new.awaits_events = awaits_events
+    new.schedule.waiting_reason = new.schedule.waiting_since = None
+    new.schedule.next_check_at = next_check_at
+    new.schedule.awaits_events = awaits_events
+    new.submission.resubmitting = False
     number = len(new.submissions) + 1
     memory = resubmission.memory_override(new.spec)
     new.submissions = [
@@ -131,63 +139,63 @@ def submitting(record: JobRecord, now: datetime, lease: timedelta) -> Change | N
     """
     if record.job_id is not None or record.is_terminal:
         return None
-    if record.submit_lease_until is not None and now < record.submit_lease_until:
+    if record.submission.lease_until is not None and now < record.submission.lease_until:
         return None
-    update = {
-        "submit_started_at": now, "submit_lease_until": now + lease, "next_check_at": now,
-        "submit_turn_at": None,  # the budget's turn is used now
-    }  # fmt: skip
-    return Change(record.model_copy(update=update))
+    return Change(
+        record.with_parts(
+            # the budget's turn is used now
+            submission={"started_at": now, "lease_until": now + lease, "turn_at": None},
+            schedule={"next_check_at": now},
+        )
+    )
 
 
 def submit_turn(record: JobRecord, when: datetime) -> Change | None:
     """Note the SubmitJob turn the fleet's call budget gave the job (it waits until then)."""
     if record.job_id is not None or record.is_terminal:
         return None
-    return Change(record.model_copy(update={"submit_turn_at": when, "next_check_at": when}))
+    return Change(record.with_parts(submission={"turn_at": when}, schedule={"next_check_at": when}))
 
 
 def submit_failed(record: JobRecord, *, created: bool | None) -> Change | None:
     """Release the submit lease after a failed call; forget the attempt if it created nothing."""
     if record.job_id is not None or record.is_terminal:
         return None
-    update: dict[str, Any] = {
-        "submit_lease_until": None, "submit_failures": record.submit_failures + 1
-    }  # fmt: skip
+    update: dict[str, Any] = {"lease_until": None, "failures": record.submission.failures + 1}
     if created is False:
-        update["submit_started_at"] = None
-    return Change(record.model_copy(update=update))
+        update["started_at"] = None
+    return Change(record.with_parts(submission=update))
 
 
 def rescheduled(record: JobRecord, when: datetime) -> Change | None:
     """Move a job's next expected activity (a retry, a re-sent message) to ``when``; also for a
     finished job whose result is not produced yet (the reconciler re-sends its message)."""
-    if record.is_terminal and record.resolved:
+    if record.is_terminal and record.celery.resolved:
         return None
     # a message is on its way again (a retry, a re-sent check): the reconciler waits its grace
-    return Change(record.model_copy(update={"next_check_at": when, "awaits_events": False}))
+    return Change(record.with_parts(schedule={"next_check_at": when, "awaits_events": False}))
 
 
 def aws_refused(record: JobRecord, reason: str, now: datetime) -> Change | None:
     """AWS refused a call for this job over poller's configuration (credentials, access): note
     why the job waits and since when. None when that reason is already noted."""
-    if record.is_terminal or record.waiting_reason == reason:
+    if record.is_terminal or record.schedule.waiting_reason == reason:
         return None
-    update = {"waiting_reason": reason, "waiting_since": record.waiting_since or now}
-    return Change(record.model_copy(update=update))
+    since = record.schedule.waiting_since or now
+    return Change(record.with_parts(schedule={"waiting_reason": reason, "waiting_since": since}))
 
 
 def refused_too_long(record: JobRecord, now: datetime, grace: float) -> bool:
     """True once the job has waited on an AWS configuration error for ``grace`` seconds."""
-    since = record.waiting_since
+    since = record.schedule.waiting_since
     return since is not None and (now - since).total_seconds() >= grace
 
 
 def canvas_recorded(record: JobRecord, canvas: dict[str, Any]) -> Change | None:
     """Keep the Celery canvas links of the job's task, to re-attach them to a re-sent check."""
-    if record.is_terminal or record.canvas == canvas:
+    if record.is_terminal or record.celery.canvas == canvas:
         return None
-    return Change(record.model_copy(update={"canvas": canvas}))
+    return Change(record.with_parts(celery={"canvas": canvas}))
 
 
 def finish(record: JobRecord, status: JobStatus, reason: str, now: datetime) -> Change | None:
@@ -206,7 +214,7 @@ def resubmit_refused(record: JobRecord, why: str, now: datetime) -> Change | Non
         return None
     new = _copy(record)
     last = new.submissions[-1]
-    new.job_id, new.exit_code = last.job_id, last.exit_code
+    new.job_id, new.batch.exit_code = last.job_id, last.exit_code
     ended = last.status or JobStatus.FAILED
     new.status_reason = f"{last.status_reason or ended.value}; {why}"
     return Change(new, _transition(new, ended, now, last.failure_kind))
@@ -219,23 +227,23 @@ def resolve(record: JobRecord) -> Change | None:
     caller that could not enqueue it) claims it produces the result; the others end without
     one, so canvas callbacks and chain steps run once.
     """
-    if not record.is_terminal or record.resolved:
+    if not record.is_terminal or record.celery.resolved:
         return None
-    return Change(record.model_copy(update={"resolved": True}))
+    return Change(record.with_parts(celery={"resolved": True}))
 
 
 def cancel_requested(record: JobRecord, reason: str) -> Change | None:
     """Note that a user asked to stop the job (the Batch status arrives with the next check)."""
-    if record.is_terminal or record.cancel_reason == reason:
+    if record.is_terminal or record.celery.cancel_reason == reason:
         return None
-    return Change(record.model_copy(update={"cancel_reason": reason}))
+    return Change(record.with_parts(celery={"cancel_reason": reason}))
 
 
 def revoke_requested(record: JobRecord, reason: str) -> Change | None:
     """Note that the job's Celery task was revoked (a worker applies it: :func:`revoked`)."""
-    if record.is_terminal or record.revoked:
+    if record.is_terminal or record.celery.revoked:
         return None
-    return Change(record.model_copy(update={"revoked": True, "cancel_reason": reason}))
+    return Change(record.with_parts(celery={"revoked": True, "cancel_reason": reason}))
 
 
 def revoked(record: JobRecord, reason: str, now: datetime) -> Change | None:
@@ -244,7 +252,7 @@ def revoked(record: JobRecord, reason: str, now: datetime) -> Change | None:
     if record.is_terminal:
         return None
     new = _copy(record)
-    new.revoked, new.resolved, new.status_reason = True, True, reason
+    new.celery.revoked, new.celery.resolved, new.status_reason = True, True, reason
     return Change(new, _transition(new, JobStatus.FAILED, now, FailureKind.CANCELLED))
 
 
@@ -265,23 +273,23 @@ def checked(
     The check is counted and the next one scheduled in the same change. ``own=False`` applies
     an observation another job's check made: it is not counted, so the job's pending check
     message keeps its number and finds the job finished. ``awaits_events``: the next check is
-    scheduled without a countdown message (see JobRecord.awaits_events).
+    scheduled without a countdown message (see JobRecord.schedule.awaits_events).
     """
-    if record.is_terminal or record.checks != check_no or record.resubmitting:
+    if record.is_terminal or record.schedule.checks != check_no or record.resubmitting:
         return None
     if view is not None and view.job_id != record.job_id:
         return None  # of a Batch job the job no longer follows (a resubmission replaced it)
     new = _copy(record)
     if own:
-        new.checks += 1
-        new.next_check_at = next_check_at
-        new.awaits_events = awaits_events
+        new.schedule.checks += 1
+        new.schedule.next_check_at = next_check_at
+        new.schedule.awaits_events = awaits_events
     events: list[Announcement] = []
     if view is None:
         events += _missing(new, now, limits)
     else:
-        new.missing_since = None
-        new.waiting_reason = new.waiting_since = None
+        new.schedule.missing_since = None
+        new.schedule.waiting_reason = new.schedule.waiting_since = None
         _copy_details(new, view)
         if view.status.rank > new.status.rank:
             move = _end if view.status.is_terminal else _transition
@@ -302,7 +310,13 @@ def event_observed(
     if not from_its_target(record, view):
         return None
     return checked(
-        record, view, check_no=record.checks, now=now, next_check_at=now, limits=limits, own=False
+        record,
+        view,
+        check_no=record.schedule.checks,
+        now=now,
+        next_check_at=now,
+        limits=limits,
+        own=False,
     )
 
 
@@ -320,24 +334,24 @@ def from_its_target(record: JobRecord, view: BatchJobView) -> bool:
 
 def _copy_details(record: JobRecord, view: BatchJobView) -> None:
     record.status_reason = view.status_reason or record.status_reason
-    record.exit_code = view.exit_code
-    record.container_reason = view.container_reason
-    record.attempts = view.attempts
-    record.log_stream_name = view.log_stream_name or record.log_stream_name
-    record.created_at = view.created_at or record.created_at
-    record.started_at = view.started_at or record.started_at
-    record.stopped_at = view.stopped_at or record.stopped_at
-    record.array_status_summary = view.array_status_summary
+    record.batch.exit_code = view.exit_code
+    record.batch.container_reason = view.container_reason
+    record.batch.attempts = view.attempts
+    record.batch.log_stream_name = view.log_stream_name or record.batch.log_stream_name
+    record.batch.created_at = view.created_at or record.batch.created_at
+    record.batch.started_at = view.started_at or record.batch.started_at
+    record.batch.stopped_at = view.stopped_at or record.batch.stopped_at
+    record.batch.array_status_summary = view.array_status_summary
     resubmission.note_memory(record, view.memory)
-    record.attempt_kinds = [failures.attempt_kind(a) for a in view.attempt_outcomes]
+    record.batch.attempt_kinds = [failures.attempt_kind(a) for a in view.attempt_outcomes]
 
 
 def _missing(record: JobRecord, now: datetime, limits: Limits) -> list[Announcement]:
     """Batch omitted the job: wait out the grace period (not visible yet), then end it."""
-    if record.missing_since is None:
-        record.missing_since = now
+    if record.schedule.missing_since is None:
+        record.schedule.missing_since = now
         return []
-    if now - record.missing_since < timedelta(seconds=limits.not_found_grace):
+    if now - record.schedule.missing_since < timedelta(seconds=limits.not_found_grace):
         return []
     record.status_reason = (
         f"AWS Batch no longer knows job {record.job_id}: DescribeJobs did not return it for "
@@ -356,8 +370,8 @@ def _stuck(record: JobRecord, now: datetime, limits: Limits) -> list[Announcemen
     limit = max_runnable(record, limits)
     give_up = limit is not None and waited >= limit
     events: list[Announcement] = []
-    if not record.stuck_notified and (waited >= limits.stuck_after or give_up):
-        record.stuck_notified = True
+    if not record.schedule.stuck_notified and (waited >= limits.stuck_after or give_up):
+        record.schedule.stuck_notified = True
         events.append(Announcement("job_stuck", record))
     if give_up:
         kind = failures.stuck_kind(record.status_reason)
@@ -396,8 +410,10 @@ def runnable_deadline(record: JobRecord, now: datetime, limits: Limits) -> datet
 
 def give_up_reason(record: JobRecord, now: datetime) -> str | None:
     """Why poller should stop checking this active job now, or None to go on."""
-    if record.checks >= record.poll.max_checks:
-        return f"gave up after {record.checks} checks (max_checks={record.poll.max_checks})"
+    if record.schedule.checks >= record.poll.max_checks:
+        return (
+            f"gave up after {record.schedule.checks} checks (max_checks={record.poll.max_checks})"
+        )
     start = record.submitted_at or now
     waited = (now - start).total_seconds()
     if waited >= record.poll.max_wait:

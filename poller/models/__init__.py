@@ -7,12 +7,21 @@ Everything here is plain data with validation, JSON in and out; no I/O. It may i
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypedDict, cast
+from typing import Any, Self, TypedDict, cast
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from poller.errors import InvalidJobSpec
 from poller.models.spec import (
@@ -41,6 +50,8 @@ __all__ = [
     "TRACKING_TAG",
     "AttemptOutcome",
     "BatchJobView",
+    "BatchState",
+    "CeleryState",
     "FailureKind",
     "JobRecord",
     "JobResult",
@@ -51,7 +62,9 @@ __all__ = [
     "PollPolicy",
     "ResubmitOptions",
     "ResubmitPolicy",
+    "Schedule",
     "Submission",
+    "SubmissionState",
     "Transition",
     "target_key",
     "utcnow",
@@ -231,16 +244,9 @@ class JobResult(TypedDict):
     submissions: list[dict[str, Any]]  # each Batch job submitted (Submission), the last is job_id
 
 
-class JobRecord(BaseModel):
-    """Everything poller knows about one tracked job; stored as JSON in Redis."""
+class BatchState(BaseModel):
+    """Batch's view of the job's current Batch job, as its last observation showed it."""
 
-    tracking_id: str
-    job_name: str
-    job_queue: str
-    job_definition: str
-    status: JobStatus = JobStatus.QUEUED
-    job_id: str | None = None
-    status_reason: str | None = None
     exit_code: int | None = None
     container_reason: str | None = None
     attempts: int = 0
@@ -248,48 +254,156 @@ class JobRecord(BaseModel):
     created_at: datetime | None = None
     started_at: datetime | None = None
     stopped_at: datetime | None = None
-    submitted_at: datetime | None = None
-    finished_at: datetime | None = None
-    checks: int = 0
     array_status_summary: dict[str, int] | None = None
-    history: list[Transition] = Field(default_factory=list)
-    spec: dict[str, Any] = Field(default_factory=dict)
-    poll: PollPolicy
-    idempotency_key: str | None = None
-    stuck_notified: bool = False
-    cancel_reason: str | None = None
-    revoked: bool = False  # its Celery task was revoked: the job is cancelled, its result REVOKED
-    missing_since: datetime | None = None
-    waiting_reason: str | None = None  # an AWS error about poller's configuration, while it lasts
-    waiting_since: datetime | None = None
+    # The kind of each ended attempt of the current Batch job (None: it succeeded)
+    attempt_kinds: list[FailureKind | None] = Field(default_factory=list)
+
+
+class Schedule(BaseModel):
+    """When the job is looked at next, and what the looks so far have noted."""
+
+    checks: int = 0  # checks applied; the next check message carries this number (its fence)
     next_check_at: datetime | None = None
     # No check message waits for next_check_at: Batch events carry the job, and the reconciler
     # sends its check when it is due (polling's safety net without a countdown held per job).
     awaits_events: bool = False
-    submit_started_at: datetime | None = None
-    submit_failures: int = 0  # transient AWS errors on SubmitJob in a row (then REJECTED)
-    submit_turn_at: datetime | None = None  # its SubmitJob's turn in the fleet's call budget
-    submit_lease_until: datetime | None = None
-    resolved: bool = False  # the job's Celery result was produced (exactly once)
+    missing_since: datetime | None = None  # Batch has not returned the job since then
+    stuck_notified: bool = False  # job_stuck was sent
+    waiting_reason: str | None = None  # an AWS error about poller's configuration, while it lasts
+    waiting_since: datetime | None = None
+
+
+class SubmissionState(BaseModel):
+    """The SubmitJob call in progress or to come: its turn, its lease, its failures, and
+    whether the job is being resubmitted (a Batch job of it ended in a kind that resubmits)."""
+
+    turn_at: datetime | None = None  # its SubmitJob's turn in the fleet's call budget
+    started_at: datetime | None = None  # an attempt took the lease then (kept after the call)
+    lease_until: datetime | None = None
+    failures: int = 0  # transient AWS errors on SubmitJob in a row (then REJECTED)
+    resubmitting: bool = False  # between a Batch job's end that resubmits and the new SubmitJob
+
+
+class CeleryState(BaseModel):
+    """What ties the job to Celery: its task's canvas, a revocation, a cancel, its result."""
+
     canvas: dict[str, Any] | None = None
+    cancel_reason: str | None = None
+    revoked: bool = False  # its Celery task was revoked: the job is cancelled, its result REVOKED
+    resolved: bool = False  # the job's Celery result was produced (exactly once)
+
+
+_PARTS: dict[str, tuple[type[BaseModel], dict[str, str]]] = {
+    "batch": (BatchState, {name: name for name in BatchState.model_fields}),
+    "schedule": (Schedule, {name: name for name in Schedule.model_fields}),
+    "submission": (
+        SubmissionState,
+        {f"submit_{name}": name for name in ("turn_at", "started_at", "lease_until", "failures")}
+        | {"resubmitting": "resubmitting"},
+    ),
+    "celery": (CeleryState, {name: name for name in CeleryState.model_fields}),
+}
+"""Each part of a record, and its fields by their names in the stored (flat) JSON."""
+
+
+class JobRecord(BaseModel):
+    """Everything poller knows about one tracked job; stored as JSON in Redis.
+
+    The job itself (its request, target, status and outcome) is at the top; the rest is in
+    parts by concern: ``batch`` (Batch's view of its current Batch job), ``schedule`` (its
+    checks), ``submission`` (the SubmitJob call and a resubmission under way) and ``celery``
+    (its task's canvas, revocation and result). Stored, a record is one flat JSON object
+    (the parts' fields among the job's, ``submit_``-prefixed for the submission's), the shape
+    every release reads and writes; built from keywords, the flat names work too.
+    """
+
+    tracking_id: str
+    job_name: str
+    job_queue: str
+    job_definition: str
+    spec: dict[str, Any] = Field(default_factory=dict)
+    poll: PollPolicy
+    resubmit: ResubmitPolicy | None = None
+    idempotency_key: str | None = None
     # The job's AWS target: the profile it named, the region it runs in (the override until it
     # is submitted, then the one it was submitted to), the account (from its ARN)
     aws_profile: str | None = None
     aws_region: str | None = None
     aws_account: str | None = None
+    status: JobStatus = JobStatus.QUEUED
+    status_reason: str | None = None  # Batch's statusReason, or why poller ended the job
+    job_id: str | None = None  # its current Batch job (None before SubmitJob answered)
     failure_kind: FailureKind | None = None  # set when it ends other than SUCCEEDED
-    # The kind of each ended attempt of the current Batch job (None: it succeeded)
-    attempt_kinds: list[FailureKind | None] = Field(default_factory=list)
-    resubmit: ResubmitPolicy | None = None
-    # Every Batch job submitted for it, in order; the last is job_id's (or, while job_id is
-    # None, the one that ended and is being resubmitted)
+    submitted_at: datetime | None = None
+    finished_at: datetime | None = None
+    history: list[Transition] = Field(default_factory=list)
+    # Every Batch job submitted for it, in order; the last is job_id's (or, while it is being
+    # resubmitted, the one that ended)
     submissions: list[Submission] = Field(default_factory=list)
+    batch: BatchState = Field(default_factory=BatchState)
+    schedule: Schedule = Field(default_factory=Schedule)
+    submission: SubmissionState = Field(default_factory=SubmissionState)
+    celery: CeleryState = Field(default_factory=CeleryState)
     version: int = 0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _parts_from_flat(cls, data: Any) -> Any:
+        """Gather the parts' fields from the flat shape (stored JSON, keywords)."""
+        if not isinstance(data, dict):
+            return data
+        if "submission" in data and _FLAT_NAMES.isdisjoint(data):
+            return data  # in parts already
+        data = dict(data)
+        for part, (_, names) in _PARTS.items():
+            fields = dict(data.get(part) or {})
+            for flat, name in names.items():
+                if flat in data:
+                    fields[name] = data.pop(flat)
+            data[part] = fields
+        # A record stored before the state was explicit implied it: no current Batch job, an
+        # earlier one, and not ended
+        data["submission"].setdefault(
+            "resubmitting",
+            data.get("job_id") is None
+            and bool(data.get("submissions"))
+            and str(getattr(data.get("status"), "value", data.get("status")))
+            not in JobStatus.TERMINAL,
+        )
+        return data
+
+    @model_serializer(mode="wrap")
+    def _flat(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """The stored shape: the parts' fields among the job's."""
+        dumped: dict[str, Any] = handler(self)
+        for part, (_, names) in _PARTS.items():
+            values = dumped.pop(part, None)
+            if isinstance(values, dict):
+                dumped.update(
+                    {flat: values[name] for flat, name in names.items() if name in values}
+                )
+        return dumped
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """pydantic's copy, refusing a field the record does not have (a part's field among
+        them: use :meth:`with_parts`), which pydantic would set silently."""
+        unknown = set(update or ()) - set(type(self).model_fields)
+        if unknown:
+            raise TypeError(f"JobRecord has no field {', '.join(sorted(unknown))}")
+        return super().model_copy(update=update, deep=deep)
+
+    def with_parts(self, **changes: dict[str, Any]) -> JobRecord:
+        """A copy with fields of its parts changed: ``with_parts(schedule={"checks": 2})``; the
+        parts named are copies, so the copy never changes this record."""
+        update = {
+            part: getattr(self, part).model_copy(update=fields) for part, fields in changes.items()
+        }
+        return self.model_copy(update=update)
 
     def result(self) -> JobResult:
         """This job's public result fields (what ``.get()`` returns once it has ended)."""
-        fields = self.model_dump(mode="json", include=set(JobResult.__annotations__))
-        return cast(JobResult, fields)
+        stored = self.model_dump(mode="json")
+        return cast(JobResult, {name: stored[name] for name in JobResult.__annotations__})
 
     @property
     def is_terminal(self) -> bool:
@@ -299,7 +413,7 @@ class JobRecord(BaseModel):
     @property
     def resubmitting(self) -> bool:
         """True between a Batch job's end that resubmits and the new job's SubmitJob."""
-        return self.job_id is None and bool(self.submissions) and not self.is_terminal
+        return self.submission.resubmitting and not self.is_terminal
 
     @property
     def target_key(self) -> str:
@@ -311,13 +425,16 @@ class JobRecord(BaseModel):
         parts = [f"Batch job {self.job_id or '(not submitted)'} ended {self.status.value}"]
         if self.status_reason:
             parts.append(f"reason: {self.status_reason}")
-        if self.exit_code is not None:
-            parts.append(f"exit code {self.exit_code}")
-        if self.container_reason:
-            parts.append(f"container: {self.container_reason}")
+        if self.batch.exit_code is not None:
+            parts.append(f"exit code {self.batch.exit_code}")
+        if self.batch.container_reason:
+            parts.append(f"container: {self.batch.container_reason}")
         if self.failure_kind is not None:
             parts.append(f"kind: {self.failure_kind.value}")
         return "; ".join(parts)
+
+
+_FLAT_NAMES = frozenset(flat for _, names in _PARTS.values() for flat in names)
 
 
 def target_key(profile: str | None, region: str | None) -> str:

@@ -96,9 +96,9 @@ def ended_reason(record: JobRecord) -> str:
 def exit_text(record: JobRecord) -> str:
     """The exit code of an ended job's container, empty when it has none (still active, or it
     never ran: rejected, an image that could not be pulled)."""
-    if not record.is_terminal or record.exit_code is None:
+    if not record.is_terminal or record.batch.exit_code is None:
         return ""
-    return str(record.exit_code)
+    return str(record.batch.exit_code)
 
 
 _UNBOUNDED = 100_000  # wider than any row: the width a table asks for when nothing limits it
@@ -163,7 +163,7 @@ def jobs_table(
         if regions or wide:
             row.append(record.aws_region or "-")
         if wide:
-            row += [record.aws_account or "-", str(record.checks)]
+            row += [record.aws_account or "-", str(record.schedule.checks)]
             row += [record.job_id or "-", record.tracking_id]
         table.add_row(*(plain(cell) for cell in row))
     return NaturalWidth(table) if wide else table
@@ -179,23 +179,29 @@ def record_table(record: JobRecord) -> Table:
         ("batch job id", record.job_id),
         ("status", status_text(record.status)),
         ("reason", record.status_reason),
-        ("waiting on AWS", record.waiting_reason),
-        ("exit code", record.exit_code),
-        ("container reason", record.container_reason),
+        ("waiting on AWS", record.schedule.waiting_reason),
+        ("exit code", record.batch.exit_code),
+        ("container reason", record.batch.container_reason),
         ("failure kind", record.failure_kind.value if record.failure_kind else None),
         ("queue / definition", f"{record.job_queue} / {record.job_definition}"),
         ("region / account", f"{record.aws_region or '-'} / {record.aws_account or '-'}"),
         ("aws profile", record.aws_profile),
-        ("attempts", record.attempts),
-        ("attempt kinds", ", ".join(k.value if k else "-" for k in record.attempt_kinds) or None),
-        ("checks", record.checks),
-        ("log stream", record.log_stream_name),
-        ("array", record.array_status_summary),
+        ("attempts", record.batch.attempts),
+        (
+            "attempt kinds",
+            ", ".join(k.value if k else "-" for k in record.batch.attempt_kinds) or None,
+        ),
+        ("checks", record.schedule.checks),
+        ("log stream", record.batch.log_stream_name),
+        ("array", record.batch.array_status_summary),
         ("submitted", record.submitted_at),
-        ("started / stopped", f"{record.started_at or '-'} / {record.stopped_at or '-'}"),
+        (
+            "started / stopped",
+            f"{record.batch.started_at or '-'} / {record.batch.stopped_at or '-'}",
+        ),
         ("finished", record.finished_at),
         # An ended job is never checked again: a next check would read as one still to come
-        ("next check", None if record.is_terminal else record.next_check_at),
+        ("next check", None if record.is_terminal else record.schedule.next_check_at),
     ]
     for name, value in rows:
         if value is not None:

@@ -203,13 +203,13 @@ class JobStore(StoreBase):
     def _index_active(self, record: JobRecord, target: Writes) -> None:
         submitted, queued = self.key(ACTIVE_INDEX), self.key(QUEUED_INDEX)
         tracking_id = record.tracking_id
-        when = record.next_check_at.timestamp() if record.next_check_at else 0.0
+        when = record.schedule.next_check_at.timestamp() if record.schedule.next_check_at else 0.0
         # Only submitted jobs still running need Batch observations (coalesced checks)
         if record.is_terminal or record.job_id is None:
             target.zrem(self.observations.observe_index(record.target_key), tracking_id)
         else:
             target.zadd(self.observations.observe_index(record.target_key), {tracking_id: when})
-        if record.is_terminal and record.resolved:
+        if record.is_terminal and record.celery.resolved:
             target.zrem(submitted, tracking_id)
             target.zrem(queued, tracking_id)
             return

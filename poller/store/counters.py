@@ -134,9 +134,11 @@ def count_change(pipe: Any, key: Any, previous: JobRecord | None, record: JobRec
     if record.failure_kind is not None:
         where = f"{queue}|{_label(record.aws_region or '')}"
         pipe.hincrby(key(FAILURES), f"{record.failure_kind.value}|{where}", 1)
-    _observe(pipe, key, "detection_lag_seconds", "", record.finished_at, record.stopped_at)
-    _observe(pipe, key, "queue_wait_seconds", queue, record.started_at, record.created_at)
-    _observe(pipe, key, "job_run_seconds", queue, record.stopped_at, record.started_at)
+    _observe(pipe, key, "detection_lag_seconds", "", record.finished_at, record.batch.stopped_at)
+    _observe(
+        pipe, key, "queue_wait_seconds", queue, record.batch.started_at, record.batch.created_at
+    )
+    _observe(pipe, key, "job_run_seconds", queue, record.batch.stopped_at, record.batch.started_at)
 
 
 def _observe(

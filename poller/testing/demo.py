@@ -64,7 +64,9 @@ def submit_all(successes: int) -> list[DemoJob]:
         jobs.append(DemoJob(f"succeeds after {1 + 1.5 * i:.1f}s", result.id, JobStatus.SUCCEEDED))
     failing = _sleep("demo-fails", seconds=1, exit_code=3).delay()
     jobs.append(
-        DemoJob("fails with exit code 3", failing.id, JobStatus.FAILED, lambda r: r.exit_code == 3)
+        DemoJob(
+            "fails with exit code 3", failing.id, JobStatus.FAILED, lambda r: r.batch.exit_code == 3
+        )
     )
     array = _sleep("demo-array", seconds=1, array_properties={"size": 3}).delay()
     jobs.append(
@@ -72,7 +74,7 @@ def submit_all(successes: int) -> list[DemoJob]:
             "array of 3 children",
             array.id,
             JobStatus.SUCCEEDED,
-            lambda r: (r.array_status_summary or {}).get("SUCCEEDED") == 3,
+            lambda r: (r.batch.array_status_summary or {}).get("SUCCEEDED") == 3,
         )
     )
     flow = chain(_sleep("demo-chain", seconds=2), report.s()).apply_async()
@@ -94,7 +96,7 @@ def _table(jobs: list[DemoJob], records: dict[str, JobRecord]) -> Table:
             record.job_name,
             job.label,
             view.status_text(record.status),
-            str(record.checks),
+            str(record.schedule.checks),
             view.elapsed(record),
             record.job_id or "-",
         )
@@ -117,8 +119,8 @@ def verdicts(jobs: list[DemoJob], records: dict[str, JobRecord]) -> list[tuple[D
             continue
         ok = record.status is job.expected and job.check(record)
         detail = record.status.value
-        if record.exit_code is not None:
-            detail += f", exit code {record.exit_code}"
+        if record.batch.exit_code is not None:
+            detail += f", exit code {record.batch.exit_code}"
         if job.result is not None:
             step_ok = job.result.successful()
             ok = ok and step_ok

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Self
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from poller.testing.processes import (
     EmbeddedServer,
@@ -49,6 +51,11 @@ def find_server_binary() -> Path:
 
 
 PORT_ATTEMPTS = 3  # fresh ports tried when the one picked was taken before the server bound it
+# The readiness probe: one look every READY_POLL seconds, each answered (or given up) within
+# PROBE_TIMEOUT. A Redis that is up answers INFO in well under a millisecond; a port held by
+# something that accepts but never answers costs one PROBE_TIMEOUT per look, not a second.
+READY_POLL = 0.01
+PROBE_TIMEOUT = 0.25
 
 
 class EmbeddedRedis(EmbeddedServer):
@@ -140,7 +147,14 @@ class EmbeddedRedis(EmbeddedServer):
 
     def _wait_until_ready(self) -> None:
         assert self._process is not None
-        client = redis.Redis.from_url(self.url, socket_timeout=1.0)
+        # No retries inside the client (redis-py's default retries a refused connection ten
+        # times with growing pauses, seconds in all): this loop is the retry, to its deadline.
+        client = redis.Redis.from_url(
+            self.url,
+            socket_timeout=PROBE_TIMEOUT,
+            socket_connect_timeout=PROBE_TIMEOUT,
+            retry=Retry(NoBackoff(), 0),
+        )
         deadline = time.monotonic() + self.startup_timeout
         try:
             while time.monotonic() < deadline:
@@ -160,7 +174,7 @@ class EmbeddedRedis(EmbeddedServer):
                     pass  # replaying the append-only file after a restart
                 except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
                     pass  # not up yet, or another process holds the port and does not answer
-                time.sleep(0.05)
+                time.sleep(READY_POLL)
         finally:
             client.close()
         raise LocalStackError(

@@ -105,7 +105,7 @@ def apply_all(
         for owner, record in records.items()
         if (
             record.is_terminal
-            and not record.resolved
+            and not record.celery.resolved
             and any(view.job_id == record.job_id for view in views[owner])
         )
         or (record.resubmitting and any(moved.get(owner, [])))  # its check resubmits it

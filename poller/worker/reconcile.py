@@ -8,7 +8,7 @@ its next expected activity; a periodic pass re-sends a check (or the submission,
 submitted) for those overdue by more than ``reconcile_grace``. A re-sent message that turns out
 to be a duplicate is harmless: checks are fenced by their number, submissions by the record.
 While Batch events flow, a job's next check has no countdown message at all
-(``JobRecord.awaits_events``): the pass makes it when it is due, polling's safety net, in bulk
+(``JobRecord.schedule.awaits_events``): the pass makes it when it is due, polling's safety net, in bulk
 (:mod:`poller.worker.safety_net`: a DescribeJobs call per 100 jobs, a task only for those that ended).
 The same pass sends the signals a dead worker stored but never sent (:mod:`poller.core.outbox`).
 
@@ -164,11 +164,11 @@ def waiting_messages(app: Any, settings: Settings) -> int:
 
 
 def _carried(record: JobRecord) -> bool:
-    return record.awaits_events and record.job_id is not None
+    return record.schedule.awaits_events and record.job_id is not None
 
 
 def _overdue(record: JobRecord, late: datetime) -> bool:
-    return record.next_check_at is None or record.next_check_at < late
+    return record.schedule.next_check_at is None or record.schedule.next_check_at < late
 
 
 def _push_deadline(seen_version: int, when: datetime) -> Callable[[JobRecord], Change | None]:
@@ -186,7 +186,7 @@ def _log_overdue_check(record: JobRecord) -> None:
     logger.warning(
         "job %s: check overdue since %s; sending a new one",
         record.tracking_id,
-        record.next_check_at,
+        record.schedule.next_check_at,
     )
 
 
@@ -194,7 +194,7 @@ def _resend_submit(app: Any, record: JobRecord) -> None:
     logger.warning(
         "job %s: submission overdue since %s; sending it again",
         record.tracking_id,
-        record.next_check_at,
+        record.schedule.next_check_at,
     )
     resend.send_submit(app, record)
 

@@ -27,12 +27,12 @@ def _send_check(app: Any, record: JobRecord, producer: Any) -> None:
     """Send the job's next check, to run now (on the checks' queue)."""
     app.send_task(
         "poller.check_job",
-        args=(record.tracking_id, record.checks, 0),
+        args=(record.tracking_id, record.schedule.checks, 0),
         task_id=record.tracking_id,
         queue=get_settings().check_queue,
         shadow=flower_view.check_name(record),
         producer=producer,
-        **(record.canvas or {}),
+        **(record.celery.canvas or {}),
     )
 
 
@@ -66,5 +66,5 @@ def send_submit(app: Any, record: JobRecord) -> None:
         kwargsrepr=kwargs_repr(kwargs),  # Flower and task events: environment values masked
         task_id=record.tracking_id,
         shadow=flower_view.submit_name((), record.spec),
-        **(record.canvas or {}),
+        **(record.celery.canvas or {}),
     )

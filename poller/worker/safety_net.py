@@ -2,7 +2,7 @@
 reconciler itself, a DescribeJobs call per 100 jobs.
 
 While events flow, a job's next check waits ``events_poll_max_delay`` and has no countdown
-message (``JobRecord.awaits_events``): the reconciler makes it when it is due. Here a page of
+message (``JobRecord.schedule.awaits_events``): the reconciler makes it when it is due. Here a page of
 due jobs costs one DescribeJobs call of their AWS target and one Redis transaction, not a Celery
 task per job: tracked jobs / ``events_poll_max_delay`` tasks a second would take the worker from
 the submissions, and their DescribeJobs calls would rarely be shared, their due times being
@@ -61,7 +61,7 @@ def sweep(rt: ProcessRuntime, due: list[JobRecord], now: datetime, until: float)
     for record in due:
         # As a check would: a finished job (its result maybe never produced: the task that
         # would have was lost), a revoked one or one to give up on is its task's to handle.
-        if record.is_terminal or record.revoked or tracking.give_up_reason(record, now):
+        if record.is_terminal or record.celery.revoked or tracking.give_up_reason(record, now):
             swept.for_tasks.append(record)
         else:
             pages[record.target_key].append(record)
@@ -129,7 +129,7 @@ def _observed(
         change = tracking.checked(
             record,
             view,
-            check_no=record.checks,
+            check_no=record.schedule.checks,
             now=now,
             next_check_at=now + timedelta(seconds=delay),
             limits=rt.limits,

@@ -24,7 +24,7 @@ def test_access_denied_on_submit_is_shown_then_ends_the_job_rejected(
     tracking_id = stack.submit(1, "denied")[0]
     handle = JobHandle(tracking_id)
     # When the worker tries to submit, Then the record says why the job waits
-    waiting = eventually(lambda: handle.record.waiting_reason, timeout=30, interval=0.2)
+    waiting = eventually(lambda: handle.record.schedule.waiting_reason, timeout=30, interval=0.2)
     assert "AccessDeniedException" in waiting and handle.status.value == "QUEUED"
     # And after the grace the job ends REJECTED with AWS's message, having retried a bounded
     # number of times, and the worker said so once
@@ -44,11 +44,11 @@ def test_access_denied_on_describe_ends_a_tracked_job_timed_out(
     stack.start_worker(POLLER_AWS_CONFIG_GRACE="3")
     tracking_id = stack.submit(1, "blind", seconds=(30.0, 30.0))[0]
     handle = JobHandle(tracking_id)
-    eventually(lambda: handle.record.checks >= 1, timeout=30, interval=0.2)
+    eventually(lambda: handle.record.schedule.checks >= 1, timeout=30, interval=0.2)
     # When the role loses DescribeJobs
     stack.batch.set_faults(deny=["DescribeJobs"])
     # Then the job waits saying why, and then poller gives up on it naming the error
-    eventually(lambda: handle.record.waiting_reason, timeout=30, interval=0.2)
+    eventually(lambda: handle.record.schedule.waiting_reason, timeout=30, interval=0.2)
     record = stack.wait_all_terminal([tracking_id], timeout=60)[0]
     report("access denied on describe", status=record.status.value)
     assert record.status.value == "TIMED_OUT"

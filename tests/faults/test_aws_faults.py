@@ -30,7 +30,7 @@ def test_30_percent_of_calls_failing_neither_loses_jobs_nor_uses_up_checks(
         "DescribeJobs", 0
     )
     faults = sum(stats["throttled"].values()) + sum(stats["errors"].values())
-    checks = sum(r.checks for r in records)
+    checks = sum(r.schedule.checks for r in records)
     report(
         "30% faults",
         jobs=len(ids), statuses=sorted({r.status.value for r in records}),

@@ -58,12 +58,12 @@ def test_six_failures_end_or_resubmit_by_kind(stack: FaultStack, report: Any) ->
         image.get(timeout=60)
     assert raised.value.failure_kind == "image_pull"
     assert len(JobHandle(image.id).record.submissions) == 1
-    assert JobHandle(image.id).record.exit_code is None
+    assert JobHandle(image.id).record.batch.exit_code is None
     # Exit code 3: an app error, no policy, one submission
     with pytest.raises(JobFailed) as raised:
         app.get(timeout=60)
     assert raised.value.failure_kind == "app_error"
-    assert JobHandle(app.id).record.exit_code == 3
+    assert JobHandle(app.id).record.batch.exit_code == 3
     # Stuck with MISCONFIGURATION under max_runnable=10: ends within 40 s, the reason kept
     with pytest.raises(JobTimedOut) as raised:
         stuck.get(timeout=40)

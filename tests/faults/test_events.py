@@ -326,12 +326,12 @@ def test_with_confirmation_a_forged_end_from_the_jobs_own_account_changes_nothin
     # When a SUCCEEDED event for it arrives from its own account and region
     right = json.loads(event(job, "SUCCEEDED"))
     right.update(account=job.aws_account, region=job.aws_region)
-    checks_before = get_store().get(job.tracking_id).checks
+    checks_before = get_store().get(job.tracking_id).schedule.checks
     send_bodies(events_stack, [json.dumps(right)])
     wait_drained(events_stack)
     # Then the job's check ran at once, DescribeJobs said RUNNING, and the record stays RUNNING
     eventually(lambda: get_store().fleet.event_counts().get("checked", 0) == 1, timeout=10)
-    eventually(lambda: get_store().get(job.tracking_id).checks > checks_before, timeout=20)
+    eventually(lambda: get_store().get(job.tracking_id).schedule.checks > checks_before, timeout=20)
     assert get_store().get(job.tracking_id).status is JobStatus.RUNNING
 
 
@@ -418,5 +418,5 @@ def test_a_job_in_a_region_whose_events_reach_no_queue_is_polled(
         took = time.monotonic() - started
     report("job outside the events' region", seconds=f"{took:.1f}")
     assert result["status"] == "SUCCEEDED"
-    assert not JobHandle(west.id).record.awaits_events
+    assert not JobHandle(west.id).record.schedule.awaits_events
     assert not get_store().fleet.events_flowing("123456789012", "us-west-2")

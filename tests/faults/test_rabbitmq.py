@@ -127,7 +127,7 @@ def test_kill_9_of_pollers_worker_with_20_jobs_loses_and_doubles_nothing(
     assert batch_jobs_named(stack, "rmq-crash-") == 20
     # Countdown checks: checks were rescheduled with a countdown and ran (a job can also end
     # through another job's coalesced call, without a check of its own)
-    assert max(r.checks for r in records) >= 2
+    assert max(r.schedule.checks for r in records) >= 2
 
 
 def test_a_rabbitmq_restart_with_checks_in_flight_ends_every_job_once(
@@ -147,9 +147,9 @@ def test_a_rabbitmq_restart_with_checks_in_flight_ends_every_job_once(
     rabbitmq.start()
     configure_process(stack.env)  # this process's own connections: to the restarted node
     # Then the same worker goes on and every job ends once
-    checks = sum(r.checks for r in stack.records(ids))
+    checks = sum(r.schedule.checks for r in stack.records(ids))
     eventually(
-        lambda: worker.is_running and sum(r.checks for r in stack.records(ids)) > checks,
+        lambda: worker.is_running and sum(r.schedule.checks for r in stack.records(ids)) > checks,
         timeout=60,
     )
     back = time.monotonic() - restarted

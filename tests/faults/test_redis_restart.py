@@ -54,7 +54,9 @@ def test_a_redis_restart_mid_run_loses_no_job(stack: FaultStack, report: Any) ->
     worker = stack.start_worker()
     ids = stack.submit(50, "restart", seconds=(2.0, 6.0))
     eventually(
-        lambda: sum(1 for r in stack.records(ids) if r.checks >= 1) >= 25, timeout=60, interval=0.5
+        lambda: sum(1 for r in stack.records(ids) if r.schedule.checks >= 1) >= 25,
+        timeout=60,
+        interval=0.5,
     )
     # When Redis stops and starts again on the same port and data directory
     restart_redis(stack)
@@ -117,11 +119,13 @@ def test_soak_five_redis_restarts_with_100_jobs_tracked(stack: FaultStack, repor
     pid = worker.pid
     submitted = time.monotonic()
     ids = stack.submit(100, "soak", seconds=(600.0, 600.0))
-    eventually(lambda: all(r.checks >= 1 for r in stack.records(ids)), timeout=60, interval=0.5)
+    eventually(
+        lambda: all(r.schedule.checks >= 1 for r in stack.records(ids)), timeout=60, interval=0.5
+    )
     recoveries = []
     for _ in range(5):
         # When Redis restarts just after a DescribeJobs call went out
-        before = sum(r.checks for r in stack.records(ids))
+        before = sum(r.schedule.checks for r in stack.records(ids))
         calls = stack.batch.calls("DescribeJobs")
         eventually(lambda calls=calls: stack.batch.calls("DescribeJobs") > calls, timeout=30)
         restarted = time.monotonic()
@@ -129,7 +133,8 @@ def test_soak_five_redis_restarts_with_100_jobs_tracked(stack: FaultStack, repor
         # Then the same worker applies new checks again: the time that takes is the recovery
         eventually(
             lambda before=before: (
-                assert_alive(worker) or sum(r.checks for r in stack.records(ids)) >= before + 20
+                assert_alive(worker)
+                or sum(r.schedule.checks for r in stack.records(ids)) >= before + 20
             ),
             timeout=30,
             interval=0.2,

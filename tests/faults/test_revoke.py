@@ -48,7 +48,7 @@ def test_a_revoke_sent_while_no_worker_is_up_ends_the_job_once_one_runs(
         [CELERY, "-A", "poller", "control", "revoke", ids[2], "--timeout", "0.5"],
         env=dict(os.environ), capture_output=True, timeout=60,
     )  # fmt: skip
-    assert all(r.revoked and not r.is_terminal for r in stack.records(ids))
+    assert all(r.celery.revoked and not r.is_terminal for r in stack.records(ids))
     # And a worker starts again
     stack.start_worker()
     # Then each job ends FAILED as revoked, its Batch job terminated and its result REVOKED

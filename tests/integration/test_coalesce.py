@@ -44,7 +44,7 @@ def test_checks_of_jobs_due_together_share_describe_calls(
     records = [JobHandle(r.id).record for r in results]
     # Then every job succeeded, and checks were answered with far fewer DescribeJobs calls
     assert {r.status for r in records} == {JobStatus.SUCCEEDED}
-    checks = sum(r.checks for r in records)
+    checks = sum(r.schedule.checks for r in records)
     describes = poller_batch.calls("DescribeJobs")
     print(
         f"\n[coalesce] jobs=40 checks={checks} describe_calls={describes} checks_per_call={checks / describes:.1f}"

@@ -62,7 +62,9 @@ def three_jobs(flower: Flower) -> Iterator[dict[str, JobRecord]]:
     for state in ("succeeded", "failed"):
         JobHandle(ids[state]).wait(timeout=60)
     running = JobHandle(ids["running"])
-    eventually(lambda: running.record.status is JobStatus.RUNNING and running.record.checks >= 2)
+    eventually(
+        lambda: running.record.status is JobStatus.RUNNING and running.record.schedule.checks >= 2
+    )
     yield {state: JobHandle(i).record for state, i in ids.items()}
     running.cancel("the Flower test is over")
 

@@ -73,9 +73,13 @@ def test_a_job_that_succeeds_resolves_to_its_record(poller_redis_client: redis.R
     assert outcome["failure_kind"] is None  # a success has no failure kind
     assert [s["job_id"] for s in outcome["submissions"]] == [outcome["job_id"]]
     record = JobHandle(result.id).record
-    assert record.job_id and record.exit_code == 0 and record.attempts == 1
-    assert record.log_stream_name and record.checks >= 1
-    assert record.started_at and record.stopped_at and record.started_at <= record.stopped_at
+    assert record.job_id and record.batch.exit_code == 0 and record.batch.attempts == 1
+    assert record.batch.log_stream_name and record.schedule.checks >= 1
+    assert (
+        record.batch.started_at
+        and record.batch.stopped_at
+        and record.batch.started_at <= record.batch.stopped_at
+    )
     assert record.submitted_at and record.finished_at and record.submitted_at <= record.finished_at
     seen = [t.status for t in record.history]
     assert seen[0] is JobStatus.QUEUED and seen[-1] is JobStatus.SUCCEEDED
@@ -106,7 +110,7 @@ def test_a_failing_job_raises_job_failed_with_its_exit_code(
     with pytest.raises(JobFailed) as caught:
         result.get(timeout=RESULT_TIMEOUT)
     record = JobHandle(result.id).record
-    assert record.status is JobStatus.FAILED and record.exit_code == 3
+    assert record.status is JobStatus.FAILED and record.batch.exit_code == 3
     message = str(caught.value)
     assert record.job_id in message and "exit code 3" in message
     assert "Essential container in task exited" in message
@@ -157,7 +161,7 @@ def test_cancel_stops_a_running_job(poller_redis_client: redis.Redis) -> None:
     handle.cancel("no longer needed")
     with pytest.raises(JobFailed, match="no longer needed"):
         result.get(timeout=RESULT_TIMEOUT)
-    assert handle.record.cancel_reason == "no longer needed"
+    assert handle.record.celery.cancel_reason == "no longer needed"
 
 
 def revoke_through(door: str, tracking_id: str) -> None:
@@ -182,7 +186,7 @@ def test_revoking_a_tracking_id_cancels_its_batch_job(
     revoke_through(door, result.id)
     # Then the record ends FAILED saying so, and the Celery result is REVOKED
     record = eventually(lambda: (r := handle.record).is_terminal and r)
-    assert record.status is JobStatus.FAILED and record.revoked
+    assert record.status is JobStatus.FAILED and record.celery.revoked
     assert "revoked" in str(record.status_reason)
     eventually(lambda: AsyncResult(result.id, app=app).state == "REVOKED")
     # And the Batch job was stopped, and job_failed fired once
@@ -218,7 +222,7 @@ def test_a_late_duplicate_check_after_the_end_does_not_run_the_chain_again(
     note = result.get(timeout=RESULT_TIMEOUT)
     record = JobHandle(note["tracking_id"]).record
     # When copies of its check arrive late (as after a crash and the visibility timeout)
-    for check_no in (0, record.checks, record.checks - 1):
+    for check_no in (0, record.schedule.checks, record.schedule.checks - 1):
         check_job.apply_async((record.tracking_id, check_no), task_id=record.tracking_id)
     # Then the probe below runs after them (one queue, in order) and the step ran only once
     probe = note_after.apply_async(({"tracking_id": "probe", "status": "-"},), **ON_POLLER_QUEUE)
@@ -242,8 +246,8 @@ def test_a_duplicated_check_sends_no_second_signal(poller_redis_client: redis.Re
     # Given a tracked job that has been checked at least once
     result = sleep_job("dup-1", seconds=2)
     handle = JobHandle(result.id)
-    eventually(lambda: (r := handle.store.find(result.id)) and r.checks >= 1)
-    current = handle.record.checks
+    eventually(lambda: (r := handle.store.find(result.id)) and r.schedule.checks >= 1)
+    current = handle.record.schedule.checks
     # When stale and current check messages are delivered again (as the broker redelivers
     # them: same task id)
     check_job.apply_async((result.id, 0), task_id=result.id)
