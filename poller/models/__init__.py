@@ -357,9 +357,7 @@ class JobRecord(BaseModel):
         data = dict(data)
         for part, (_, names) in _PARTS.items():
             fields = dict(data.get(part) or {})
-            for flat, name in names.items():
-                if flat in data:
-                    fields[name] = data.pop(flat)
+            fields.update({name: data.pop(flat) for flat, name in names.items() if flat in data})
             data[part] = fields
         # A record stored before the state was explicit implied it: no current Batch job, an
         # earlier one, and not ended
@@ -376,12 +374,12 @@ class JobRecord(BaseModel):
     def _flat(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         """The stored shape: the parts' fields among the job's."""
         dumped: dict[str, Any] = handler(self)
-        for part, (_, names) in _PARTS.items():
-            values = dumped.pop(part, None)
-            if isinstance(values, dict):
-                dumped.update(
-                    {flat: values[name] for flat, name in names.items() if name in values}
-                )
+        for part in _SAME_NAMES:
+            dumped.update(dumped.pop(part, None) or {})
+        submission = dumped.pop("submission", None) or {}
+        dumped.update(
+            {flat: submission[name] for flat, name in _SUBMISSION_NAMES if name in submission}
+        )
         return dumped
 
     def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
@@ -435,6 +433,8 @@ class JobRecord(BaseModel):
 
 
 _FLAT_NAMES = frozenset(flat for _, names in _PARTS.values() for flat in names)
+_SAME_NAMES = ("batch", "schedule", "celery")  # parts whose fields are stored under their names
+_SUBMISSION_NAMES = tuple(_PARTS["submission"][1].items())
 
 
 def target_key(profile: str | None, region: str | None) -> str:
