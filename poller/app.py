@@ -41,8 +41,8 @@ def celery_config() -> dict[str, Any]:
 
 _RABBITMQ = {
     # After a reconnect Celery lowers the prefetch count and raises it again as tasks end; with
-    # countdown checks held unacked the raise never came (RabbitMQ 3.10, Celery 5.7: the worker
-    # stopped receiving, 1 restart in 3). poller's checks are short: over-fetching is harmless.
+    # countdown checks held unacked it may never be raised, and the worker stops receiving.
+    # poller's checks are short: over-fetching is harmless (docs: Reliability, Broker restarts).
     "worker_enable_prefetch_count_reduction": False,
 }
 

@@ -1,9 +1,10 @@
-"""Thin Celery tasks: unpack arguments, call :mod:`poller.core.lifecycle`, decide retry or finish.
+"""Thin Celery tasks: unpack arguments, run :mod:`poller.core.steps`, carry out the step.
 
 ``submit_job`` submits the Batch job and hands over to ``check_job`` with ``Task.replace``, so the
 check inherits the submission's task id (the tracking id): ``submit_job.delay(...).get()`` and
 canvas callbacks wait for the Batch job itself. ``check_job`` reschedules itself with
-``self.retry(countdown=...)``; no worker ever sleeps to wait.
+``self.retry(countdown=...)``; no worker ever sleeps to wait. :func:`_act` is the one place a
+step of the core becomes Celery's retry, replace, Ignore or return.
 """
 
 from __future__ import annotations

@@ -1,16 +1,21 @@
 """The job lifecycle as plain functions: admit, submit, check, cancel. No Celery here.
 
-The Celery tasks in :mod:`poller.tasks` call these and turn their outcomes into Celery actions.
-The protocol that makes at-least-once delivery harmless reads here:
+:mod:`poller.core.steps` runs the submit and check paths on these and ends each in one step for
+:mod:`poller.tasks` to carry out. The protocol that makes at-least-once delivery harmless reads
+here:
 
-- **Admission** (:func:`admit`): one path, in the caller before the message is sent and again
-  in the worker; a used idempotency key is answered with :class:`DuplicateSubmission`.
+- **Admission** (:func:`admit`): one path, in the caller before the message is sent (or in the
+  worker, for a message sent by name); a used idempotency key is answered with
+  :class:`DuplicateSubmission`.
 - **A transition, then its signals** (:func:`_apply`): every change that causes signals goes
-  through the store's optimistic transaction (which publishes its events), then its signals are
-  sent: signals follow stored facts, once. Changes without signals (leases, notes) go to the
-  store directly.
-- **A check ends one of three ways**: :class:`Reschedule`, :class:`Produce` (this delivery
-  produces the job's Celery result) or :class:`Drop` (a stale or duplicate delivery).
+  through the store's optimistic transaction (which publishes its announcements), then the
+  runtime's announcer sends them: signals follow stored facts, once. Changes without signals
+  (leases, notes) go to the store directly.
+- **A check ends one of four ways**: :class:`Reschedule`, :class:`Produce` (this delivery
+  produces the job's Celery result), :class:`Drop` (a stale or duplicate delivery) or
+  :class:`~poller.core.revocation.Revoked`; AWS's transient errors and a concurrent delivery
+  are raised (``BatchUnavailable``, ``CallDeferred``, ``ObservationPending``, ...), and
+  :mod:`poller.core.steps` decides what each means.
 - **A result once** (:func:`claim_result`): the only place that decides which delivery
   produces a finished job's result.
 """
