@@ -30,6 +30,7 @@ from poller.errors import (
     ProfileNotAllowed,
     RecordUnreadable,
     SubmitRejected,
+    Unreachable,
     WaitTimeout,
 )
 from poller.models import (
@@ -80,6 +81,7 @@ __all__ = [
     "ResubmitPolicy",
     "Submission",
     "SubmitRejected",
+    "Unreachable",
     "WaitTimeout",
     "__version__",
     "app",

@@ -125,6 +125,11 @@ class RecordUnreadable(JobNotFound):
     """The job's stored record could not be read back; it was set aside (``poller check``)."""
 
 
+class Unreachable(PollerError, ConnectionError):
+    """This process could not reach poller's Redis or its broker; the message names the URL
+    (password masked) and the setting it comes from."""
+
+
 class BatchUnavailable(PollerError):
     """AWS Batch throttled the call, answered 5xx or could not be reached; try again later."""
 

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
+import kombu.exceptions
 import redis
 from celery import Task
 from celery.exceptions import Ignore
@@ -35,11 +36,13 @@ from poller.errors import (
     JobFailed,
     JobTimedOut,
     SubmitRejected,
+    Unreachable,
 )
 from poller.models import JobResult, PollOptions, ResubmitOptions, utcnow
 from poller.monitoring import flower_view
 from poller.runtime import get_runtime, get_store
 from poller.settings import get_settings
+from poller.settings.values import mask_url
 
 logger = logging.getLogger(__name__)
 
@@ -135,13 +138,30 @@ class SubmitJobTask(PollerTask[_P, _R]):
         except DuplicateSubmission as err:
             logger.info("%s: returning that job", err)
             return self.AsyncResult(str(err.owner))
+        except (redis.ConnectionError, redis.TimeoutError) as err:
+            settings = get_settings()
+            named = "POLLER_REDIS_URL" if settings.redis_url else "POLLER_BROKER_URL"
+            raise _unreachable("Redis", settings.effective_redis_url, named, err) from err
         try:
             return super().apply_async(args, kwargs, **{**options, "task_id": tracking_id})
         except Exception as err:
             # Not enqueued: end the record, or the reconciler would submit a job the caller
             # was told failed (and may submit again).
             lifecycle.abandon(store, tracking_id, f"could not be enqueued: {err}")
+            if isinstance(err, kombu.exceptions.OperationalError):
+                url = get_settings().broker_url.get_secret_value()
+                raise _unreachable("broker", url, "POLLER_BROKER_URL", err) from err
             raise
+
+
+def _unreachable(what: str, url: str, setting: str, err: Exception) -> Unreachable:
+    """The error for a submission this process could not store or send: which server, where
+    (password masked), the setting it comes from, and what to check."""
+    return Unreachable(
+        f"could not reach poller's {what} at {mask_url(url)} ({setting}): "
+        f"{str(err).rstrip('.')}. Is it running, and is {setting} set in this process? Every "
+        "process that calls submit_job needs it."
+    )
 
 
 def _due(options: dict[str, Any]) -> datetime | None:

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-from celery import Celery, chain
+from typing import Any
 
-from poller import submit_job
+import kombu.exceptions
+import pytest
+from celery import Celery, Task, chain
+
+from poller import Unreachable, submit_job, tasks
 from poller.app import app
+from poller.models import JobStatus
+from poller.runtime import ProcessRuntime
+from poller.settings import Settings
+from poller.store import JobStore
 from poller.tasks import check_job
 
 
@@ -49,3 +57,37 @@ def test_no_celery_retry_cap_can_end_a_submission_or_a_check() -> None:
     # AWS errors are bounded by poller itself (then REJECTED)
     assert submit_job.max_retries is None
     assert check_job.max_retries is None
+
+
+def test_an_unreachable_redis_at_delay_is_one_clear_error_naming_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a process whose Redis (here a closed port) cannot be reached
+    closed = JobStore.from_url("redis://:secret@127.0.0.1:1/0")
+    monkeypatch.setattr(tasks, "get_store", lambda: closed)
+    monkeypatch.setattr(
+        tasks, "get_settings", lambda: Settings(broker_url="redis://:secret@127.0.0.1:1/0")
+    )
+    # When it submits a job
+    with pytest.raises(Unreachable) as caught:
+        submit_job.delay("n", "q", "d")
+    # Then the error names the server, where (no password) and the setting to check
+    message = str(caught.value)
+    assert "poller's Redis at redis://:***@127.0.0.1:1/0 (POLLER_BROKER_URL)" in message
+    assert "secret" not in message and isinstance(caught.value, ConnectionError)
+
+
+def test_an_unreachable_broker_at_delay_is_one_clear_error_and_the_record_is_ended(
+    rt: ProcessRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a process whose Redis answers and whose broker does not (Celery gives up publishing)
+    def refused(*args: Any, **kwargs: Any) -> Any:
+        raise kombu.exceptions.OperationalError("Error 111 connecting to 127.0.0.1:1.")
+
+    monkeypatch.setattr(tasks, "get_store", lambda: rt.store)
+    monkeypatch.setattr(Task, "apply_async", refused)
+    # When it submits a job
+    with pytest.raises(Unreachable, match=r"poller's broker at .* \(POLLER_BROKER_URL\)"):
+        submit_job.apply_async(("n", "q", "d"), task_id="t-unsent")
+    # Then its record says it was never sent (the reconciler will not submit it)
+    assert rt.store.get("t-unsent").status is JobStatus.REJECTED
