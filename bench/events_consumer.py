@@ -79,7 +79,7 @@ def tracked_jobs(rt: ProcessRuntime, count: int, prefix: str) -> list[JobRecord]
     with progress_bars() as progress:
         task = progress.add_task("tracking jobs", total=count)
         for i in range(count):
-            spec, policy, _ = admission.validate(rt.settings, (f"{prefix}-{i}", QUEUE, "d"), {})
+            spec, policy, _, _ = admission.validate(rt.settings, (f"{prefix}-{i}", QUEUE, "d"), {})
             record = lifecycle.admit(rt.store, f"{prefix}{i}", spec, policy, None)
             records.append(lifecycle.submit(rt, record))
             progress.advance(task)

@@ -41,7 +41,7 @@ def run(server: EmbeddedRedis, jobs: int, count_metrics: bool) -> dict[str, floa
     rt = ProcessRuntime(settings=settings, store=store, batch=batch)
     ids = []
     for i in range(jobs):
-        spec, policy, _ = admission.validate(settings, (f"b-{i}", "poller-local", "d"), {})
+        spec, policy, _, _ = admission.validate(settings, (f"b-{i}", "poller-local", "d"), {})
         record = lifecycle.admit(store, f"t{i}", spec, policy, None)
         ids.append(str(lifecycle.submit(rt, record).job_id))
     commands_before = int(client.info("stats")["total_commands_processed"])

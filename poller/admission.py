@@ -8,7 +8,7 @@ profile against ``POLLER_AWS_PROFILES``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from poller.aws.batch import check_request
 from poller.aws.targets import check_profile
@@ -30,13 +30,21 @@ def resubmit_policy(settings: Settings, kwargs: dict[str, Any]) -> ResubmitPolic
     return validate_resubmit(kwargs.get("resubmit"), settings.resubmit)
 
 
-def validate(
-    settings: Settings, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> tuple[JobSpec, PollPolicy, str | None]:
-    """Validate submit_job's arguments; InvalidJobSpec names the first bad field."""
+class Admission(NamedTuple):
+    """A submission's arguments, validated: what its record is made of."""
+
+    spec: JobSpec
+    poll: PollPolicy
+    idempotency_key: str | None
+    resubmit: ResubmitPolicy | None
+
+
+def validate(settings: Settings, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Admission:
+    """Validate submit_job's arguments, once per submission; InvalidJobSpec names the first
+    bad field."""
     fields = dict(kwargs)
     poll = fields.pop("poll", None)
-    resubmit_policy(settings, {"resubmit": fields.pop("resubmit", None)})
+    resubmit = resubmit_policy(settings, {"resubmit": fields.pop("resubmit", None)})
     idempotency_key = fields.pop("idempotency_key", None)
     if len(args) > len(POSITIONAL):
         raise InvalidJobSpec(
@@ -53,4 +61,4 @@ def validate(
         raise InvalidJobSpec(
             "invalid job spec: idempotency_key: must be a string", "idempotency_key"
         )
-    return spec, policy, idempotency_key
+    return Admission(spec, policy, idempotency_key, resubmit)

@@ -105,9 +105,12 @@ class SubmitJobTask(PollerTask[_P, _R]):
 
     def apply_async_on_commit(self, args: Any = None, kwargs: Any = None, **options: Any) -> None:
         """A bad spec raises InvalidJobSpec now, inside the transaction; a good one is sent
-        once the transaction commits."""
-        admission.validate(get_settings(), tuple(args or ()), dict(kwargs or {}))
-        super().apply_async_on_commit(args, kwargs, **options)
+        once the transaction commits (not validated again)."""
+        from django.db import transaction
+
+        admitted = admission.validate(get_settings(), tuple(args or ()), dict(kwargs or {}))
+        send = functools.partial(self._admit_and_send, admitted, args, kwargs, options)
+        transaction.on_commit(send)
 
     def apply_async(  # type: ignore[override]  # the options Celery takes, not all listed
         self, args: Any = None, kwargs: Any = None, **options: Any
@@ -119,21 +122,25 @@ class SubmitJobTask(PollerTask[_P, _R]):
         the idempotency key already belongs to another job, that job's result is returned and
         nothing is sent.
         """
+        if options.get("retries"):  # Task.retry re-sends through here: already accepted
+            options.setdefault("kwargsrepr", kwargs_repr(kwargs))
+            return super().apply_async(args, kwargs, **options)
+        admitted = admission.validate(get_settings(), tuple(args or ()), dict(kwargs or {}))
+        return self._admit_and_send(admitted, args, kwargs, options)
+
+    def _admit_and_send(
+        self, admitted: admission.Admission, args: Any, kwargs: Any, options: dict[str, Any]
+    ) -> AsyncResult[_R]:
+        """Store the validated submission's QUEUED record, then send its message."""
         # Task events (Flower) show the arguments as this repr: environment values masked
         options.setdefault("kwargsrepr", kwargs_repr(kwargs))
-        if options.get("retries"):  # Task.retry re-sends through here: already accepted
-            return super().apply_async(args, kwargs, **options)
-        spec, policy, key = admission.validate(
-            get_settings(), tuple(args or ()), dict(kwargs or {})
-        )
         tracking_id = options.get("task_id") or uuid()
         canvas = _canvas_options(options)
         store = get_store()
         try:
-            resubmit = admission.resubmit_policy(get_settings(), dict(kwargs or {}))
             lifecycle.admit(
-                store, tracking_id, spec, policy, key,
-                canvas=canvas or None, due=_due(options), resubmit=resubmit,
+                store, tracking_id, admitted.spec, admitted.poll, admitted.idempotency_key,
+                canvas=canvas or None, due=_due(options), resubmit=admitted.resubmit,
             )  # fmt: skip
         except DuplicateSubmission as err:
             logger.info("%s: returning that job", err)
@@ -329,10 +336,9 @@ def _submit(self: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any])
     record = rt.store.find(tracking_id)
     if record is None:
         try:
-            spec, policy, key = admission.validate(rt.settings, args, kwargs)
+            spec, policy, key, resubmit = admission.validate(rt.settings, args, kwargs)
         except InvalidJobSpec as err:
             return _act(self, steps.refuse_unstored(rt, tracking_id, args, kwargs, err))
-        resubmit = admission.resubmit_policy(rt.settings, kwargs)
         record = lifecycle.admit(rt.store, tracking_id, spec, policy, key, resubmit=resubmit)
     return _act(self, steps.submit(rt, record, _canvas(self.request), self.request.retries))
 

@@ -51,7 +51,7 @@ def ended_unclaimed(rt: ProcessRuntime, batch: FakeBatch, status: JobStatus) -> 
 def admitted(
     rt: ProcessRuntime, tracking_id: str = "t1", key: str | None = None, **poll: Any
 ) -> JobRecord:
-    spec, policy, _ = admission.validate(
+    spec, policy, _, _ = admission.validate(
         rt.settings, ("nightly", QUEUE, "def"), {"poll": poll or None}
     )
     return lifecycle.admit(rt.store, tracking_id, spec, policy, key)

@@ -62,7 +62,7 @@ from django.db import transaction
 from poller import InvalidJobSpec, submit_job
 from poller.tasks import SubmitJobTask
 sent = []
-SubmitJobTask.apply_async = lambda self, args=None, kwargs=None, **o: sent.append(kwargs)
+SubmitJobTask._admit_and_send = lambda self, admitted, args, kwargs, options: sent.append(args)
 with transaction.atomic():
     submit_job.delay_on_commit("committed", "q", "d")
     inside = len(sent)

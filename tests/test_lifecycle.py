@@ -122,7 +122,7 @@ def test_a_cancel_racing_submit_terminates_the_job_it_created(
 def test_a_refused_submit_ends_rejected_with_one_result(
     rt: ProcessRuntime, batch: FakeBatch
 ) -> None:
-    spec, policy, _ = admission.validate(rt.settings, ("nightly", "no-such-queue", "def"), {})
+    spec, policy, _, _ = admission.validate(rt.settings, ("nightly", "no-such-queue", "def"), {})
     lifecycle.admit(rt.store, "t1", spec, policy, None)
     with pytest.raises(SubmitRejected):
         lifecycle.submit(rt, rt.store.get("t1"))

@@ -25,8 +25,7 @@ FALLBACK = "fallback"
 def submitted(rt: ProcessRuntime, resubmit: dict[str, Any] | None, **kwargs: Any) -> JobRecord:
     args = ("nightly", kwargs.pop("queue", QUEUE), "def")
     fields = {"resubmit": resubmit, **kwargs}
-    spec, policy, key = admission.validate(rt.settings, args, fields)
-    policy_ = admission.resubmit_policy(rt.settings, fields)
+    spec, policy, key, policy_ = admission.validate(rt.settings, args, fields)
     record = lifecycle.admit(rt.store, "t1", spec, policy, key, resubmit=policy_)
     return lifecycle.submit(rt, record)
 
