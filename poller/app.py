@@ -8,6 +8,7 @@ here can still be overridden with ``app.conf.update(...)`` or Celery's own confi
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -194,6 +195,10 @@ def poller_celery_command() -> str | None:
 
     context = click.get_current_context(silent=True)
     if context is None or context.invoked_subcommand is None:
+        return None
+    # Only Celery's own command line: another click program importing poller is not asked
+    celery_cli = sys.modules.get("celery.bin.celery")
+    if celery_cli is None or context.find_root().command is not getattr(celery_cli, "celery", None):
         return None
     app_name = str(context.params.get("app") or "")
     if app_name.split(":")[0].split(".")[0] != "poller":
