@@ -26,10 +26,9 @@ $(UV):
 # --locked: a pyproject.toml changed without `make lock` stops here instead of drifting. A lock
 # that moved uv to another version gets it bootstrapped first (an older uv may not read a newer
 # lock); the uv the rule above just installed is that version already, so a fresh clone runs
-# pip once. --compile-bytecode: this machine sets PYTHONDONTWRITEBYTECODE, so no process ever
+# pip once. --compile-bytecode: where PYTHONDONTWRITEBYTECODE is set (CI, this machine) no process
 # caches the libraries' bytecode; compiled once here, each of the suite's Python processes (the
-# test processes, every worker and CLI child) starts in about a third of the time (measured on a
-# fresh clone: `import poller` 1.5 s -> 0.55 s; the fast tier 54 s -> 33 s; the sync 11 s longer).
+# test processes, every worker and CLI child) starts without recompiling celery, boto3 and the rest.
 $(STAMP): uv.lock pyproject.toml $(EMULATOR)/pyproject.toml | $(UV)
 	$(if $(filter $(UV_VERSION),$(UV_INSTALLED)),,$(UV_BOOTSTRAP))
 	$(UV) sync --locked --all-extras --all-packages --compile-bytecode --python $(PY)
