@@ -25,13 +25,17 @@ logger = logging.getLogger(__name__)
 def celery_config() -> dict[str, Any]:
     """Celery settings derived from poller's settings."""
     settings = get_settings()
-    transport = {"visibility_timeout": settings.visibility_timeout}
+    transport = {"visibility_timeout": settings.visibility_timeout, **_sentinel(settings)}
     return {
         "broker_url": settings.broker_url.get_secret_value(),
         # Countdown messages stay unacked until due. Redis: the broker must not redeliver them
         # earlier. RabbitMQ gives a message back when its consumer's connection drops, and
         # has no visibility timeout (its consumer_timeout is checked by the settings).
-        "broker_transport_options": {} if settings.broker_is_rabbitmq else _redis_broker(settings),
+        "broker_transport_options": (
+            {}
+            if settings.broker_is_rabbitmq
+            else {**_redis_broker(settings), **_sentinel(settings)}
+        ),
         **_broker_transport(settings),
         "result_backend": settings.effective_result_backend,
         "result_backend_transport_options": transport,
@@ -58,6 +62,17 @@ def _broker_transport(settings: Settings) -> dict[str, Any]:
     other broker, said explicitly so that a configuration updated to another broker drops it."""
     plain_redis = settings.broker_url.get_secret_value().startswith(_PLAIN_REDIS)
     return {"broker_transport": "poller.worker.broker_transport:Transport" if plain_redis else None}
+
+
+def _sentinel(settings: Settings) -> dict[str, Any]:
+    """What kombu's and Celery's Sentinel clients need beside a sentinel:// URL: the master's
+    name, and the Sentinels' own password (ignored by a plain Redis URL's transport)."""
+    if settings.sentinel_master is None:
+        return {}
+    options: dict[str, Any] = {"master_name": settings.sentinel_master}
+    if settings.sentinel_password is not None:
+        options["sentinel_kwargs"] = {"password": settings.sentinel_password.get_secret_value()}
+    return options
 
 
 def _redis_broker(settings: Settings) -> dict[str, Any]:

@@ -63,8 +63,11 @@ class ProcessRuntime:
 
 def store_from_settings(settings: Settings) -> JobStore:
     """A JobStore on the configured Redis."""
+    sentinel_password = settings.sentinel_password
     return JobStore.from_url(
         settings.effective_redis_url,
+        sentinel_master=settings.sentinel_master,
+        sentinel_password=sentinel_password.get_secret_value() if sentinel_password else None,
         prefix=settings.key_prefix,
         record_ttl=settings.record_ttl,
         count_metrics=settings.metrics,

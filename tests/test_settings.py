@@ -3,10 +3,12 @@ from __future__ import annotations
 import os
 
 import pytest
+from pydantic import ValidationError
 
 from poller.app import celery_config, restore_sweep_seconds
 from poller.errors import ConfigurationError
-from poller.settings import Settings, get_settings
+from poller.settings import Settings, get_settings, mask_url
+from poller.store.base import sentinel_hosts
 
 
 @pytest.fixture(autouse=True)
@@ -71,13 +73,25 @@ def test_a_bad_broker_url_is_refused_naming_its_variable(
         get_settings.cache_clear()
 
 
-def test_a_sentinel_broker_needs_a_plain_records_url(monkeypatch: pytest.MonkeyPatch) -> None:
-    # redis-py (the job records) cannot open sentinel:// URLs the way Celery does
+def test_a_sentinel_broker_may_keep_the_records_on_another_redis(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The records follow the broker's Sentinels unless POLLER_REDIS_URL names another Redis
     monkeypatch.setenv("POLLER_BROKER_URL", "sentinel://127.0.0.1:26379/0")
-    with pytest.raises(ValueError, match="POLLER_REDIS_URL is required"):
-        Settings()
+    monkeypatch.setenv("POLLER_SENTINEL_MASTER", "poller")
+    assert Settings().effective_redis_url == "sentinel://127.0.0.1:26379/0"
     monkeypatch.setenv("POLLER_REDIS_URL", "redis://127.0.0.1:6379/1")
     assert Settings().effective_redis_url == "redis://127.0.0.1:6379/1"
+    # And Celery's Sentinel clients get the master's name
+    monkeypatch.setenv("POLLER_SENTINEL_PASSWORD", "s")
+    get_settings.cache_clear()
+    try:
+        config = celery_config()
+    finally:
+        get_settings.cache_clear()
+    for options in ("broker_transport_options", "result_backend_transport_options"):
+        assert config[options]["master_name"] == "poller"
+        assert config[options]["sentinel_kwargs"] == {"password": "s"}
 
 
 def test_a_rabbitmq_broker_needs_a_records_url_and_sends_no_redis_transport_options(
@@ -126,3 +140,22 @@ def test_on_rabbitmq_a_countdown_that_outlives_the_consumer_timeout_is_refused(
     # Unless the server's consumer_timeout was raised and said so
     monkeypatch.setenv("POLLER_BROKER_CONSUMER_TIMEOUT", "3600")
     assert Settings().countdown_limit[0] == 3540
+
+
+def test_sentinel_urls_need_the_masters_name() -> None:
+    url = "sentinel://:pw@h1:26379;sentinel://:pw@h2:26379;sentinel://:pw@h3:26379/0"
+    with pytest.raises(
+        ValidationError, match="POLLER_SENTINEL_MASTER is required: POLLER_BROKER_URL"
+    ):
+        Settings(broker_url=url)
+    settings = Settings(broker_url=url, sentinel_master="poller")
+    # The records may live there too, and a URL is shown without its passwords
+    assert settings.effective_redis_url == url
+    assert "pw" not in mask_url(url) and mask_url(url).count(":***@") == 3
+
+
+def test_a_sentinel_url_names_its_sentinels_the_masters_password_and_database() -> None:
+    hosts, password, db = sentinel_hosts("sentinel://:s%40cret@h1:26379;sentinel://h2:26380/2")
+    assert (hosts, password, db) == ([("h1", 26379), ("h2", 26380)], "s@cret", 2)
+    with pytest.raises(ValueError, match="not a sentinel://host:port URL"):
+        sentinel_hosts("sentinel://h1:26379;redis://:pw@h2:6379/0")

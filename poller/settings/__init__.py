@@ -47,7 +47,7 @@ __all__ = [
 CELERY_REDIS_SCHEMES = frozenset({"redis", "rediss", "sentinel", "redis+socket"})
 RABBITMQ_SCHEMES = frozenset({"amqp", "amqps", "pyamqp"})
 BROKER_SCHEMES = CELERY_REDIS_SCHEMES | RABBITMQ_SCHEMES
-REDIS_PY_SCHEMES = frozenset({"redis", "rediss", "unix"})
+REDIS_PY_SCHEMES = frozenset({"redis", "rediss", "unix", "sentinel"})
 # What a check may take between its countdown's end and its ack (DescribeJobs, retried), kept
 # inside RabbitMQ's consumer_timeout along with the countdown.
 CHECK_RUN_MARGIN = 60
@@ -67,6 +67,19 @@ class Settings(BaseSettings):
     )
     redis_url: SecretStr | None = Field(
         None, description="Redis URL for job records and events; defaults to broker_url."
+    )
+    sentinel_master: str | None = Field(
+        None,
+        description=(
+            "The master's name the Sentinels know, for every sentinel:// URL (broker, result "
+            "backend, records): sentinel://h1:26379;sentinel://h2:26379;sentinel://h3:26379/0."
+        ),
+    )
+    sentinel_password: SecretStr | None = Field(
+        None,
+        description=(
+            "The Sentinels' own password, when they need one (the master's is the URL's)."
+        ),
     )
     result_backend: SecretStr | None = Field(
         None, description="Celery result backend URL; defaults to redis_url."
@@ -341,11 +354,25 @@ class Settings(BaseSettings):
                 f"POLLER_POLL_MAX_DELAY ({self.poll_max_delay}) must be >= "
                 f"POLLER_POLL_INITIAL_DELAY ({self.poll_initial_delay})"
             )
+        sentinel_urls = [
+            name
+            for name, url in (
+                ("POLLER_BROKER_URL", self.broker_url),
+                ("POLLER_RESULT_BACKEND", self.result_backend),
+                ("POLLER_REDIS_URL", self.redis_url),
+            )
+            if url is not None and url.get_secret_value().startswith("sentinel://")
+        ]
+        if sentinel_urls and not self.sentinel_master:
+            raise ValueError(
+                f"POLLER_SENTINEL_MASTER is required: {', '.join(sentinel_urls)} "
+                "name Sentinels, which need the master's name"
+            )
         broker_scheme = urlsplit(self.broker_url.get_secret_value()).scheme
         if self.redis_url is None and broker_scheme not in REDIS_PY_SCHEMES:
             raise ValueError(
                 f"POLLER_REDIS_URL is required when POLLER_BROKER_URL is {broker_scheme}:// "
-                "(the job records need a plain redis:// or rediss:// URL)"
+                "(the job records need a redis://, rediss://, unix:// or sentinel:// URL)"
             )
         limit, limit_rule = self.countdown_limit
         countdowns = {"POLLER_POLL_MAX_DELAY": self.poll_max_delay}

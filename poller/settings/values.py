@@ -42,7 +42,10 @@ def checked_url(value: SecretStr | None, schemes: frozenset[str]) -> SecretStr |
 
 
 def mask_url(url: str) -> str:
-    """``url`` with its password (if any) replaced by ``***``."""
+    """``url`` with its password (if any) replaced by ``***``; each of a Sentinel URL's
+    ``;``-separated parts alike."""
+    if ";" in url:
+        return ";".join(mask_url(part) for part in url.split(";"))
     parts = urlsplit(url)
     if not parts.password:
         return url

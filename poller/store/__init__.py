@@ -1,7 +1,8 @@
 """The only owner of poller's Redis data: records, indexes, claims, observations, locks, events.
 
 No other module of poller reads or writes these keys; it may import ``poller.models``,
-``poller.errors`` and ``poller.status`` only (import-linter's contracts in pyproject.toml).
+``poller.errors``, ``poller.status`` and ``poller.settings.values`` (URL masking) only
+(import-linter's contracts in pyproject.toml).
 :class:`JobStore` owns the records; its parts, each a small class owning one kind of data on
 the same connection, are its attributes (``observations``, ``unsent``, ``fleet``,
 ``counters``, ``budget``). Layout (``<p>`` is the key prefix)::

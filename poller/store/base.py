@@ -5,11 +5,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any, Self
+from urllib.parse import unquote, urlsplit
 
 import redis
 from pydantic import TypeAdapter
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+from redis.sentinel import Sentinel
 
 from poller.models import BatchJobView
+from poller.settings.values import mask_url
 
 ACTIVE_INDEX = "active"
 QUEUED_INDEX = "queued"
@@ -26,6 +31,65 @@ QUARANTINED_KEY = "quarantined"
 VIEW = TypeAdapter(BatchJobView)
 EPOCH = datetime.fromtimestamp(0, tz=UTC)
 MAX_CONFLICT_RETRIES = 50  # optimistic-lock retries before giving up; conflicts are rare and short
+
+
+# A hung Redis must fail a call, not block a worker thread forever.
+SOCKET_TIMEOUT = 10
+CONNECT_TIMEOUT = 5
+HEALTH_CHECK_INTERVAL = 30
+# A command that meets a lost connection (a restart, a Sentinel failover, the old primary now a
+# replica) is sent again after a pause growing to FAILOVER_PAUSE_CAP, for about FAILOVER_WAIT
+# seconds in all: a failover (Sentinel's down-after-milliseconds, then its election) fits in it.
+FAILOVER_PAUSE_CAP = 1.0
+FAILOVER_RETRIES = 30
+
+
+def sentinel_hosts(url: str) -> tuple[list[tuple[str, int]], str | None, int]:
+    """The Sentinels' (host, port) of Celery's Sentinel URL, the master's password (the first
+    part that names one) and the database (the last part's path)."""
+    hosts: list[tuple[str, int]] = []
+    password: str | None = None
+    db = 0
+    for part in url.split(";"):
+        parsed = urlsplit(part.strip())
+        if parsed.scheme != "sentinel" or not parsed.hostname:
+            raise ValueError(f"not a sentinel://host:port URL: {mask_url(part)!r}")
+        hosts.append((parsed.hostname, parsed.port or 26379))
+        password = password or (unquote(parsed.password) if parsed.password else None)
+        if parsed.path.strip("/"):
+            db = int(parsed.path.strip("/"))
+    return hosts, password, db
+
+
+def connect(
+    url: str, sentinel_master: str | None = None, sentinel_password: str | None = None
+) -> redis.Redis:
+    """A redis-py client on ``url``: a plain one, or the Sentinels' current master, which
+    follows a failover (a command in flight is retried on the new master)."""
+    retry = Retry(ExponentialBackoff(cap=FAILOVER_PAUSE_CAP, base=0.05), FAILOVER_RETRIES)
+    common: dict[str, Any] = {
+        "decode_responses": True,
+        "socket_timeout": SOCKET_TIMEOUT,
+        "socket_connect_timeout": CONNECT_TIMEOUT,
+        "health_check_interval": HEALTH_CHECK_INTERVAL,
+    }
+    if not url.startswith("sentinel://"):
+        return redis.Redis.from_url(url, **common)
+    if not sentinel_master:
+        raise ValueError("a sentinel:// URL needs the master's name (POLLER_SENTINEL_MASTER)")
+    hosts, password, db = sentinel_hosts(url)
+    sentinels = Sentinel(
+        hosts,
+        sentinel_kwargs={
+            "password": sentinel_password,
+            "socket_timeout": CONNECT_TIMEOUT,
+            "socket_connect_timeout": CONNECT_TIMEOUT,
+        },
+    )
+    client: redis.Redis = sentinels.master_for(
+        sentinel_master, password=password, db=db, retry=retry, **common
+    )
+    return client
 
 
 class StoreBase:
@@ -46,17 +110,18 @@ class StoreBase:
         self.count_metrics = count_metrics
 
     @classmethod
-    def from_url(cls, url: str, **kwargs: Any) -> Self:
-        """Create a store on a Redis URL (redis://, rediss://, unix://)."""
-        client = redis.Redis.from_url(
-            url,
-            decode_responses=True,
-            # A hung Redis must fail a call, not block a worker thread forever.
-            socket_timeout=10,
-            socket_connect_timeout=5,
-            health_check_interval=30,
-        )
-        return cls(client, **kwargs)
+    def from_url(
+        cls,
+        url: str,
+        *,
+        sentinel_master: str | None = None,
+        sentinel_password: str | None = None,
+        **kwargs: Any,
+    ) -> Self:
+        """Create a store on a Redis URL (redis://, rediss://, unix://), or on the master that
+        Sentinels name (Celery's form, ``sentinel://h1:26379;sentinel://h2:26379/0``, and
+        ``sentinel_master``)."""
+        return cls(connect(url, sentinel_master, sentinel_password), **kwargs)
 
     @classmethod
     def sharing(cls, other: StoreBase) -> Self:

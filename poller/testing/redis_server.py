@@ -78,8 +78,10 @@ class EmbeddedRedis(EmbeddedServer):
         appendonly: bool = False,
         data_dir: Path | None = None,
         startup_timeout: float = 15.0,
+        replica_of: int | None = None,
     ) -> None:
         self.port = port or free_port()
+        self.replica_of = replica_of  # the port of the primary this server replicates
         # A port the OS picked may be taken by another process before the server binds it
         # (two test processes at once): such a server moves to a fresh port on its first start.
         self._may_move = port is None
@@ -116,7 +118,9 @@ class EmbeddedRedis(EmbeddedServer):
             "--logfile", "server.log",
         ]  # fmt: skip
         if self.password:
-            command += ["--requirepass", self.password]
+            command += ["--requirepass", self.password, "--masterauth", self.password]
+        if self.replica_of is not None:
+            command += ["--replicaof", "127.0.0.1", str(self.replica_of)]
         return command
 
     def start(self) -> Self:
@@ -202,6 +206,8 @@ class EmbeddedRedis(EmbeddedServer):
         if self._process is not None:
             self._process.kill()
             self._process.wait()
+            if self._process.stderr:
+                self._process.stderr.close()
             self._process = None
 
     def close(self) -> None:

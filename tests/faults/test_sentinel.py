@@ -1,0 +1,90 @@
+"""A fleet on Redis Sentinel: the broker, the results and the records on a replication group whose
+primary is killed (SIGKILL) while jobs are in flight."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+
+import pytest
+from aws_batch_emulator import LocalBatch
+
+from poller import JobHandle, JobStatus
+from poller.store import JobStore
+from poller.testing.sentinel_group import SentinelGroup
+from poller.testing.worker import Worker
+from tests.conftest import configured_for, eventually
+from tests.faults.conftest import FAULT_SETTINGS, FaultStack
+from tests.integration.signal_recorder import RECORD_KEY
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def group() -> Iterator[SentinelGroup]:
+    with SentinelGroup() as started:
+        yield started
+
+
+@pytest.fixture
+def sentinel_env(group: SentinelGroup, fault_batch: LocalBatch) -> Iterator[dict[str, str]]:
+    fault_batch.reset_stats()
+    base = group.url.rsplit("/", 1)[0]
+    env = {
+        **fault_batch.environ(),
+        **FAULT_SETTINGS,
+        "POLLER_BROKER_URL": f"{base}/0",
+        "POLLER_REDIS_URL": f"{base}/1",
+        "POLLER_SENTINEL_MASTER": group.master_name,
+        "POLLER_POLL_INITIAL_DELAY": "0.5",
+        "POLLER_POLL_MAX_DELAY": "2.0",
+        "POLLER_POLL_JITTER": "0.1",
+        "POLLER_NOT_FOUND_GRACE": "5",
+    }
+    with configured_for(env):
+        yield env
+
+
+def test_jobs_in_flight_survive_the_primary_killed(
+    group: SentinelGroup, sentinel_env: dict[str, str], fault_batch: LocalBatch
+) -> None:
+    store = JobStore.from_url(
+        sentinel_env["POLLER_REDIS_URL"], sentinel_master=group.master_name, prefix="poller"
+    )
+    stack = FaultStack(group.servers[0], fault_batch, sentinel_env)
+    workers = [
+        Worker(sentinel_env, includes=["tests.integration.signal_recorder"], concurrency=8)
+        for _ in range(2)
+    ]
+    try:
+        for worker in workers:
+            worker.start()
+        # Given 30 jobs in flight, some checked already, on a fleet whose three URLs name Sentinels
+        ids = stack.submit(30, "sentinel", seconds=(2.0, 6.0))
+        results = {i: JobHandle(i) for i in ids}
+        eventually(
+            lambda: sum(1 for i in ids if store.get(i).schedule.checks >= 1) >= 10,
+            timeout=60,
+            interval=0.5,
+        )
+        # When the primary dies (SIGKILL) and the Sentinels promote a replica
+        old = group.kill_primary()
+        new = group.wait_for_failover(old)
+        assert new != old
+        # Then every job ends SUCCEEDED, its result resolves, and no worker died
+        for tracking_id, handle in results.items():
+            outcome = handle.wait(timeout=120)
+            assert outcome["status"] == JobStatus.SUCCEEDED, (tracking_id, outcome)
+        assert all(worker.is_running for worker in workers), [w.log_tail() for w in workers]
+        # And each job ran as one Batch job, and ended with one job_succeeded receiver run
+        assert fault_batch.calls("SubmitJob") == len(ids)
+        assert all(len(store.get(i).submissions) == 1 for i in ids)
+        signals = [json.loads(raw) for raw in store.redis.lrange(store.key(RECORD_KEY), 0, -1)]
+        succeeded = {
+            (e["tracking_id"], e["event_id"]) for e in signals if e["signal"] == "job_succeeded"
+        }
+        assert Counter(tracking_id for tracking_id, _ in succeeded) == dict.fromkeys(ids, 1)
+    finally:
+        for worker in workers:
+            worker.stop()
