@@ -210,6 +210,14 @@ def submit(rt: Runtime, record: JobRecord) -> JobRecord:
         if current.is_terminal or current.job_id is not None:
             return current
         raise SubmitInProgress(f"job {tracking_id}: another attempt is calling SubmitJob")
+    # The lease (and the note that an attempt started) is what stops a redelivery submitting
+    # the job again: it must outlive a failover, so a replica should hold it before SubmitJob.
+    wait = rt.settings.lease_replication_timeout
+    if not rt.store.confirm_replicated(wait):
+        logger.warning(
+            "job %s: no replica confirmed its SubmitJob lease within %.1fs; submitting anyway "
+            "(a failover now could let a redelivery submit it again)", tracking_id, wait,
+        )  # fmt: skip
     try:
         job_id = batch.submit(
             JobSpec.model_validate(record.spec), extra_tags={TRACKING_TAG: tracking_id}

@@ -219,6 +219,15 @@ class Settings(BaseSettings):
             "looks for the job the earlier attempt may have created."
         ),
     )
+    lease_replication_timeout: float = Field(
+        1.0,
+        ge=0,
+        description=(
+            "Seconds to wait, before SubmitJob, for a replica of poller's Redis to confirm the "
+            "submission's lease (Redis WAIT); past it, the submission goes on and a warning is "
+            "logged. 0: do not wait. Without replicas, nothing is waited for."
+        ),
+    )
     aws_max_attempts: int = Field(
         3, ge=1, description="botocore 'standard' retry mode attempts per AWS call."
     )

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import Any, Self
 from urllib.parse import unquote, urlsplit
@@ -30,6 +31,8 @@ QUARANTINE_KEY = "quarantine"
 QUARANTINED_KEY = "quarantined"
 VIEW = TypeAdapter(BatchJobView)
 EPOCH = datetime.fromtimestamp(0, tz=UTC)
+REPLICATION_FENCE_KEY = "replication:fence"  # written before WAIT (see confirm_replicated)
+REPLICAS_RECHECK = 30.0  # seconds a primary's count of replicas is trusted
 MAX_CONFLICT_RETRIES = 50  # optimistic-lock retries before giving up; conflicts are rare and short
 
 
@@ -105,6 +108,8 @@ class StoreBase:
         count_metrics: bool = True,
     ):
         self.redis = client
+        self._replicas = False
+        self._replicas_checked_at = -float("inf")
         self.prefix = prefix
         self.record_ttl = record_ttl
         self.count_metrics = count_metrics
@@ -130,6 +135,32 @@ class StoreBase:
             other.redis, prefix=other.prefix, record_ttl=other.record_ttl,
             count_metrics=other.count_metrics,
         )  # fmt: skip
+
+    def confirm_replicated(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds until a replica holds every write this store's Redis
+        acknowledged so far: True when one does, or when the primary has no replica (nothing
+        to wait for); False when none confirmed in time.
+
+        Redis WAIT counts the writes of its own connection: a write of the fence key and WAIT
+        go out together on one connection, and the replication stream is ordered, so a replica
+        that has the fence has every write acknowledged before it.
+        """
+        if timeout <= 0 or not self._has_replicas():
+            return True
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.incr(self.key(REPLICATION_FENCE_KEY))
+            pipe.wait(1, int(timeout * 1000))
+            _, replicas = pipe.execute()
+        return int(replicas) >= 1
+
+    def _has_replicas(self) -> bool:
+        """Whether the primary has a connected replica (asked again every REPLICAS_RECHECK s)."""
+        now = time.monotonic()
+        if now >= self._replicas_checked_at + REPLICAS_RECHECK:
+            info = self.redis.info("replication")
+            self._replicas = int(info.get("connected_slaves", 0)) > 0
+            self._replicas_checked_at = now
+        return self._replicas
 
     def key(self, *parts: str) -> str:
         """A Redis key (or channel) under this store's prefix."""

@@ -4,6 +4,9 @@ primary is killed (SIGKILL) while jobs are in flight."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import time
 from collections import Counter
 from collections.abc import Iterator
 
@@ -12,6 +15,7 @@ from aws_batch_emulator import LocalBatch
 
 from poller import JobHandle, JobStatus
 from poller.store import JobStore
+from poller.testing.redis_server import EmbeddedRedis
 from poller.testing.sentinel_group import SentinelGroup
 from poller.testing.worker import Worker
 from tests.conftest import configured_for, eventually
@@ -88,3 +92,26 @@ def test_jobs_in_flight_survive_the_primary_killed(
     finally:
         for worker in workers:
             worker.stop()
+
+
+def test_a_write_is_confirmed_by_a_replica_and_standalone_redis_is_not_waited_for(
+    group: SentinelGroup, poller_redis: EmbeddedRedis
+) -> None:
+    # Given the group's primary (two replicas) and a Redis without replicas
+    on_group = JobStore.from_url(group.url, sentinel_master=group.master_name)
+    alone = JobStore.from_url(poller_redis.url)
+    # Then a write on the group is confirmed by a replica, and none is waited for alone
+    on_group.redis.set("poller:test:lease", "1")
+    assert on_group.confirm_replicated(timeout=5)
+    started = time.monotonic()
+    assert alone.confirm_replicated(timeout=5) and time.monotonic() - started < 1
+    # And with every replica frozen (connected, acknowledging nothing), none confirms in time
+    frozen = [replica.pid for replica in group.servers[1:] if replica.pid is not None]
+    for pid in frozen:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        on_group.redis.set("poller:test:lease", "2")
+        assert not on_group.confirm_replicated(timeout=0.3)
+    finally:
+        for pid in frozen:
+            os.kill(pid, signal.SIGCONT)
