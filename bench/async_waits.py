@@ -25,24 +25,28 @@ from __future__ import annotations
 import argparse
 import asyncio
 import concurrent.futures
+import cProfile
 import json
 import os
 import resource
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 LAG_TICK = 0.01  # the lag probe's sleep (s)
+PROBE_CALIBRATION = 2.0  # seconds the probe runs alone first, to measure its own CPU
 DURATIONS = [5, 10, 15, 20]  # seconds the jobs sleep on Batch, in turn
 SYNC_JOB_SECONDS = 60  # the sync waiter's own job: it outlasts the others' submission and lives
 WAIT_TIMEOUT = 900.0
+PROFILE_ENV = "POLLER_BENCH_PROFILE"  # the event loop's waiter writes its cProfile stats there
 
 
-def submit(count: int, seconds: list[float], name: str) -> list[str]:
+def submit(count: int, seconds: Sequence[float], name: str) -> list[str]:
     """Submit ``count`` sleeping jobs (durations cycling through ``seconds``); their ids."""
     from aws_batch_emulator.resources import JOB_QUEUE, SLEEP_JOB_DEFINITION
 
@@ -83,45 +87,72 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-async def worst_lag(stop: asyncio.Event) -> tuple[float, float]:
-    """The loop's worst lateness (s) waking a coroutine that sleeps LAG_TICK, until ``stop``,
-    and when it happened (s after the probe started)."""
+async def worst_lag(stop: asyncio.Event) -> dict[str, float]:
+    """The loop's worst lateness waking a coroutine that sleeps LAG_TICK, until ``stop``: how
+    late (ms), when (s after the probe started), and the loop thread's CPU (ms) during that
+    tick (lateness beyond it is the thread waiting for a core: other processes, not the loop's
+    work); how many ticks were late by more than 20 ms, and how many ticks there were."""
     loop = asyncio.get_running_loop()
     start = loop.time()
-    worst, when = 0.0, 0.0
+    worst, when, busy, late, ticks = 0.0, 0.0, 0.0, 0, 0
     while not stop.is_set():
-        before = loop.time()
+        before, cpu_before = loop.time(), time.thread_time()
         await asyncio.sleep(LAG_TICK)
-        if (lag := loop.time() - before - LAG_TICK) > worst:
-            worst, when = lag, before - start
-    return worst, when
+        lag = loop.time() - before - LAG_TICK
+        ticks += 1
+        late += lag > 0.02
+        if lag > worst:
+            worst, when, busy = lag, before - start, time.thread_time() - cpu_before
+    return {
+        "worst lag (ms)": worst * 1000,
+        "worst lag at (s)": when,
+        "worst lag's loop CPU (ms)": busy * 1000,
+        "ticks late > 20 ms": late,
+        "probe ticks": ticks,
+    }
+
+
+async def probe_cost() -> float:
+    """The lag probe's own CPU per tick (s), measured on the idle loop before the waits: each
+    tick wakes the process, which costs more than the probe's few lines (on this VM, about
+    0.2 ms), and the waiting process pays it for as long as the jobs run."""
+    stop = asyncio.Event()
+    probe = asyncio.create_task(worst_lag(stop))
+    before = cpu_seconds()
+    await asyncio.sleep(PROBE_CALIBRATION)
+    stop.set()
+    ticks = (await probe)["probe ticks"]
+    return (cpu_seconds() - before) / max(ticks, 1)
 
 
 async def await_all(mode: str, ids: list[str]) -> dict[str, Any]:
     """Await every job in one loop (``async``: wait_async; ``threads``: wait in threads)."""
     from poller import JobHandle
 
+    per_tick = await probe_cost()
     stop = asyncio.Event()
     probe = asyncio.create_task(worst_lag(stop))
     loop = asyncio.get_running_loop()
-    before = cpu_seconds()
+    started, before = time.monotonic(), cpu_seconds()
     if mode == "async":
-        waits = [JobHandle(t).wait_async(timeout=WAIT_TIMEOUT) for t in ids]
-        results = await asyncio.gather(*waits)
+        results = await asyncio.gather(*(JobHandle(t).wait_async(WAIT_TIMEOUT) for t in ids))
     else:
         with concurrent.futures.ThreadPoolExecutor(max_workers=len(ids)) as pool:
             waits = [loop.run_in_executor(pool, JobHandle(t).wait, WAIT_TIMEOUT) for t in ids]
             results = await asyncio.gather(*waits)
-    cpu = cpu_seconds() - before
+    cpu, waited = cpu_seconds() - before, time.monotonic() - started
     stop.set()
-    lag, lag_at = await probe
+    lags = await probe
+    probe_cpu = lags["probe ticks"] * per_tick
     return {
         "jobs": len(ids),
         "succeeded": sum(1 for r in results if r["status"] == "SUCCEEDED"),
-        "worst lag (ms)": lag * 1000,
-        "worst lag at (s)": lag_at,
+        **lags,
+        "waited (s)": waited,
         "CPU per job (ms)": cpu * 1000 / len(ids),
         "CPU (s)": cpu,
+        "probe's CPU (s, estimated)": probe_cpu,
+        "CPU per job without the probe (ms)": (cpu - probe_cpu) * 1000 / len(ids),
     }
 
 
@@ -135,7 +166,15 @@ def wait_one(tracking_id: str) -> dict[str, Any]:
 
 
 def waiter_main(mode: str, ids: list[str]) -> None:
-    figures = wait_one(ids[0]) if mode == "sync" else asyncio.run(await_all(mode, ids))
+    profile = os.environ.get(PROFILE_ENV)
+    if mode == "sync":
+        figures = wait_one(ids[0])
+    elif profile:
+        profiler = cProfile.Profile()
+        figures = profiler.runcall(asyncio.run, await_all(mode, ids))
+        profiler.dump_stats(profile)
+    else:
+        figures = asyncio.run(await_all(mode, ids))
     print(json.dumps(figures))
 
 
@@ -148,6 +187,9 @@ def main() -> None:
     parser.add_argument("--mode", choices=("async", "threads"), default="async")
     parser.add_argument("--others", type=int, help="other jobs beside the sync waiter's (--jobs)")
     parser.add_argument("--skip-sync", action="store_true", help="only the event loop's figures")
+    parser.add_argument(
+        "--profile", type=Path, help="the event loop's waiter runs under cProfile: its stats here"
+    )
     parser.add_argument("--wait", nargs="+", help=argparse.SUPPRESS)  # the waiting process
     args = parser.parse_args()
     if args.wait:
@@ -165,6 +207,8 @@ def main() -> None:
         env = stack_env(server, batch, initial_delay=5, max_delay=30)
         env["POLLER_EVENTS_QUEUE_URL"] = batch.events_queue_url
         configure_process(env)
+        if args.profile:
+            env[PROFILE_ENV] = str(args.profile.resolve())
         workers = [Worker(env, concurrency=2, pool="threads") for _ in range(2)]
         try:
             for worker in workers:

@@ -32,9 +32,11 @@ logger = logging.getLogger(__name__)
 RECONNECT_PAUSE = 0.5  # seconds between the reader's attempts while Redis is unreachable
 MGET_PAGE = 500  # records read in one MGET at most
 READ_TIMEOUT = 1.0  # the reader's longest wait for a message before it looks again
-# Messages the reader hands out before it lets the loop run the waiters they woke: a burst of
-# a thousand (every job ending at once) must not hold the loop for one long iteration
-BATCH = 16
+# The loop must never run one long iteration, whatever arrives at once (a thousand waiters
+# starting together, a thousand jobs ending together): the reader hands out this many messages,
+# and the records' reader this many records, then lets the loop run the waiters they woke
+# (and anything else that is due) before it goes on
+BATCH = 64
 # The sync client's connection settings that the asyncio client takes as they are
 _SHARED_SETTINGS = (
     "host", "port", "db", "username", "password", "path", "client_name", "socket_timeout",
@@ -67,6 +69,11 @@ class AsyncWaiters:
 
     Create it inside the loop it serves; its reader task closes both connections when the loop
     cancels it (``asyncio.run`` does on its way out) or on :meth:`aclose`.
+
+    What it costs a waiter is a few callbacks, never a round trip of its own: one task sends the
+    (un)subscriptions of every waiter that came or went meanwhile in one command each, one task
+    reads the records asked for meanwhile in one MGET (while one is on its way, the next ones
+    gather), and neither makes a waiter wait for another.
     """
 
     def __init__(self, store: StoreBase) -> None:
@@ -74,16 +81,21 @@ class AsyncWaiters:
         self._client = async_client(store.redis)
         self._pubsub = self._client.pubsub()
         self._queues: dict[str, set[asyncio.Queue[str]]] = {}  # channel -> its waiters' queues
-        self._confirmed: dict[str, asyncio.Future[None]] = {}  # channel -> subscribed
-        self._subscribed = asyncio.Event()  # set once the pub/sub connection exists
-        # One (un)subscribe at a time: redis-py's PubSub connects on its first command, and two
-        # first commands at once would each open a connection, one of them never read
-        self._commands = asyncio.Lock()
+        # Channels Redis confirmed (and not unsubscribed since): a new waiter of one listens at once
+        self._confirmed: set[str] = set()
+        # Channels whose SUBSCRIBE went out after their last UNSUBSCRIBE, unconfirmed yet, and
+        # how many SUBSCRIBEs of each are unconfirmed (a confirmation of an older one, sent
+        # before an UNSUBSCRIBE, confirms nothing)
+        self._subscribing: set[str] = set()
+        self._unconfirmed: dict[str, int] = {}
+        self._confirming: dict[str, list[asyncio.Future[None]]] = {}  # channel -> its listeners
         self._joining: set[str] = set()  # channels to subscribe with the next command
         self._leaving: set[str] = set()  # channels to unsubscribe with the next command
+        self._sender: asyncio.Task[None] | None = None  # sends them while there are some
+        self._subscribed = asyncio.Event()  # set once the pub/sub connection exists
         # Records asked for since the last MGET went out: tracking id -> the askers' futures
         self._wanted: dict[str, list[asyncio.Future[str | None]]] = {}
-        self._reads: set[asyncio.Task[None]] = set()  # the MGETs on their way
+        self._records: asyncio.Task[None] | None = None  # reads them while there are some
         self._reader = asyncio.get_running_loop().create_task(
             self._read(), name="poller job waiters"
         )
@@ -99,43 +111,47 @@ class AsyncWaiters:
         return parse_record(tracking_id, await self.raw_record(tracking_id))
 
     async def raw_record(self, tracking_id: str) -> str:
-        """The job's stored record as its JSON text, read now; JobNotFound when there is none.
+        """The job's stored record as its JSON text, read now (by an MGET sent after this
+        call); JobNotFound when there is none.
 
-        The records asked for while a read is on its way go together in one MGET: a thousand
-        waiters reading at once make a few round trips, not a thousand."""
+        The records asked for while an MGET is on its way go together in the next one: a
+        thousand waiters reading at once make a few round trips, not a thousand."""
         future: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
-        if not self._wanted:
-            asyncio.get_running_loop().call_soon(self._read_wanted)
         self._wanted.setdefault(tracking_id, []).append(future)
+        if self._records is None:
+            self._records = asyncio.get_running_loop().create_task(self._read_records())
         raw = await future
         if raw is None:
             raise JobNotFound(f"no job is tracked under id {tracking_id!r}")
         return raw
 
-    def _read_wanted(self) -> None:
-        wanted, self._wanted = self._wanted, {}
-        ids = list(wanted)
-        for start in range(0, len(ids), MGET_PAGE):
-            page = {
-                tracking_id: wanted[tracking_id] for tracking_id in ids[start : start + MGET_PAGE]
-            }
-            task = asyncio.get_running_loop().create_task(self._mget(page))
-            self._reads.add(task)  # the loop holds tasks weakly: keep each until it is done
-            task.add_done_callback(self._reads.discard)
-
-    async def _mget(self, page: dict[str, list[asyncio.Future[str | None]]]) -> None:
+    async def _read_records(self) -> None:
+        """MGET the records asked for, a page at a time, until none is asked for; hand each
+        page out BATCH askers at a time."""
+        wanted: dict[str, list[asyncio.Future[str | None]]] = {}
         try:
-            raws = await self._client.mget([self.store.key("job", t) for t in page])
-        except Exception as err:  # every asker gets the error (a Redis error: retry later)
-            for futures in page.values():
+            while self._wanted:
+                wanted, self._wanted = self._wanted, {}
+                ids = list(wanted)
+                for start in range(0, len(ids), MGET_PAGE):
+                    page = ids[start : start + MGET_PAGE]
+                    try:
+                        raws = await self._client.mget([self.store.key("job", t) for t in page])
+                    except Exception as err:  # every asker gets it (a Redis error: retry later)
+                        for tracking_id in page:
+                            _settle(wanted.pop(tracking_id), error=err)
+                        continue
+                    woken = 0
+                    for tracking_id, raw in zip(page, raws, strict=True):
+                        woken += _settle(wanted.pop(tracking_id), None if raw is None else str(raw))
+                        if woken >= BATCH:
+                            woken = 0
+                            await asyncio.sleep(0)
+        finally:  # cancelled (the loop is closing): no asker waits for ever
+            for futures in (*wanted.values(), *self._wanted.values()):
                 for future in futures:
-                    if not future.done():
-                        future.set_exception(err)
-            return
-        for futures, raw in zip(page.values(), raws, strict=True):
-            for future in futures:
-                if not future.done():
-                    future.set_result(None if raw is None else str(raw))
+                    future.cancel()
+            self._records = None
 
     @contextlib.asynccontextmanager
     async def listen(
@@ -148,41 +164,73 @@ class AsyncWaiters:
         channel = self.store.job_channel(tracking_id)
         queue: asyncio.Queue[str] = asyncio.Queue()
         self._queues.setdefault(channel, set()).add(queue)
+        confirmed: asyncio.Future[None] | None = None
         try:
-            confirmed = self._confirmed.get(channel)
-            if confirmed is None:
-                confirmed = self._confirmed[channel] = asyncio.get_running_loop().create_future()
-                self._leaving.discard(channel)
-                self._joining.add(channel)
-                await self._send()
-            await asyncio.wait_for(asyncio.shield(confirmed), timeout)
+            self._leaving.discard(channel)  # not sent yet: it stays subscribed
+            if channel not in self._confirmed:
+                confirmed = asyncio.get_running_loop().create_future()
+                self._confirming.setdefault(channel, []).append(confirmed)
+                if channel not in self._subscribing:
+                    self._joining.add(channel)
+                    self._send_soon()
+                async with asyncio.timeout(timeout):
+                    await confirmed
             yield queue
         finally:
-            await self._forget(channel, queue)
+            self._forget(channel, queue, confirmed)
 
-    async def _forget(self, channel: str, queue: asyncio.Queue[str]) -> None:
+    def _forget(
+        self, channel: str, queue: asyncio.Queue[str], confirmed: asyncio.Future[None] | None
+    ) -> None:
+        listeners = self._confirming.get(channel)
+        if confirmed is not None and listeners is not None and confirmed in listeners:
+            listeners.remove(confirmed)
         queues = self._queues.get(channel, set())
         queues.discard(queue)
         if queues:
             return
         self._queues.pop(channel, None)
-        self._confirmed.pop(channel, None)
-        self._joining.discard(channel)
-        self._leaving.add(channel)
-        with contextlib.suppress(redis.RedisError, OSError):  # a lost connection forgets it too
-            await self._send()
+        self._confirming.pop(channel, None)
+        if channel in self._joining:  # never sent: nothing to undo
+            self._joining.discard(channel)
+        else:
+            self._leaving.add(channel)
+            self._send_soon()
+
+    def _send_soon(self) -> None:
+        if self._sender is None:
+            self._sender = asyncio.get_running_loop().create_task(self._send())
 
     async def _send(self) -> None:
-        """(Un)subscribe every channel waiting for it, in one command each: the waiters that
-        came while the previous command was sent go together."""
-        async with self._commands:
-            leaving, self._leaving = self._leaving, set()
-            joining, self._joining = self._joining, set()
-            if leaving:
-                await self._pubsub.unsubscribe(*leaving)
-            if joining:
-                await self._pubsub.subscribe(*joining)
-                self._subscribed.set()
+        """(Un)subscribe every channel waiting for it, in one command each, until none waits:
+        the waiters that came or went while a command was on its way go in the next one. One
+        sender: redis-py's PubSub connects on its first command, and two first commands at
+        once would each open a connection, one of them never read."""
+        try:
+            while self._leaving or self._joining:
+                leaving, self._leaving = self._leaving, set()
+                joining, self._joining = self._joining, set()
+                if leaving:
+                    self._confirmed.difference_update(leaving)
+                    self._subscribing.difference_update(leaving)
+                    # A lost connection forgets them too (and resubscribes only those awaited)
+                    with contextlib.suppress(redis.RedisError, OSError):
+                        await self._pubsub.unsubscribe(*leaving)
+                if joining:
+                    self._subscribing.update(joining)
+                    for channel in joining:
+                        self._unconfirmed[channel] = self._unconfirmed.get(channel, 0) + 1
+                    try:
+                        await self._pubsub.subscribe(*joining)
+                    except Exception as err:  # its listeners get it (a Redis error)
+                        self._subscribing.difference_update(joining)
+                        for channel in joining:  # a later listener sends its own
+                            self._unconfirmed.pop(channel, None)
+                            _settle(self._confirming.pop(channel, []), error=err)
+                        continue
+                    self._subscribed.set()
+        finally:
+            self._sender = None
 
     async def _read(self) -> None:
         """Hand each message to its channel's queues, until cancelled; then close."""
@@ -210,19 +258,40 @@ class AsyncWaiters:
 
     def _deliver(self, message: dict[str, Any]) -> None:
         channel = str(message["channel"])
-        if message["type"] == "subscribe":
-            confirmed = self._confirmed.get(channel)
-            if confirmed is not None and not confirmed.done():
-                confirmed.set_result(None)
-        elif message["type"] == "message":
+        kind = message["type"]
+        if kind == "message":
             for queue in self._queues.get(channel, ()):
                 queue.put_nowait(str(message["data"]))
+        elif kind == "subscribe":
+            unconfirmed = self._unconfirmed.pop(channel, 0)
+            if unconfirmed > 1:  # an older SUBSCRIBE's: the last one's confirmation is to come
+                self._unconfirmed[channel] = unconfirmed - 1
+            elif channel in self._subscribing:  # the SUBSCRIBE sent after its last UNSUBSCRIBE
+                self._subscribing.discard(channel)
+                self._confirmed.add(channel)
+                _settle(self._confirming.pop(channel, []))
+            # else one sent before an UNSUBSCRIBE, or redis-py resubscribing after a reconnect
 
     async def aclose(self) -> None:
         """Stop the reader and close the connections."""
         self._reader.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._reader
+
+
+def _settle(
+    futures: list[asyncio.Future[Any]], result: Any = None, error: BaseException | None = None
+) -> int:
+    """Give each future not done yet ``result`` (or ``error``); how many it woke."""
+    woken = 0
+    for future in futures:
+        if not future.done():
+            if error is None:
+                future.set_result(result)
+            else:
+                future.set_exception(error)
+            woken += 1
+    return woken
 
 
 def parse_record(tracking_id: str, raw: str) -> JobRecord:
