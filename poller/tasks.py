@@ -334,13 +334,17 @@ def _submit(self: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any])
     rt = get_runtime()
     tracking_id = str(self.request.id)
     record = rt.store.find(tracking_id)
+    # A redelivered message, or one whose record is missing (sent by name, or lost with a
+    # failover), may follow an attempt that created the Batch job: look for it first.
+    look_first = record is None or bool((self.request.delivery_info or {}).get("redelivered"))
     if record is None:
         try:
             spec, policy, key, resubmit = admission.validate(rt.settings, args, kwargs)
         except InvalidJobSpec as err:
             return _act(self, steps.refuse_unstored(rt, tracking_id, args, kwargs, err))
         record = lifecycle.admit(rt.store, tracking_id, spec, policy, key, resubmit=resubmit)
-    return _act(self, steps.submit(rt, record, _canvas(self.request), self.request.retries))
+    canvas, retries = _canvas(self.request), self.request.retries
+    return _act(self, steps.submit(rt, record, canvas, retries, look_first=look_first))
 
 
 @app.task(

@@ -264,3 +264,16 @@ def test_an_abandoned_submission_ends_claimed_and_sends_no_signal(
     record = rt.store.get("t1")
     assert record.status is JobStatus.REJECTED and record.celery.resolved
     assert sent == [] and rt.store.active(queued=True) == []
+
+
+def test_a_submission_whose_record_was_lost_finds_its_batch_job_instead_of_submitting_again(
+    rt: ProcessRuntime, batch: FakeBatch
+) -> None:
+    # Given a job submitted, then its record lost (a failover to a replica without it)
+    first = lifecycle.submit(rt, admitted(rt))
+    rt.store.redis.delete(rt.store.key("job", "t1"))
+    # When the redelivered submission makes the record again and submits, looking first
+    again = lifecycle.submit(rt, admitted(rt), look_first=True)
+    # Then it found the Batch job the first attempt created: one SubmitJob in all
+    assert batch.calls["SubmitJob"] == 1 and batch.calls["ListJobs"] == 1
+    assert again.job_id == first.job_id and again.status is JobStatus.SUBMITTED

@@ -176,14 +176,16 @@ def reject_unstored(
     return reject(rt, tracking_id, reason)
 
 
-def submit(rt: Runtime, record: JobRecord) -> JobRecord:
+def submit(rt: Runtime, record: JobRecord, look_first: bool = False) -> JobRecord:
     """Submit the record's job to Batch and record it SUBMITTED, exactly once.
 
     The attempt takes a lease in the record before SubmitJob, so concurrent deliveries never
     call it together (the loser gets SubmitInProgress). An attempt that finds an earlier
-    attempt's note (it died, or its answer was lost, after SubmitJob may have acted) first looks
-    for the job by name and tracking-id tag, and submits only if there is none. Raises
-    BatchUnavailable to retry; returns the current record (maybe ended: cancelled meanwhile).
+    attempt's note (it died, or its answer was lost, after SubmitJob may have acted), or is told
+    to ``look_first`` (a redelivered message, or a record the worker had to make again: a
+    failover may have lost the note), first looks for the job by name and tracking-id tag, and
+    submits only if there is none. Raises BatchUnavailable to retry; returns the current record
+    (maybe ended: cancelled meanwhile).
     """
     tracking_id = record.tracking_id
     batch = rt.batch_for(record)
@@ -191,7 +193,7 @@ def submit(rt: Runtime, record: JobRecord) -> JobRecord:
     if ended is not None and ended.status is JobStatus.TIMED_OUT:  # given up in RUNNABLE: stop it
         replaced = record.model_copy(update={"job_id": ended.job_id})
         _terminate_quietly(rt, replaced, f"poller: {ended.status_reason}")
-    if record.submission.started_at is not None:
+    if record.submission.started_at is not None or look_first:
         earlier = {submission.job_id for submission in record.submissions}
         found = batch.find_tagged(
             record.job_queue, record.job_name, TRACKING_TAG, tracking_id, exclude=earlier

@@ -111,11 +111,14 @@ def refuse_unstored(
     return _refused(lifecycle.reject_unstored(rt, tracking_id, args, kwargs, str(error)), error)
 
 
-def submit(rt: Runtime, record: JobRecord, canvas: dict[str, Any], retries: int) -> Step:
+def submit(
+    rt: Runtime, record: JobRecord, canvas: dict[str, Any], retries: int, look_first: bool = False
+) -> Step:
     """Submit an admitted job (its ``retries``-th delivery), then hand over to its first check.
 
     ``canvas``: the task's canvas links, stored before SubmitJob (the job's end event may send
-    its check at once, which must continue the canvas).
+    its check at once, which must continue the canvas). ``look_first``: look for a Batch job
+    an earlier delivery may have created before submitting (see lifecycle.submit).
     """
     tracking_id = record.tracking_id
     if record.celery.revoked:  # revoked before a worker that remembers it took the submission
@@ -126,7 +129,7 @@ def submit(rt: Runtime, record: JobRecord, canvas: dict[str, Any], retries: int)
         lifecycle.remember_canvas(rt, tracking_id, canvas)
     if record.job_id is None:
         try:
-            record = lifecycle.submit(rt, record)
+            record = lifecycle.submit(rt, record, look_first=look_first)
         except (InvalidJobSpec, SubmitRejected) as err:  # a target not allowed; AWS refused it
             return _refused(lifecycle.reject(rt, tracking_id, str(err)), err)
         except BatchMisconfigured as err:
