@@ -221,3 +221,12 @@ def test_an_unreadable_record_leaves_its_own_targets_observe_index(store: JobSto
     # When it is read, Then it is set aside and out of that target's observe index too
     assert store.records(["t1"]) == []
     assert store.redis.zscore(index, "t1") is None
+
+
+def test_the_topology_of_a_lone_redis_without_persistence_warns_of_both(store: JobStore) -> None:
+    # The fast tier's Redis: no replica, no AOF, no RDB snapshots (--save "")
+    topology = store.topology()
+    assert (topology.role, topology.replicas, topology.aof, topology.rdb_saves) == (
+        "master", [], False, False,
+    )  # fmt: skip
+    assert [w.split(":")[0] for w in topology.warnings()] == ["no replicas", "no persistence"]

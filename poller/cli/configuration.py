@@ -35,7 +35,10 @@ def check(as_json: bool) -> None:
         "broker": (
             mask_url(settings.broker_url.get_secret_value()),
             functools.partial(
-                _broker_probe, settings.broker_url.get_secret_value(), settings.broker_is_rabbitmq
+                _broker_probe,
+                settings.broker_url.get_secret_value(),
+                settings.broker_is_rabbitmq,
+                settings.sentinel_master,
             ),
         ),
         "records": (mask_url(settings.effective_redis_url), _records_probe),
@@ -78,15 +81,17 @@ def check(as_json: bool) -> None:
         )
 
 
-def _broker_probe(url: str, rabbitmq: bool) -> None:
-    """Connect to the broker as Celery does (kombu: Redis or RabbitMQ), once, within seconds
-    (kombu's Redis transport ignores ``connect_timeout``: its socket options are set)."""
-    timeouts = (
+def _broker_probe(url: str, rabbitmq: bool, sentinel_master: str | None = None) -> None:
+    """Connect to the broker as Celery does (kombu: Redis, Sentinel or RabbitMQ), once, within
+    seconds (kombu's Redis transport ignores ``connect_timeout``: its socket options are set)."""
+    options: dict[str, Any] = (
         {"read_timeout": 3, "write_timeout": 3}
         if rabbitmq
         else {"socket_timeout": 3, "socket_connect_timeout": 3}
     )
-    with kombu.Connection(url, connect_timeout=3, transport_options=timeouts) as connection:
+    if sentinel_master is not None:
+        options["master_name"] = sentinel_master
+    with kombu.Connection(url, connect_timeout=3, transport_options=options) as connection:
         connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0)
 
 
@@ -96,12 +101,24 @@ def _records_probe() -> str | None:
 
     store = get_store()
     store.redis.ping()
+    topology = store.topology()
+    replicas = ", ".join(f"{r.address} {r.lag_bytes} B behind" for r in topology.replicas)
+    persistence = "+".join(
+        n for n, on in (("AOF", topology.aof), ("RDB", topology.rdb_saves)) if on
+    )
+    min_replicas = topology.min_replicas_to_write
+    parts = [
+        f"{topology.role}, {len(topology.replicas)} replica(s){': ' + replicas if replicas else ''}",
+        f"persistence {persistence or 'none'}",
+        f"min-replicas-to-write {'?' if min_replicas is None else min_replicas}",
+    ]
+    parts += [f"WARNING: {warning}" for warning in topology.warnings()]
     aside = store.quarantined()
-    if not aside:
-        return None
-    shown = ", ".join(view.printable(tracking_id) for tracking_id in aside[:5])
-    more = f" and {len(aside) - 5} more" if len(aside) > 5 else ""
-    return f"{len(aside)} unreadable record(s) set aside: {shown}{more}"
+    if aside:
+        shown = ", ".join(view.printable(tracking_id) for tracking_id in aside[:5])
+        more = f" and {len(aside) - 5} more" if len(aside) > 5 else ""
+        parts.append(f"{len(aside)} unreadable record(s) set aside: {shown}{more}")
+    return "; ".join(parts)
 
 
 def _refuse(problem: str) -> None:

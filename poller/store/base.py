@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Self
 from urllib.parse import unquote, urlsplit
@@ -95,6 +96,34 @@ def connect(
     return client
 
 
+@dataclass(frozen=True)
+class Replica:
+    """A replica of the primary, and how far behind it is (bytes of the replication stream)."""
+
+    address: str
+    lag_bytes: int
+
+
+@dataclass(frozen=True)
+class Topology:
+    """The Redis a store is on, as ``poller check`` shows it."""
+
+    role: str
+    replicas: list[Replica]
+    aof: bool
+    rdb_saves: bool | None  # None: the server does not say (CONFIG disabled)
+    min_replicas_to_write: int | None
+
+    def warnings(self) -> list[str]:
+        """What a production fleet should not run with."""
+        found = []
+        if not self.replicas:
+            found.append("no replicas: a lost server loses the records")
+        if not self.aof and self.rdb_saves is False:
+            found.append("no persistence: a restart comes back empty")
+        return found
+
+
 class StoreBase:
     """A connection and key prefix: what every part of :class:`poller.store.JobStore` is
     built on. Each part owns one kind of data under the prefix and shares the connection."""
@@ -152,6 +181,33 @@ class StoreBase:
             pipe.wait(1, int(timeout * 1000))
             _, replicas = pipe.execute()
         return int(replicas) >= 1
+
+    def topology(self) -> Topology:
+        """What the Redis holding this store is: its role, its replicas and their lag, its
+        persistence and ``min-replicas-to-write`` (None where the server does not say: CONFIG
+        may be disabled, as on ElastiCache)."""
+        replication = self.redis.info("replication")
+        persistence = self.redis.info("persistence")
+        offset = int(replication.get("master_repl_offset", 0))
+        replicas = [
+            Replica(f"{value.get('ip')}:{value.get('port')}", offset - int(value.get("offset", 0)))
+            for key, value in replication.items()
+            if key.startswith("slave") and isinstance(value, dict)
+        ]
+        try:
+            configured = dict(self.redis.config_get("min-replicas-to-write"))
+            configured.update(self.redis.config_get("save"))
+            min_replicas: int | None = int(configured.get("min-replicas-to-write") or 0)
+            rdb: bool | None = bool(str(configured.get("save") or "").strip())
+        except redis.ResponseError:  # CONFIG disabled (ElastiCache): the server does not say
+            min_replicas = rdb = None
+        return Topology(
+            role=str(replication.get("role", "?")),
+            replicas=replicas,
+            aof=bool(int(persistence.get("aof_enabled", 0))),
+            rdb_saves=rdb,
+            min_replicas_to_write=min_replicas,
+        )
 
     def _has_replicas(self) -> bool:
         """Whether the primary has a connected replica (asked again every REPLICAS_RECHECK s)."""

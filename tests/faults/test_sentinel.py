@@ -115,3 +115,12 @@ def test_a_write_is_confirmed_by_a_replica_and_standalone_redis_is_not_waited_fo
     finally:
         for pid in frozen:
             os.kill(pid, signal.SIGCONT)
+
+
+def test_poller_check_shows_the_primary_its_replicas_and_their_persistence(
+    group: SentinelGroup,
+) -> None:
+    store = JobStore.from_url(group.url, sentinel_master=group.master_name)
+    topology = store.topology()
+    assert topology.role == "master" and len(topology.replicas) == 2 and topology.aof
+    assert topology.warnings() == []
