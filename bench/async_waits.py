@@ -3,14 +3,24 @@
 Run with ``.venv/bin/python bench/async_waits.py --jobs 1000`` (also in ``make bench``).
 
 The stack is the real one (embedded Redis, the local Batch endpoint with its simulated runtime
-and Batch events, two poller workers); jobs sleep 5-20 s on Batch. The waiting happens in a
-process of its own, started once every job is submitted, so that its CPU is the waiting alone:
+and Batch events, two poller workers); jobs sleep 5-20 s on Batch. The bench's own process
+submits every job (``submit_job.delay``, blocking calls) *before* it starts the waiting
+process, which does nothing but wait: its loop's lag and its CPU are the waiting alone, never
+the submission's.
 
 - **async**: ``--jobs`` jobs awaited in one event loop (``JobHandle.wait_async``, all at once
-  with ``asyncio.gather``). Printed: jobs SUCCEEDED, the loop's worst lag (a coroutine that
-  sleeps 10 ms and notes how late it wakes) and the waiting process' CPU per job. With
-  ``--mode threads``: the same jobs awaited as an event loop had to before ``wait_async``, each
-  ``JobHandle.wait`` in a thread of a pool as large as the jobs (``run_in_executor``).
+  with ``asyncio.gather``; the process's store made first, as a service has it from its start).
+  Printed: jobs SUCCEEDED; the loop's worst lag (a coroutine that sleeps 10 ms and notes how
+  late it wakes), when it was, the loop thread's CPU during that tick and its wait for a core
+  (other processes running: the stack's, the machine's), and the worst lag less those waits
+  (what the loop's own work delayed a tick); the ticks late by more than 20 ms; how long the waits took and how often the process woke (voluntary
+  context switches); the waiting process's CPU, in all and per job. The lag probe is in that
+  process too, and each of its ticks wakes it (~0.15 ms of CPU a tick on this VM, ~100 ticks a
+  second): its CPU, measured on the idle loop before the waits, is printed, and the CPU per
+  job without it. ``--profile FILE``: the waits run under cProfile, stats in FILE (the figures
+  are then cProfile's). With ``--mode threads``: the same jobs awaited as an event loop had to
+  before ``wait_async``, each ``JobHandle.wait`` in a thread of a pool as large as the jobs
+  (``run_in_executor``).
 - **sync**: one job (60 s) awaited by ``JobHandle.wait`` in a thread, first alone, then while
   ``--jobs`` other jobs go through their lives: the waiting thread's CPU (``time.thread_time``)
   in each case. It must not grow with the others' events.
@@ -32,7 +42,7 @@ import resource
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +53,7 @@ PROBE_CALIBRATION = 2.0  # seconds the probe runs alone first, to measure its ow
 DURATIONS = [5, 10, 15, 20]  # seconds the jobs sleep on Batch, in turn
 SYNC_JOB_SECONDS = 60  # the sync waiter's own job: it outlasts the others' submission and lives
 WAIT_TIMEOUT = 900.0
-PROFILE_ENV = "POLLER_BENCH_PROFILE"  # the event loop's waiter writes its cProfile stats there
+PROFILE_ENV = "POLLER_BENCH_PROFILE"  # the event loop's waits run under cProfile: its stats there
 
 
 def submit(count: int, seconds: Sequence[float], name: str) -> list[str]:
@@ -87,26 +97,54 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def sleeps() -> int:
+    """How often this process has slept so far (voluntary context switches): each wake costs
+    it far more CPU than a few lines of Python."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_nvcsw
+
+
+def core_waits() -> Callable[[], float]:
+    """A clock of the time (s) the calling thread has spent runnable but not running (waiting
+    for a core: Linux's /proc/thread-self/schedstat); one that stays at 0 where there is none."""
+    try:
+        fd = os.open("/proc/thread-self/schedstat", os.O_RDONLY)
+    except OSError:
+        return lambda: 0.0
+    return lambda: int(os.pread(fd, 128, 0).split()[1]) / 1e9
+
+
 async def worst_lag(stop: asyncio.Event) -> dict[str, float]:
     """The loop's worst lateness waking a coroutine that sleeps LAG_TICK, until ``stop``: how
-    late (ms), when (s after the probe started), and the loop thread's CPU (ms) during that
-    tick (lateness beyond it is the thread waiting for a core: other processes, not the loop's
-    work); how many ticks were late by more than 20 ms, and how many ticks there were."""
+    late (ms), when (s after the probe started), the loop thread's CPU (ms) during that tick
+    and its wait for a core (ms: other processes ran); the worst lateness less the tick's wait
+    for a core (what the loop's own work delayed it); how many ticks were late by more than
+    20 ms, and how many ticks there were."""
     loop = asyncio.get_running_loop()
+    waits = core_waits()
     start = loop.time()
-    worst, when, busy, late, ticks = 0.0, 0.0, 0.0, 0, 0
+    worst, when, busy, waited, own, late, ticks = 0.0, 0.0, 0.0, 0.0, 0.0, 0, 0
     while not stop.is_set():
-        before, cpu_before = loop.time(), time.thread_time()
+        before, cpu_before, waits_before = loop.time(), time.thread_time(), waits()
         await asyncio.sleep(LAG_TICK)
         lag = loop.time() - before - LAG_TICK
         ticks += 1
         late += lag > 0.02
-        if lag > worst:
-            worst, when, busy = lag, before - start, time.thread_time() - cpu_before
+        if lag > worst or lag > own:
+            wait = waits() - waits_before
+            own = max(own, lag - wait)
+            if lag > worst:
+                worst, when, busy, waited = (
+                    lag,
+                    before - start,
+                    time.thread_time() - cpu_before,
+                    wait,
+                )
     return {
         "worst lag (ms)": worst * 1000,
         "worst lag at (s)": when,
         "worst lag's loop CPU (ms)": busy * 1000,
+        "worst lag's wait for a core (ms)": waited * 1000,
+        "worst lag less waits for a core (ms)": own * 1000,
         "ticks late > 20 ms": late,
         "probe ticks": ticks,
     }
@@ -127,20 +165,29 @@ async def probe_cost() -> float:
 
 async def await_all(mode: str, ids: list[str]) -> dict[str, Any]:
     """Await every job in one loop (``async``: wait_async; ``threads``: wait in threads)."""
-    from poller import JobHandle
+    from poller import JobHandle, runtime
 
+    # The process's store (its settings read, its connection pool made) before the waits, as
+    # a service has it from its start: reading the settings costs the loop ~25 ms, once
+    runtime.get_store()
     per_tick = await probe_cost()
     stop = asyncio.Event()
     probe = asyncio.create_task(worst_lag(stop))
     loop = asyncio.get_running_loop()
-    started, before = time.monotonic(), cpu_seconds()
+    profiler = cProfile.Profile() if os.environ.get(PROFILE_ENV) else None
+    if profiler is not None:
+        profiler.enable()
+    started, before, slept = time.monotonic(), cpu_seconds(), sleeps()
     if mode == "async":
         results = await asyncio.gather(*(JobHandle(t).wait_async(WAIT_TIMEOUT) for t in ids))
     else:
         with concurrent.futures.ThreadPoolExecutor(max_workers=len(ids)) as pool:
             waits = [loop.run_in_executor(pool, JobHandle(t).wait, WAIT_TIMEOUT) for t in ids]
             results = await asyncio.gather(*waits)
-    cpu, waited = cpu_seconds() - before, time.monotonic() - started
+    cpu, waited, slept = cpu_seconds() - before, time.monotonic() - started, sleeps() - slept
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(os.environ[PROFILE_ENV])
     stop.set()
     lags = await probe
     probe_cpu = lags["probe ticks"] * per_tick
@@ -149,6 +196,7 @@ async def await_all(mode: str, ids: list[str]) -> dict[str, Any]:
         "succeeded": sum(1 for r in results if r["status"] == "SUCCEEDED"),
         **lags,
         "waited (s)": waited,
+        "wakes": slept,
         "CPU per job (ms)": cpu * 1000 / len(ids),
         "CPU (s)": cpu,
         "probe's CPU (s, estimated)": probe_cpu,
@@ -166,15 +214,7 @@ def wait_one(tracking_id: str) -> dict[str, Any]:
 
 
 def waiter_main(mode: str, ids: list[str]) -> None:
-    profile = os.environ.get(PROFILE_ENV)
-    if mode == "sync":
-        figures = wait_one(ids[0])
-    elif profile:
-        profiler = cProfile.Profile()
-        figures = profiler.runcall(asyncio.run, await_all(mode, ids))
-        profiler.dump_stats(profile)
-    else:
-        figures = asyncio.run(await_all(mode, ids))
+    figures = wait_one(ids[0]) if mode == "sync" else asyncio.run(await_all(mode, ids))
     print(json.dumps(figures))
 
 
@@ -188,7 +228,7 @@ def main() -> None:
     parser.add_argument("--others", type=int, help="other jobs beside the sync waiter's (--jobs)")
     parser.add_argument("--skip-sync", action="store_true", help="only the event loop's figures")
     parser.add_argument(
-        "--profile", type=Path, help="the event loop's waiter runs under cProfile: its stats here"
+        "--profile", type=Path, help="the event loop's waits run under cProfile: its stats here"
     )
     parser.add_argument("--wait", nargs="+", help=argparse.SUPPRESS)  # the waiting process
     args = parser.parse_args()

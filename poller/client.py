@@ -9,6 +9,7 @@ which never blocks the loop: one connection pair per loop serves all its waiters
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
@@ -131,22 +132,26 @@ class JobHandle:
                     return
                 try:  # the deadline covers the waits only, never the caller's own code
                     async with asyncio.timeout_at(deadline):
-                        await _next_async(events, lambda _: True)
+                        await _next_async(events)
                 except TimeoutError:
                     raise self._timed_out(timeout) from None
 
     async def wait_async(self, timeout: float | None = None) -> JobResult:
         """:meth:`wait` for an event loop: ``await handle.wait_async(timeout=600)`` returns the
         job's result once it ends (WaitTimeout when it does not). Never blocks the loop; only
-        an event that may end the job makes it read the record again."""
+        an event that may end the job wakes it (the others never reach it), to read the record
+        again."""
         waiters = self._async_waiters()
         try:
-            async with asyncio.timeout(timeout), waiters.listen(self.tracking_id) as events:
+            async with (
+                asyncio.timeout(timeout),
+                waiters.listen(self.tracking_id, keep=_may_end) as events,
+            ):
                 # Only the status is looked at until it is terminal: JSON, not the whole model
                 while not _ended(
                     self.tracking_id, raw := await waiters.raw_record(self.tracking_id)
                 ):
-                    await _next_async(events, _may_end)
+                    await _next_async(events)
         except TimeoutError:
             raise self._timed_out(timeout) from None
         return parse_record(self.tracking_id, raw).result()
@@ -197,12 +202,13 @@ def _may_end(event: str) -> bool:
     return json.loads(event).get("status") in _TERMINAL
 
 
-async def _next_async(events: asyncio.Queue[str], wanted: Any) -> None:
-    """Return once an event ``wanted(event)`` is true for arrives (every other is dropped), or
-    after ASYNC_RESYNC_SECONDS, or at once when events arrived meanwhile and one is wanted."""
-    try:
-        async with asyncio.timeout(ASYNC_RESYNC_SECONDS):
-            while not wanted(await events.get()):
-                pass
-    except TimeoutError:
+async def _next_async(events: asyncio.Queue[str]) -> None:
+    """Return once an event arrives (at once when some arrived meanwhile: they are dropped, the
+    record says what they did), or after ASYNC_RESYNC_SECONDS."""
+    if not events.empty():
+        while not events.empty():
+            events.get_nowait()
         return
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(ASYNC_RESYNC_SECONDS):
+            await events.get()

@@ -12,11 +12,22 @@ import redis
 from celery import Celery
 from celery.backends.base import Backend
 
-from poller import FailureKind, JobFailed, JobHandle, JobTimedOut, SubmitRejected, WaitTimeout
+from poller import (
+    FailureKind,
+    JobFailed,
+    JobHandle,
+    JobNotFound,
+    JobTimedOut,
+    RecordUnreadable,
+    SubmitRejected,
+    WaitTimeout,
+    client,
+)
 from poller.core import lifecycle
 from poller.errors import JobEnded
 from poller.models import JobStatus
 from poller.runtime import ProcessRuntime
+from poller.store import waiters
 from poller.testing import FakeBatch
 from tests.fakes import running
 
@@ -138,6 +149,143 @@ def test_an_async_wait_times_out_with_wait_timeout(rt: ProcessRuntime, batch: Fa
     # When a coroutine waits for it a short while, Then WaitTimeout says so
     with pytest.raises(WaitTimeout, match="t1"):
         asyncio.run(JobHandle("t1", rt.store).wait_async(timeout=0.3))
+
+
+async def subscribed(client: redis.Redis, channels: list[str], count: int) -> None:
+    """Return once Redis counts ``count`` subscriptions to ``channels`` (within 5 s)."""
+    async with asyncio.timeout(5):
+        while sum(n for _, n in client.pubsub_numsub(*channels)) < count:
+            await asyncio.sleep(0.01)
+
+
+def test_a_burst_of_waiters_starts_and_reads_a_few_at_a_time_and_each_gets_its_result(
+    rt: ProcessRuntime,
+    batch: FakeBatch,
+    poller_redis_client: redis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given more running jobs than one iteration of the loop starts waiters for (and hands
+    # records to), and than one MGET reads, that end while they are awaited
+    monkeypatch.setattr(waiters, "BATCH", 2)
+    monkeypatch.setattr(waiters, "MGET_PAGE", 3)
+    ids = [f"t{n}" for n in range(7)]
+    for tracking_id in ids:
+        running(rt, batch, tracking_id)
+    statuses = dict.fromkeys(ids, JobStatus.SUCCEEDED) | {ids[-1]: JobStatus.FAILED}
+
+    async def await_all() -> list[object]:
+        gathered = asyncio.gather(*(JobHandle(t, rt.store).wait_async(timeout=10) for t in ids))
+        await subscribed(poller_redis_client, [rt.store.job_channel(t) for t in ids], 7)
+        end_all(rt, batch, statuses)
+        return list(await gathered)
+
+    # When one loop awaits them all at once
+    results = asyncio.run(await_all())
+    # Then each gets its own job's result
+    assert [r["tracking_id"] for r in results] == ids  # type: ignore[index]
+    assert [r["status"] for r in results] == ["SUCCEEDED"] * 6 + ["FAILED"]  # type: ignore[index]
+
+
+def test_a_listener_is_handed_only_the_events_it_keeps_and_those_it_cannot_tell(
+    rt: ProcessRuntime,
+) -> None:
+    # Given a listener of t1 that keeps the events of its end
+    channel = rt.store.job_channel("t1")
+
+    def ended(event: str) -> bool:
+        return json.loads(event)["status"] == "SUCCEEDED"
+
+    async def listen() -> list[str]:
+        waiters = JobHandle("t1", rt.store)._async_waiters()
+        async with waiters.listen("t1", keep=ended) as events:
+            # When t1's channel carries a transition, a message that is not JSON, then its end
+            for status in ("RUNNING", "garbage", "SUCCEEDED"):
+                message = json.dumps({"status": status}) if status != "garbage" else "{oops"
+                rt.store.redis.publish(channel, message)
+            handed = [await asyncio.wait_for(events.get(), 5)]
+            handed.append(await asyncio.wait_for(events.get(), 5))
+            return handed
+
+    # Then it was handed the message it could not tell about, then the end, and no transition
+    assert asyncio.run(listen()) == ["{oops", json.dumps({"status": "SUCCEEDED"})]
+
+
+def test_a_burst_of_events_reaches_its_listeners_whole_and_in_order(rt: ProcessRuntime) -> None:
+    # Given listeners of t1 and t2
+    async def listen() -> tuple[list[str], list[str]]:
+        waiters = JobHandle("t1", rt.store)._async_waiters()
+        async with waiters.listen("t1") as first, waiters.listen("t2") as second:
+            # When a thousand events come at once on their channels, interleaved
+            pipe = rt.store.redis.pipeline(transaction=False)
+            for n in range(500):
+                pipe.publish(rt.store.job_channel("t1"), f"t1-{n}")
+                pipe.publish(rt.store.job_channel("t2"), f"t2-{n}")
+            pipe.execute()
+            return (
+                [await asyncio.wait_for(first.get(), 5) for _ in range(500)],
+                [await asyncio.wait_for(second.get(), 5) for _ in range(500)],
+            )
+
+    # Then each listener got its own job's, every one, in the order they were published
+    got_first, got_second = asyncio.run(listen())
+    assert got_first == [f"t1-{n}" for n in range(500)]
+    assert got_second == [f"t2-{n}" for n in range(500)]
+
+
+def test_waiters_of_one_job_share_its_subscription_also_after_one_gave_up(
+    rt: ProcessRuntime, batch: FakeBatch, poller_redis_client: redis.Redis
+) -> None:
+    # Given a running job that a first waiter gave up on
+    running(rt, batch, "t1")
+    channel = rt.store.job_channel("t1")
+
+    async def scenario() -> tuple[list[object], int]:
+        with pytest.raises(WaitTimeout):
+            await JobHandle("t1", rt.store).wait_async(timeout=0.2)
+        # When two more wait for it, and it ends
+        gathered = asyncio.gather(*(JobHandle("t1", rt.store).wait_async(10) for _ in "ab"))
+        await subscribed(poller_redis_client, [channel], 1)
+        subscriptions = poller_redis_client.pubsub_numsub(channel)[0][1]
+        end(rt, batch, "t1", JobStatus.SUCCEEDED)
+        return list(await gathered), int(subscriptions)
+
+    # Then both get its result, having listened on one subscription
+    results, subscriptions = asyncio.run(scenario())
+    assert [r["status"] for r in results] == ["SUCCEEDED", "SUCCEEDED"]  # type: ignore[index]
+    assert subscriptions == 1
+
+
+def test_an_async_waiter_whose_jobs_event_was_lost_sees_its_end_on_the_resync(
+    rt: ProcessRuntime,
+    batch: FakeBatch,
+    poller_redis_client: redis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a waiter of a running job, re-reading its record every 50 ms
+    monkeypatch.setattr(client, "ASYNC_RESYNC_SECONDS", 0.05)
+    running(rt, batch, "t1")
+    key = rt.store.key("job", "t1")
+
+    async def scenario() -> object:
+        waiting = asyncio.ensure_future(JobHandle("t1", rt.store).wait_async(timeout=10))
+        await subscribed(poller_redis_client, [rt.store.job_channel("t1")], 1)
+        # When its record says it ended, but no event said so (pub/sub lost it)
+        stored = json.loads(str(rt.store.redis.get(key)))
+        rt.store.redis.set(key, json.dumps(stored | {"status": "SUCCEEDED"}))
+        return await waiting
+
+    # Then the waiter still returns its result
+    assert asyncio.run(scenario())["status"] == "SUCCEEDED"  # type: ignore[index]
+
+
+def test_an_async_wait_names_a_job_it_cannot_read_or_find(rt: ProcessRuntime) -> None:
+    # Given a job whose record is not JSON any more, and no record for another
+    rt.store.redis.set(rt.store.key("job", "t9"), "{not json")
+    # When a coroutine waits for either, Then it is told which job, and why
+    with pytest.raises(RecordUnreadable, match="t9"):
+        asyncio.run(JobHandle("t9", rt.store).wait_async(timeout=5))
+    with pytest.raises(JobNotFound, match="t8"):
+        asyncio.run(JobHandle("t8", rt.store).wait_async(timeout=5))
 
 
 def test_a_failed_job_raises_an_error_that_carries_what_to_act_on(

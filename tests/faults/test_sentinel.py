@@ -3,6 +3,7 @@ primary is killed (SIGKILL) while jobs are in flight."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -13,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 from aws_batch_emulator import LocalBatch
 
-from poller import JobHandle, JobStatus
+from poller import JobHandle, JobResult, JobStatus
 from poller.store import JobStore
 from poller.testing.redis_server import EmbeddedRedis
 from poller.testing.sentinel_group import SentinelGroup
@@ -76,10 +77,16 @@ def test_jobs_in_flight_survive_the_primary_killed(
         old = group.kill_primary()
         new = group.wait_for_failover(old)
         assert new != old
-        # Then every job ends SUCCEEDED, its result resolves, and no worker died
-        for tracking_id, handle in results.items():
-            outcome = handle.wait(timeout=120)
-            assert outcome["status"] == JobStatus.SUCCEEDED, (tracking_id, outcome)
+
+        # Then every job ends SUCCEEDED, its result resolves (awaited in an event loop for half
+        # of them, on the Sentinels' new master), and no worker died
+        async def awaited(handles: list[JobHandle]) -> list[JobResult]:
+            return list(await asyncio.gather(*(h.wait_async(timeout=120) for h in handles)))
+
+        handles = list(results.values())
+        outcomes = asyncio.run(awaited(handles[::2]))
+        outcomes += [handle.wait(timeout=120) for handle in handles[1::2]]
+        assert [o["status"] for o in outcomes] == [JobStatus.SUCCEEDED] * len(ids), outcomes
         assert all(worker.is_running for worker in workers), [w.log_tail() for w in workers]
         # And each job ran as one Batch job, and ended with one job_succeeded receiver run
         assert fault_batch.calls("SubmitJob") == len(ids)
