@@ -30,12 +30,14 @@ from typing import Any
 import redis
 import redis.asyncio as aioredis
 from pydantic import ValidationError
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.asyncio.sentinel import Sentinel as AsyncSentinel
+from redis.backoff import ExponentialBackoff
 from redis.sentinel import SentinelConnectionPool
 
 from poller.errors import JobNotFound, RecordUnreadable
 from poller.models import JobRecord
-from poller.store.base import StoreBase
+from poller.store.base import FAILOVER_PAUSE_CAP, FAILOVER_RETRIES, StoreBase
 
 logger = logging.getLogger(__name__)
 
@@ -82,8 +84,10 @@ def async_client(client: redis.Redis) -> aioredis.Redis:
         own = {k: v for k, v in manager.sentinel_kwargs.items() if k in _SHARED_SETTINGS}
         sentinels = AsyncSentinel(hosts, sentinel_kwargs=own)
         settings = {k: v for k, v in settings.items() if k not in ("host", "port")}
+        # Through a failover: asked again, with pauses, while no Sentinel names a master yet
+        retry = AsyncRetry(ExponentialBackoff(cap=FAILOVER_PAUSE_CAP, base=0.05), FAILOVER_RETRIES)
         master: aioredis.Redis = sentinels.master_for(
-            pool.service_name, decode_responses=True, **settings
+            pool.service_name, decode_responses=True, retry=retry, **settings
         )
         return master
     connection_class = _CONNECTION_CLASSES.get(pool.connection_class, aioredis.Connection)
