@@ -7,6 +7,7 @@ racing SubmitJob, duplicate and stale check deliveries, a result claimed twice.
 
 from __future__ import annotations
 
+import itertools
 from datetime import timedelta
 from typing import Any
 
@@ -277,3 +278,18 @@ def test_a_submission_whose_record_was_lost_finds_its_batch_job_instead_of_submi
     # Then it found the Batch job the first attempt created: one SubmitJob in all
     assert batch.calls["SubmitJob"] == 1 and batch.calls["ListJobs"] == 1
     assert again.job_id == first.job_id and again.status is JobStatus.SUBMITTED
+
+
+def test_an_attempt_paused_past_its_lease_does_not_call_submitjob(
+    rt: ProcessRuntime, batch: FakeBatch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a process paused (a frozen host) between taking the lease and calling SubmitJob:
+    # each look at the clock finds a minute gone, past the lease
+    record = admitted(rt)
+    minutes = itertools.count()
+    t0 = utcnow()
+    monkeypatch.setattr(lifecycle, "utcnow", lambda: t0 + timedelta(minutes=next(minutes)))
+    # Then it does not call SubmitJob (another attempt may hold the lease by now)
+    with pytest.raises(SubmitInProgress, match="lease ran out"):
+        lifecycle.submit(rt, record)
+    assert batch.calls["SubmitJob"] == 0

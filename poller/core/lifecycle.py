@@ -220,6 +220,10 @@ def submit(rt: Runtime, record: JobRecord, look_first: bool = False) -> JobRecor
             "job %s: no replica confirmed its SubmitJob lease within %.1fs; submitting anyway "
             "(a failover now could let a redelivery submit it again)", tracking_id, wait,
         )  # fmt: skip
+    # A process paused since it took the lease (a frozen host) must not call SubmitJob once the
+    # lease is over: another attempt may be submitting the job by now.
+    if utcnow() >= started + lease:
+        raise SubmitInProgress(f"job {tracking_id}: its SubmitJob lease ran out before the call")
     try:
         job_id = batch.submit(
             JobSpec.model_validate(record.spec), extra_tags={TRACKING_TAG: tracking_id}
@@ -257,6 +261,15 @@ def _record_submitted(rt: Runtime, record: JobRecord, job_id: str, batch: Batch)
         _terminate_quietly(
             rt, current.model_copy(update={"job_id": job_id}), "cancelled before submission"
         )
+    elif change is None and current.job_id not in (None, job_id):
+        # Another attempt submitted the job meanwhile (this one was paused past its lease, in
+        # the call): the record follows that one; this Batch job is a duplicate, stopped now.
+        logger.warning(
+            "job %s: Batch job %s duplicates %s (its attempt outlived its lease); terminating it",
+            record.tracking_id, job_id, current.job_id,
+        )  # fmt: skip
+        duplicate = current.model_copy(update={"job_id": job_id})
+        _terminate_quietly(rt, duplicate, "poller: a duplicate submission of the same job")
     return current
 
 

