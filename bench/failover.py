@@ -6,8 +6,9 @@ Each drill starts a fresh replication group (a primary, two replicas, three Sent
 embedded servers on 127.0.0.1), the local Batch endpoint (simulated runtime) and three worker
 processes, with the broker, the results and the records on the group's Sentinel URLs. It submits
 ``--jobs`` jobs of 2-8 s and kills the primary (SIGKILL) ``--kills`` times at random moments
-while they run, each time waiting until the Sentinels promote a replica, then waits for every
-job's result. Printed per drill and in total: jobs lost (no result within the deadline), Batch
+while they run, each time waiting until the Sentinels promote a replica (``--freeze S``: one
+worker is also frozen, SIGSTOP, for S seconds from the first kill), then waits for every job's
+result. Printed per drill and in total: jobs lost (no result within the deadline), Batch
 jobs doubled (SubmitJob calls beyond one per job), jobs whose ``job_succeeded`` receiver ran
 other than once (a signal sent again with the same event id counts once, as receivers
 de-duplicate), signals sent again, and how long each failover stalled the fleet (from the kill
@@ -18,7 +19,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
+import signal
 import sys
 import threading
 import time
@@ -42,8 +45,11 @@ console = Console()
 RECORD_KEY = "test:signals"  # tests/integration/signal_recorder.py's list of signals received
 
 
-def drill(number: int, jobs: int, kills: int, workers: int, rng: random.Random) -> dict[str, float]:
-    """One drill: a fresh group, endpoint and fleet; ``kills`` failovers while ``jobs`` run."""
+def drill(
+    number: int, jobs: int, kills: int, workers: int, rng: random.Random, freeze: float = 0.0
+) -> dict[str, float]:
+    """One drill: a fresh group, endpoint and fleet; ``kills`` failovers while ``jobs`` run,
+    and (``freeze`` > 0) one worker frozen (SIGSTOP) that long from the first kill."""
     with (
         SentinelGroup() as group,
         LocalBatch(runtime="simulated", stage_seconds=0.1, sim_seconds=1.0) as batch,
@@ -80,6 +86,9 @@ def drill(number: int, jobs: int, kills: int, workers: int, rng: random.Random) 
                         f"drill{number}-{i}", JOB_QUEUE, SLEEP_JOB_DEFINITION, parameters=params
                     ).id
                 )
+            frozen = threading.Thread(target=_freeze, args=(fleet[-1], freeze), daemon=True)
+            if freeze > 0:
+                frozen.start()
             stalls = _failovers(group, store, ids, kills, rng)
             lost = 0
             for tracking_id in ids:
@@ -87,6 +96,14 @@ def drill(number: int, jobs: int, kills: int, workers: int, rng: random.Random) 
                     JobHandle(tracking_id).wait(timeout=180)
                 except WaitTimeout:
                     lost += 1
+            if freeze > 0:  # the frozen worker woke, and went on with what it held
+                frozen.join()
+                broker = JobStore.from_url(
+                    env["POLLER_BROKER_URL"], sentinel_master=group.master_name
+                )
+                deadline = time.monotonic() + 120
+                while broker.redis.hlen("poller:unacked") and time.monotonic() < deadline:
+                    time.sleep(0.5)
             signals = [json.loads(raw) for raw in store.redis.lrange(store.key(RECORD_KEY), 0, -1)]
             succeeded = {
                 (e["tracking_id"], e["event_id"]) for e in signals if e["signal"] == "job_succeeded"
@@ -135,6 +152,14 @@ def _failovers(
     return stalls
 
 
+def _freeze(worker: Worker, seconds: float) -> None:
+    """Freeze the worker's process (a VM pause) for ``seconds``, then let it go on."""
+    assert worker.pid is not None
+    os.kill(worker.pid, signal.SIGSTOP)
+    time.sleep(seconds)
+    os.kill(worker.pid, signal.SIGCONT)
+
+
 def _ended(store: JobStore, ids: list[str]) -> int | None:
     """How many of the jobs have ended now (None while Redis cannot answer)."""
     try:
@@ -157,6 +182,10 @@ def main() -> None:
     parser.add_argument("--kills", type=int, default=2, help="failovers per drill")
     parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--freeze", type=float, default=0.0,
+        help="seconds one worker is frozen (SIGSTOP) from the first kill (0: none)",
+    )  # fmt: skip
     args = parser.parse_args()
     rng = random.Random(args.seed)
     table = Table(title=f"{args.drills} failover drills, {args.kills} per drill")
@@ -168,7 +197,7 @@ def main() -> None:
     totals: Counter[str] = Counter()
     worst_stall = 0.0
     for number in range(1, args.drills + 1):
-        figures = drill(number, args.jobs, args.kills, args.workers, rng)
+        figures = drill(number, args.jobs, args.kills, args.workers, rng, args.freeze)
         table.add_row(
             str(number),
             *(
