@@ -38,8 +38,9 @@ from rich.table import Table
 from poller import JobHandle, WaitTimeout, submit_job
 from poller.store import JobStore
 from poller.testing.sentinel_group import SentinelGroup
-from poller.testing.stack import configure_process
+from poller.testing.stack import configure_process, sentinel_stack_env
 from poller.testing.worker import Worker
+from tests.faults.conftest import FAULT_SETTINGS
 
 console = Console()
 RECORD_KEY = "test:signals"  # tests/integration/signal_recorder.py's list of signals received
@@ -54,19 +55,10 @@ def drill(
         SentinelGroup() as group,
         LocalBatch(runtime="simulated", stage_seconds=0.1, sim_seconds=1.0) as batch,
     ):
-        base = group.url.rsplit("/", 1)[0]
+        # The fault suite's tight settings: quick redelivery and reconciling
         env = {
-            **batch.environ(),
-            "POLLER_BROKER_URL": f"{base}/0",
-            "POLLER_REDIS_URL": f"{base}/1",
-            "POLLER_SENTINEL_MASTER": group.master_name,
-            "POLLER_POLL_INITIAL_DELAY": "0.5",
-            "POLLER_POLL_MAX_DELAY": "2.0",
-            "POLLER_VISIBILITY_TIMEOUT": "8",
-            "POLLER_RECONCILE_INTERVAL": "1",
-            "POLLER_RECONCILE_GRACE": "3",
-            "POLLER_AWS_RETRY_DELAY": "0.2",
-            "POLLER_SUBMIT_LEASE": "15",
+            **sentinel_stack_env(group, batch, initial_delay=0.5, max_delay=2.0),
+            **FAULT_SETTINGS,
         }
         configure_process(env)
         store = JobStore.from_url(env["POLLER_REDIS_URL"], sentinel_master=group.master_name)

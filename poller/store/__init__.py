@@ -53,6 +53,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import redis
 from pydantic import ValidationError
@@ -98,15 +99,9 @@ class JobStore(StoreBase):
     claims and observations), ``unsent`` (the signals' outbox), ``fleet`` (whether events flow,
     locks), ``counters`` (the fleet's metrics counters) and ``budget`` (the AWS call budget)."""
 
-    def __init__(
-        self,
-        client: redis.Redis,
-        *,
-        prefix: str = "poller",
-        record_ttl: int = 604_800,
-        count_metrics: bool = True,
-    ):
-        super().__init__(client, prefix=prefix, record_ttl=record_ttl, count_metrics=count_metrics)
+    def __init__(self, client: redis.Redis, **settings: Any):
+        """``settings``: StoreBase's (prefix, record_ttl, count_metrics), shared by the parts."""
+        super().__init__(client, **settings)
         self.observations = Observations.sharing(self)
         self.unsent = UnsentSignals.sharing(self)
         self.fleet = FleetState.sharing(self)

@@ -9,6 +9,7 @@ if TYPE_CHECKING:
     from aws_batch_emulator import LocalBatch
 
     from poller.testing.redis_server import EmbeddedRedis
+    from poller.testing.sentinel_group import SentinelGroup
 
 
 # The Celery settings that name servers or depend on poller's settings.
@@ -35,6 +36,25 @@ def stack_env(
         **batch.environ(),
         "POLLER_BROKER_URL": _database(redis_server, 0),
         "POLLER_REDIS_URL": records_url(redis_server),
+        "POLLER_POLL_INITIAL_DELAY": str(initial_delay),
+        "POLLER_POLL_MAX_DELAY": str(max_delay),
+        "POLLER_POLL_JITTER": "0.1",
+        "POLLER_AWS_RETRY_DELAY": "0.2",
+        "POLLER_NOT_FOUND_GRACE": "5",
+    }
+
+
+def sentinel_stack_env(
+    group: SentinelGroup, batch: LocalBatch, *, initial_delay: float, max_delay: float
+) -> dict[str, str]:
+    """:func:`stack_env` for a replication group watched by Sentinels: the broker on its
+    database 0, the records and results on database 1, through the Sentinels' URLs."""
+    hosts = group.url.rsplit("/", 1)[0]
+    return {
+        **batch.environ(),
+        "POLLER_BROKER_URL": f"{hosts}/0",
+        "POLLER_REDIS_URL": f"{hosts}/1",
+        "POLLER_SENTINEL_MASTER": group.master_name,
         "POLLER_POLL_INITIAL_DELAY": str(initial_delay),
         "POLLER_POLL_MAX_DELAY": str(max_delay),
         "POLLER_POLL_JITTER": "0.1",

@@ -18,6 +18,7 @@ from poller import JobHandle, JobResult, JobStatus
 from poller.store import JobStore
 from poller.testing.redis_server import EmbeddedRedis
 from poller.testing.sentinel_group import SentinelGroup
+from poller.testing.stack import sentinel_stack_env
 from poller.testing.worker import Worker
 from tests.conftest import configured_for, eventually
 from tests.faults.conftest import FAULT_SETTINGS, FaultStack
@@ -35,17 +36,9 @@ def group() -> Iterator[SentinelGroup]:
 @pytest.fixture
 def sentinel_env(group: SentinelGroup, fault_batch: LocalBatch) -> Iterator[dict[str, str]]:
     fault_batch.reset_stats()
-    base = group.url.rsplit("/", 1)[0]
     env = {
-        **fault_batch.environ(),
+        **sentinel_stack_env(group, fault_batch, initial_delay=0.5, max_delay=2.0),
         **FAULT_SETTINGS,
-        "POLLER_BROKER_URL": f"{base}/0",
-        "POLLER_REDIS_URL": f"{base}/1",
-        "POLLER_SENTINEL_MASTER": group.master_name,
-        "POLLER_POLL_INITIAL_DELAY": "0.5",
-        "POLLER_POLL_MAX_DELAY": "2.0",
-        "POLLER_POLL_JITTER": "0.1",
-        "POLLER_NOT_FOUND_GRACE": "5",
     }
     with configured_for(env):
         yield env
